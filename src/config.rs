@@ -1,0 +1,246 @@
+//! The resolved configuration of one cell: every setting that defines a training run,
+//! with the defaults of `shared/science.md`. Sweep files (see `spec`) override these
+//! fields by their dotted names (`train.lr`, `quant.binary_scale`, ...).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Weight precision of the six projection matrices (science.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Precision {
+    Fp32,
+    Ternary,
+    Binary,
+    /// Symmetric absmax k-bit integer grid, `k` in 2..=8.
+    Int(u8),
+}
+
+/// The precision names a sweep file may use.
+pub const PRECISION_NAMES: &[&str] = &[
+    "fp32", "ternary", "binary", "int8", "int7", "int6", "int5", "int4", "int3", "int2",
+];
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Precision::Fp32 => write!(f, "fp32"),
+            Precision::Ternary => write!(f, "ternary"),
+            Precision::Binary => write!(f, "binary"),
+            Precision::Int(k) => write!(f, "int{k}"),
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let p = match s {
+            "fp32" => Precision::Fp32,
+            "ternary" => Precision::Ternary,
+            "binary" => Precision::Binary,
+            _ => match s.strip_prefix("int").and_then(|k| k.parse::<u8>().ok()) {
+                Some(k) if (2..=8).contains(&k) && s == format!("int{k}") => Precision::Int(k),
+                _ => {
+                    return Err(format!(
+                        "unknown precision \"{s}\" (allowed: {})",
+                        PRECISION_NAMES.join(", ")
+                    ))
+                }
+            },
+        };
+        Ok(p)
+    }
+}
+
+impl Serialize for Precision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Model architecture (science.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// The seed study's released model: no positional embedding, bidirectional
+    /// attention scaled by 1/sqrt(d_model), no MLP biases, final RMSNorm.
+    Li2024,
+    /// Nanda et al. 2023: learned positional embedding, causal mask, scale
+    /// 1/sqrt(d_head), MLP biases, no final norm.
+    Nanda2023,
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Li2024 => "li2024",
+            Arch::Nanda2023 => "nanda2023",
+        })
+    }
+}
+
+/// `[model]`: shape settings other than the width, which is a grid axis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    pub heads: usize,
+    /// d_mlp = mlp_ratio * width.
+    pub mlp_ratio: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            arch: Arch::Li2024,
+            heads: 4,
+            mlp_ratio: 4,
+        }
+    }
+}
+
+/// `[quant]`: options of the quantizers (science.md §3). Defaults are the published
+/// formulas; the seed study's released code uses `binary_scale = false` and
+/// `ternary_center = true`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantConfig {
+    /// Binary: multiply sign(W - mean W) by beta = mean|W| (BitNet). false gives ±1.
+    pub binary_scale: bool,
+    /// Ternary: subtract mean(W) before the absmean quantizer (seed study's code).
+    pub ternary_center: bool,
+    /// The epsilon added to the absmean scale gamma.
+    pub eps: f64,
+    /// Per-token absmax activation quantization to this many bits at the inputs
+    /// of the quantized matrices; 0 = off.
+    pub act_bits: u32,
+}
+
+impl Default for QuantConfig {
+    fn default() -> Self {
+        QuantConfig {
+            binary_scale: true,
+            ternary_center: false,
+            eps: 1e-5,
+            act_bits: 0,
+        }
+    }
+}
+
+/// `[train]`: optimizer, data split and schedule (science.md §1, §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u64,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    /// Linear learning-rate warmup over this many steps; 0 = none.
+    pub warmup_steps: u64,
+    /// Fraction of the p² pairs in the training set.
+    pub train_fraction: f64,
+    /// Evaluate train and test loss/accuracy every this many steps (and at 0 and the end).
+    pub eval_every: u64,
+    /// Write a resumable checkpoint every this many steps. Does not change results,
+    /// so it is not part of the cell key.
+    pub checkpoint_every: u64,
+    /// Grokfast-EMA gradient filter (off by default).
+    pub grokfast: bool,
+    pub grokfast_alpha: f64,
+    pub grokfast_lambda: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 10_000,
+            lr: 1e-3,
+            weight_decay: 1.0,
+            betas: [0.9, 0.98],
+            eps: 1e-8,
+            warmup_steps: 0,
+            train_fraction: 0.3,
+            eval_every: 100,
+            checkpoint_every: 1000,
+            grokfast: false,
+            grokfast_alpha: 0.98,
+            grokfast_lambda: 2.0,
+        }
+    }
+}
+
+/// Everything that defines one trained model. `seed` seeds both the train/test
+/// split and the initialisation (through separate derived streams).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellConfig {
+    pub precision: Precision,
+    pub modulus: usize,
+    /// d_model.
+    pub width: usize,
+    pub seed: u64,
+    pub model: ModelConfig,
+    pub quant: QuantConfig,
+    pub train: TrainConfig,
+}
+
+impl Default for CellConfig {
+    fn default() -> Self {
+        CellConfig {
+            precision: Precision::Fp32,
+            modulus: 113,
+            width: 128,
+            seed: 0,
+            model: ModelConfig::default(),
+            quant: QuantConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+impl CellConfig {
+    pub fn d_head(&self) -> usize {
+        self.width / self.model.heads
+    }
+    pub fn d_mlp(&self) -> usize {
+        self.width * self.model.mlp_ratio
+    }
+}
+
+/// `[analysis]`: thresholds of the learned-algorithm signatures (science.md §5).
+/// Not part of the training key: changing these re-analyses, never retrains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// A neuron belongs to its best frequency when that frequency explains at least
+    /// this fraction of its variance.
+    pub fve_threshold: f64,
+    /// Embedding spectrum: count frequencies covering this share of non-constant energy.
+    pub energy_coverage: f64,
+    /// Accuracy that counts as memorised (train) or generalised (test).
+    pub accuracy_threshold: f64,
+    /// Number of fixed random (a, b, c) triples for gradient symmetricity.
+    pub symmetricity_triples: usize,
+    pub symmetricity_seed: u64,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            fve_threshold: 0.85,
+            energy_coverage: 0.9,
+            accuracy_threshold: 0.99,
+            symmetricity_triples: 100,
+            symmetricity_seed: 0,
+        }
+    }
+}

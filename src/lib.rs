@@ -7,4 +7,5 @@
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
 pub mod config;
+pub mod diff;
 pub mod weights;

@@ -8,4 +8,5 @@
 
 pub mod config;
 pub mod diff;
+pub mod store;
 pub mod weights;

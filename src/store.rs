@@ -1,0 +1,369 @@
+//! The artifacts directory: one folder per trained cell, written so that a crash at
+//! any instant leaves either the old state or the new one.
+//!
+//! ```text
+//! artifacts/cells/<key>/
+//!   cell.toml                 resolved canonical config
+//!   checkpoint.safetensors    latest resumable state (while training; removed when done)
+//!   curves.csv split.csv init.safetensors model.safetensors train.log
+//!   manifest.json             written last: status, versions, timings, blake3 of every file
+//!   lock                      per-cell lock (flock), held while a process trains the cell
+//! ```
+//!
+//! Every file is written to a temporary name in the same folder, synced and renamed
+//! into place, so no reader ever sees half a file. `manifest.json` is the commit
+//! point: a cell is done exactly when its manifest says so and every file it lists
+//! still has the recorded blake3 checksum. A cell that fails that check counts as
+//! missing and is retrained; it is never used.
+
+use anyhow::{anyhow, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const LOCK: &str = "lock";
+
+/// What a cell's manifest records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// "done" or "failed".
+    pub status: String,
+    pub key: String,
+    pub bitgrok_version: String,
+    pub dfdx_version: String,
+    pub engine_version: u32,
+    /// Seconds since the Unix epoch.
+    pub started: u64,
+    pub finished: u64,
+    /// Wall-clock seconds spent training in this and earlier (resumed) runs.
+    pub seconds: f64,
+    pub steps: u64,
+    pub threads: usize,
+    pub host: String,
+    /// The error, for failed cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// blake3 (hex) of every file of the cell, by file name.
+    pub files: BTreeMap<String, String>,
+}
+
+/// The state of one cell in the artifacts directory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CellStatus {
+    /// Finished and every file checks out.
+    Done(Manifest),
+    /// Training failed; the manifest holds the error.
+    Failed(Manifest),
+    /// Started, not finished: files but no manifest (maybe a checkpoint).
+    Partial,
+    /// Nothing there.
+    Missing,
+    /// A done manifest whose files do not check out: the reason names the file.
+    Corrupt(String),
+}
+
+impl CellStatus {
+    /// The word used in tables: done, failed, partial, missing (corrupt counts as missing).
+    pub fn word(&self) -> &'static str {
+        match self {
+            CellStatus::Done(_) => "done",
+            CellStatus::Failed(_) => "failed",
+            CellStatus::Partial => "partial",
+            CellStatus::Missing | CellStatus::Corrupt(_) => "missing",
+        }
+    }
+}
+
+/// The artifacts directory.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    pub root: PathBuf,
+}
+
+impl Artifacts {
+    pub fn new(root: impl Into<PathBuf>) -> Artifacts {
+        Artifacts { root: root.into() }
+    }
+
+    pub fn cells_dir(&self) -> PathBuf {
+        self.root.join("cells")
+    }
+
+    pub fn cell_dir(&self, key: &str) -> PathBuf {
+        self.cells_dir().join(key)
+    }
+
+    /// The manifest of a cell, if one is there and parses.
+    pub fn manifest(&self, key: &str) -> Option<Manifest> {
+        let text = fs::read_to_string(self.cell_dir(key).join(MANIFEST)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The status of a cell, checking the files of a done cell against their checksums.
+    pub fn status(&self, key: &str) -> CellStatus {
+        self.status_with(key, true)
+    }
+
+    /// The status of a cell; `verify = false` trusts a done manifest without hashing files.
+    pub fn status_with(&self, key: &str, verify: bool) -> CellStatus {
+        let dir = self.cell_dir(key);
+        let started = fs::read_dir(&dir)
+            .map(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != LOCK)))
+            .unwrap_or(false);
+        if !started {
+            return CellStatus::Missing;
+        }
+        let manifest_path = dir.join(MANIFEST);
+        let Ok(text) = fs::read_to_string(&manifest_path) else {
+            return CellStatus::Partial;
+        };
+        let manifest: Manifest = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                return CellStatus::Corrupt(format!(
+                    "{}: unreadable manifest ({e})",
+                    manifest_path.display()
+                ))
+            }
+        };
+        match manifest.status.as_str() {
+            "done" if !verify => CellStatus::Done(manifest),
+            "done" => match verify_files(&dir, &manifest.files) {
+                Ok(()) => CellStatus::Done(manifest),
+                Err(why) => CellStatus::Corrupt(why),
+            },
+            "failed" => CellStatus::Failed(manifest),
+            _ => CellStatus::Partial,
+        }
+    }
+
+    /// Take the cell's lock without waiting; `None` when another process holds it.
+    pub fn try_lock(&self, key: &str) -> Result<Option<CellLock>> {
+        let dir = self.cell_dir(key);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        CellLock::try_acquire(&dir.join(LOCK))
+    }
+
+    /// Whether some process holds the cell's lock right now (it is training the cell).
+    pub fn is_locked(&self, key: &str) -> bool {
+        let path = self.cell_dir(key).join(LOCK);
+        path.exists() && matches!(CellLock::try_acquire(&path), Ok(None))
+    }
+}
+
+/// Check every listed file against its blake3 checksum; the error names the file.
+pub fn verify_files(
+    dir: &Path,
+    files: &BTreeMap<String, String>,
+) -> std::result::Result<(), String> {
+    for (name, expected) in files {
+        let path = dir.join(name);
+        match hash_file(&path) {
+            Ok(h) if &h == expected => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{}: checksum does not match the manifest",
+                    path.display()
+                ))
+            }
+            Err(_) => return Err(format!("{}: missing or unreadable", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// blake3 of a file, hex.
+pub fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(File::open(path)?)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced,
+/// then renamed over `path`, then the folder synced. Readers see the old file or
+/// the whole new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Remove temporary files that an interrupted write left in a cell folder.
+pub fn remove_temporaries(dir: &Path) -> Result<u64> {
+    let mut freed = 0;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(e.path())?;
+            }
+        }
+    }
+    Ok(freed)
+}
+
+/// An exclusive advisory lock (flock) on a cell. The kernel releases it when the
+/// holder exits for any reason, SIGKILL included, so a crashed process never
+/// leaves a stale lock behind. The file records the holder's host and pid for
+/// display only.
+#[derive(Debug)]
+pub struct CellLock {
+    file: File,
+}
+
+impl CellLock {
+    fn try_acquire(path: &Path) -> Result<Option<CellLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+        file.set_len(0)?;
+        (&file).write_all(format!("{} {}\n", hostname(), std::process::id()).as_bytes())?;
+        Ok(Some(CellLock { file }))
+    }
+}
+
+impl Drop for CellLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking our own descriptor.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: BTreeMap<String, String>) -> Manifest {
+        Manifest {
+            status: "done".into(),
+            key: "k".into(),
+            bitgrok_version: "0".into(),
+            dfdx_version: "0".into(),
+            engine_version: 1,
+            started: 0,
+            finished: 0,
+            seconds: 0.0,
+            steps: 1,
+            threads: 1,
+            host: "h".into(),
+            error: None,
+            files,
+        }
+    }
+
+    fn done_cell(a: &Artifacts, key: &str) {
+        let dir = a.cell_dir(key);
+        write_atomic(&dir.join("model.safetensors"), b"weights").unwrap();
+        let files = BTreeMap::from([(
+            "model.safetensors".to_string(),
+            hash_file(&dir.join("model.safetensors")).unwrap(),
+        )]);
+        write_atomic(
+            &dir.join(MANIFEST),
+            serde_json::to_string(&manifest(files)).unwrap().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn status_follows_the_manifest_and_checksums() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        assert_eq!(a.status("k"), CellStatus::Missing);
+        let _lock = a.try_lock("k").unwrap();
+        assert_eq!(
+            a.status("k"),
+            CellStatus::Missing,
+            "a lock alone is not a started cell"
+        );
+        fs::write(a.cell_dir("k").join("cell.toml"), "").unwrap();
+        assert_eq!(a.status("k"), CellStatus::Partial);
+        done_cell(&a, "k");
+        assert_eq!(a.status("k").word(), "done");
+        fs::write(a.cell_dir("k").join("model.safetensors"), b"weightz").unwrap();
+        match a.status("k") {
+            CellStatus::Corrupt(why) => assert!(why.contains("model.safetensors"), "{why}"),
+            s => panic!("altered file not detected: {s:?}"),
+        }
+        fs::remove_file(a.cell_dir("k").join("model.safetensors")).unwrap();
+        assert!(matches!(a.status("k"), CellStatus::Corrupt(w) if w.contains("missing")));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_leaves_no_temporaries() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("sub/file.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_lock_excludes_others_until_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        let held = a.try_lock("k").unwrap().expect("free lock");
+        assert!(a.try_lock("k").unwrap().is_none());
+        assert!(a.is_locked("k"));
+        drop(held);
+        assert!(!a.is_locked("k"));
+        assert!(a.try_lock("k").unwrap().is_some());
+    }
+}

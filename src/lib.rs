@@ -8,5 +8,10 @@
 
 pub mod config;
 pub mod diff;
+pub mod schedule;
 pub mod store;
+pub mod train;
 pub mod weights;
+pub mod key {
+    pub const ENGINE_VERSION: u32 = 1;
+}

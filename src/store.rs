@@ -367,3 +367,120 @@ mod tests {
         assert!(a.try_lock("k").unwrap().is_some());
     }
 }
+
+/// The dfdx release bitgrok trains with (checked against Cargo.lock by a test).
+pub const DFDX_VERSION: &str = "0.13.0";
+
+/// A manifest for `key` with versions, host and times filled in; status "done".
+pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
+    Manifest {
+        status: "done".into(),
+        key: key.to_string(),
+        bitgrok_version: env!("CARGO_PKG_VERSION").to_string(),
+        dfdx_version: DFDX_VERSION.to_string(),
+        engine_version: crate::key::ENGINE_VERSION,
+        started,
+        finished: now_secs(),
+        seconds: 0.0,
+        steps: 0,
+        threads,
+        host: hostname(),
+        error: None,
+        files: BTreeMap::new(),
+    }
+}
+
+/// Files of a finished cell besides the manifest.
+pub const CELL_FILES: [&str; 6] = [
+    "cell.toml",
+    "curves.csv",
+    "split.csv",
+    "init.safetensors",
+    "model.safetensors",
+    "train.log",
+];
+
+/// Write a trained cell's outputs, each atomically, then its manifest (the commit point).
+pub fn save_trained_cell(
+    dir: &Path,
+    key: &str,
+    output: &crate::train::TrainOutput,
+    started: u64,
+    threads: usize,
+    log: &[String],
+) -> Result<Manifest> {
+    let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
+    let model = crate::weights::model_tensors(&output.effective, Some(&output.latent));
+    write_atomic(
+        &dir.join("model.safetensors"),
+        &crate::weights::to_safetensors_bytes(&model, &meta)?,
+    )?;
+    let init = crate::weights::model_tensors(&output.init, None);
+    write_atomic(
+        &dir.join("init.safetensors"),
+        &crate::weights::to_safetensors_bytes(&init, &meta)?,
+    )?;
+    write_atomic(&dir.join("curves.csv"), &curves_csv(&output.curves)?)?;
+    write_atomic(&dir.join("split.csv"), &split_csv(&output.split)?)?;
+    write_atomic(&dir.join("train.log"), (log.join("\n") + "\n").as_bytes())?;
+    let mut manifest = new_manifest(key, started, threads);
+    manifest.seconds = output.seconds;
+    manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
+    for name in CELL_FILES {
+        manifest
+            .files
+            .insert(name.to_string(), hash_file(&dir.join(name))?);
+    }
+    write_atomic(
+        &dir.join(MANIFEST),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    Ok(manifest)
+}
+
+/// curves.csv: step, train/test loss and accuracy.
+pub fn curves_csv(curves: &[crate::train::CurvePoint]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["step", "train_loss", "train_acc", "test_loss", "test_acc"])?;
+    for c in curves {
+        w.write_record([
+            c.step.to_string(),
+            c.train_loss.to_string(),
+            c.train_acc.to_string(),
+            c.test_loss.to_string(),
+            c.test_acc.to_string(),
+        ])?;
+    }
+    Ok(w.into_inner()?)
+}
+
+/// Read curves.csv back.
+pub fn read_curves(path: &Path) -> Result<Vec<crate::train::CurvePoint>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for rec in r.records() {
+        let rec = rec?;
+        let f = |i: usize| -> Result<f64> { Ok(rec.get(i).unwrap_or("").parse::<f64>()?) };
+        out.push(crate::train::CurvePoint {
+            step: rec.get(0).unwrap_or("").parse()?,
+            train_loss: f(1)?,
+            train_acc: f(2)?,
+            test_loss: f(3)?,
+            test_acc: f(4)?,
+        });
+    }
+    Ok(out)
+}
+
+/// split.csv: every pair (a, b) and whether it was in the train or the test set.
+pub fn split_csv(split: &crate::train::Split) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["a", "b", "set"])?;
+    for (set, pairs) in [("train", &split.train), ("test", &split.test)] {
+        for (a, b) in pairs {
+            w.write_record([a.to_string(), b.to_string(), set.to_string()])?;
+        }
+    }
+    Ok(w.into_inner()?)
+}

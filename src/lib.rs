@@ -15,3 +15,4 @@ pub mod weights;
 pub mod key {
     pub const ENGINE_VERSION: u32 = 1;
 }
+pub mod slurm;

@@ -6,5 +6,7 @@
 //! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
+pub mod analyze;
 pub mod config;
+pub mod fourier;
 pub mod weights;

@@ -61,7 +61,7 @@ impl FourierBasis {
                 });
             }
         }
-        if p % 2 == 0 {
+        if p.is_multiple_of(2) {
             labels.push(BasisLabel {
                 frequency: p / 2,
                 component: Component::Nyquist,
@@ -124,7 +124,7 @@ impl FourierBasis {
                 out[o + (2 * k - 1) * coef_stride] = x[k].re * c1;
                 out[o + 2 * k * coef_stride] = -x[k].im * c1;
             }
-            if p % 2 == 0 {
+            if p.is_multiple_of(2) {
                 out[o + (p - 1) * coef_stride] = x[p / 2].re * c0;
             }
         }
@@ -248,8 +248,8 @@ mod tests {
             let b = FourierBasis::new(p);
             let x = pseudo_random(p, p as u64);
             let c = b.transform(&x);
-            for i in 0..p {
-                assert!((c[i] - dot(&x, &b.vector(i))).abs() < 1e-12, "p={p} i={i}");
+            for (i, ci) in c.iter().enumerate() {
+                assert!((ci - dot(&x, &b.vector(i))).abs() < 1e-12, "p={p} i={i}");
             }
             let parseval = (dot(&c, &c) - dot(&x, &x)).abs();
             assert!(parseval < 1e-12, "p={p}: {parseval}");

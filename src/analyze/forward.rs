@@ -300,7 +300,7 @@ pub fn logit_input_gradients(
     let v: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_v)).collect();
     let mut attn_w = vec![[0.0f64; 3]; h];
     let mut z = vec![0.0; d];
-    for head in 0..h {
+    for (head, weights) in attn_w.iter_mut().enumerate() {
         let cols = head * dh..(head + 1) * dh;
         let s: Vec<f64> = (0..3)
             .map(|j| scale * cols.clone().map(|col| q[col] * k[j][col]).sum::<f64>())
@@ -308,10 +308,10 @@ pub fn logit_input_gradients(
         let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
         let total: f64 = e.iter().sum();
-        for j in 0..3 {
-            attn_w[head][j] = e[j] / total;
+        for (j, (wj, ej)) in weights.iter_mut().zip(&e).enumerate() {
+            *wj = ej / total;
             for col in cols.clone() {
-                z[col] += attn_w[head][j] * v[j][col];
+                z[col] += *wj * v[j][col];
             }
         }
     }
@@ -362,15 +362,15 @@ pub fn logit_input_gradients(
     for (j, grad) in grads.iter_mut().enumerate() {
         let mut dk = vec![0.0; d];
         let mut dv = vec![0.0; d];
-        for head in 0..h {
+        for (head, weights) in attn_w.iter().enumerate() {
             let cols = head * dh..(head + 1) * dh;
             let da: Vec<f64> = (0..3)
                 .map(|l| cols.clone().map(|col| dz[col] * v[l][col]).sum())
                 .collect();
-            let mean_da: f64 = (0..3).map(|l| attn_w[head][l] * da[l]).sum();
-            let ds = attn_w[head][j] * (da[j] - mean_da);
+            let mean_da: f64 = weights.iter().zip(&da).map(|(a, g)| a * g).sum();
+            let ds = weights[j] * (da[j] - mean_da);
             for col in cols {
-                dv[col] = attn_w[head][j] * dz[col];
+                dv[col] = weights[j] * dz[col];
                 dk[col] = ds * scale * q[col];
             }
         }
@@ -459,12 +459,11 @@ pub(crate) mod tests {
             for a in 0..p {
                 for b in 0..p {
                     let want = reference_logits(&w, &inputs(&w, a, b));
-                    for c in 0..p {
+                    for (c, want) in want.iter().enumerate() {
                         let got = f.logits[(a * p + b) * p + c] as f64;
                         assert!(
-                            (got - want[c]).abs() < 1e-4 * (1.0 + want[c].abs()),
-                            "{arch:?} a={a} b={b} c={c}: {got} vs {}",
-                            want[c]
+                            (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                            "{arch:?} a={a} b={b} c={c}: {got} vs {want}"
                         );
                     }
                 }

@@ -318,8 +318,10 @@ fn outcome_from_curves(
     })
 }
 
+type Pairs = Vec<(usize, usize)>;
+
 /// Split the p² pairs into (train, test), checking the train pairs.
-fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Vec<(usize, usize)>, Vec<(usize, usize)>)> {
+fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
     let mut is_train = vec![false; p * p];
     for &(a, b) in &split.train {
         if a >= p || b >= p {
@@ -347,6 +349,9 @@ pub fn analyze(
     let p = w.modulus();
     if p < 3 {
         bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
+    }
+    if cfg.symmetricity_triples == 0 {
+        bail!("analysis.symmetricity_triples must be at least 1");
     }
     if w.w_e.rows != p + 1 {
         bail!(

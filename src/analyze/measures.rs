@@ -152,6 +152,7 @@ fn anti_diagonal_sums(logits: &[f32], p: usize) -> Vec<f64> {
 /// Fraction of the squared norm of the logits, centred over the output class, that
 /// lies on the direction `cos(2πk(a+b−c)/p)` for each frequency in `keys` (same order).
 /// The directions are orthogonal, so their sum is the fraction for the key set.
+/// Frequency 0 (a constant over c) always explains 0.
 pub fn logits_explained(logits: &[f32], p: usize, keys: &[usize]) -> Vec<f64> {
     let mut centred_norm = 0.0;
     for row in logits.chunks_exact(p) {
@@ -167,6 +168,10 @@ pub fn logits_explained(logits: &[f32], p: usize, keys: &[usize]) -> Vec<f64> {
     let (cos, _) = trig_tables(p);
     keys.iter()
         .map(|&k| {
+            if k % p == 0 {
+                // The constant direction: nothing of the class-centred logits is on it.
+                return 0.0;
+            }
             let mut dot = 0.0;
             for sum in 0..p {
                 for c in 0..p {
@@ -437,6 +442,15 @@ mod tests {
             assert!((explained - 1.0).abs() < 1e-6, "p={p}: {explained}");
             let partial: f64 = logits_explained(&l, p, &keys[..1]).iter().sum();
             assert!((partial - 1.0 / 3.0).abs() < 1e-6);
+            // A per-input offset is removed by centring over c.
+            let shifted: Vec<f32> = l
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + (i / p) as f32)
+                .collect();
+            let with_zero = logits_explained(&shifted, p, &[0, 3, 7, 11]);
+            assert_eq!(with_zero[0], 0.0);
+            assert!((with_zero.iter().sum::<f64>() - 1.0).abs() < 1e-5);
             let pairs = all_pairs(p);
             let (full, acc) = full_loss(&l, p, &pairs);
             assert_eq!(acc, 1.0);

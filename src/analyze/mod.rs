@@ -3,9 +3,11 @@
 //! per-neuron CSV tables.
 //!
 //! Choices of ours, all documented on the fields they set:
-//! - restricted loss is measured on all p² pairs and compared to the full loss on
-//!   all pairs; excluded loss is measured on the training pairs when a split is
-//!   given (on all pairs otherwise) and compared to the full loss on the same pairs;
+//! - restricted and excluded loss act on the logits (science.md §5; Nanda's code
+//!   projects the MLP activations instead, which only matches for a linear readout).
+//!   As in Nanda's code, restricted loss is measured on the test pairs and excluded
+//!   loss on the training pairs when a split is given; both use all p² pairs
+//!   otherwise. Each ratio divides by the full loss on the same pairs;
 //! - the label is `none` unless the model generalised (final test accuracy, or
 //!   all-pairs accuracy without a split or curves, ≥ `accuracy_threshold`), then
 //!   `pizza` when gradient symmetricity ≥ `pizza_min_symmetricity` and distance
@@ -130,9 +132,12 @@ pub struct LogitSummary {
     pub explained_by_key_frequencies: f64,
     /// Full loss on all p² pairs.
     pub full_loss_all_pairs: f64,
-    /// Restricted loss on all p² pairs.
+    /// Which pairs the restricted loss uses: "test" (with a split) or "all_pairs".
+    pub restricted_pairs: String,
+    /// Full loss on the restricted loss's pairs.
+    pub full_loss_restricted_pairs: f64,
     pub restricted_loss: f64,
-    /// restricted_loss / full_loss_all_pairs (None when not finite).
+    /// restricted_loss / full_loss_restricted_pairs (None when not finite).
     pub restricted_ratio: Option<f64>,
     /// Which pairs the excluded loss uses: "train" (with a split) or "all_pairs".
     pub excluded_pairs: String,
@@ -468,7 +473,12 @@ pub fn analyze(
     let all_freqs: Vec<usize> = (0..=kmax).collect();
     let explained_by_freq = measures::logits_explained(&fwd.logits, p, &all_freqs);
     let explained: f64 = key_frequencies.iter().map(|&k| explained_by_freq[k]).sum();
-    let restricted = measures::restricted_loss(&fwd.logits, p, &key_frequencies, &all);
+    let (restricted_pairs, re_set) = match &split_sets {
+        Some((_, test)) if !test.is_empty() => ("test", test.as_slice()),
+        _ => ("all_pairs", all.as_slice()),
+    };
+    let full_re = measures::full_loss(&fwd.logits, p, re_set).0;
+    let restricted = measures::restricted_loss(&fwd.logits, p, &key_frequencies, re_set);
     let (excluded_pairs, ex_set) = match &split_sets {
         Some((train, _)) if !train.is_empty() => ("train", train.as_slice()),
         _ => ("all_pairs", all.as_slice()),
@@ -478,8 +488,10 @@ pub fn analyze(
     let logits = LogitSummary {
         explained_by_key_frequencies: explained,
         full_loss_all_pairs: all_pairs.0,
+        restricted_pairs: restricted_pairs.to_string(),
+        full_loss_restricted_pairs: full_re,
         restricted_loss: restricted,
-        restricted_ratio: finite(restricted / all_pairs.0),
+        restricted_ratio: finite(restricted / full_re),
         excluded_pairs: excluded_pairs.to_string(),
         full_loss_excluded_pairs: full_ex,
         excluded_loss: excluded,

@@ -48,6 +48,7 @@ fn analysing_twice_gives_identical_json() {
     let sig: Signature = serde_json::from_str(&a).unwrap();
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsSplit);
     assert_eq!(sig.logits.excluded_pairs, "train");
+    assert_eq!(sig.logits.restricted_pairs, "test");
 }
 
 #[test]
@@ -130,4 +131,68 @@ fn analyze_file_writes_signature_and_tables() {
         .unwrap_err()
         .to_string()
         .contains("nope.safetensors"));
+}
+
+#[test]
+fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() {
+    // Embedding columns (cos, sin) of two frequencies; uniform attention with
+    // identity W_V, W_O passes (E_a + E_b)/3 on; each neuron reads one frequency's
+    // pair at a phase and a large bias keeps it in ReLU's linear part, so its
+    // activation is exactly a frequency-k function of a and b. The last neuron is
+    // switched off by a negative bias.
+    let (p, d, d_mlp) = (23, 8, 16);
+    let keys = [3usize, 8];
+    let mut w = random_model(Arch::Nanda2023, p, d, 2, d_mlp, 11);
+    w.w_e = Mat::zeros(p + 1, d);
+    for x in 0..p {
+        for (g, &k) in keys.iter().enumerate() {
+            let t = 2.0 * std::f64::consts::PI * (k * x) as f64 / p as f64;
+            w.w_e.data[x * d + 2 * g] = t.cos() as f32;
+            w.w_e.data[x * d + 2 * g + 1] = t.sin() as f32;
+        }
+    }
+    w.w_pos = Some(Mat::zeros(3, d));
+    w.w_q = Mat::zeros(d, d);
+    let identity = Mat::from_vec(
+        d,
+        d,
+        (0..d * d).map(|i| (i / d == i % d) as u8 as f32).collect(),
+    );
+    w.w_v = identity.clone();
+    w.w_o = identity;
+    w.w_in = Mat::zeros(d, d_mlp);
+    for n in 0..d_mlp {
+        let (g, phase) = (n % 2, n as f32 * 0.4);
+        w.w_in.data[2 * g * d_mlp + n] = phase.cos();
+        w.w_in.data[(2 * g + 1) * d_mlp + n] = phase.sin();
+    }
+    let mut b_in = vec![10.0; d_mlp];
+    b_in[d_mlp - 1] = -10.0;
+    w.b_in = Some(b_in);
+
+    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    assert_eq!(sig.neurons.key_frequencies, keys.to_vec());
+    assert_eq!(sig.neurons.dead, 1);
+    assert_eq!(sig.neurons.clustered, d_mlp - 1);
+    let per_key: Vec<usize> = sig
+        .neurons
+        .neurons_per_key_frequency
+        .iter()
+        .map(|k| k.neurons)
+        .collect();
+    assert_eq!(per_key, vec![8, 7]);
+    for row in sig.neuron_table.iter().filter(|r| !r.dead) {
+        assert_eq!(row.best_frequency, Some(keys[row.neuron % 2]));
+        assert!(row.fve > 0.9999, "neuron {} fve {}", row.neuron, row.fve);
+    }
+    assert_eq!(sig.embedding.frequencies_for_coverage, 2);
+    assert!(sig.embedding.gini > 0.8, "gini {}", sig.embedding.gini);
+    assert!((sig.algorithm.gradient_symmetricity - 1.0).abs() < 1e-9);
+    let key_rows: Vec<usize> = sig
+        .frequency_table
+        .iter()
+        .filter(|r| r.key)
+        .map(|r| r.frequency)
+        .collect();
+    assert_eq!(key_rows, keys.to_vec());
 }

@@ -436,19 +436,22 @@ mod tests {
     #[test]
     fn planted_logits_are_explained_restricted_keeps_and_excluded_destroys() {
         for p in [31, 32] {
-            let keys = [3, 7, 11];
+            // For even p the Nyquist frequency p/2 is one of the keys.
+            let keys = [3, 7, if p % 2 == 0 { p / 2 } else { 11 }];
             let l = planted_logits(p, &keys);
             let explained: f64 = logits_explained(&l, p, &keys).iter().sum();
             assert!((explained - 1.0).abs() < 1e-6, "p={p}: {explained}");
             let partial: f64 = logits_explained(&l, p, &keys[..1]).iter().sum();
-            assert!((partial - 1.0 / 3.0).abs() < 1e-6);
+            // Each cosine carries p³/2 of squared norm, the Nyquist one p³.
+            let want = if p % 2 == 0 { 0.25 } else { 1.0 / 3.0 };
+            assert!((partial - want).abs() < 1e-6, "p={p}: {partial}");
             // A per-input offset is removed by centring over c.
             let shifted: Vec<f32> = l
                 .iter()
                 .enumerate()
                 .map(|(i, v)| v + (i / p) as f32)
                 .collect();
-            let with_zero = logits_explained(&shifted, p, &[0, 3, 7, 11]);
+            let with_zero = logits_explained(&shifted, p, &[0, keys[0], keys[1], keys[2]]);
             assert_eq!(with_zero[0], 0.0);
             assert!((with_zero.iter().sum::<f64>() - 1.0).abs() < 1e-5);
             let pairs = all_pairs(p);

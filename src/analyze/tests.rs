@@ -196,3 +196,14 @@ fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() 
         .collect();
     assert_eq!(key_rows, keys.to_vec());
 }
+
+#[test]
+fn analysis_key_follows_the_settings() {
+    let cfg = AnalysisConfig::default();
+    assert_eq!(analysis_key(&cfg), analysis_key(&cfg.clone()));
+    let other = AnalysisConfig {
+        fve_threshold: 0.9,
+        ..cfg.clone()
+    };
+    assert_ne!(analysis_key(&cfg), analysis_key(&other));
+}

@@ -104,8 +104,8 @@ impl FourierBasis {
 
     /// Transform in place `rows` contiguous signals of length `p` (already loaded as
     /// complex numbers with zero imaginary part) and write their real-basis
-    /// coefficients to `out` (row-major, `rows × p`, column stride `out_stride` between
-    /// coefficients and `row_stride` between rows).
+    /// coefficients to `out`: coefficient `i` of row `r` goes to
+    /// `out[r·row_stride + i·coef_stride]`.
     fn coefficients_of_rows(
         &self,
         buf: &mut [Complex64],
@@ -156,15 +156,8 @@ impl FourierBasis {
             }
         }
         let mut out = vec![0.0; p * p];
-        self.coefficients_of_rows_transposed(&mut buf, &mut out);
+        self.coefficients_of_rows(&mut buf, &mut out, 1, p);
         out
-    }
-
-    /// Like `coefficients_of_rows` with row `j` of `buf` giving column `j` of `out`.
-    fn coefficients_of_rows_transposed(&self, buf: &mut [Complex64], out: &mut [f64]) {
-        let p = self.p;
-        // Row j's coefficient i goes to out[i·p + j]: row stride 1, coefficient stride p.
-        self.coefficients_of_rows(buf, out, 1, p);
     }
 
     /// Energy of a 2-D coefficient grid (from `transform_2d`) per frequency `k`:

@@ -309,10 +309,10 @@ fn outcome_from_curves(
     };
     Ok(Outcome {
         source: OutcomeSource::Curves,
-        final_train_loss: Some(last.train_loss),
-        final_train_acc: Some(last.train_acc),
-        final_test_loss: Some(last.test_loss),
-        final_test_acc: Some(last.test_acc),
+        final_train_loss: finite(last.train_loss),
+        final_train_acc: finite(last.train_acc),
+        final_test_loss: finite(last.test_loss),
+        final_test_acc: finite(last.test_acc),
         all_pairs_loss: all_pairs.0,
         all_pairs_acc: all_pairs.1,
         generalised,
@@ -364,6 +364,14 @@ pub fn analyze(
             w.w_e.rows,
             p + 1
         );
+    }
+    for (name, _, data) in w.to_named() {
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor {name} holds a non-finite value ({}) at flat index {i}",
+                data[i]
+            );
+        }
     }
     let basis = FourierBasis::new(p);
     let fwd = forward::forward_all(w);

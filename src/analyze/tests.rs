@@ -100,13 +100,17 @@ fn quantization_stats_of_a_ternary_matrix() {
 }
 
 #[test]
-fn bad_split_is_reported() {
+fn bad_split_and_non_finite_weights_are_reported() {
     let w = random_model(Arch::Li2024, 7, 8, 2, 16, 1);
     let split = TrainSplit {
         train: vec![(0, 9)],
     };
     let err = analyze(&w, None, Some(&split), &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("(0, 9)"), "{err}");
+    let mut diverged = w.clone();
+    diverged.w_in.data[5] = f32::NAN;
+    let err = analyze(&diverged, None, None, &small_cfg()).unwrap_err();
+    assert!(err.to_string().contains("blocks.0.mlp.W_in"), "{err}");
 }
 
 #[test]

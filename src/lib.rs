@@ -8,3 +8,8 @@
 
 pub mod config;
 pub mod weights;
+pub mod cli;
+pub mod grid;
+pub mod key;
+pub mod spec;
+pub mod store;

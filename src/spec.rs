@@ -299,7 +299,10 @@ impl<'a> Parser<'a> {
             Ok(d) => d,
             Err(e) => {
                 let loc = self.location(e.span());
-                self.problem(loc, "", format!("not valid TOML: {}", e.message().trim()));
+                self.problem(loc, "", format!(
+                        "not valid TOML: {}",
+                        e.message().trim().replace('\n', "; ")
+                    ));
                 return None;
             }
         };
@@ -391,12 +394,15 @@ impl<'a> Parser<'a> {
                         );
                         allowed.extend(sections.iter().map(|s| format!("[{s}]")));
                         let hint = suggest(k, &allowed)
-                            .map(|s| format!("did you mean `{s}`? "))
+                            .map(|s| format!("; did you mean `{s}`?"))
                             .unwrap_or_default();
                         self.problem(
                             loc,
                             k,
-                            format!("unknown key; {hint}(allowed at top level: {})", allowed.join(", ")),
+                            format!(
+                                "unknown key{hint} (allowed at top level: {})",
+                                allowed.join(", ")
+                            ),
                         );
                     }
                 }
@@ -469,7 +475,7 @@ impl<'a> Parser<'a> {
     fn unknown_setting(&mut self, location: Option<Location>, shown: &str, name: &str) {
         let known: Vec<String> = settings().iter().map(|s| s.key.clone()).collect();
         let hint = suggest(name, &known)
-            .map(|s| format!("did you mean `{s}`? "))
+            .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         let section = name.split_once('.').map(|(s, _)| s);
         let allowed = match section.filter(|s| sections().contains(s)) {
@@ -482,7 +488,7 @@ impl<'a> Parser<'a> {
             }
             None => format!("known settings: {}", known.join(", ")),
         };
-        self.problem(location, shown, format!("unknown setting; {hint}({allowed})"));
+        self.problem(location, shown, format!("unknown setting{hint} ({allowed})"));
     }
 
     fn axis(&mut self, leaf: Leaf) -> Option<Axis> {
@@ -691,7 +697,7 @@ fn convert_kind(kind: &Kind, v: &Value) -> Result<Value, String> {
         | (Kind::Integer, Value::Integer(_))
         | (Kind::String, Value::String(_)) => Ok(v.clone()),
         (Kind::Float, Value::Float(f)) if f.is_finite() => Ok(v.clone()),
-        (Kind::Float, Value::Float(f)) => Err(format!("{f} is not a finite number")),
+        (Kind::Float, Value::Float(f)) => Err(format!("{f} is not allowed (allowed: a finite number)")),
         (Kind::Float, Value::Integer(i)) => Ok(Value::Float(*i as f64)),
         (Kind::Array(k, n), Value::Array(a)) => {
             if a.len() != *n {
@@ -756,7 +762,10 @@ pub fn resolve(values: &BTreeMap<String, Value>) -> Result<(CellConfig, Analysis
 }
 
 fn clean(e: &toml::de::Error) -> String {
-    e.message().trim().to_string()
+    let m = e.message().trim();
+    ["expected usize", "expected u64", "expected u32"]
+        .iter()
+        .fold(m.to_string(), |m, t| m.replace(t, "expected an integer >= 0"))
 }
 
 /// A value as shown to users: strings bare, floats in their shortest spelling.
@@ -780,6 +789,12 @@ fn suggest(word: &str, candidates: &[String]) -> Option<String> {
     if let Some(c) = candidates
         .iter()
         .find(|c| leaf(c) == word_leaf && c.as_str() != word)
+    {
+        return Some(c.clone());
+    }
+    if let Some(c) = candidates
+        .iter()
+        .find(|c| word_leaf.len() >= 2 && leaf(c).starts_with(&word_leaf))
     {
         return Some(c.clone());
     }

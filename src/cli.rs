@@ -100,7 +100,11 @@ fn plan(args: &PlanArgs) -> ExitCode {
         }
         let mut row = vec![key[..SHORT_KEY_LEN].to_string()];
         for col in &columns {
-            let v = c.axes.iter().find(|(k, _)| k == col).map(|(_, v)| v.as_str());
+            let v = c
+                .axes
+                .iter()
+                .find(|(k, _)| k == col)
+                .map(|(_, v)| v.as_str());
             row.push(v.unwrap_or("-").to_string());
         }
         row.push(status.to_string());

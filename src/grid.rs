@@ -81,14 +81,19 @@ fn product(
         let mut values = base.clone();
         for (axis, &i) in varying.iter().zip(&index) {
             let s = &axis.values[i];
-            values.insert(s.key.clone(), (s.value.clone(), origin(&format!("grid.{}", s.key), s)));
+            values.insert(
+                s.key.clone(),
+                (s.value.clone(), origin(&format!("grid.{}", s.key), s)),
+            );
         }
         for s in overrides {
             let shown = format!("cells[{}].{}", entry.unwrap_or(0), s.key);
             values.insert(s.key.clone(), (s.value.clone(), origin(&shown, s)));
         }
-        let plain: BTreeMap<String, Value> =
-            values.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let plain: BTreeMap<String, Value> = values
+            .iter()
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
         // Every value was checked on its own while parsing, so this resolves.
         if let Ok((config, analysis)) = spec::resolve(&plain) {
             let signature = (

@@ -25,12 +25,16 @@ pub const SHORT_KEY_LEN: usize = 12;
 
 /// The cell key: 64 hex digits.
 pub fn cell_key(cfg: &CellConfig) -> String {
-    blake3::hash(training_text(cfg).as_bytes()).to_hex().to_string()
+    blake3::hash(training_text(cfg).as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// The analysis key: 64 hex digits.
 pub fn analysis_key(a: &AnalysisConfig) -> String {
-    blake3::hash(analysis_text(a).as_bytes()).to_hex().to_string()
+    blake3::hash(analysis_text(a).as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// The exact text hashed into the cell key.

@@ -6,10 +6,10 @@
 //! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
-pub mod config;
-pub mod weights;
 pub mod cli;
+pub mod config;
 pub mod grid;
 pub mod key;
 pub mod spec;
 pub mod store;
+pub mod weights;

@@ -299,10 +299,11 @@ impl<'a> Parser<'a> {
             Ok(d) => d,
             Err(e) => {
                 let loc = self.location(e.span());
-                self.problem(loc, "", format!(
-                        "not valid TOML: {}",
-                        e.message().trim().replace('\n', "; ")
-                    ));
+                self.problem(
+                    loc,
+                    "",
+                    format!("not valid TOML: {}", e.message().trim().replace('\n', "; ")),
+                );
                 return None;
             }
         };
@@ -366,11 +367,9 @@ impl<'a> Parser<'a> {
                             }
                         }
                     }
-                    None => self.problem(
-                        loc,
-                        k,
-                        format!("must be a table of settings, e.g. [{k}]"),
-                    ),
+                    None => {
+                        self.problem(loc, k, format!("must be a table of settings, e.g. [{k}]"))
+                    }
                 },
                 _ => {
                     let leaf = Leaf {
@@ -456,7 +455,8 @@ impl<'a> Parser<'a> {
                 location: leaf.location,
             }),
             Err(msg) => {
-                let hint = if matches!(value, Value::Array(_)) && !matches!(info.kind, Kind::Array(..))
+                let hint = if matches!(value, Value::Array(_))
+                    && !matches!(info.kind, Kind::Array(..))
                 {
                     if in_cell {
                         " (a [[cells]] entry takes one value per setting; use [grid] for several)"
@@ -488,7 +488,11 @@ impl<'a> Parser<'a> {
             }
             None => format!("known settings: {}", known.join(", ")),
         };
-        self.problem(location, shown, format!("unknown setting{hint} ({allowed})"));
+        self.problem(
+            location,
+            shown,
+            format!("unknown setting{hint} ({allowed})"),
+        );
     }
 
     fn axis(&mut self, leaf: Leaf) -> Option<Axis> {
@@ -513,7 +517,10 @@ impl<'a> Parser<'a> {
             self.problem(
                 leaf.location,
                 &shown,
-                format!("empty axis (allowed: a non-empty array of values, each {})", info.kind),
+                format!(
+                    "empty axis (allowed: a non-empty array of values, each {})",
+                    info.kind
+                ),
             );
             return None;
         }
@@ -697,7 +704,9 @@ fn convert_kind(kind: &Kind, v: &Value) -> Result<Value, String> {
         | (Kind::Integer, Value::Integer(_))
         | (Kind::String, Value::String(_)) => Ok(v.clone()),
         (Kind::Float, Value::Float(f)) if f.is_finite() => Ok(v.clone()),
-        (Kind::Float, Value::Float(f)) => Err(format!("{f} is not allowed (allowed: a finite number)")),
+        (Kind::Float, Value::Float(f)) => {
+            Err(format!("{f} is not allowed (allowed: a finite number)"))
+        }
         (Kind::Float, Value::Integer(i)) => Ok(Value::Float(*i as f64)),
         (Kind::Array(k, n), Value::Array(a)) => {
             if a.len() != *n {
@@ -756,8 +765,12 @@ pub fn resolve(values: &BTreeMap<String, Value>) -> Result<(CellConfig, Analysis
         };
         t.insert(parts[parts.len() - 1].to_string(), v.clone());
     }
-    let cfg: CellConfig = training.try_into().map_err(|e: toml::de::Error| clean(&e))?;
-    let an: AnalysisConfig = analysis.try_into().map_err(|e: toml::de::Error| clean(&e))?;
+    let cfg: CellConfig = training
+        .try_into()
+        .map_err(|e: toml::de::Error| clean(&e))?;
+    let an: AnalysisConfig = analysis
+        .try_into()
+        .map_err(|e: toml::de::Error| clean(&e))?;
     Ok((cfg, an))
 }
 
@@ -765,7 +778,9 @@ fn clean(e: &toml::de::Error) -> String {
     let m = e.message().trim();
     ["expected usize", "expected u64", "expected u32"]
         .iter()
-        .fold(m.to_string(), |m, t| m.replace(t, "expected an integer >= 0"))
+        .fold(m.to_string(), |m, t| {
+            m.replace(t, "expected an integer >= 0")
+        })
 }
 
 /// A value as shown to users: strings bare, floats in their shortest spelling.
@@ -784,7 +799,13 @@ pub fn value_text(v: &Value) -> String {
 /// The closest of `candidates` to `word` by edit distance, when close enough to be a
 /// likely typo. A candidate whose last dotted part equals `word`'s last part wins.
 fn suggest(word: &str, candidates: &[String]) -> Option<String> {
-    let leaf = |s: &str| s.rsplit('.').next().unwrap_or(s).trim_matches(['[', ']']).to_string();
+    let leaf = |s: &str| {
+        s.rsplit('.')
+            .next()
+            .unwrap_or(s)
+            .trim_matches(['[', ']'])
+            .to_string()
+    };
     let word_leaf = leaf(word);
     if let Some(c) = candidates
         .iter()
@@ -841,14 +862,23 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
     let t = &c.train;
     let f = crate::key::format_float;
     if c.modulus < 3 {
-        bad(&["modulus"], format!("{} is too small (allowed: an integer >= 3)", c.modulus));
+        bad(
+            &["modulus"],
+            format!("{} is too small (allowed: an integer >= 3)", c.modulus),
+        );
     }
     if c.width == 0 {
-        bad(&["width"], "0 is not allowed (allowed: a positive multiple of model.heads)".into());
+        bad(
+            &["width"],
+            "0 is not allowed (allowed: a positive multiple of model.heads)".into(),
+        );
     }
     if c.model.heads == 0 {
-        bad(&["model.heads"], "0 is not allowed (allowed: an integer >= 1 that divides width)".into());
-    } else if c.width % c.model.heads != 0 {
+        bad(
+            &["model.heads"],
+            "0 is not allowed (allowed: an integer >= 1 that divides width)".into(),
+        );
+    } else if !c.width.is_multiple_of(c.model.heads) {
         bad(
             &["width", "model.heads"],
             format!(
@@ -858,27 +888,45 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
         );
     }
     if c.model.mlp_ratio == 0 {
-        bad(&["model.mlp_ratio"], "0 is not allowed (allowed: an integer >= 1)".into());
+        bad(
+            &["model.mlp_ratio"],
+            "0 is not allowed (allowed: an integer >= 1)".into(),
+        );
     }
     if c.quant.eps <= 0.0 {
-        bad(&["quant.eps"], format!("{} is not allowed (allowed: a number > 0)", f(c.quant.eps)));
+        bad(
+            &["quant.eps"],
+            format!("{} is not allowed (allowed: a number > 0)", f(c.quant.eps)),
+        );
     }
     if c.quant.act_bits == 1 || c.quant.act_bits > 16 {
         bad(
             &["quant.act_bits"],
-            format!("{} is not allowed (allowed: 0 for off, or 2 to 16)", c.quant.act_bits),
+            format!(
+                "{} is not allowed (allowed: 0 for off, or 2 to 16)",
+                c.quant.act_bits
+            ),
         );
     }
     if t.steps == 0 {
-        bad(&["train.steps"], "0 is not allowed (allowed: an integer >= 1)".into());
+        bad(
+            &["train.steps"],
+            "0 is not allowed (allowed: an integer >= 1)".into(),
+        );
     }
     if t.lr <= 0.0 {
-        bad(&["train.lr"], format!("{} is not allowed (allowed: a number > 0)", f(t.lr)));
+        bad(
+            &["train.lr"],
+            format!("{} is not allowed (allowed: a number > 0)", f(t.lr)),
+        );
     }
     if t.weight_decay < 0.0 {
         bad(
             &["train.weight_decay"],
-            format!("{} is not allowed (allowed: a number >= 0)", f(t.weight_decay)),
+            format!(
+                "{} is not allowed (allowed: a number >= 0)",
+                f(t.weight_decay)
+            ),
         );
     }
     if t.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
@@ -892,7 +940,10 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
         );
     }
     if t.eps <= 0.0 {
-        bad(&["train.eps"], format!("{} is not allowed (allowed: a number > 0)", f(t.eps)));
+        bad(
+            &["train.eps"],
+            format!("{} is not allowed (allowed: a number > 0)", f(t.eps)),
+        );
     }
     if !(t.train_fraction > 0.0 && t.train_fraction < 1.0) {
         bad(
@@ -904,7 +955,10 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
         );
     }
     if t.eval_every == 0 {
-        bad(&["train.eval_every"], "0 is not allowed (allowed: 1 to train.steps)".into());
+        bad(
+            &["train.eval_every"],
+            "0 is not allowed (allowed: 1 to train.steps)".into(),
+        );
     } else if t.eval_every > t.steps && t.steps > 0 {
         bad(
             &["train.eval_every", "train.steps"],
@@ -915,18 +969,27 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
         );
     }
     if t.checkpoint_every == 0 {
-        bad(&["train.checkpoint_every"], "0 is not allowed (allowed: an integer >= 1)".into());
+        bad(
+            &["train.checkpoint_every"],
+            "0 is not allowed (allowed: an integer >= 1)".into(),
+        );
     }
     if !(0.0..1.0).contains(&t.grokfast_alpha) {
         bad(
             &["train.grokfast_alpha"],
-            format!("{} is not allowed (allowed: a number in [0, 1))", f(t.grokfast_alpha)),
+            format!(
+                "{} is not allowed (allowed: a number in [0, 1))",
+                f(t.grokfast_alpha)
+            ),
         );
     }
     if t.grokfast_lambda < 0.0 {
         bad(
             &["train.grokfast_lambda"],
-            format!("{} is not allowed (allowed: a number >= 0)", f(t.grokfast_lambda)),
+            format!(
+                "{} is not allowed (allowed: a number >= 0)",
+                f(t.grokfast_lambda)
+            ),
         );
     }
     for (key, v) in [
@@ -935,7 +998,10 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
         ("analysis.accuracy_threshold", a.accuracy_threshold),
     ] {
         if !(v > 0.0 && v <= 1.0) {
-            bad(&[key], format!("{} is not allowed (allowed: a number in (0, 1])", f(v)));
+            bad(
+                &[key],
+                format!("{} is not allowed (allowed: a number in (0, 1])", f(v)),
+            );
         }
     }
     if a.symmetricity_triples == 0 {

@@ -51,7 +51,8 @@ precision = ["binary", "fp32"]
 
 #[test]
 fn dotted_axis_in_a_sub_table_keeps_file_order() {
-    let c = cells("name = \"g\"\n[grid]\nseed = [0, 1]\ntrain.lr = [1e-3, 3e-3]\nwidth = [32, 64]\n");
+    let c =
+        cells("name = \"g\"\n[grid]\nseed = [0, 1]\ntrain.lr = [1e-3, 3e-3]\nwidth = [32, 64]\n");
     let order: Vec<&str> = c[0].axes.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(order, ["seed", "train.lr", "width"]);
     assert_eq!(c.len(), 8);
@@ -105,7 +106,10 @@ fn cells_in_section_form() {
     );
     assert_eq!(c.len(), 1, "only the explicit cells without a [grid]");
     assert_eq!(c[0].config.train.steps, 300);
-    assert_eq!(shown(&c), ["precision=int8 train.steps=300 train.eval_every=30"]);
+    assert_eq!(
+        shown(&c),
+        ["precision=int8 train.steps=300 train.eval_every=30"]
+    );
 }
 
 #[test]
@@ -120,7 +124,10 @@ precision = "binary"
 precision = "int2"
 "#,
     );
-    assert_eq!(shown(&c), ["precision=fp32", "precision=binary", "precision=int2"]);
+    assert_eq!(
+        shown(&c),
+        ["precision=fp32", "precision=binary", "precision=int2"]
+    );
 }
 
 #[test]

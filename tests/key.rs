@@ -10,7 +10,10 @@ use toml::Value;
 
 fn keys_of(text: &str) -> Vec<String> {
     let s = spec::parse_str(Path::new("k.toml"), text).unwrap_or_else(|e| panic!("{e}"));
-    grid::expand(&s).iter().map(|c| cell_key(&c.config)).collect()
+    grid::expand(&s)
+        .iter()
+        .map(|c| cell_key(&c.config))
+        .collect()
 }
 
 const BASE: &str = r#"
@@ -135,7 +138,8 @@ fn every_training_setting_changes_the_key() {
         one.insert(s.key.clone(), changed(&s.key, &s.default));
         let (cfg, an) = spec::resolve(&one).unwrap();
         let k = cell_key(&cfg);
-        let in_key = s.scope == spec::Scope::Training && !key::NOT_IN_CELL_KEY.contains(&s.key.as_str());
+        let in_key =
+            s.scope == spec::Scope::Training && !key::NOT_IN_CELL_KEY.contains(&s.key.as_str());
         if in_key {
             assert_ne!(k, base, "{} does not change the key", s.key);
             assert!(seen.insert(k), "{} collides", s.key);
@@ -143,10 +147,19 @@ fn every_training_setting_changes_the_key() {
             assert_eq!(k, base, "{} must not change the cell key", s.key);
         }
         if s.scope == spec::Scope::Analysis {
-            assert_ne!(analysis_key(&an), analysis_key(&AnalysisConfig::default()), "{}", s.key);
+            assert_ne!(
+                analysis_key(&an),
+                analysis_key(&AnalysisConfig::default()),
+                "{}",
+                s.key
+            );
         }
     }
-    assert!(seen.len() >= 20, "only {} training settings tested", seen.len());
+    assert!(
+        seen.len() >= 20,
+        "only {} training settings tested",
+        seen.len()
+    );
 }
 
 #[test]

@@ -49,7 +49,13 @@ fn shipped_sweeps_parse() {
         assert!(c.config.quant.ternary_center);
     }
     let precisions: Vec<Precision> = cells.iter().map(|c| c.config.precision).collect();
-    assert_eq!(precisions.iter().filter(|p| **p == Precision::Binary).count(), 5);
+    assert_eq!(
+        precisions
+            .iter()
+            .filter(|p| **p == Precision::Binary)
+            .count(),
+        5
+    );
 
     let smoke = spec::load(&root.join("sweeps/smoke.toml")).expect("smoke.toml is valid");
     let cells = grid::expand(&smoke);
@@ -119,13 +125,22 @@ fn settings_are_derived_from_config() {
 fn toml_syntax_error() {
     let ps = problems("name = \"x\"\n[grid]\nseed = [1, 2\n");
     assert_eq!(ps.len(), 1);
-    assert!(ps[0].to_string().starts_with(&format!("{FILE}:")), "{}", ps[0]);
+    assert!(
+        ps[0].to_string().starts_with(&format!("{FILE}:")),
+        "{}",
+        ps[0]
+    );
     assert!(ps[0].message.contains("not valid TOML"));
 }
 
 #[test]
 fn missing_name() {
-    one_problem("[train]\nsteps = 10\neval_every = 5\n", "name", 1, &["missing"]);
+    one_problem(
+        "[train]\nsteps = 10\neval_every = 5\n",
+        "name",
+        1,
+        &["missing"],
+    );
 }
 
 #[test]
@@ -144,7 +159,12 @@ fn unknown_setting_in_section_suggests() {
         "name = \"x\"\n[train]\nstepz = 10\n",
         "train.stepz",
         3,
-        &["unknown setting", "did you mean `train.steps`?", "allowed in [train]:", "lr"],
+        &[
+            "unknown setting",
+            "did you mean `train.steps`?",
+            "allowed in [train]:",
+            "lr",
+        ],
     );
 }
 
@@ -216,7 +236,12 @@ fn array_as_fixed_value_hints_at_grid() {
 
 #[test]
 fn empty_axis() {
-    one_problem("name = \"x\"\n[grid]\nseed = []\n", "grid.seed", 3, &["empty axis"]);
+    one_problem(
+        "name = \"x\"\n[grid]\nseed = []\n",
+        "grid.seed",
+        3,
+        &["empty axis"],
+    );
 }
 
 #[test]
@@ -348,17 +373,25 @@ fn values_that_would_crash_training() {
         ("[quant]\neps = 0", "quant.eps"),
         ("[quant]\nact_bits = 1", "quant.act_bits"),
         ("[analysis]\nfve_threshold = 0", "analysis.fve_threshold"),
-        ("[analysis]\nsymmetricity_triples = 0", "analysis.symmetricity_triples"),
+        (
+            "[analysis]\nsymmetricity_triples = 0",
+            "analysis.symmetricity_triples",
+        ),
         ("width = 0", "width"),
     ];
     for (body, key) in cases {
         let text = format!("name = \"x\"\n{body}\n");
         let ps = problems(&text);
         assert!(
-            ps.iter().any(|p| p.key == key && p.to_string().starts_with(FILE)),
+            ps.iter()
+                .any(|p| p.key == key && p.to_string().starts_with(FILE)),
             "{body:?}: {ps:#?}"
         );
-        assert!(ps.iter().all(|p| p.message.contains("allowed") || p.message.contains("expected")), "{ps:#?}");
+        assert!(
+            ps.iter()
+                .all(|p| p.message.contains("allowed") || p.message.contains("expected")),
+            "{ps:#?}"
+        );
     }
 }
 
@@ -431,4 +464,31 @@ weight_decay = "big"
 fn problems_of_one_setting_in_many_cells_are_reported_once() {
     let ps = problems("name = \"x\"\n[grid]\nseed = [0, 1, 2, 3]\n[train]\nsteps = 0\n");
     assert_eq!(ps.len(), 1, "{ps:#?}");
+}
+
+/// The README's settings table lists every setting with its default, and its example
+/// sweep file is valid.
+#[test]
+fn readme_documents_every_setting() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for s in spec::settings() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", s.key)))
+            .unwrap_or_else(|| panic!("README lacks a row for {}", s.key));
+        let default = format!("`{}`", spec::value_text(&s.default));
+        assert!(
+            row.contains(&default),
+            "README row of {} lacks default {default}",
+            s.key
+        );
+    }
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml example");
+    let sweep = parse(example).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(grid::expand(&sweep).len(), 8);
 }

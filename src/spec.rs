@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use toml::Value;
 use toml_edit::{ImDocument, Item, TableLike};
 
-/// Top-level keys of a sweep file that are not settings.
+/// Top-level keys of a sweep file that are not cell settings. A new sweep-level
+/// section (e.g. `[slurm]` for cluster options) is added here, to [`Sweep`], and as
+/// one more arm of the top-level `match` in `Parser::parse`.
 const META_KEYS: &[&str] = &["name", "description", "grid", "cells"];
 
 /// Line and column (both 1-based) of a key or value in a sweep file.

@@ -7,6 +7,11 @@
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
 pub mod analyze;
+pub mod cli;
 pub mod config;
 pub mod fourier;
+pub mod grid;
+pub mod key;
+pub mod spec;
+pub mod store;
 pub mod weights;

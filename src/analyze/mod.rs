@@ -27,9 +27,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// Version of the analysis: part of the analysis key, bumped whenever a quantity's
-/// definition changes.
-pub const ANALYSIS_VERSION: u32 = 1;
+pub use crate::key::{analysis_key, ANALYSIS_VERSION};
 
 /// Distinct values of a matrix are counted up to this many.
 pub const DISTINCT_VALUES_CAP: usize = 256;
@@ -48,15 +46,6 @@ pub struct CurvePoint {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct TrainSplit {
     pub train: Vec<(usize, usize)>,
-}
-
-/// Content hash of the analysis settings and version: the key analyses are stored under.
-pub fn analysis_key(cfg: &AnalysisConfig) -> String {
-    let json = serde_json::to_string(cfg).expect("analysis config serialises");
-    let mut h = blake3::Hasher::new();
-    h.update(format!("bitgrok-analysis-v{ANALYSIS_VERSION}\n").as_bytes());
-    h.update(json.as_bytes());
-    h.finalize().to_hex()[..16].to_string()
 }
 
 /// Where the outcome figures come from.

@@ -231,6 +231,17 @@ pub struct AnalysisConfig {
     /// Number of fixed random (a, b, c) triples for gradient symmetricity.
     pub symmetricity_triples: usize,
     pub symmetricity_seed: u64,
+    /// A neuron whose activation's standard deviation over all p² inputs is at most
+    /// this is dead (belongs to no frequency).
+    pub dead_neuron_std: f64,
+    /// Label `pizza` needs gradient symmetricity at least this (Zhong et al.: pizza
+    /// ≈ 0.99) and distance irrelevance below `clock_min_distance_irrelevance`.
+    pub pizza_min_symmetricity: f64,
+    /// Label `clock` needs gradient symmetricity at most this (Zhong et al.: clock
+    /// ≈ 0.3–0.5) and distance irrelevance at least `clock_min_distance_irrelevance`.
+    pub clock_max_symmetricity: f64,
+    /// Distance irrelevance separating clock (≈ 0.85) from pizza (0.17–0.65).
+    pub clock_min_distance_irrelevance: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -241,6 +252,10 @@ impl Default for AnalysisConfig {
             accuracy_threshold: 0.99,
             symmetricity_triples: 100,
             symmetricity_seed: 0,
+            dead_neuron_std: 1e-6,
+            pizza_min_symmetricity: 0.98,
+            clock_max_symmetricity: 0.9,
+            clock_min_distance_irrelevance: 0.7,
         }
     }
 }

@@ -6,13 +6,18 @@
 //! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
+pub mod aggregate;
+pub mod analyze;
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod diff;
+pub mod fourier;
+pub mod grid;
+pub mod key;
 pub mod schedule;
+pub mod slurm;
+pub mod spec;
 pub mod store;
 pub mod train;
 pub mod weights;
-pub mod key {
-    pub const ENGINE_VERSION: u32 = 1;
-}
-pub mod slurm;

@@ -44,6 +44,25 @@ pub struct RunOptions {
     pub fail_fast: bool,
 }
 
+/// The jobs of a sweep's cells, in grid order.
+pub fn jobs(cells: &[crate::grid::Cell]) -> Vec<CellJob> {
+    cells
+        .iter()
+        .map(|c| CellJob {
+            key: crate::key::cell_key(&c.config),
+            config: c.config.clone(),
+            analysis: c.analysis.clone(),
+            label: c
+                .axes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            canonical_toml: crate::key::cell_toml(&c.config),
+        })
+        .collect()
+}
+
 impl RunOptions {
     /// `jobs` cells at once (default: one per core) with the cores divided between them.
     pub fn with_jobs(jobs: Option<usize>, threads: Option<usize>) -> RunOptions {
@@ -68,6 +87,9 @@ pub struct RunReport {
     pub trained: Vec<String>,
     /// Keys found done and verified.
     pub cached: Vec<String>,
+    /// Keys whose signature was computed by this run (after training, or for a done
+    /// cell under new analysis settings).
+    pub analysed: Vec<String>,
     /// Keys whose training failed, with the error.
     pub failed: Vec<(String, String)>,
     /// Keys left unfinished because the run was stopped.
@@ -111,7 +133,14 @@ pub fn run(
     let mut todo = VecDeque::new();
     for (i, cell) in cells.iter().enumerate() {
         match artifacts.status(&cell.key) {
-            CellStatus::Done(_) if !opts.force => report.cached.push(cell.key.clone()),
+            CellStatus::Done(_) if !opts.force => {
+                match ensure_analysis(cell, artifacts) {
+                    Ok(true) => report.analysed.push(cell.key.clone()),
+                    Ok(false) => {}
+                    Err(e) => eprintln!("warning: analysis of {} failed: {e:#}", short(&cell.key)),
+                }
+                report.cached.push(cell.key.clone())
+            }
             CellStatus::Corrupt(why) => {
                 eprintln!(
                     "warning: cell {} counts as missing and will be retrained: {why}",
@@ -144,7 +173,23 @@ pub fn run(
                 if !matches!(outcome, Outcome::Busy | Outcome::Interrupted) {
                     progress.cell_settled(cell);
                 }
+                let analysed = match outcome {
+                    Outcome::Trained | Outcome::Cached => match ensure_analysis(cell, artifacts) {
+                        Ok(fresh) => fresh,
+                        Err(e) => {
+                            progress.line(&format!(
+                                "warning: analysis of {} failed: {e:#}",
+                                short(&cell.key)
+                            ));
+                            false
+                        }
+                    },
+                    _ => false,
+                };
                 let mut r = report.lock().unwrap();
+                if analysed {
+                    r.analysed.push(cell.key.clone());
+                }
                 match outcome {
                     Outcome::Trained => r.trained.push(cell.key.clone()),
                     Outcome::Cached => r.cached.push(cell.key.clone()),
@@ -278,6 +323,20 @@ fn train_locked(
     store::save_trained_cell(&dir, &cell.key, &output, started, opts.threads, &log)?;
     let _ = std::fs::remove_file(&checkpoint_path);
     Ok(())
+}
+
+/// Analyse a done cell under its analysis settings unless a verified analysis is
+/// already stored; returns whether it computed one. The analysis folder
+/// `analysis/<analysis key>/` is built under a temporary name and renamed into
+/// place, with its own manifest of checksums.
+pub fn ensure_analysis(cell: &CellJob, artifacts: &Artifacts) -> Result<bool> {
+    let dir = artifacts.analysis_dir(&cell.key, &crate::key::analysis_key(&cell.analysis));
+    if store::verify_manifest_dir(&dir).is_ok() {
+        return Ok(false);
+    }
+    let sig = crate::analyze::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
+    store::write_dir_atomic(&dir, |tmp| crate::analyze::write_tables(&sig, tmp))?;
+    Ok(true)
 }
 
 /// A checkpoint to resume from, or `None` (a corrupt one is reported and ignored).

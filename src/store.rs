@@ -98,6 +98,11 @@ impl Artifacts {
         self.cells_dir().join(key)
     }
 
+    /// Where the analysis of a cell under analysis key `akey` lives.
+    pub fn analysis_dir(&self, key: &str, akey: &str) -> PathBuf {
+        self.cell_dir(key).join("analysis").join(akey)
+    }
+
     /// The manifest of a cell, if one is there and parses.
     pub fn manifest(&self, key: &str) -> Option<Manifest> {
         let text = fs::read_to_string(self.cell_dir(key).join(MANIFEST)).ok()?;
@@ -177,6 +182,57 @@ pub fn verify_files(
     Ok(())
 }
 
+/// A folder written by [`write_dir_atomic`]: its manifest.json lists every file
+/// with its checksum; all must check out.
+pub fn verify_manifest_dir(dir: &Path) -> std::result::Result<(), String> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|_| format!("{}: missing", path.display()))?;
+    let files: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: unreadable ({e})", path.display()))?;
+    verify_files(dir, &files)
+}
+
+/// Build a folder under a temporary name with `fill`, add a manifest.json of the
+/// checksums of its files, and rename it to `dir` (replacing an old one), so `dir`
+/// is either absent, the old folder or the complete new one.
+pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent folder", dir.display()))?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no name", dir.display()))?
+        .to_string_lossy();
+    let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result = (|| -> Result<()> {
+        fill(&tmp)?;
+        let mut files = BTreeMap::new();
+        for e in fs::read_dir(&tmp)? {
+            let e = e?;
+            File::open(e.path())?.sync_all()?;
+            files.insert(
+                e.file_name().to_string_lossy().into_owned(),
+                hash_file(&e.path())?,
+            );
+        }
+        let mut f = File::create(tmp.join(MANIFEST))?;
+        f.write_all(serde_json::to_string_pretty(&files)?.as_bytes())?;
+        f.sync_all()?;
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+        fs::rename(&tmp, dir)?;
+        File::open(parent)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result.with_context(|| format!("writing {}", dir.display()))
+}
+
 /// blake3 of a file, hex.
 pub fn hash_file(path: &Path) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
@@ -226,7 +282,27 @@ pub fn remove_temporaries(dir: &Path) -> Result<u64> {
             }
         }
     }
+    if let Ok(entries) = fs::read_dir(dir.join("analysis")) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                freed += dir_size(&e.path());
+                fs::remove_dir_all(e.path())?;
+            }
+        }
+    }
     Ok(freed)
+}
+
+/// Total size in bytes of the files under `path`.
+pub fn dir_size(path: &Path) -> u64 {
+    walkdir::WalkDir::new(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// An exclusive advisory lock (flock) on a cell. The kernel releases it when the
@@ -283,89 +359,6 @@ pub fn now_secs() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn manifest(files: BTreeMap<String, String>) -> Manifest {
-        Manifest {
-            status: "done".into(),
-            key: "k".into(),
-            bitgrok_version: "0".into(),
-            dfdx_version: "0".into(),
-            engine_version: 1,
-            started: 0,
-            finished: 0,
-            seconds: 0.0,
-            steps: 1,
-            threads: 1,
-            host: "h".into(),
-            error: None,
-            files,
-        }
-    }
-
-    fn done_cell(a: &Artifacts, key: &str) {
-        let dir = a.cell_dir(key);
-        write_atomic(&dir.join("model.safetensors"), b"weights").unwrap();
-        let files = BTreeMap::from([(
-            "model.safetensors".to_string(),
-            hash_file(&dir.join("model.safetensors")).unwrap(),
-        )]);
-        write_atomic(
-            &dir.join(MANIFEST),
-            serde_json::to_string(&manifest(files)).unwrap().as_bytes(),
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn status_follows_the_manifest_and_checksums() {
-        let t = tempfile::tempdir().unwrap();
-        let a = Artifacts::new(t.path());
-        assert_eq!(a.status("k"), CellStatus::Missing);
-        let _lock = a.try_lock("k").unwrap();
-        assert_eq!(
-            a.status("k"),
-            CellStatus::Missing,
-            "a lock alone is not a started cell"
-        );
-        fs::write(a.cell_dir("k").join("cell.toml"), "").unwrap();
-        assert_eq!(a.status("k"), CellStatus::Partial);
-        done_cell(&a, "k");
-        assert_eq!(a.status("k").word(), "done");
-        fs::write(a.cell_dir("k").join("model.safetensors"), b"weightz").unwrap();
-        match a.status("k") {
-            CellStatus::Corrupt(why) => assert!(why.contains("model.safetensors"), "{why}"),
-            s => panic!("altered file not detected: {s:?}"),
-        }
-        fs::remove_file(a.cell_dir("k").join("model.safetensors")).unwrap();
-        assert!(matches!(a.status("k"), CellStatus::Corrupt(w) if w.contains("missing")));
-    }
-
-    #[test]
-    fn atomic_write_replaces_whole_files_and_leaves_no_temporaries() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("sub/file.txt");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn a_lock_excludes_others_until_dropped() {
-        let t = tempfile::tempdir().unwrap();
-        let a = Artifacts::new(t.path());
-        let held = a.try_lock("k").unwrap().expect("free lock");
-        assert!(a.try_lock("k").unwrap().is_none());
-        assert!(a.is_locked("k"));
-        drop(held);
-        assert!(!a.is_locked("k"));
-        assert!(a.try_lock("k").unwrap().is_some());
-    }
 }
 
 /// The dfdx release bitgrok trains with (checked against Cargo.lock by a test).
@@ -483,4 +476,110 @@ pub fn split_csv(split: &crate::train::Split) -> Result<Vec<u8>> {
         }
     }
     Ok(w.into_inner()?)
+}
+
+/// Read split.csv back.
+pub fn read_split(path: &Path) -> Result<crate::train::Split> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut split = crate::train::Split {
+        train: Vec::new(),
+        test: Vec::new(),
+    };
+    for rec in r.records() {
+        let rec = rec?;
+        let pair = (
+            rec.get(0).unwrap_or("").parse()?,
+            rec.get(1).unwrap_or("").parse()?,
+        );
+        match rec.get(2) {
+            Some("train") => split.train.push(pair),
+            Some("test") => split.test.push(pair),
+            other => anyhow::bail!("{}: unknown set {other:?}", path.display()),
+        }
+    }
+    Ok(split)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(files: BTreeMap<String, String>) -> Manifest {
+        Manifest {
+            status: "done".into(),
+            key: "k".into(),
+            bitgrok_version: "0".into(),
+            dfdx_version: "0".into(),
+            engine_version: 1,
+            started: 0,
+            finished: 0,
+            seconds: 0.0,
+            steps: 1,
+            threads: 1,
+            host: "h".into(),
+            error: None,
+            files,
+        }
+    }
+
+    fn done_cell(a: &Artifacts, key: &str) {
+        let dir = a.cell_dir(key);
+        write_atomic(&dir.join("model.safetensors"), b"weights").unwrap();
+        let files = BTreeMap::from([(
+            "model.safetensors".to_string(),
+            hash_file(&dir.join("model.safetensors")).unwrap(),
+        )]);
+        write_atomic(
+            &dir.join(MANIFEST),
+            serde_json::to_string(&manifest(files)).unwrap().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn status_follows_the_manifest_and_checksums() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        assert_eq!(a.status("k"), CellStatus::Missing);
+        let _lock = a.try_lock("k").unwrap();
+        assert_eq!(
+            a.status("k"),
+            CellStatus::Missing,
+            "a lock alone is not a started cell"
+        );
+        fs::write(a.cell_dir("k").join("cell.toml"), "").unwrap();
+        assert_eq!(a.status("k"), CellStatus::Partial);
+        done_cell(&a, "k");
+        assert_eq!(a.status("k").word(), "done");
+        fs::write(a.cell_dir("k").join("model.safetensors"), b"weightz").unwrap();
+        match a.status("k") {
+            CellStatus::Corrupt(why) => assert!(why.contains("model.safetensors"), "{why}"),
+            s => panic!("altered file not detected: {s:?}"),
+        }
+        fs::remove_file(a.cell_dir("k").join("model.safetensors")).unwrap();
+        assert!(matches!(a.status("k"), CellStatus::Corrupt(w) if w.contains("missing")));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_leaves_no_temporaries() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("sub/file.txt");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_lock_excludes_others_until_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        let held = a.try_lock("k").unwrap().expect("free lock");
+        assert!(a.try_lock("k").unwrap().is_none());
+        assert!(a.is_locked("k"));
+        drop(held);
+        assert!(!a.is_locked("k"));
+        assert!(a.try_lock("k").unwrap().is_some());
+    }
 }

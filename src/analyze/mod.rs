@@ -1,0 +1,615 @@
+//! Learned-algorithm signatures (science.md §5): what algorithm a trained cell's
+//! effective weights implement, as one JSON signature plus per-frequency and
+//! per-neuron CSV tables.
+//!
+//! Choices of ours, all documented on the fields they set:
+//! - restricted and excluded loss act on the logits (science.md §5; Nanda's code
+//!   projects the MLP activations instead, which only matches for a linear readout).
+//!   As in Nanda's code, restricted loss is measured on the test pairs and excluded
+//!   loss on the training pairs when a split is given; both use all p² pairs
+//!   otherwise. Each ratio divides by the full loss on the same pairs;
+//! - the label is `none` unless the model generalised (final test accuracy, or
+//!   all-pairs accuracy without a split or curves, ≥ `accuracy_threshold`), then
+//!   `pizza` when gradient symmetricity ≥ `pizza_min_symmetricity` and distance
+//!   irrelevance < `clock_min_distance_irrelevance`, `clock` when symmetricity ≤
+//!   `clock_max_symmetricity` and distance irrelevance ≥
+//!   `clock_min_distance_irrelevance`, `mixed` otherwise.
+
+pub mod forward;
+pub mod measures;
+
+use crate::config::{AnalysisConfig, Arch};
+use crate::fourier::FourierBasis;
+use crate::weights::{read_safetensors, Mat, ModelWeights};
+use anyhow::{bail, Context, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub use crate::key::{analysis_key, ANALYSIS_VERSION};
+
+/// Distinct values of a matrix are counted up to this many.
+pub const DISTINCT_VALUES_CAP: usize = 256;
+
+/// One evaluated step of a training curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub step: u64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+}
+
+/// The training pairs `(a, b)` of a cell; every other pair is test.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TrainSplit {
+    pub train: Vec<(usize, usize)>,
+}
+
+/// Where the outcome figures come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeSource {
+    /// The last point of the training curves (timings from the whole curve).
+    Curves,
+    /// The final weights evaluated on the given train/test split.
+    WeightsSplit,
+    /// The final weights on all p² pairs (train and test figures absent).
+    WeightsAllPairs,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub source: OutcomeSource,
+    pub final_train_loss: Option<f64>,
+    pub final_train_acc: Option<f64>,
+    pub final_test_loss: Option<f64>,
+    pub final_test_acc: Option<f64>,
+    /// The final weights on all p² pairs (always computed).
+    pub all_pairs_loss: f64,
+    pub all_pairs_acc: f64,
+    /// Final test accuracy (all-pairs accuracy when there is no test set) ≥ threshold.
+    pub generalised: bool,
+    /// Generalised, after first memorising (curves only: step_generalised exists
+    /// and is later than step_memorised); without curves equal to `generalised`.
+    pub grokked: bool,
+    /// First evaluated step with train accuracy ≥ threshold (curves only).
+    pub step_memorised: Option<u64>,
+    /// First evaluated step with test accuracy ≥ threshold (curves only).
+    pub step_generalised: Option<u64>,
+    /// step_generalised − step_memorised.
+    pub grokking_gap: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingSummary {
+    /// Norm of `W_E[0..p]` per frequency `0..=⌊p/2⌋` (index = frequency, 0 = constant).
+    pub norm_by_frequency: Vec<f64>,
+    /// Gini coefficient of the norms of frequencies 1..=⌊p/2⌋.
+    pub gini: f64,
+    /// Fewest frequencies covering `energy_coverage` of the non-constant energy.
+    pub frequencies_for_coverage: usize,
+    pub energy_coverage: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyFrequency {
+    pub frequency: usize,
+    pub neurons: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronSummary {
+    pub neurons: usize,
+    /// Frequencies that own at least one clustered neuron, ascending.
+    pub key_frequencies: Vec<usize>,
+    pub neurons_per_key_frequency: Vec<KeyFrequency>,
+    pub clustered: usize,
+    /// Clustered neurons over all neurons.
+    pub fraction_clustered: f64,
+    pub dead: usize,
+    /// Mean best-frequency FVE over live neurons.
+    pub mean_fve: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogitSummary {
+    /// Fraction of the class-centred logits' squared norm on the key frequencies'
+    /// `cos(2πk(a+b−c)/p)` directions.
+    pub explained_by_key_frequencies: f64,
+    /// Full loss on all p² pairs.
+    pub full_loss_all_pairs: f64,
+    /// Which pairs the restricted loss uses: "test" (with a split) or "all_pairs".
+    pub restricted_pairs: String,
+    /// Full loss on the restricted loss's pairs.
+    pub full_loss_restricted_pairs: f64,
+    pub restricted_loss: f64,
+    /// restricted_loss / full_loss_restricted_pairs (None when not finite).
+    pub restricted_ratio: Option<f64>,
+    /// Which pairs the excluded loss uses: "train" (with a split) or "all_pairs".
+    pub excluded_pairs: String,
+    /// Full loss on the excluded loss's pairs.
+    pub full_loss_excluded_pairs: f64,
+    pub excluded_loss: f64,
+    /// excluded_loss / full_loss_excluded_pairs (None when not finite).
+    pub excluded_ratio: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlgorithmSummary {
+    /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed random triples.
+    pub gradient_symmetricity: f64,
+    /// None when the correct logit is constant over all pairs.
+    pub distance_irrelevance: Option<f64>,
+    /// "clock", "pizza", "mixed" or "none" (did not generalise).
+    pub label: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatrixStats {
+    /// TransformerLens name.
+    pub name: String,
+    /// Fraction of entries exactly 0.
+    pub zero_fraction: f64,
+    /// Number of distinct values, counted up to `DISTINCT_VALUES_CAP` (256).
+    pub distinct_values: usize,
+    /// True when there are more than `DISTINCT_VALUES_CAP` distinct values.
+    pub distinct_values_over_cap: bool,
+    /// max |W|: the scale of int-k and unscaled binary grids.
+    pub max_abs: f64,
+    /// mean |W|: the scale of ternary (absmean) and scaled binary.
+    pub mean_abs: f64,
+}
+
+/// One row of frequencies.csv.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrequencyRow {
+    pub frequency: usize,
+    pub embedding_norm: f64,
+    /// Share of the non-constant embedding energy (0 for frequency 0).
+    pub embedding_energy_fraction: f64,
+    pub neurons: usize,
+    pub key: bool,
+    /// Share of the class-centred logits on `cos(2πk(a+b−c)/p)`.
+    pub logits_explained: f64,
+}
+
+/// One row of neurons.csv.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeuronRow {
+    pub neuron: usize,
+    pub best_frequency: Option<usize>,
+    pub fve: f64,
+    pub clustered: bool,
+    pub dead: bool,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// The learned-algorithm signature of one model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub analysis_version: u32,
+    pub arch: Arch,
+    pub modulus: usize,
+    pub width: usize,
+    pub heads: usize,
+    pub d_mlp: usize,
+    pub outcome: Outcome,
+    pub embedding: EmbeddingSummary,
+    pub neurons: NeuronSummary,
+    pub logits: LogitSummary,
+    pub algorithm: AlgorithmSummary,
+    pub quantization: Vec<MatrixStats>,
+    pub frequency_table: Vec<FrequencyRow>,
+    pub neuron_table: Vec<NeuronRow>,
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// Quantization statistics of one matrix.
+pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
+    let n = m.data.len().max(1) as f64;
+    let mut distinct = std::collections::BTreeSet::new();
+    for &v in &m.data {
+        if distinct.len() > DISTINCT_VALUES_CAP {
+            break;
+        }
+        // -0.0 and 0.0 are one value.
+        distinct.insert(if v == 0.0 { 0u32 } else { v.to_bits() });
+    }
+    MatrixStats {
+        name: name.to_string(),
+        zero_fraction: m.data.iter().filter(|&&v| v == 0.0).count() as f64 / n,
+        distinct_values: distinct.len().min(DISTINCT_VALUES_CAP),
+        distinct_values_over_cap: distinct.len() > DISTINCT_VALUES_CAP,
+        max_abs: m.data.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)),
+        mean_abs: m.data.iter().map(|&v| v.abs() as f64).sum::<f64>() / n,
+    }
+}
+
+/// Gradient symmetricity over `cfg.symmetricity_triples` random triples drawn from
+/// a ChaCha8 stream seeded by `cfg.symmetricity_seed`.
+pub fn gradient_symmetricity(w: &ModelWeights, cfg: &AnalysisConfig) -> f64 {
+    let p = w.modulus();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.symmetricity_seed);
+    let x_eq = forward::input_vector(w, 2, p);
+    let pairs: Vec<(Vec<f64>, Vec<f64>)> = (0..cfg.symmetricity_triples)
+        .map(|_| {
+            let (a, b, c) = (
+                rng.gen_range(0..p),
+                rng.gen_range(0..p),
+                rng.gen_range(0..p),
+            );
+            let inputs = [
+                forward::input_vector(w, 0, a),
+                forward::input_vector(w, 1, b),
+                x_eq.clone(),
+            ];
+            forward::logit_input_gradients(w, &inputs, c)
+        })
+        .collect();
+    measures::mean_cosine(&pairs)
+}
+
+/// The clock/pizza label from the thresholds in `cfg` (see the module doc).
+pub fn algorithm_label(
+    generalised: bool,
+    symmetricity: f64,
+    distance_irrelevance: Option<f64>,
+    cfg: &AnalysisConfig,
+) -> &'static str {
+    if !generalised {
+        return "none";
+    }
+    let di = distance_irrelevance.unwrap_or(0.0);
+    if symmetricity >= cfg.pizza_min_symmetricity && di < cfg.clock_min_distance_irrelevance {
+        "pizza"
+    } else if symmetricity <= cfg.clock_max_symmetricity && di >= cfg.clock_min_distance_irrelevance
+    {
+        "clock"
+    } else {
+        "mixed"
+    }
+}
+
+fn outcome_from_curves(
+    curves: &[CurvePoint],
+    all_pairs: (f64, f64),
+    threshold: f64,
+) -> Result<Outcome> {
+    let last = curves.last().context("training curves are empty")?;
+    let step_memorised = curves
+        .iter()
+        .find(|c| c.train_acc >= threshold)
+        .map(|c| c.step);
+    let step_generalised = curves
+        .iter()
+        .find(|c| c.test_acc >= threshold)
+        .map(|c| c.step);
+    let generalised = last.test_acc >= threshold;
+    let grokking_gap = match (step_memorised, step_generalised) {
+        (Some(m), Some(g)) => Some(g as i64 - m as i64),
+        _ => None,
+    };
+    Ok(Outcome {
+        source: OutcomeSource::Curves,
+        final_train_loss: finite(last.train_loss),
+        final_train_acc: finite(last.train_acc),
+        final_test_loss: finite(last.test_loss),
+        final_test_acc: finite(last.test_acc),
+        all_pairs_loss: all_pairs.0,
+        all_pairs_acc: all_pairs.1,
+        generalised,
+        grokked: generalised && grokking_gap.is_some_and(|g| g > 0),
+        step_memorised,
+        step_generalised,
+        grokking_gap,
+    })
+}
+
+type Pairs = Vec<(usize, usize)>;
+
+/// Split the p² pairs into (train, test), checking the train pairs.
+fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
+    let mut is_train = vec![false; p * p];
+    for &(a, b) in &split.train {
+        if a >= p || b >= p {
+            bail!("train pair ({a}, {b}) is out of range for modulus {p}");
+        }
+        is_train[a * p + b] = true;
+    }
+    let (train, test): (Vec<usize>, Vec<usize>) = (0..p * p).partition(|&i| is_train[i]);
+    let pair = |i: usize| (i / p, i % p);
+    Ok((
+        train.into_iter().map(pair).collect(),
+        test.into_iter().map(pair).collect(),
+    ))
+}
+
+/// The signature of one model's effective weights. `curves` supply the outcome and
+/// timings; without them the outcome is computed from the weights on `split` (or on
+/// all pairs). `split` also selects the pairs of the excluded loss.
+pub fn analyze(
+    w: &ModelWeights,
+    curves: Option<&[CurvePoint]>,
+    split: Option<&TrainSplit>,
+    cfg: &AnalysisConfig,
+) -> Result<Signature> {
+    let p = w.modulus();
+    if p < 3 {
+        bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
+    }
+    if cfg.symmetricity_triples == 0 {
+        bail!("analysis.symmetricity_triples must be at least 1");
+    }
+    if w.w_e.rows != p + 1 {
+        bail!(
+            "embed.W_E has {} rows, expected p + 1 = {} for modulus {p}",
+            w.w_e.rows,
+            p + 1
+        );
+    }
+    for (name, _, data) in w.to_named() {
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor {name} holds a non-finite value ({}) at flat index {i}",
+                data[i]
+            );
+        }
+    }
+    let basis = FourierBasis::new(p);
+    let fwd = forward::forward_all(w);
+    let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let all_pairs = measures::full_loss(&fwd.logits, p, &all);
+    let split_sets = split.map(|s| split_pairs(p, s)).transpose()?;
+
+    // Outcome.
+    let threshold = cfg.accuracy_threshold;
+    let outcome = match (curves, &split_sets) {
+        (Some(c), _) => outcome_from_curves(c, all_pairs, threshold)?,
+        (None, Some((train, test))) => {
+            let (trl, tra) = measures::full_loss(&fwd.logits, p, train);
+            let (tel, tea) = measures::full_loss(&fwd.logits, p, test);
+            let generalised = if test.is_empty() { all_pairs.1 } else { tea } >= threshold;
+            Outcome {
+                source: OutcomeSource::WeightsSplit,
+                final_train_loss: finite(trl),
+                final_train_acc: finite(tra),
+                final_test_loss: finite(tel),
+                final_test_acc: finite(tea),
+                all_pairs_loss: all_pairs.0,
+                all_pairs_acc: all_pairs.1,
+                generalised,
+                grokked: generalised,
+                step_memorised: None,
+                step_generalised: None,
+                grokking_gap: None,
+            }
+        }
+        (None, None) => Outcome {
+            source: OutcomeSource::WeightsAllPairs,
+            final_train_loss: None,
+            final_train_acc: None,
+            final_test_loss: None,
+            final_test_acc: None,
+            all_pairs_loss: all_pairs.0,
+            all_pairs_acc: all_pairs.1,
+            generalised: all_pairs.1 >= threshold,
+            grokked: all_pairs.1 >= threshold,
+            step_memorised: None,
+            step_generalised: None,
+            grokking_gap: None,
+        },
+    };
+
+    // Embedding spectrum.
+    let spectrum = measures::embedding_spectrum(&basis, &w.w_e, cfg.energy_coverage);
+
+    // Neurons.
+    let d_mlp = fwd.d_mlp;
+    let mut grid = vec![0.0; p * p];
+    let mut neuron_table = Vec::with_capacity(d_mlp);
+    for n in 0..d_mlp {
+        for (i, g) in grid.iter_mut().enumerate() {
+            *g = fwd.neurons[i * d_mlp + n] as f64;
+        }
+        let fit = measures::neuron_fit(&basis, &grid, cfg.dead_neuron_std);
+        neuron_table.push(NeuronRow {
+            neuron: n,
+            best_frequency: fit.best_frequency,
+            clustered: !fit.dead && fit.fve >= cfg.fve_threshold,
+            fve: fit.fve,
+            dead: fit.dead,
+            mean: fit.mean,
+            std: fit.std,
+        });
+    }
+    let kmax = basis.max_frequency();
+    let mut owned = vec![0usize; kmax + 1];
+    for r in neuron_table.iter().filter(|r| r.clustered) {
+        owned[r.best_frequency.expect("clustered neurons are live")] += 1;
+    }
+    let key_frequencies: Vec<usize> = (1..=kmax).filter(|&k| owned[k] > 0).collect();
+    let clustered = neuron_table.iter().filter(|r| r.clustered).count();
+    let dead = neuron_table.iter().filter(|r| r.dead).count();
+    let live: Vec<f64> = neuron_table
+        .iter()
+        .filter(|r| !r.dead)
+        .map(|r| r.fve)
+        .collect();
+    let neurons = NeuronSummary {
+        neurons: d_mlp,
+        neurons_per_key_frequency: key_frequencies
+            .iter()
+            .map(|&k| KeyFrequency {
+                frequency: k,
+                neurons: owned[k],
+            })
+            .collect(),
+        key_frequencies: key_frequencies.clone(),
+        clustered,
+        fraction_clustered: if d_mlp == 0 {
+            0.0
+        } else {
+            clustered as f64 / d_mlp as f64
+        },
+        dead,
+        mean_fve: if live.is_empty() {
+            0.0
+        } else {
+            live.iter().sum::<f64>() / live.len() as f64
+        },
+    };
+
+    // Logits.
+    let all_freqs: Vec<usize> = (0..=kmax).collect();
+    let explained_by_freq = measures::logits_explained(&fwd.logits, p, &all_freqs);
+    let explained: f64 = key_frequencies.iter().map(|&k| explained_by_freq[k]).sum();
+    let (restricted_pairs, re_set) = match &split_sets {
+        Some((_, test)) if !test.is_empty() => ("test", test.as_slice()),
+        _ => ("all_pairs", all.as_slice()),
+    };
+    let full_re = measures::full_loss(&fwd.logits, p, re_set).0;
+    let restricted = measures::restricted_loss(&fwd.logits, p, &key_frequencies, re_set);
+    let (excluded_pairs, ex_set) = match &split_sets {
+        Some((train, _)) if !train.is_empty() => ("train", train.as_slice()),
+        _ => ("all_pairs", all.as_slice()),
+    };
+    let full_ex = measures::full_loss(&fwd.logits, p, ex_set).0;
+    let excluded = measures::excluded_loss(&fwd.logits, p, &key_frequencies, ex_set);
+    let logits = LogitSummary {
+        explained_by_key_frequencies: explained,
+        full_loss_all_pairs: all_pairs.0,
+        restricted_pairs: restricted_pairs.to_string(),
+        full_loss_restricted_pairs: full_re,
+        restricted_loss: restricted,
+        restricted_ratio: finite(restricted / full_re),
+        excluded_pairs: excluded_pairs.to_string(),
+        full_loss_excluded_pairs: full_ex,
+        excluded_loss: excluded,
+        excluded_ratio: finite(excluded / full_ex),
+    };
+
+    // Clock or pizza.
+    let symmetricity = gradient_symmetricity(w, cfg);
+    let di = measures::distance_irrelevance(&fwd.logits, p);
+    let algorithm = AlgorithmSummary {
+        gradient_symmetricity: symmetricity,
+        distance_irrelevance: di,
+        label: algorithm_label(outcome.generalised, symmetricity, di, cfg).to_string(),
+    };
+
+    let quantization = w
+        .projections()
+        .iter()
+        .map(|(name, m)| matrix_stats(name, m))
+        .collect();
+
+    let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
+    let frequency_table = (0..=kmax)
+        .map(|k| FrequencyRow {
+            frequency: k,
+            embedding_norm: spectrum.norms[k],
+            embedding_energy_fraction: if k == 0 || nonconstant <= 0.0 {
+                0.0
+            } else {
+                spectrum.norms[k] * spectrum.norms[k] / nonconstant
+            },
+            neurons: owned[k],
+            key: owned[k] > 0 && k > 0,
+            logits_explained: explained_by_freq[k],
+        })
+        .collect();
+
+    Ok(Signature {
+        analysis_version: ANALYSIS_VERSION,
+        arch: w.arch,
+        modulus: p,
+        width: w.width(),
+        heads: w.heads,
+        d_mlp,
+        outcome,
+        embedding: EmbeddingSummary {
+            norm_by_frequency: spectrum.norms,
+            gini: spectrum.gini,
+            frequencies_for_coverage: spectrum.frequencies_for_coverage,
+            energy_coverage: cfg.energy_coverage,
+        },
+        neurons,
+        logits,
+        algorithm,
+        quantization,
+        frequency_table,
+        neuron_table,
+    })
+}
+
+/// The signature as pretty JSON (deterministic: fixed field order, shortest
+/// round-trip float formatting).
+pub fn signature_json(sig: &Signature) -> Result<String> {
+    Ok(serde_json::to_string_pretty(sig)? + "\n")
+}
+
+/// Write `signature.json`, `frequencies.csv` and `neurons.csv` into `dir`.
+pub fn write_tables(sig: &Signature, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json_path = dir.join("signature.json");
+    std::fs::write(&json_path, signature_json(sig)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let freq_path = dir.join("frequencies.csv");
+    write_csv(&freq_path, &sig.frequency_table)?;
+    write_csv(&dir.join("neurons.csv"), &sig.neuron_table)?;
+    Ok(())
+}
+
+fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut w =
+        csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    for r in rows {
+        w.serialize(r)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Analyse a trained cell folder: its effective weights (model.safetensors), its
+/// curves (curves.csv) and its split (split.csv).
+pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
+    let model = dir.join("model.safetensors");
+    let (tensors, _) = read_safetensors(&model)?;
+    let w = ModelWeights::from_named(&tensors, "")
+        .with_context(|| format!("reading model weights from {}", model.display()))?;
+    let curves = crate::store::read_curves(&dir.join("curves.csv"))?;
+    let split = crate::store::read_split(&dir.join("split.csv"))?;
+    let train = TrainSplit {
+        train: split
+            .train
+            .iter()
+            .map(|&(a, b)| (a as usize, b as usize))
+            .collect(),
+    };
+    analyze(&w, Some(&curves), Some(&train), cfg)
+        .with_context(|| format!("analysing {}", dir.display()))
+}
+
+/// Analyse a safetensors file with TransformerLens names (effective weights under
+/// the plain names) and write the signature and tables into `out_dir`.
+pub fn analyze_file(path: &Path, cfg: &AnalysisConfig, out_dir: &Path) -> Result<Signature> {
+    let (tensors, _) = read_safetensors(path)?;
+    let w = ModelWeights::from_named(&tensors, "")
+        .with_context(|| format!("reading model weights from {}", path.display()))?;
+    let sig =
+        analyze(&w, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;
+    write_tables(&sig, out_dir)?;
+    Ok(sig)
+}
+
+#[cfg(test)]
+mod tests;

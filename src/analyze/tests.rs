@@ -1,0 +1,213 @@
+use super::forward::tests::random_model;
+use super::*;
+
+fn small_cfg() -> AnalysisConfig {
+    AnalysisConfig {
+        symmetricity_triples: 20,
+        ..AnalysisConfig::default()
+    }
+}
+
+#[test]
+fn uniform_attention_is_pizza_like_and_content_attention_is_not() {
+    // W_Q = 0: every score is 0, attention is uniform, and the model sees
+    // x₀ + x₁ only (the "pizza" condition): both gradients are equal.
+    let mut pizza = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    pizza.w_q.data.iter_mut().for_each(|v| *v = 0.0);
+    let s_pizza = gradient_symmetricity(&pizza, &small_cfg());
+    assert!((s_pizza - 1.0).abs() < 1e-9, "pizza symmetricity {s_pizza}");
+    // Strong content-dependent attention multiplies a-terms and b-terms.
+    let mut clock = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    clock.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
+    let s_clock = gradient_symmetricity(&clock, &small_cfg());
+    assert!(s_clock < 0.9, "content attention symmetricity {s_clock}");
+}
+
+#[test]
+fn random_weights_have_no_clusters_and_a_flat_spectrum() {
+    let w = random_model(Arch::Nanda2023, 31, 32, 4, 64, 7);
+    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    assert_eq!(sig.neurons.clustered, 0, "{:?}", sig.neurons);
+    assert!(sig.neurons.key_frequencies.is_empty());
+    assert!(sig.embedding.gini < 0.35, "gini {}", sig.embedding.gini);
+    assert_eq!(sig.algorithm.label, "none");
+    assert_eq!(sig.outcome.source, OutcomeSource::WeightsAllPairs);
+    assert_eq!(sig.quantization.len(), 6);
+    assert!(sig.quantization.iter().all(|q| q.distinct_values_over_cap));
+}
+
+#[test]
+fn analysing_twice_gives_identical_json() {
+    let w = random_model(Arch::Li2024, 13, 16, 4, 64, 9);
+    let split = TrainSplit {
+        train: (0..13 * 13).step_by(3).map(|i| (i / 13, i % 13)).collect(),
+    };
+    let a = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
+    let b = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
+    assert_eq!(a, b);
+    let sig: Signature = serde_json::from_str(&a).unwrap();
+    assert_eq!(sig.outcome.source, OutcomeSource::WeightsSplit);
+    assert_eq!(sig.logits.excluded_pairs, "train");
+    assert_eq!(sig.logits.restricted_pairs, "test");
+}
+
+#[test]
+fn outcome_timings_come_from_the_curves() {
+    let w = random_model(Arch::Li2024, 7, 8, 2, 16, 1);
+    let point = |step, train_acc, test_acc| CurvePoint {
+        step,
+        train_loss: 1.0 - train_acc,
+        train_acc,
+        test_loss: 1.0 - test_acc,
+        test_acc,
+    };
+    let curves = [
+        point(0, 0.1, 0.0),
+        point(100, 0.995, 0.2),
+        point(200, 1.0, 0.5),
+        point(300, 1.0, 0.999),
+        point(400, 1.0, 1.0),
+    ];
+    let sig = analyze(&w, Some(&curves), None, &small_cfg()).unwrap();
+    let o = &sig.outcome;
+    assert_eq!(o.step_memorised, Some(100));
+    assert_eq!(o.step_generalised, Some(300));
+    assert_eq!(o.grokking_gap, Some(200));
+    assert!(o.generalised && o.grokked);
+    assert_eq!(o.final_test_acc, Some(1.0));
+    assert!(analyze(&w, Some(&[]), None, &small_cfg()).is_err());
+}
+
+#[test]
+fn label_thresholds() {
+    let cfg = AnalysisConfig::default();
+    assert_eq!(algorithm_label(false, 0.99, Some(0.1), &cfg), "none");
+    assert_eq!(algorithm_label(true, 0.99, Some(0.3), &cfg), "pizza");
+    assert_eq!(algorithm_label(true, 0.4, Some(0.85), &cfg), "clock");
+    assert_eq!(algorithm_label(true, 0.95, Some(0.85), &cfg), "mixed");
+    assert_eq!(algorithm_label(true, 0.4, Some(0.3), &cfg), "mixed");
+}
+
+#[test]
+fn quantization_stats_of_a_ternary_matrix() {
+    let m = Mat::from_vec(2, 4, vec![0.5, -0.5, 0.0, -0.0, 0.5, 0.5, 0.0, -0.5]);
+    let s = matrix_stats("blocks.0.attn.W_Q", &m);
+    assert_eq!(s.zero_fraction, 0.375);
+    assert_eq!(s.distinct_values, 3);
+    assert!(!s.distinct_values_over_cap);
+    assert_eq!(s.max_abs, 0.5);
+    assert!((s.mean_abs - 0.3125).abs() < 1e-12);
+}
+
+#[test]
+fn bad_split_and_non_finite_weights_are_reported() {
+    let w = random_model(Arch::Li2024, 7, 8, 2, 16, 1);
+    let split = TrainSplit {
+        train: vec![(0, 9)],
+    };
+    let err = analyze(&w, None, Some(&split), &small_cfg()).unwrap_err();
+    assert!(err.to_string().contains("(0, 9)"), "{err}");
+    let mut diverged = w.clone();
+    diverged.w_in.data[5] = f32::NAN;
+    let err = analyze(&diverged, None, None, &small_cfg()).unwrap_err();
+    assert!(err.to_string().contains("blocks.0.mlp.W_in"), "{err}");
+}
+
+#[test]
+fn analyze_file_writes_signature_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = random_model(Arch::Nanda2023, 7, 8, 2, 16, 4);
+    let model = dir.path().join("model.safetensors");
+    let bytes = crate::weights::to_safetensors_bytes(&w.to_named(), &Default::default()).unwrap();
+    std::fs::write(&model, bytes).unwrap();
+    let out = dir.path().join("analysis");
+    let sig = analyze_file(&model, &small_cfg(), &out).unwrap();
+    assert_eq!(sig.arch, Arch::Nanda2023);
+    let json = std::fs::read_to_string(out.join("signature.json")).unwrap();
+    assert_eq!(json, signature_json(&sig).unwrap());
+    let freqs = std::fs::read_to_string(out.join("frequencies.csv")).unwrap();
+    assert!(freqs.starts_with("frequency,embedding_norm,"));
+    assert_eq!(freqs.lines().count(), 1 + 4);
+    let neurons = std::fs::read_to_string(out.join("neurons.csv")).unwrap();
+    assert_eq!(neurons.lines().count(), 1 + 16);
+    let missing = analyze_file(&dir.path().join("nope.safetensors"), &small_cfg(), &out);
+    assert!(missing
+        .unwrap_err()
+        .to_string()
+        .contains("nope.safetensors"));
+}
+
+#[test]
+fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() {
+    // Embedding columns (cos, sin) of two frequencies; uniform attention with
+    // identity W_V, W_O passes (E_a + E_b)/3 on; each neuron reads one frequency's
+    // pair at a phase and a large bias keeps it in ReLU's linear part, so its
+    // activation is exactly a frequency-k function of a and b. The last neuron is
+    // switched off by a negative bias.
+    let (p, d, d_mlp) = (23, 8, 16);
+    let keys = [3usize, 8];
+    let mut w = random_model(Arch::Nanda2023, p, d, 2, d_mlp, 11);
+    w.w_e = Mat::zeros(p + 1, d);
+    for x in 0..p {
+        for (g, &k) in keys.iter().enumerate() {
+            let t = 2.0 * std::f64::consts::PI * (k * x) as f64 / p as f64;
+            w.w_e.data[x * d + 2 * g] = t.cos() as f32;
+            w.w_e.data[x * d + 2 * g + 1] = t.sin() as f32;
+        }
+    }
+    w.w_pos = Some(Mat::zeros(3, d));
+    w.w_q = Mat::zeros(d, d);
+    let identity = Mat::from_vec(
+        d,
+        d,
+        (0..d * d).map(|i| (i / d == i % d) as u8 as f32).collect(),
+    );
+    w.w_v = identity.clone();
+    w.w_o = identity;
+    w.w_in = Mat::zeros(d, d_mlp);
+    for n in 0..d_mlp {
+        let (g, phase) = (n % 2, n as f32 * 0.4);
+        w.w_in.data[2 * g * d_mlp + n] = phase.cos();
+        w.w_in.data[(2 * g + 1) * d_mlp + n] = phase.sin();
+    }
+    let mut b_in = vec![10.0; d_mlp];
+    b_in[d_mlp - 1] = -10.0;
+    w.b_in = Some(b_in);
+
+    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    assert_eq!(sig.neurons.key_frequencies, keys.to_vec());
+    assert_eq!(sig.neurons.dead, 1);
+    assert_eq!(sig.neurons.clustered, d_mlp - 1);
+    let per_key: Vec<usize> = sig
+        .neurons
+        .neurons_per_key_frequency
+        .iter()
+        .map(|k| k.neurons)
+        .collect();
+    assert_eq!(per_key, vec![8, 7]);
+    for row in sig.neuron_table.iter().filter(|r| !r.dead) {
+        assert_eq!(row.best_frequency, Some(keys[row.neuron % 2]));
+        assert!(row.fve > 0.9999, "neuron {} fve {}", row.neuron, row.fve);
+    }
+    assert_eq!(sig.embedding.frequencies_for_coverage, 2);
+    assert!(sig.embedding.gini > 0.8, "gini {}", sig.embedding.gini);
+    assert!((sig.algorithm.gradient_symmetricity - 1.0).abs() < 1e-9);
+    let key_rows: Vec<usize> = sig
+        .frequency_table
+        .iter()
+        .filter(|r| r.key)
+        .map(|r| r.frequency)
+        .collect();
+    assert_eq!(key_rows, keys.to_vec());
+}
+
+#[test]
+fn analysis_key_follows_the_settings() {
+    let cfg = AnalysisConfig::default();
+    assert_eq!(analysis_key(&cfg), analysis_key(&cfg.clone()));
+    let other = AnalysisConfig {
+        fve_threshold: 0.9,
+        ..cfg.clone()
+    };
+    assert_ne!(analysis_key(&cfg), analysis_key(&other));
+}

@@ -1,0 +1,208 @@
+//! Cell key stability and sensitivity.
+
+use bitgrok::config::{AnalysisConfig, CellConfig};
+use bitgrok::grid;
+use bitgrok::key::{self, analysis_key, cell_key, cell_toml};
+use bitgrok::spec;
+use std::collections::HashSet;
+use std::path::Path;
+use toml::Value;
+
+fn keys_of(text: &str) -> Vec<String> {
+    let s = spec::parse_str(Path::new("k.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    grid::expand(&s)
+        .iter()
+        .map(|c| cell_key(&c.config))
+        .collect()
+}
+
+const BASE: &str = r#"
+name = "k"
+[grid]
+precision = ["fp32", "binary"]
+seed = [0, 1]
+[train]
+lr = 0.001
+weight_decay = 1.0
+steps = 500
+eval_every = 50
+"#;
+
+#[test]
+fn key_is_64_hex_digits() {
+    let k = cell_key(&CellConfig::default());
+    assert_eq!(k.len(), 64);
+    assert!(k.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(k, cell_key(&CellConfig::default()));
+}
+
+#[test]
+fn formatting_does_not_change_keys() {
+    let base = keys_of(BASE);
+    assert_eq!(base.len(), 4);
+    let variants = [
+        // Reordered keys and sections, comments, other whitespace.
+        r#"
+# a comment
+name = "k"
+[train]   # another
+eval_every = 50
+steps    = 500
+weight_decay = 1.0
+lr = 0.001
+[grid]
+precision = ["fp32", "binary"]
+seed = [0, 1]
+"#,
+        // 1e-3 vs 0.001, 1 vs 1.0, dotted keys instead of a section.
+        r#"
+name = "other-name"
+description = "names and descriptions are not settings"
+train.lr = 1e-3
+train.weight_decay = 1
+train.steps = 500
+train.eval_every = 50
+[grid]
+precision = ["fp32", "binary"]
+seed = [0, 1]
+"#,
+        // Adding single-valued axes equal to the defaults.
+        r#"
+name = "k"
+[grid]
+precision = ["fp32", "binary"]
+modulus = [113]
+seed = [0, 1]
+"train.betas" = [[0.9, 0.98]]
+[train]
+lr = 0.001
+weight_decay = 1.0
+steps = 500
+eval_every = 50
+"#,
+        // Spelling out defaults as fixed settings; changing checkpoint_every.
+        r#"
+name = "k"
+width = 128
+[model]
+arch = "li2024"
+heads = 4
+[grid]
+precision = ["fp32", "binary"]
+seed = [0, 1]
+[train]
+lr = 0.001
+weight_decay = 1.0
+steps = 500
+eval_every = 50
+checkpoint_every = 7
+"#,
+    ];
+    for v in variants {
+        assert_eq!(keys_of(v), base, "{v}");
+    }
+}
+
+#[test]
+fn analysis_settings_do_not_change_cell_keys() {
+    let with = BASE.to_string() + "[analysis]\nfve_threshold = 0.5\nsymmetricity_triples = 10\n";
+    assert_eq!(keys_of(&with), keys_of(BASE));
+}
+
+/// A different valid value for every kind of setting.
+fn changed(key: &str, v: &Value) -> Value {
+    match v {
+        Value::Boolean(b) => Value::Boolean(!b),
+        Value::Integer(i) => Value::Integer(i + 4),
+        Value::Float(f) => Value::Float(f * 0.5 + 0.001),
+        Value::String(s) => Value::String(match key {
+            "precision" => if s == "fp32" { "binary" } else { "fp32" }.into(),
+            "model.arch" => if s == "li2024" { "nanda2023" } else { "li2024" }.into(),
+            _ => panic!("no alternative value for {key}: add one here"),
+        }),
+        Value::Array(a) => {
+            let mut a = a.clone();
+            a[0] = changed(key, &a[0]);
+            Value::Array(a)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn every_training_setting_changes_the_key() {
+    let base = cell_key(&CellConfig::default());
+    let mut seen = HashSet::new();
+    for s in spec::settings() {
+        let mut one = std::collections::BTreeMap::new();
+        one.insert(s.key.clone(), changed(&s.key, &s.default));
+        let (cfg, an) = spec::resolve(&one).unwrap();
+        let k = cell_key(&cfg);
+        let in_key =
+            s.scope == spec::Scope::Training && !key::NOT_IN_CELL_KEY.contains(&s.key.as_str());
+        if in_key {
+            assert_ne!(k, base, "{} does not change the key", s.key);
+            assert!(seen.insert(k), "{} collides", s.key);
+        } else {
+            assert_eq!(k, base, "{} must not change the cell key", s.key);
+        }
+        if s.scope == spec::Scope::Analysis {
+            assert_ne!(
+                analysis_key(&an),
+                analysis_key(&AnalysisConfig::default()),
+                "{}",
+                s.key
+            );
+        }
+    }
+    assert!(
+        seen.len() >= 20,
+        "only {} training settings tested",
+        seen.len()
+    );
+}
+
+#[test]
+fn engine_version_is_in_the_hashed_text() {
+    let text = key::training_text(&CellConfig::default());
+    assert!(text.starts_with(&format!("engine_version = {}\n", key::ENGINE_VERSION)));
+    assert!(!text.contains("checkpoint_every"));
+    assert!(text.contains("train.lr = 0.001\n"), "{text}");
+    let a = key::analysis_text(&AnalysisConfig::default());
+    assert!(a.starts_with(&format!("analysis_version = {}\n", key::ANALYSIS_VERSION)));
+}
+
+#[test]
+fn cell_toml_round_trips_and_is_sorted() {
+    let mut cfg = CellConfig::default();
+    cfg.train.lr = 3e-3;
+    cfg.quant.eps = 1e-5;
+    cfg.train.weight_decay = 1.0;
+    let text = cell_toml(&cfg);
+    let back: CellConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, cfg);
+    assert_eq!(cell_key(&back), cell_key(&cfg));
+    assert!(text.contains("checkpoint_every = 1000\n"));
+    assert!(text.contains("weight_decay = 1.0\n"));
+    let sections: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(sections, ["[model]", "[quant]", "[train]"]);
+    let train: Vec<&str> = text
+        .split("[train]\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(" = ").next().unwrap())
+        .collect();
+    let mut sorted = train.clone();
+    sorted.sort();
+    assert_eq!(train, sorted);
+}
+
+#[test]
+fn float_spelling() {
+    assert_eq!(key::format_float(1e-3), "0.001");
+    assert_eq!(key::format_float(1.0), "1.0");
+    assert_eq!(key::format_float(-0.0), "0.0");
+    assert_eq!(key::format_float(0.98), "0.98");
+    assert_eq!(key::format_float(1e-8).parse::<f64>().unwrap(), 1e-8);
+}

@@ -4,19 +4,19 @@
 SWEEP ?= sweeps/paper.toml
 ARTIFACTS ?= artifacts
 CARGO ?= cargo
+BITGROK := target/release/bitgrok
+# Where `make ci` trains the smoke sweep from scratch.
+CI_ARTIFACTS := target/ci-artifacts
 
-.PHONY: sweep test ci build release
+.PHONY: sweep test ci release accept-smoke test-slurm bench
 
-# Training is not wired in yet, so this plans the sweep; it becomes a real run by
-# changing `plan` to `run` on the last line.
+# Build (release) and run a sweep: trains every cell not already done, then writes
+# its tables under $(ARTIFACTS)/sweeps/NAME/.
 sweep: release
-	target/release/bitgrok plan $(SWEEP) --artifacts $(ARTIFACTS)
+	$(BITGROK) run $(SWEEP) --artifacts $(ARTIFACTS)
 
 release:
 	$(CARGO) build --release
-
-build:
-	$(CARGO) build
 
 # Plain `cargo test`, not --release: dependencies are already built at opt-level 3 in
 # the dev/test profiles (Cargo.toml), so tests run at near-release speed while
@@ -24,7 +24,29 @@ build:
 test:
 	$(CARGO) test
 
-ci: build
-	$(CARGO) run --quiet -- check sweeps/*.toml
+# Sweep files valid, formatting, lints, then the smoke sweep trained from a clean
+# artifacts dir and its tables diffed against the committed ones.
+ci: release
+	$(BITGROK) check sweeps/*.toml
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	rm -rf $(CI_ARTIFACTS)
+	$(BITGROK) run sweeps/smoke.toml --artifacts $(CI_ARTIFACTS)
+	$(BITGROK) diff artifacts/sweeps/smoke $(CI_ARTIFACTS)/sweeps/smoke --ignore train_seconds
+
+# Accept the smoke sweep's current tables as the expected ones (after `make ci`
+# showed an intended change).
+accept-smoke:
+	rm -rf $(CI_ARTIFACTS)
+	$(BITGROK) run sweeps/smoke.toml --artifacts $(CI_ARTIFACTS)
+	mkdir -p artifacts/sweeps/smoke
+	cp $(CI_ARTIFACTS)/sweeps/smoke/*.csv artifacts/sweeps/smoke/
+
+# The cluster test: a single-node Slurm cluster on this machine runs the smoke sweep
+# as a job array (installs Debian's slurm packages when missing; needs root).
+test-slurm: release
+	tests/slurm/run.sh
+
+# Median milliseconds per training step of the seed study's cell, per precision.
+bench: release
+	for p in fp32 ternary binary; do $(BITGROK) bench --precision $$p --modulus 113 --width 128; done

@@ -181,6 +181,9 @@ pub struct DiffArgs {
     /// Absolute tolerance for one column, replacing rtol/atol there, e.g. `test_acc=0.01`.
     #[arg(long, value_name = "COLUMN=TOL")]
     pub tol: Vec<String>,
+    /// Columns to leave out, e.g. wall-clock timings (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMN")]
+    pub ignore: Vec<String>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
@@ -789,6 +792,7 @@ fn diff_cmd(args: &DiffArgs) -> Result<ExitCode> {
         rtol: args.rtol,
         atol: args.atol,
         column_tol,
+        ignore: args.ignore.iter().cloned().collect(),
     };
     let changes = diff::diff_paths(&args.old, &args.new, &opts)?;
     let format = match args.format {

@@ -22,6 +22,8 @@ pub struct DiffOptions {
     pub atol: f64,
     /// Per-column absolute tolerances, replacing `atol` and `rtol` for that column.
     pub column_tol: BTreeMap<String, f64>,
+    /// Columns left out of the comparison (e.g. wall-clock timings).
+    pub ignore: BTreeSet<String>,
 }
 
 impl Default for DiffOptions {
@@ -31,6 +33,7 @@ impl Default for DiffOptions {
             rtol: 1e-3,
             atol: 1e-6,
             column_tol: BTreeMap::new(),
+            ignore: BTreeSet::new(),
         }
     }
 }
@@ -183,7 +186,11 @@ fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<V
         bail!("rows are not unique on the key columns {}", keys.join(","));
     }
     let mut changes = Vec::new();
-    for c in a.header.iter().filter(|c| !b.header.contains(c)) {
+    for c in a
+        .header
+        .iter()
+        .filter(|c| !b.header.contains(c) && !opts.ignore.contains(*c))
+    {
         changes.push(table_change(
             name,
             &format!("column {c} removed"),
@@ -191,7 +198,11 @@ fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<V
             "",
         ));
     }
-    for c in b.header.iter().filter(|c| !a.header.contains(c)) {
+    for c in b
+        .header
+        .iter()
+        .filter(|c| !a.header.contains(c) && !opts.ignore.contains(*c))
+    {
         changes.push(table_change(
             name,
             &format!("column {c} added"),
@@ -202,7 +213,7 @@ fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<V
     let compared: Vec<&String> = a
         .header
         .iter()
-        .filter(|c| b.header.contains(c) && !keys.contains(c))
+        .filter(|c| b.header.contains(c) && !keys.contains(c) && !opts.ignore.contains(*c))
         .collect();
     let integer_cols: BTreeSet<&String> = compared
         .iter()
@@ -389,6 +400,11 @@ mod tests {
             ..Default::default()
         };
         assert!(diff(OLD, &far, &loose).is_empty());
+        let ignored = DiffOptions {
+            ignore: BTreeSet::from(["loss".to_string()]),
+            ..Default::default()
+        };
+        assert!(diff(OLD, &OLD.replace("0.25", "9"), &ignored).is_empty());
     }
 
     #[test]

@@ -36,7 +36,7 @@ ci: release
 
 # Accept the smoke sweep's current tables as the expected ones (after `make ci`
 # showed an intended change).
-accept-smoke:
+accept-smoke: release
 	rm -rf $(CI_ARTIFACTS)
 	$(BITGROK) run sweeps/smoke.toml --artifacts $(CI_ARTIFACTS)
 	mkdir -p artifacts/sweeps/smoke

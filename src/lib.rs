@@ -8,3 +8,7 @@
 
 pub mod config;
 pub mod weights;
+pub mod data;
+pub mod model;
+pub mod quant;
+pub mod reference;

@@ -12,3 +12,6 @@ pub mod data;
 pub mod model;
 pub mod quant;
 pub mod reference;
+pub mod optim;
+pub mod train;
+pub mod bench;

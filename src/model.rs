@@ -162,45 +162,67 @@ pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
     }
 }
 
-/// A batch in the fast path's form: for every example the rows of the input table at
-/// positions 0, 1, 2, and its label.
+/// A batch in the fast path's form: for every distinct example the rows of the input
+/// table at positions 0, 1, 2, its label and its multiplicity.
+///
+/// li2024 has no positional embedding, so `[a, b, =]` and `[b, a, =]` give the same
+/// residual stream at position 2 and the same label: the batch holds each unordered
+/// pair once, weighted by how often it occurs (the loss and its gradient are the same
+/// sums, grouped). nanda2023 keeps every pair.
 #[derive(Clone, Debug)]
 pub struct Batch {
     pub arch: Arch,
     pub modulus: usize,
     /// Rows of the input table: p+1 (li2024) or 3(p+1) (nanda2023).
     pub table_rows: usize,
-    /// [n, 3] row indices into the input table.
+    /// [distinct examples, 3] row indices into the input table.
     pub rows: Arc<Vec<[u32; 3]>>,
     pub labels: Arc<Vec<u32>>,
+    /// Multiplicity of each distinct example.
+    pub counts: Arc<Vec<u32>>,
+    /// For every pair given, the index of its distinct example.
+    pub index: Vec<u32>,
 }
 
 impl Batch {
     pub fn new(arch: Arch, p: usize, pairs: &[(u32, u32)]) -> Batch {
         let v = (p + 1) as u32;
-        let (table_rows, rows) = match arch {
-            Arch::Li2024 => (p + 1, pairs.iter().map(|&(a, b)| [a, b, p as u32]).collect()),
-            Arch::Nanda2023 => (
-                3 * (p + 1),
-                pairs
-                    .iter()
-                    .map(|&(a, b)| [a, v + b, 2 * v + p as u32])
-                    .collect(),
-            ),
+        let key = |(a, b): (u32, u32)| match arch {
+            Arch::Li2024 => [a.min(b), a.max(b), p as u32],
+            Arch::Nanda2023 => [a, v + b, 2 * v + p as u32],
         };
+        let mut slot = std::collections::HashMap::new();
+        let (mut rows, mut labels, mut counts, mut index) = (vec![], vec![], vec![], vec![]);
+        for &ab in pairs {
+            let k = key(ab);
+            let i = *slot.entry(k).or_insert_with(|| {
+                rows.push(k);
+                labels.push(label(p, ab));
+                counts.push(0u32);
+                rows.len() - 1
+            });
+            counts[i] += 1;
+            index.push(i as u32);
+        }
         Batch {
             arch,
             modulus: p,
-            table_rows,
+            table_rows: match arch {
+                Arch::Li2024 => p + 1,
+                Arch::Nanda2023 => 3 * (p + 1),
+            },
             rows: Arc::new(rows),
-            labels: Arc::new(pairs.iter().map(|&ab| label(p, ab)).collect()),
+            labels: Arc::new(labels),
+            counts: Arc::new(counts),
+            index,
         }
     }
+    /// Number of pairs (with multiplicity).
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.index.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.index.is_empty()
     }
     /// The row of the query input (token `=` at position 2).
     fn query_row(&self) -> usize {
@@ -242,7 +264,7 @@ pub fn run(
 ) -> PassResult {
     let dev: Cpu = Default::default();
     let (p, d) = (w.modulus(), w.width());
-    let (h, n, r) = (w.heads, batch.len(), batch.table_rows);
+    let (h, n, r) = (w.heads, batch.rows.len(), batch.table_rows);
     assert_eq!(p, batch.modulus, "batch and model modulus differ");
     assert_eq!(w.arch, batch.arch, "batch and model architecture differ");
     let nanda = w.arch == Arch::Nanda2023;
@@ -327,7 +349,12 @@ pub fn run(
         None => x2,
     };
     let logits: T2 = xn.matmul(w_u.leaky_trace());
-    let (loss, stats) = ops::cross_entropy(logits, batch.labels.clone(), want_logits);
+    let (loss, stats) = ops::cross_entropy(
+        logits,
+        batch.labels.clone(),
+        batch.counts.clone(),
+        want_logits,
+    );
     // The table's tape: x0tab's ops were recorded on its own tape; fold them in.
     let loss = merge_tape(loss, x0tab_keep);
     let loss_value = loss.as_vec()[0] as f64;
@@ -354,9 +381,15 @@ pub fn run(
     });
     PassResult {
         loss: loss_value,
-        accuracy: stats.correct as f64 / n.max(1) as f64,
+        accuracy: stats.correct as f64 / batch.len().max(1) as f64,
         grads,
-        logits: stats.logits,
+        logits: stats.logits.map(|z| {
+            let mut out = Vec::with_capacity(batch.len() * p);
+            for &i in &batch.index {
+                out.extend_from_slice(&z[i as usize * p..(i as usize + 1) * p]);
+            }
+            out
+        }),
     }
 }
 

@@ -140,3 +140,25 @@ fn fast_path_gradient_matches_f32_finite_differences() {
         assert!((fd - gn).abs() <= 2e-2 * gn, "{arch}: directional derivative {fd} vs |g|² {gn}");
     }
 }
+
+#[test]
+fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let mut cfg = tiny(arch);
+        cfg.modulus = 61;
+        cfg.width = 64;
+        cfg.model.heads = 4;
+        let w = weights(&cfg);
+        let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
+        let go = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let r = pool.install(|| run(&w, 0, 1e-5, &batch, true, true));
+            (r.loss, r.logits.unwrap(), r.grads.unwrap())
+        };
+        let (l1, z1, g1) = go(1);
+        let (l2, z2, g2) = go(2);
+        assert_eq!(l1.to_bits(), l2.to_bits());
+        assert_eq!(z1, z2);
+        assert_eq!(g1, g2);
+    }
+}

@@ -834,7 +834,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let threads = args
         .threads
         .unwrap_or_else(|| RunOptions::with_jobs(Some(1), None).threads);
-    let report = crate::bench::bench(&cfg, args.warmup, args.iters, threads)?;
+    let report = crate::bench::bench(&cfg, args.warmup, args.iters, threads);
     println!(
         "{} p={} width={} heads={} d_mlp={} train pairs={} threads={}",
         cfg.precision,

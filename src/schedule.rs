@@ -303,12 +303,9 @@ fn train_locked(
     let mut on_checkpoint = |c: &Checkpoint| store::write_atomic(&checkpoint_path, &c.to_bytes()?);
     let mut on_progress = |p: &Progress| {
         progress.cell_progress(&bar, cell, p);
-        log.push(format!(
-            "step {} train_loss {:.6} test_acc {}",
-            p.step,
-            p.train_loss,
-            p.test_acc.map(|a| format!("{a:.4}")).unwrap_or_default()
-        ));
+        if let Some(acc) = p.test_acc {
+            log.push(format!("step {} train_loss {:.6} test_acc {acc:.4}", p.step, p.train_loss));
+        }
     };
     let hooks = TrainHooks {
         threads: opts.threads,

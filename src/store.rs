@@ -467,7 +467,7 @@ pub fn read_curves(path: &Path) -> Result<Vec<crate::train::CurvePoint>> {
 }
 
 /// split.csv: every pair (a, b) and whether it was in the train or the test set.
-pub fn split_csv(split: &crate::train::Split) -> Result<Vec<u8>> {
+pub fn split_csv(split: &crate::data::Split) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["a", "b", "set"])?;
     for (set, pairs) in [("train", &split.train), ("test", &split.test)] {
@@ -479,10 +479,10 @@ pub fn split_csv(split: &crate::train::Split) -> Result<Vec<u8>> {
 }
 
 /// Read split.csv back.
-pub fn read_split(path: &Path) -> Result<crate::train::Split> {
+pub fn read_split(path: &Path) -> Result<crate::data::Split> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut split = crate::train::Split {
+    let mut split = crate::data::Split {
         train: Vec::new(),
         test: Vec::new(),
     };

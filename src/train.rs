@@ -1,55 +1,391 @@
-//! PLACEHOLDER with the agreed API, replaced by the real engine at merge.
+//! The training loop of one cell: seeded split and initialisation, full-batch AdamW on
+//! the fast pass, loss/accuracy curves, resumable checkpoints (science.md §1–4).
+//!
+//! Reproducibility: the same config gives bit-identical weights and curves whatever
+//! the thread count, and a run resumed from a checkpoint at step s ends bit-identical
+//! to an uninterrupted one (the checkpoint holds every piece of state, exactly).
+
 use crate::config::CellConfig;
-use crate::weights::ModelWeights;
-pub struct Split {
-    pub train: Vec<(u32, u32)>,
-    pub test: Vec<(u32, u32)>,
+use crate::data::{self, Split};
+use crate::model::{self, init_weights, params_mut, Batch, PROJECTIONS};
+use crate::optim::{AdamW, GrokfastEma};
+use crate::quant::quantize;
+use crate::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Train and test loss/accuracy of the model after `step` updates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CurvePoint {
+    pub step: u64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
 }
-pub use crate::analyze::CurvePoint;
+
+/// Everything needed to continue a run exactly: the state after `step` updates.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub step: u64,
     pub latent: ModelWeights,
+    pub adam: AdamW,
+    pub grokfast: GrokfastEma,
+    /// Curve points evaluated so far (steps < `step`, or ≤ `step` when already evaluated).
+    pub curves: Vec<CurvePoint>,
+    /// Training seconds spent so far.
+    pub seconds: f64,
+    /// The cell config (JSON) the run belongs to.
+    pub config: String,
 }
+
+const CHECKPOINT_FORMAT: &str = "bitgrok-checkpoint-1";
+
 impl Checkpoint {
-    pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
-        unimplemented!()
+    /// safetensors bytes: tensors under `latent.`, `adam.m.`, `adam.v.` and
+    /// `grokfast.mu.` + TransformerLens names; step, config and curves in the metadata
+    /// (curve values as f64 bit patterns, so they round-trip exactly).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut tensors = Vec::new();
+        let mut add = |prefix: &str, w: &ModelWeights| {
+            tensors.extend(
+                w.to_named()
+                    .into_iter()
+                    .map(|(n, s, d)| (format!("{prefix}{n}"), s, d)),
+            )
+        };
+        add("latent.", &self.latent);
+        add("adam.m.", &self.adam.m);
+        add("adam.v.", &self.adam.v);
+        if let Some(mu) = &self.grokfast.mu {
+            add("grokfast.mu.", mu);
+        }
+        let curves: Vec<[u64; 5]> = self
+            .curves
+            .iter()
+            .map(|c| {
+                [
+                    c.step,
+                    c.train_loss.to_bits(),
+                    c.train_acc.to_bits(),
+                    c.test_loss.to_bits(),
+                    c.test_acc.to_bits(),
+                ]
+            })
+            .collect();
+        let meta = BTreeMap::from([
+            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
+            ("step".to_string(), self.step.to_string()),
+            ("adam_t".to_string(), self.adam.t.to_string()),
+            ("seconds".to_string(), self.seconds.to_bits().to_string()),
+            ("config".to_string(), self.config.clone()),
+            ("curves".to_string(), serde_json::to_string(&curves)?),
+        ]);
+        to_safetensors_bytes(&tensors, &meta)
     }
-    pub fn from_bytes(_b: &[u8]) -> anyhow::Result<Self> {
-        unimplemented!()
+
+    pub fn from_bytes(b: &[u8]) -> Result<Checkpoint> {
+        let (tensors, meta) = from_safetensors_bytes(b).context("reading checkpoint")?;
+        let get = |k: &str| {
+            meta.get(k)
+                .with_context(|| format!("checkpoint metadata lacks \"{k}\""))
+        };
+        if get("format")? != CHECKPOINT_FORMAT {
+            bail!(
+                "checkpoint format {:?} is not {CHECKPOINT_FORMAT}",
+                get("format")?
+            );
+        }
+        let curves: Vec<[u64; 5]> = serde_json::from_str(get("curves")?)?;
+        let has_mu = tensors.keys().any(|k| k.starts_with("grokfast.mu."));
+        Ok(Checkpoint {
+            step: get("step")?.parse()?,
+            latent: ModelWeights::from_named(&tensors, "latent.")?,
+            adam: AdamW {
+                m: ModelWeights::from_named(&tensors, "adam.m.")?,
+                v: ModelWeights::from_named(&tensors, "adam.v.")?,
+                t: get("adam_t")?.parse()?,
+            },
+            grokfast: GrokfastEma {
+                mu: if has_mu {
+                    Some(ModelWeights::from_named(&tensors, "grokfast.mu.")?)
+                } else {
+                    None
+                },
+            },
+            curves: curves
+                .into_iter()
+                .map(|c| CurvePoint {
+                    step: c[0],
+                    train_loss: f64::from_bits(c[1]),
+                    train_acc: f64::from_bits(c[2]),
+                    test_loss: f64::from_bits(c[3]),
+                    test_acc: f64::from_bits(c[4]),
+                })
+                .collect(),
+            seconds: f64::from_bits(get("seconds")?.parse()?),
+            config: get("config")?.clone(),
+        })
     }
 }
+
+/// The step of a checkpoint file, read from its header alone (for status displays).
+pub fn checkpoint_step(path: &std::path::Path) -> Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let n = u64::from_le_bytes(len);
+    if n > 1 << 24 {
+        bail!("{}: implausible header length {n}", path.display());
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)?;
+    let header: serde_json::Value = serde_json::from_slice(&header)?;
+    header["__metadata__"]["step"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{}: no step in the checkpoint header", path.display()))
+}
+
+/// Reported while training.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Progress {
+    /// Updates done.
     pub step: u64,
     pub steps: u64,
+    /// Loss of the latest update's batch (or of the latest evaluation).
     pub train_loss: f64,
+    /// Test accuracy when this report comes from an evaluation.
     pub test_acc: Option<f64>,
 }
+
+/// How a caller steers [`train_cell`].
 pub struct TrainHooks<'a> {
+    /// Threads of the matrix products (the results do not depend on it).
     pub threads: usize,
+    /// Continue from here.
     pub resume: Option<Checkpoint>,
-    pub on_checkpoint: &'a mut dyn FnMut(&Checkpoint) -> anyhow::Result<()>,
+    /// Called every `train.checkpoint_every` updates (not after the last one).
+    pub on_checkpoint: &'a mut dyn FnMut(&Checkpoint) -> Result<()>,
+    /// Called after every update and at every evaluation.
     pub on_progress: &'a mut dyn FnMut(&Progress),
-    pub stop: &'a std::sync::atomic::AtomicBool,
+    /// When set: write a checkpoint via `on_checkpoint` and return `Err(Interrupted)`.
+    pub stop: &'a AtomicBool,
 }
+
+/// The error [`train_cell`] returns after a stop request (after checkpointing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("training interrupted (checkpoint written)")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// What one trained cell gives.
+#[derive(Clone, Debug)]
 pub struct TrainOutput {
     pub split: Split,
+    /// Weights at step 0.
     pub init: ModelWeights,
+    /// The fp32 weights the optimizer updated.
     pub latent: ModelWeights,
+    /// The weights the forward pass uses: `Q(latent)` on the six projections.
     pub effective: ModelWeights,
+    /// At step 0, every `eval_every` steps, and the final step.
     pub curves: Vec<CurvePoint>,
     pub seconds: f64,
 }
-pub fn train_cell(_cfg: &CellConfig, _hooks: TrainHooks) -> anyhow::Result<TrainOutput> {
-    unimplemented!()
+
+/// The effective weights of a model: the quantizer of `cfg.precision` applied to the
+/// six projection matrices, everything else unchanged.
+pub fn effective_weights(cfg: &CellConfig, latent: &ModelWeights) -> ModelWeights {
+    let mut e = latent.clone();
+    if cfg.precision != crate::config::Precision::Fp32 {
+        for (name, p) in params_mut(&mut e) {
+            if PROJECTIONS.contains(&name) {
+                let q = quantize(cfg.precision, &cfg.quant, p);
+                p.copy_from_slice(&q);
+            }
+        }
+    }
+    e
 }
-#[derive(Debug)]
-pub struct Interrupted;
-impl std::fmt::Display for Interrupted {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "interrupted")
+
+/// The training state of one cell between updates.
+pub struct Trainer {
+    pub cfg: CellConfig,
+    pub train: Batch,
+    pub test: Batch,
+    pub latent: ModelWeights,
+    pub adam: AdamW,
+    pub grokfast: GrokfastEma,
+    pub step: u64,
+}
+
+impl Trainer {
+    pub fn new(cfg: &CellConfig, split: &Split, latent: ModelWeights) -> Trainer {
+        let arch = cfg.model.arch;
+        Trainer {
+            cfg: cfg.clone(),
+            train: Batch::new(arch, cfg.modulus, &split.train),
+            test: Batch::new(arch, cfg.modulus, &split.test),
+            adam: AdamW::new(&latent),
+            latent,
+            grokfast: GrokfastEma::default(),
+            step: 0,
+        }
+    }
+
+    /// One full-batch update (quantize, forward, backward, optimizer); returns the loss.
+    pub fn update(&mut self) -> f64 {
+        let eff = effective_weights(&self.cfg, &self.latent);
+        let q = &self.cfg.quant;
+        let out = model::run(&eff, q.act_bits, q.eps, &self.train, true, false);
+        let mut grads = out.grads.expect("gradients were asked for");
+        let t = &self.cfg.train;
+        if t.grokfast {
+            self.grokfast
+                .filter(t.grokfast_alpha, t.grokfast_lambda, &mut grads);
+        }
+        // Straight-through: the gradient w.r.t. Q(W) updates the latent W.
+        self.adam.step(t, &mut self.latent, &grads);
+        self.step += 1;
+        out.loss
+    }
+
+    /// Loss and accuracy on the train and test sets now.
+    pub fn evaluate(&self) -> CurvePoint {
+        let eff = effective_weights(&self.cfg, &self.latent);
+        let q = &self.cfg.quant;
+        let tr = model::run(&eff, q.act_bits, q.eps, &self.train, false, false);
+        let (test_loss, test_acc) = if self.test.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            let te = model::run(&eff, q.act_bits, q.eps, &self.test, false, false);
+            (te.loss, te.accuracy)
+        };
+        CurvePoint {
+            step: self.step,
+            train_loss: tr.loss,
+            train_acc: tr.accuracy,
+            test_loss,
+            test_acc,
+        }
+    }
+
+    fn checkpoint(&self, curves: &[CurvePoint], seconds: f64) -> Result<Checkpoint> {
+        Ok(Checkpoint {
+            step: self.step,
+            latent: self.latent.clone(),
+            adam: self.adam.clone(),
+            grokfast: self.grokfast.clone(),
+            curves: curves.to_vec(),
+            seconds,
+            config: resume_key(&self.cfg)?,
+        })
     }
 }
-impl std::error::Error for Interrupted {}
-pub fn checkpoint_step(_p: &std::path::Path) -> anyhow::Result<u64> {
-    unimplemented!()
+
+/// The config as a checkpoint records it; `steps` and `checkpoint_every` are left
+/// out, so a run may be resumed with a longer schedule.
+fn resume_key(cfg: &CellConfig) -> Result<String> {
+    let mut c = cfg.clone();
+    c.train.steps = 0;
+    c.train.checkpoint_every = 0;
+    Ok(serde_json::to_string(&c)?)
+}
+
+/// A pool with `threads` threads for the matrix products.
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    Ok(rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?)
+}
+
+/// Train one cell.
+pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
+    model::validate(cfg)?;
+    let TrainHooks {
+        threads,
+        resume,
+        on_checkpoint,
+        on_progress,
+        stop,
+    } = hooks;
+    let split = data::split(cfg);
+    let init = init_weights(cfg);
+    let mut trainer = Trainer::new(cfg, &split, init.clone());
+    let mut curves = Vec::new();
+    let mut seconds_before = 0.0;
+    if let Some(ck) = resume {
+        if ck.config != resume_key(cfg)? {
+            bail!("the checkpoint belongs to a different config; it cannot be resumed with this one");
+        }
+        if ck.step > cfg.train.steps {
+            bail!(
+                "the checkpoint is at step {}, beyond train.steps = {}",
+                ck.step,
+                cfg.train.steps
+            );
+        }
+        trainer.step = ck.step;
+        trainer.latent = ck.latent;
+        trainer.adam = ck.adam;
+        trainer.grokfast = ck.grokfast;
+        curves = ck.curves;
+        seconds_before = ck.seconds;
+    }
+    let pool = thread_pool(threads)?;
+    let started = Instant::now();
+    let steps = cfg.train.steps;
+    let (eval_every, ck_every) = (cfg.train.eval_every, cfg.train.checkpoint_every);
+    loop {
+        let step = trainer.step;
+        let due = step == steps || (eval_every > 0 && step % eval_every == 0) || step == 0;
+        if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
+            let point = pool.install(|| trainer.evaluate());
+            curves.push(point);
+            on_progress(&Progress {
+                step,
+                steps,
+                train_loss: point.train_loss,
+                test_acc: Some(point.test_acc),
+            });
+        }
+        if step >= steps {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            let seconds = seconds_before + started.elapsed().as_secs_f64();
+            on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
+            return Err(Interrupted.into());
+        }
+        let loss = pool.install(|| trainer.update());
+        on_progress(&Progress {
+            step: trainer.step,
+            steps,
+            train_loss: loss,
+            test_acc: None,
+        });
+        if ck_every > 0 && trainer.step % ck_every == 0 && trainer.step < steps {
+            let seconds = seconds_before + started.elapsed().as_secs_f64();
+            on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
+        }
+    }
+    let effective = effective_weights(cfg, &trainer.latent);
+    Ok(TrainOutput {
+        split,
+        init,
+        latent: trainer.latent,
+        effective,
+        curves,
+        seconds: seconds_before + started.elapsed().as_secs_f64(),
+    })
 }

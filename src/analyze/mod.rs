@@ -32,15 +32,7 @@ pub use crate::key::{analysis_key, ANALYSIS_VERSION};
 /// Distinct values of a matrix are counted up to this many.
 pub const DISTINCT_VALUES_CAP: usize = 256;
 
-/// One evaluated step of a training curve.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CurvePoint {
-    pub step: u64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub test_loss: f64,
-    pub test_acc: f64,
-}
+pub use crate::train::CurvePoint;
 
 /// The training pairs `(a, b)` of a cell; every other pair is test.
 #[derive(Clone, Debug, PartialEq, Default)]

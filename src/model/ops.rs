@@ -1,0 +1,460 @@
+//! Fused operations of the fast pass, recorded on the dfdx tape with hand-written
+//! backward passes. Each one replaces a chain of dfdx element-wise ops (which run
+//! single-threaded and allocate a buffer per op) by one or two passes over memory.
+//! Every backward pass *adds* into the input gradients, as dfdx ops do.
+//!
+//! Determinism: every loop has a fixed order; matrix products go through `gemm`
+//! with the current rayon pool's threads, which splits the output, never the
+//! summation, so results do not depend on the thread count.
+
+use super::{Tp, T2};
+use dfdx::prelude::*;
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Rows per parallel task. Fixed, so that chunked reductions sum in the same order
+/// whatever the number of threads.
+const ROWS_PER_TASK: usize = 64;
+
+/// Record an op with inputs `inputs` (all 2-D, contiguous) and output `out` of `shape`.
+/// `backward(dout, dinputs)` adds the input gradients.
+fn record<S: Shape>(
+    inputs: Vec<T2>,
+    out: Vec<f32>,
+    shape: S,
+    backward: impl FnOnce(&[f32], &mut [&mut [f32]]) + 'static,
+) -> Tensor<S, f32, Cpu, Tp> {
+    let dev: Cpu = Default::default();
+    let mut tape: Tp = Default::default();
+    let mut ghosts = Vec::with_capacity(inputs.len());
+    for t in inputs {
+        let (t, t_tape) = t.split_tape();
+        tape = tape.merge(t_tape);
+        ghosts.push(t.ghost());
+    }
+    let out = dev.tensor_from_vec(out, shape);
+    let out_ghost = out.ghost();
+    tape.add_backward_op(move |grads| {
+        for g in &ghosts {
+            grads.try_alloc_for(g)?;
+        }
+        let dout = grads.get_or_alloc_mut(&out_ghost)?;
+        // SAFETY: the gradient buffers of distinct tensors are distinct heap buffers,
+        // and no gradient is inserted or removed while these slices live.
+        let dout: &[f32] = unsafe { std::slice::from_raw_parts(dout.as_ptr(), dout.len()) };
+        let mut dins: Vec<&mut [f32]> = Vec::with_capacity(ghosts.len());
+        for g in &ghosts {
+            let buf = grads.get_or_alloc_mut(g)?;
+            dins.push(unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr(), buf.len()) });
+        }
+        backward(dout, &mut dins);
+        Ok(())
+    });
+    out.put_tape(tape)
+}
+
+fn data(t: &T2) -> Vec<f32> {
+    let mut v = vec![0.0; t.shape().0 * t.shape().1];
+    t.copy_into(&mut v);
+    v
+}
+
+/// Row-major matrix product `c (+)= op(a) · op(b)` with `op(a)` [m, k] and `op(b)` [k, n];
+/// `ta`/`tb` say that `a`/`b` are stored transposed.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // (row stride, column stride) of op(a) and op(b).
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    const BLOCK: usize = 1 << 14;
+    dst.par_chunks_mut(BLOCK)
+        .zip(src.par_chunks(BLOCK))
+        .for_each(|(d, s)| {
+            for (d, s) in d.iter_mut().zip(s) {
+                *d += s;
+            }
+        });
+}
+
+/// Sum over fixed chunks of rows of per-chunk column vectors `f(first_row, rows)`,
+/// added in chunk order (deterministic whatever the thread count).
+fn chunked_column_sum(
+    n_rows: usize,
+    cols: usize,
+    f: impl Fn(usize, usize) -> Vec<f64> + Sync,
+) -> Vec<f64> {
+    let parts: Vec<Vec<f64>> = (0..n_rows.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
+        .map(|c| {
+            let start = c * ROWS_PER_TASK;
+            f(start, ROWS_PER_TASK.min(n_rows - start))
+        })
+        .collect();
+    let mut acc = vec![0.0f64; cols];
+    for p in parts {
+        for (a, v) in acc.iter_mut().zip(p) {
+            *a += v;
+        }
+    }
+    acc
+}
+
+/// Column sums of a row-major [rows, cols] buffer added into `dst`.
+fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
+    let acc = chunked_column_sum(x.len() / cols, cols, |start, rows| {
+        let mut acc = vec![0.0f64; cols];
+        for row in x[start * cols..(start + rows) * cols].chunks_exact(cols) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += *v as f64;
+            }
+        }
+        acc
+    });
+    for (d, a) in dst.iter_mut().zip(acc) {
+        *d += a as f32;
+    }
+}
+
+/// Per-token activation quantization with a straight-through backward pass.
+pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
+    let (rows, cols) = *x.shape();
+    let mut out = data(&x);
+    crate::quant::quantize_rows(&mut out, cols, bits, eps);
+    record(vec![x], out, (rows, cols), |dout, dins| add_into(dins[0], dout))
+}
+
+/// Attention read-out at position 2: for every example `i` with table rows
+/// `rows[i] = [r0, r1, r2]` and every head `h`, the weights are
+/// `softmax_j(scores[r_j, h])` and the output's head block is `Σ_j w_j · v[r_j, head h]`.
+/// `scores` [table rows, heads] (already scaled), `v` [table rows, d] -> [n, d].
+pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
+    let (_, d) = *v.shape();
+    let dh = d / heads;
+    let n = rows.len();
+    let s = data(&scores);
+    let vv = data(&v);
+    let mut weights = vec![0.0f32; n * heads * 3];
+    let mut out = vec![0.0f32; n * d];
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(c, (out, weights))| {
+            for (k, (o_row, w_row)) in out
+                .chunks_exact_mut(d)
+                .zip(weights.chunks_exact_mut(heads * 3))
+                .enumerate()
+            {
+                let r = rows[c * ROWS_PER_TASK + k].map(|x| x as usize);
+                for h in 0..heads {
+                    let sj = r.map(|rj| s[rj * heads + h]);
+                    let mx = sj[0].max(sj[1]).max(sj[2]);
+                    let e = sj.map(|x| (x - mx).exp());
+                    let inv = 1.0 / (e[0] + e[1] + e[2]);
+                    let w = e.map(|x| x * inv);
+                    w_row[h * 3..h * 3 + 3].copy_from_slice(&w);
+                    let o = &mut o_row[h * dh..(h + 1) * dh];
+                    let v0 = &vv[r[0] * d + h * dh..][..dh];
+                    let v1 = &vv[r[1] * d + h * dh..][..dh];
+                    let v2 = &vv[r[2] * d + h * dh..][..dh];
+                    for c in 0..dh {
+                        o[c] = w[0] * v0[c] + w[1] * v1[c] + w[2] * v2[c];
+                    }
+                }
+            }
+        });
+    let table_rows = v.shape().0;
+    record(vec![scores, v], out, (n, d), move |dout, dins| {
+        let [ds, dv] = dins else { unreachable!() };
+        // Each head owns its columns of dv and its column of ds: one task per head.
+        let per_head: Vec<(Vec<f32>, Vec<f32>)> = (0..heads)
+            .into_par_iter()
+            .map(|h| {
+                let mut dvh = vec![0.0f32; table_rows * dh];
+                let mut dsh = vec![0.0f32; table_rows];
+                for (i, r) in rows.iter().enumerate() {
+                    let r = r.map(|x| x as usize);
+                    let w = &weights[(i * heads + h) * 3..(i * heads + h) * 3 + 3];
+                    let g = &dout[i * d + h * dh..i * d + (h + 1) * dh];
+                    let mut dw = [0.0f32; 3];
+                    for j in 0..3 {
+                        let vj = &vv[r[j] * d + h * dh..][..dh];
+                        dw[j] = g.iter().zip(vj).map(|(a, b)| a * b).sum();
+                        let dvj = &mut dvh[r[j] * dh..(r[j] + 1) * dh];
+                        for c in 0..dh {
+                            dvj[c] += w[j] * g[c];
+                        }
+                    }
+                    let dot = w[0] * dw[0] + w[1] * dw[1] + w[2] * dw[2];
+                    for j in 0..3 {
+                        dsh[r[j]] += w[j] * (dw[j] - dot);
+                    }
+                }
+                (dvh, dsh)
+            })
+            .collect();
+        for (h, (dvh, dsh)) in per_head.iter().enumerate() {
+            for t in 0..table_rows {
+                ds[t * heads + h] += dsh[t];
+                for c in 0..dh {
+                    dv[t * d + h * dh + c] += dvh[t * dh + c];
+                }
+            }
+        }
+    })
+}
+
+/// The MLP block with its residual: `x + relu(x·W_in + b_in)·W_out + b_out`
+/// (inputs of both matrices optionally quantized per token, straight-through).
+pub fn mlp_block(
+    x: T2,
+    w_in: T2,
+    b_in: Option<T2>,
+    w_out: T2,
+    b_out: Option<T2>,
+    act_bits: u32,
+    eps: f64,
+) -> T2 {
+    let (n, d) = *x.shape();
+    let m = w_in.shape().1;
+    let xv = data(&x);
+    let w_in_v = data(&w_in);
+    let w_out_v = data(&w_out);
+    let b_in_v = b_in.as_ref().map(data);
+    let b_out_v = b_out.as_ref().map(data);
+    let xq = if act_bits > 0 {
+        let mut q = xv.clone();
+        crate::quant::quantize_rows(&mut q, d, act_bits, eps);
+        Some(q)
+    } else {
+        None
+    };
+    let mut hidden = vec![0.0f32; n * m];
+    matmul(&mut hidden, xq.as_ref().unwrap_or(&xv), false, &w_in_v, false, (n, d, m), false);
+    hidden.par_chunks_mut(m * ROWS_PER_TASK).for_each(|rows| {
+        for row in rows.chunks_exact_mut(m) {
+            if let Some(b) = &b_in_v {
+                for (x, b) in row.iter_mut().zip(b) {
+                    *x = (*x + b).max(0.0);
+                }
+            } else {
+                for x in row.iter_mut() {
+                    *x = x.max(0.0);
+                }
+            }
+        }
+    });
+    let aq = (act_bits > 0).then(|| {
+        let mut q = hidden.clone();
+        crate::quant::quantize_rows(&mut q, m, act_bits, eps);
+        q
+    });
+    let mut out = xv.clone();
+    if let Some(b) = &b_out_v {
+        for row in out.chunks_exact_mut(d) {
+            add_into(row, b);
+        }
+    }
+    matmul(&mut out, aq.as_ref().unwrap_or(&hidden), false, &w_out_v, false, (n, m, d), true);
+    let has_bias = b_in.is_some();
+    let mut inputs = vec![x, w_in, w_out];
+    inputs.extend(b_in);
+    inputs.extend(b_out);
+    let x_used = xq.unwrap_or(xv);
+    record(inputs, out, (n, d), move |g, dins| {
+        let (dx, rest) = dins.split_first_mut().unwrap();
+        let (dw_in, rest) = rest.split_first_mut().unwrap();
+        let (dw_out, rest) = rest.split_first_mut().unwrap();
+        let a_used = aq.as_ref().unwrap_or(&hidden);
+        matmul(dw_out, a_used, true, g, false, (m, n, d), true);
+        let mut dh = vec![0.0f32; n * m];
+        matmul(&mut dh, g, false, &w_out_v, true, (n, d, m), false);
+        dh.par_chunks_mut(1 << 14)
+            .zip(hidden.par_chunks(1 << 14))
+            .for_each(|(dh, a)| {
+                for (dv, a) in dh.iter_mut().zip(a) {
+                    if *a <= 0.0 {
+                        *dv = 0.0;
+                    }
+                }
+            });
+        if has_bias {
+            add_column_sums(rest[0], &dh, m);
+            add_column_sums(rest[1], g, d);
+        }
+        matmul(dw_in, &x_used, true, &dh, false, (d, n, m), true);
+        add_into(dx, g);
+        matmul(dx, &dh, false, &w_in_v, true, (n, m, d), true);
+    })
+}
+
+/// Final RMSNorm with learned gain: `y = x / ‖x‖ · sqrt(d) ⊙ g` per row.
+pub fn rms_norm(x: T2, gain: T2) -> T2 {
+    let (n, d) = *x.shape();
+    let xv = data(&x);
+    let g = data(&gain);
+    let sd = (d as f32).sqrt();
+    let mut rs = vec![0.0f32; n];
+    let mut out = vec![0.0f32; n * d];
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(rs.par_chunks_mut(ROWS_PER_TASK))
+        .zip(xv.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|((out, rs), xv)| {
+            for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
+                let ss: f32 = row.iter().map(|v| v * v).sum();
+                *r = sd / ss.sqrt();
+                for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(&g)) {
+                    *o = v * *r * gj;
+                }
+            }
+        });
+    record(vec![x, gain], out, (n, d), move |dy, dins| {
+        let [dx, dg] = dins else { unreachable!() };
+        dx.par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(dy.par_chunks(d * ROWS_PER_TASK))
+            .zip(xv.par_chunks(d * ROWS_PER_TASK))
+            .zip(rs.par_chunks(ROWS_PER_TASK))
+            .for_each(|(((dx, dy), xv), rs)| {
+                let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
+                for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
+                    // ‖x‖² = d / r².
+                    let dot: f32 = (0..d).map(|j| dyr[j] * g[j] * row[j]).sum();
+                    let c = dot * r * r / (d as f32);
+                    for j in 0..d {
+                        dxr[j] += r * (dyr[j] * g[j] - row[j] * c);
+                    }
+                }
+            });
+        let acc = chunked_column_sum(n, d, |start, rows| {
+            let mut acc = vec![0.0f64; d];
+            for i in start..start + rows {
+                let (row, dyr, r) = (&xv[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], rs[i]);
+                for j in 0..d {
+                    acc[j] += (dyr[j] * row[j] * r) as f64;
+                }
+            }
+            acc
+        });
+        for (a, b) in dg.iter_mut().zip(acc) {
+            *a += b as f32;
+        }
+    })
+}
+
+/// Side results of [`cross_entropy`].
+pub struct CrossEntropyStats {
+    /// Number of examples (with multiplicity) whose first argmax is the label.
+    pub correct: usize,
+    pub logits: Option<Vec<f32>>,
+}
+
+/// Cross-entropy of `logits` [n, p] against `labels`, averaged over the examples with
+/// multiplicities `counts`.
+pub fn cross_entropy(
+    logits: T2,
+    labels: Arc<Vec<u32>>,
+    counts: Arc<Vec<u32>>,
+    keep_logits: bool,
+) -> (Tensor<(), f32, Cpu, Tp>, CrossEntropyStats) {
+    let (n, p) = *logits.shape();
+    let mut z = data(&logits);
+    let kept = keep_logits.then(|| z.clone());
+    let total_count: u64 = counts.iter().map(|&c| c as u64).sum();
+    // Turn z into softmax probabilities in place (needed by the backward pass); keep
+    // each row's loss and whether its argmax is right.
+    let mut row_loss = vec![(0.0f64, false); n];
+    z.par_chunks_mut(p * ROWS_PER_TASK)
+        .zip(row_loss.par_chunks_mut(ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(c, (z, out))| {
+            for (k, (row, out)) in z.chunks_exact_mut(p).zip(out).enumerate() {
+                let y = labels[c * ROWS_PER_TASK + k] as usize;
+                let (mut best, mut mx) = (0, f32::NEG_INFINITY);
+                for (c, &v) in row.iter().enumerate() {
+                    if v > mx {
+                        mx = v;
+                        best = c;
+                    }
+                }
+                let zy = row[y] as f64;
+                let mut sum = 0.0f64;
+                for v in row.iter_mut() {
+                    *v = (*v - mx).exp();
+                    sum += *v as f64;
+                }
+                *out = (mx as f64 + sum.ln() - zy, best == y);
+                let inv = (1.0 / sum) as f32;
+                for v in row.iter_mut() {
+                    *v *= inv;
+                }
+            }
+        });
+    let mut total = 0.0f64;
+    let mut correct = 0usize;
+    for ((l, ok), &c) in row_loss.iter().zip(counts.iter()) {
+        total += l * c as f64;
+        correct += if *ok { c as usize } else { 0 };
+    }
+    let loss = (total / total_count.max(1) as f64) as f32;
+    let out = record(vec![logits], vec![loss], (), move |dl, dins| {
+        let scale = dl[0] / total_count as f32;
+        dins[0]
+            .par_chunks_mut(p * ROWS_PER_TASK)
+            .zip(z.par_chunks(p * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(c, (dz, z))| {
+                for (k, (drow, prow)) in dz.chunks_exact_mut(p).zip(z.chunks_exact(p)).enumerate() {
+                    let i = c * ROWS_PER_TASK + k;
+                    let s = scale * counts[i] as f32;
+                    for (dv, pv) in drow.iter_mut().zip(prow) {
+                        *dv += pv * s;
+                    }
+                    drow[labels[i] as usize] -= s;
+                }
+            });
+    });
+    (
+        out,
+        CrossEntropyStats {
+            correct,
+            logits: kept,
+        },
+    )
+}

@@ -1,0 +1,175 @@
+//! AdamW with decoupled weight decay, linear warmup, and the optional Grokfast-EMA
+//! gradient filter (science.md §4).
+//!
+//! Weight decay applies to *all* parameters (embeddings, unembedding, biases and the
+//! RMSNorm gain included), as `torch.optim.AdamW(model.parameters(), …)` does in the
+//! seed study's and Nanda's code. For quantized models it decays the latent weights.
+//!
+//! Moments are stored in f32 (as torch does); each update is computed in f64.
+
+use crate::config::TrainConfig;
+use crate::model::{params, params_mut, zeros_like};
+use crate::weights::ModelWeights;
+
+/// Learning rate of update number `step` (0-based). With `warmup_steps = w > 0` it is
+/// `lr · min(step / w, 1)`, as Nanda's `LambdaLR(lambda step: min(step/10, 1))`, so the
+/// first update has learning rate 0 (its moments still count).
+pub fn learning_rate(cfg: &TrainConfig, step: u64) -> f64 {
+    if cfg.warmup_steps == 0 {
+        cfg.lr
+    } else {
+        cfg.lr * (step as f64 / cfg.warmup_steps as f64).min(1.0)
+    }
+}
+
+/// AdamW state: first and second moments per parameter, and the number of updates done.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamW {
+    pub m: ModelWeights,
+    pub v: ModelWeights,
+    pub t: u64,
+}
+
+impl AdamW {
+    pub fn new(like: &ModelWeights) -> AdamW {
+        AdamW {
+            m: zeros_like(like),
+            v: zeros_like(like),
+            t: 0,
+        }
+    }
+
+    /// One update: `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
+    /// `θ ← θ − lr·(m̂/(sqrt(v̂)+ε) + wd·θ)` with `m̂ = m/(1−β1^t)`, `v̂ = v/(1−β2^t)`.
+    pub fn step(&mut self, cfg: &TrainConfig, theta: &mut ModelWeights, grads: &ModelWeights) {
+        let lr = learning_rate(cfg, self.t);
+        self.t += 1;
+        let [b1, b2] = cfg.betas;
+        let (c1, c2) = (1.0 - b1.powi(self.t as i32), 1.0 - b2.powi(self.t as i32));
+        let (eps, wd) = (cfg.eps, cfg.weight_decay);
+        let groups = params_mut(theta)
+            .into_iter()
+            .zip(params_mut(&mut self.m))
+            .zip(params_mut(&mut self.v))
+            .zip(params(grads));
+        for ((((_, th), (_, m)), (_, v)), (_, g)) in groups {
+            for i in 0..th.len() {
+                let gi = g[i] as f64;
+                let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
+                let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
+                m[i] = mi as f32;
+                v[i] = vi as f32;
+                let x = th[i] as f64;
+                th[i] = (x - lr * ((mi / c1) / ((vi / c2).sqrt() + eps) + wd * x)) as f32;
+            }
+        }
+    }
+}
+
+/// Grokfast-EMA: `μ_t = α·μ_{t−1} + (1−α)·g_t` (`μ_0 = g_0`); the optimizer receives
+/// `g_t + λ·μ_t`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct GrokfastEma {
+    pub mu: Option<ModelWeights>,
+}
+
+impl GrokfastEma {
+    /// Replace `grads` by the filtered gradients.
+    pub fn filter(&mut self, alpha: f64, lambda: f64, grads: &mut ModelWeights) {
+        match &mut self.mu {
+            None => self.mu = Some(grads.clone()),
+            Some(mu) => {
+                for ((_, m), (_, g)) in params_mut(mu).into_iter().zip(params(grads)) {
+                    for (mi, gi) in m.iter_mut().zip(g) {
+                        *mi = (alpha * *mi as f64 + (1.0 - alpha) * *gi as f64) as f32;
+                    }
+                }
+            }
+        }
+        let mu = self.mu.as_ref().unwrap();
+        for ((_, g), (_, m)) in params_mut(grads).into_iter().zip(params(mu)) {
+            for (gi, mi) in g.iter_mut().zip(m) {
+                *gi = (*gi as f64 + lambda * *mi as f64) as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CellConfig;
+    use crate::model::init_weights;
+
+    #[test]
+    fn one_adamw_step_matches_the_formula_by_hand() {
+        let cell = CellConfig {
+            modulus: 5,
+            width: 4,
+            model: crate::config::ModelConfig {
+                heads: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let cfg = TrainConfig {
+            lr: 0.01,
+            weight_decay: 0.5,
+            betas: [0.9, 0.98],
+            eps: 1e-8,
+            warmup_steps: 4,
+            ..Default::default()
+        };
+        let theta0 = init_weights(&cell);
+        let mut grads = theta0.clone();
+        for (_, g) in params_mut(&mut grads) {
+            for (i, x) in g.iter_mut().enumerate() {
+                *x = (i as f32 * 0.37).sin() * 0.1;
+            }
+        }
+        let mut opt = AdamW::new(&theta0);
+        let mut theta = theta0.clone();
+        // Update 0 has warmup factor 0: the weights stay, the moments move.
+        opt.step(&cfg, &mut theta, &grads);
+        assert_eq!(theta, theta0);
+        // Update 1: lr·1/4, t = 2.
+        let theta1 = theta.clone();
+        opt.step(&cfg, &mut theta, &grads);
+        let lr = 0.01 * 0.25;
+        for (((_, th), (_, t1)), (_, g)) in params(&theta).into_iter().zip(params(&theta1)).zip(params(&grads)) {
+            for i in 0..th.len() {
+                let g = g[i] as f64;
+                let m = 0.9 * (0.1 * g) + 0.1 * g;
+                let v = 0.98 * (0.02 * g * g) + 0.02 * g * g;
+                let mhat = m / (1.0 - 0.81);
+                let vhat = v / (1.0 - 0.98f64 * 0.98);
+                let x = t1[i] as f64;
+                let want = x - lr * (mhat / (vhat.sqrt() + 1e-8) + 0.5 * x);
+                assert!((th[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3), "{} vs {want}", th[i]);
+            }
+        }
+        assert_eq!(learning_rate(&cfg, 10), 0.01);
+    }
+
+    #[test]
+    fn grokfast_ema_starts_at_the_first_gradient() {
+        let cell = CellConfig {
+            modulus: 5,
+            width: 4,
+            model: crate::config::ModelConfig {
+                heads: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let g0 = init_weights(&cell);
+        let mut ema = GrokfastEma::default();
+        let mut g = g0.clone();
+        ema.filter(0.9, 2.0, &mut g);
+        assert_eq!(params(&g)[0].1[0], params(&g0)[0].1[0] * 3.0);
+        let mut g1 = zeros_like(&g0);
+        ema.filter(0.9, 2.0, &mut g1);
+        let want = 2.0 * 0.9 * params(&g0)[0].1[0];
+        assert!((params(&g1)[0].1[0] - want).abs() < 1e-6);
+    }
+}

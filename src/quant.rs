@@ -1,0 +1,188 @@
+//! Weight and activation quantizers (science.md §3).
+//!
+//! The optimizer keeps latent fp32 weights `W`; the forward pass uses `Q(W)`, and the
+//! backward pass is straight-through (`dQ/dW = I`). In bitgrok the straight-through
+//! estimator is realised by construction: the forward pass runs on the *effective*
+//! weights `Q(W)`, and the gradient it returns with respect to `Q(W)` is applied to the
+//! latent `W` unchanged. Scales are per tensor; reductions run in f64 in a fixed order,
+//! so the result does not depend on threads.
+//!
+//! Rounding is half-to-even, as `torch.round` does.
+
+use crate::config::{Precision, QuantConfig};
+
+fn mean(w: &[f32]) -> f64 {
+    w.iter().map(|&x| x as f64).sum::<f64>() / w.len().max(1) as f64
+}
+
+fn mean_abs(w: &[f32]) -> f64 {
+    w.iter().map(|&x| (x as f64).abs()).sum::<f64>() / w.len().max(1) as f64
+}
+
+/// The per-tensor scale of a quantized tensor: γ (ternary), β or 1 (binary), s (int-k);
+/// `None` for fp32.
+pub fn scale(precision: Precision, q: &QuantConfig, w: &[f32]) -> Option<f64> {
+    match precision {
+        Precision::Fp32 => None,
+        Precision::Ternary => {
+            let m = if q.ternary_center { mean(w) } else { 0.0 };
+            let abs = w.iter().map(|&x| (x as f64 - m).abs()).sum::<f64>() / w.len().max(1) as f64;
+            Some(abs + q.eps)
+        }
+        Precision::Binary => Some(if q.binary_scale { mean_abs(w) } else { 1.0 }),
+        Precision::Int(k) => {
+            let m = int_levels(k) as f64;
+            let max = w.iter().fold(0.0f64, |acc, &x| acc.max((x as f64).abs()));
+            Some(max / m)
+        }
+    }
+}
+
+/// `m = 2^(k-1) - 1`: the int-k grid is `s·{-m, …, m}`.
+pub fn int_levels(k: u8) -> i32 {
+    (1i32 << (k - 1)) - 1
+}
+
+/// `Q(W)` for one tensor:
+/// - ternary: `γ·clip(round((W − c)/γ), −1, 1)`, `γ = mean|W − c| + eps`, with
+///   `c = mean(W)` when `ternary_center` (the seed study's code) else 0 (BitNet b1.58);
+/// - binary: `β·sign(W − mean W)`, sign(0) = +1, `β = mean|W|` when `binary_scale`
+///   (BitNet) else 1 (the seed study's code);
+/// - int-k: `s·clip(round(W/s), −m, m)`, `m = 2^(k−1) − 1`, `s = max|W|/m` (all zeros
+///   when W is all zeros).
+pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
+    let Some(s) = scale(precision, q, w) else {
+        return w.to_vec();
+    };
+    match precision {
+        Precision::Fp32 => unreachable!(),
+        Precision::Ternary => {
+            let c = if q.ternary_center { mean(w) } else { 0.0 };
+            w.iter()
+                .map(|&x| {
+                    let level = ((x as f64 - c) / s).round_ties_even().clamp(-1.0, 1.0);
+                    (level * s) as f32
+                })
+                .collect()
+        }
+        Precision::Binary => {
+            let alpha = mean(w);
+            w.iter()
+                .map(|&x| if x as f64 - alpha >= 0.0 { s as f32 } else { -s as f32 })
+                .collect()
+        }
+        Precision::Int(k) => {
+            if s == 0.0 {
+                return vec![0.0; w.len()];
+            }
+            let m = int_levels(k) as f64;
+            w.iter()
+                .map(|&x| ((x as f64 / s).round_ties_even().clamp(-m, m) * s) as f32)
+                .collect()
+        }
+    }
+}
+
+/// Per-token absmax activation quantization to `bits` bits (BitNet), in place on the
+/// rows of a row-major `[rows, cols]` buffer: `Q_b = 2^(bits−1)`, `γx = max(max|x|, eps)`,
+/// `x ← clip(round(x·Q_b/γx), −Q_b, Q_b − 1)·γx/Q_b`. Backward is the identity
+/// (straight-through). `bits == 0` leaves `x` unchanged.
+pub fn quantize_rows(x: &mut [f32], cols: usize, bits: u32, eps: f64) {
+    if bits == 0 || cols == 0 {
+        return;
+    }
+    let qb = (1u64 << (bits - 1)) as f32;
+    for row in x.chunks_exact_mut(cols) {
+        let gamma = row.iter().fold(0.0f32, |a, &v| a.max(v.abs())).max(eps as f32);
+        let up = qb / gamma;
+        let down = gamma / qb;
+        for v in row {
+            *v = (*v * up).round_ties_even().clamp(-qb, qb - 1.0) * down;
+        }
+    }
+}
+
+/// Fraction of exact zeros in a tensor (a quantization statistic, e.g. of ternary weights).
+pub fn zero_fraction(w: &[f32]) -> f64 {
+    w.iter().filter(|&&x| x == 0.0).count() as f64 / w.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<f32> {
+        (0..200)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013 + 0.02)
+            .collect()
+    }
+
+    #[test]
+    fn ternary_takes_three_values() {
+        for center in [false, true] {
+            let q = QuantConfig {
+                ternary_center: center,
+                ..Default::default()
+            };
+            let w = sample();
+            let g = scale(Precision::Ternary, &q, &w).unwrap() as f32;
+            let out = quantize(Precision::Ternary, &q, &w);
+            let mut seen = [false; 3];
+            for v in &out {
+                let i = [-g, 0.0, g].iter().position(|x| x == v).expect("off grid");
+                seen[i] = true;
+            }
+            assert_eq!(seen, [true; 3]);
+        }
+    }
+
+    #[test]
+    fn binary_is_plus_minus_beta_or_one() {
+        let w = sample();
+        for scaled in [true, false] {
+            let q = QuantConfig {
+                binary_scale: scaled,
+                ..Default::default()
+            };
+            let b = if scaled { mean_abs(&w) as f32 } else { 1.0 };
+            let out = quantize(Precision::Binary, &q, &w);
+            let alpha = mean(&w);
+            for (x, v) in w.iter().zip(&out) {
+                assert_eq!(*v, if *x as f64 >= alpha { b } else { -b });
+            }
+        }
+    }
+
+    #[test]
+    fn int_k_lies_on_the_grid() {
+        let w = sample();
+        for k in [2u8, 4, 8] {
+            let q = QuantConfig::default();
+            let s = scale(Precision::Int(k), &q, &w).unwrap();
+            let m = int_levels(k);
+            let out = quantize(Precision::Int(k), &q, &w);
+            let mut levels = std::collections::BTreeSet::new();
+            for v in out {
+                let l = (v as f64 / s).round();
+                assert!((v as f64 - l * s).abs() < 1e-6 && l.abs() <= m as f64);
+                levels.insert(l as i32);
+            }
+            assert!(levels.contains(&m) || levels.contains(&-m));
+            assert!(levels.len() as i32 <= 2 * m + 1);
+        }
+    }
+
+    #[test]
+    fn activation_quantization_uses_2_pow_bits_levels_per_row() {
+        let orig = sample();
+        let mut x = orig.clone();
+        quantize_rows(&mut x, 50, 4, 1e-5);
+        for (row, o) in x.chunks(50).zip(orig.chunks(50)) {
+            let g = o.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let mut lv: Vec<i32> = row.iter().map(|v| (v * 8.0 / g).round() as i32).collect();
+            lv.sort();
+            lv.dedup();
+            assert!(lv.iter().all(|l| (-8..=7).contains(l)), "{lv:?}");
+        }
+    }
+}

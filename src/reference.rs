@@ -1,0 +1,468 @@
+//! A straightforward f64 implementation of both architectures (science.md §2): every
+//! position of every example computed the textbook way, with a hand-written backward
+//! pass. Slow; it exists to check the fast path and for analyses that need exact
+//! per-example gradients (e.g. with respect to the input vectors).
+//!
+//! It works on the weights the forward pass uses (the effective weights of a
+//! quantized model); `act_bits > 0` quantizes the inputs of the six projections per
+//! token, with a straight-through backward pass, as the fast path does.
+
+use crate::config::Arch;
+use crate::weights::ModelWeights;
+
+/// A dense row-major f64 matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct M64 {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+}
+
+impl M64 {
+    pub fn zeros(rows: usize, cols: usize) -> M64 {
+        M64 {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+    fn from_f32(rows: usize, cols: usize, d: &[f32]) -> M64 {
+        M64 {
+            rows,
+            cols,
+            data: d.iter().map(|&x| x as f64).collect(),
+        }
+    }
+    pub fn at(&self, r: usize, c: usize) -> f64 {
+        self.data[r * self.cols + c]
+    }
+    fn row(&self, r: usize) -> &[f64] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+    fn row_mut(&mut self, r: usize) -> &mut [f64] {
+        &mut self.data[r * self.cols..(r + 1) * self.cols]
+    }
+}
+
+/// `x @ W` for one row vector.
+fn vec_mat(x: &[f64], w: &M64) -> Vec<f64> {
+    let mut out = vec![0.0; w.cols];
+    for (i, xi) in x.iter().enumerate() {
+        for (o, wv) in out.iter_mut().zip(w.row(i)) {
+            *o += xi * wv;
+        }
+    }
+    out
+}
+
+/// `dy @ W^T` for one row vector.
+fn vec_mat_t(dy: &[f64], w: &M64) -> Vec<f64> {
+    (0..w.rows)
+        .map(|i| w.row(i).iter().zip(dy).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+/// `G += x^T dy` (outer product).
+fn add_outer(g: &mut M64, x: &[f64], dy: &[f64]) {
+    for (i, xi) in x.iter().enumerate() {
+        for (gv, d) in g.row_mut(i).iter_mut().zip(dy) {
+            *gv += xi * d;
+        }
+    }
+}
+
+fn add(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}
+
+fn act_quant(x: &[f64], bits: u32, eps: f64) -> Vec<f64> {
+    if bits == 0 {
+        return x.to_vec();
+    }
+    let qb = (1u64 << (bits - 1)) as f64;
+    let g = x.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(eps);
+    x.iter()
+        .map(|v| (v * qb / g).round_ties_even().clamp(-qb, qb - 1.0) * g / qb)
+        .collect()
+}
+
+/// All parameters in f64, same layout as [`ModelWeights`]; also used for gradients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params64 {
+    pub arch: Arch,
+    pub heads: usize,
+    pub w_e: M64,
+    pub w_pos: Option<M64>,
+    pub w_q: M64,
+    pub w_k: M64,
+    pub w_v: M64,
+    pub w_o: M64,
+    pub w_in: M64,
+    pub b_in: Option<Vec<f64>>,
+    pub w_out: M64,
+    pub b_out: Option<Vec<f64>>,
+    pub ln_final_w: Option<Vec<f64>>,
+    pub w_u: M64,
+}
+
+impl Params64 {
+    pub fn from_weights(w: &ModelWeights) -> Params64 {
+        let m = |x: &crate::weights::Mat| M64::from_f32(x.rows, x.cols, &x.data);
+        let v = |x: &Vec<f32>| x.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+        Params64 {
+            arch: w.arch,
+            heads: w.heads,
+            w_e: m(&w.w_e),
+            w_pos: w.w_pos.as_ref().map(m),
+            w_q: m(&w.w_q),
+            w_k: m(&w.w_k),
+            w_v: m(&w.w_v),
+            w_o: m(&w.w_o),
+            w_in: m(&w.w_in),
+            b_in: w.b_in.as_ref().map(v),
+            w_out: m(&w.w_out),
+            b_out: w.b_out.as_ref().map(v),
+            ln_final_w: w.ln_final_w.as_ref().map(v),
+            w_u: m(&w.w_u),
+        }
+    }
+
+    pub fn zeros_like(&self) -> Params64 {
+        let z = |x: &M64| M64::zeros(x.rows, x.cols);
+        let zv = |x: &Vec<f64>| vec![0.0; x.len()];
+        Params64 {
+            arch: self.arch,
+            heads: self.heads,
+            w_e: z(&self.w_e),
+            w_pos: self.w_pos.as_ref().map(z),
+            w_q: z(&self.w_q),
+            w_k: z(&self.w_k),
+            w_v: z(&self.w_v),
+            w_o: z(&self.w_o),
+            w_in: z(&self.w_in),
+            b_in: self.b_in.as_ref().map(zv),
+            w_out: z(&self.w_out),
+            b_out: self.b_out.as_ref().map(zv),
+            ln_final_w: self.ln_final_w.as_ref().map(zv),
+            w_u: z(&self.w_u),
+        }
+    }
+
+    /// Named flat views, in the order and under the names of [`crate::model::params`].
+    pub fn named(&self) -> Vec<(&'static str, &[f64])> {
+        let mut out: Vec<(&'static str, &[f64])> = vec![("W_E", &self.w_e.data)];
+        if let Some(m) = &self.w_pos {
+            out.push(("W_pos", &m.data));
+        }
+        out.push(("W_Q", &self.w_q.data));
+        out.push(("W_K", &self.w_k.data));
+        out.push(("W_V", &self.w_v.data));
+        out.push(("W_O", &self.w_o.data));
+        out.push(("W_in", &self.w_in.data));
+        if let Some(b) = &self.b_in {
+            out.push(("b_in", b));
+        }
+        out.push(("W_out", &self.w_out.data));
+        if let Some(b) = &self.b_out {
+            out.push(("b_out", b));
+        }
+        if let Some(g) = &self.ln_final_w {
+            out.push(("ln_final.w", g));
+        }
+        out.push(("W_U", &self.w_u.data));
+        out
+    }
+
+    /// Mutable counterpart of [`Params64::named`].
+    pub fn named_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
+        let mut out: Vec<(&'static str, &mut [f64])> = vec![("W_E", &mut self.w_e.data)];
+        if let Some(m) = &mut self.w_pos {
+            out.push(("W_pos", &mut m.data));
+        }
+        out.push(("W_Q", &mut self.w_q.data));
+        out.push(("W_K", &mut self.w_k.data));
+        out.push(("W_V", &mut self.w_v.data));
+        out.push(("W_O", &mut self.w_o.data));
+        out.push(("W_in", &mut self.w_in.data));
+        if let Some(b) = &mut self.b_in {
+            out.push(("b_in", b));
+        }
+        out.push(("W_out", &mut self.w_out.data));
+        if let Some(b) = &mut self.b_out {
+            out.push(("b_out", b));
+        }
+        if let Some(g) = &mut self.ln_final_w {
+            out.push(("ln_final.w", g));
+        }
+        out.push(("W_U", &mut self.w_u.data));
+        out
+    }
+}
+
+/// Everything the forward pass of one example computes, at all three positions.
+#[derive(Clone, Debug)]
+pub struct Trace {
+    pub x0: [Vec<f64>; 3],
+    xq0: [Vec<f64>; 3],
+    q: [Vec<f64>; 3],
+    k: [Vec<f64>; 3],
+    v: [Vec<f64>; 3],
+    /// attention weights [head][query][key]
+    pub pattern: Vec<[[f64; 3]; 3]>,
+    zq: [Vec<f64>; 3],
+    pub x1: [Vec<f64>; 3],
+    x1q: [Vec<f64>; 3],
+    /// MLP pre-activations.
+    pub hidden: [Vec<f64>; 3],
+    aq: [Vec<f64>; 3],
+    pub x2: [Vec<f64>; 3],
+    xn: [Vec<f64>; 3],
+    /// logits at every position; the model's output is position 2.
+    pub logits: [Vec<f64>; 3],
+}
+
+/// Forward pass for the input `[a, b, =]`, with input vectors `x0` given explicitly
+/// (the embeddings plus positional embeddings, see [`input_vectors`]).
+pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: f64) -> Trace {
+    let d = w.w_e.cols;
+    let h = w.heads;
+    let dh = d / h;
+    let nanda = w.arch == Arch::Nanda2023;
+    let scale = if nanda {
+        1.0 / (dh as f64).sqrt()
+    } else {
+        1.0 / (d as f64).sqrt()
+    };
+    let each = |f: &dyn Fn(usize) -> Vec<f64>| [f(0), f(1), f(2)];
+    let xq0 = each(&|i| act_quant(&x0[i], act_bits, eps));
+    let q = each(&|i| vec_mat(&xq0[i], &w.w_q));
+    let k = each(&|i| vec_mat(&xq0[i], &w.w_k));
+    let v = each(&|i| vec_mat(&xq0[i], &w.w_v));
+    let mut pattern = vec![[[0.0; 3]; 3]; h];
+    let mut z = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
+    for (head, pat) in pattern.iter_mut().enumerate() {
+        let cols = head * dh..(head + 1) * dh;
+        for i in 0..3 {
+            let mut s = [f64::NEG_INFINITY; 3];
+            for (j, sj) in s.iter_mut().enumerate() {
+                if nanda && j > i {
+                    continue; // causal mask
+                }
+                *sj = cols.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>() * scale;
+            }
+            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e = s.map(|x| (x - mx).exp());
+            let tot: f64 = e.iter().sum();
+            for j in 0..3 {
+                pat[i][j] = e[j] / tot;
+                for c in cols.clone() {
+                    z[i][c] += pat[i][j] * v[j][c];
+                }
+            }
+        }
+    }
+    let zq = each(&|i| act_quant(&z[i], act_bits, eps));
+    let x1 = each(&|i| {
+        let mut x = x0[i].clone();
+        add(&mut x, &vec_mat(&zq[i], &w.w_o));
+        x
+    });
+    let x1q = each(&|i| act_quant(&x1[i], act_bits, eps));
+    let hidden = each(&|i| {
+        let mut hv = vec_mat(&x1q[i], &w.w_in);
+        if let Some(b) = &w.b_in {
+            add(&mut hv, b);
+        }
+        hv
+    });
+    let aq = each(&|i| {
+        let a: Vec<f64> = hidden[i].iter().map(|x| x.max(0.0)).collect();
+        act_quant(&a, act_bits, eps)
+    });
+    let x2 = each(&|i| {
+        let mut x = x1[i].clone();
+        add(&mut x, &vec_mat(&aq[i], &w.w_out));
+        if let Some(b) = &w.b_out {
+            add(&mut x, b);
+        }
+        x
+    });
+    let xn = each(&|i| match &w.ln_final_w {
+        Some(g) => {
+            let norm = x2[i].iter().map(|x| x * x).sum::<f64>().sqrt();
+            let r = (d as f64).sqrt() / norm;
+            x2[i].iter().zip(g).map(|(x, g)| x * r * g).collect()
+        }
+        None => x2[i].clone(),
+    });
+    let logits = each(&|i| vec_mat(&xn[i], &w.w_u));
+    Trace {
+        x0,
+        xq0,
+        q,
+        k,
+        v,
+        pattern,
+        zq,
+        x1,
+        x1q,
+        hidden,
+        aq,
+        x2,
+        xn,
+        logits,
+    }
+}
+
+/// The input vectors of `[a, b, =]`: token embeddings plus positional embeddings.
+pub fn input_vectors(w: &Params64, a: usize, b: usize) -> [Vec<f64>; 3] {
+    let p = w.w_u.cols;
+    let mut x = [w.w_e.row(a).to_vec(), w.w_e.row(b).to_vec(), w.w_e.row(p).to_vec()];
+    if let Some(pos) = &w.w_pos {
+        for (i, xi) in x.iter_mut().enumerate() {
+            add(xi, pos.row(i));
+        }
+    }
+    x
+}
+
+/// Forward pass for the input `[a, b, =]`.
+pub fn forward(w: &Params64, a: usize, b: usize, act_bits: u32, eps: f64) -> Trace {
+    forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps)
+}
+
+/// Backward pass of one example: given `dlogits` at every position, add the parameter
+/// gradients into `grads` and return the gradients with respect to the input vectors
+/// `x0` (straight-through for quantized activations).
+pub fn backward(
+    w: &Params64,
+    t: &Trace,
+    dlogits: &[Vec<f64>; 3],
+    grads: &mut Params64,
+    a: usize,
+    b: usize,
+) -> [Vec<f64>; 3] {
+    let d = w.w_e.cols;
+    let h = w.heads;
+    let dh = d / h;
+    let p = w.w_u.cols;
+    let nanda = w.arch == Arch::Nanda2023;
+    let scale = if nanda {
+        1.0 / (dh as f64).sqrt()
+    } else {
+        1.0 / (d as f64).sqrt()
+    };
+    let mut dx0 = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
+    let mut dq = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
+    let mut dk = dq.clone();
+    let mut dv = dq.clone();
+    for i in 0..3 {
+        add_outer(&mut grads.w_u, &t.xn[i], &dlogits[i]);
+        let dxn = vec_mat_t(&dlogits[i], &w.w_u);
+        let dx2 = match &w.ln_final_w {
+            Some(g) => {
+                let x = &t.x2[i];
+                let nn = x.iter().map(|v| v * v).sum::<f64>();
+                let r = (d as f64).sqrt() / nn.sqrt();
+                let dg = grads.ln_final_w.as_mut().unwrap();
+                let dy: Vec<f64> = (0..d).map(|j| dxn[j] * g[j]).collect();
+                for j in 0..d {
+                    dg[j] += dxn[j] * x[j] * r;
+                }
+                let dot: f64 = dy.iter().zip(x).map(|(a, b)| a * b).sum();
+                (0..d).map(|j| r * (dy[j] - x[j] * dot / nn)).collect::<Vec<_>>()
+            }
+            None => dxn,
+        };
+        // x2 = x1 + aq W_out + b_out
+        add_outer(&mut grads.w_out, &t.aq[i], &dx2);
+        if let Some(db) = &mut grads.b_out {
+            add(db, &dx2);
+        }
+        let da = vec_mat_t(&dx2, &w.w_out);
+        let dhid: Vec<f64> = da
+            .iter()
+            .zip(&t.hidden[i])
+            .map(|(g, hv)| if *hv > 0.0 { *g } else { 0.0 })
+            .collect();
+        if let Some(db) = &mut grads.b_in {
+            add(db, &dhid);
+        }
+        add_outer(&mut grads.w_in, &t.x1q[i], &dhid);
+        let mut dx1 = dx2.clone();
+        add(&mut dx1, &vec_mat_t(&dhid, &w.w_in));
+        // x1 = x0 + zq W_O
+        add(&mut dx0[i], &dx1);
+        add_outer(&mut grads.w_o, &t.zq[i], &dx1);
+        let dz = vec_mat_t(&dx1, &w.w_o);
+        for head in 0..h {
+            let cols = head * dh..(head + 1) * dh;
+            let pat = &t.pattern[head][i];
+            let mut dpat = [0.0; 3];
+            for j in 0..3 {
+                dpat[j] = cols.clone().map(|c| dz[c] * t.v[j][c]).sum();
+                for c in cols.clone() {
+                    dv[j][c] += pat[j] * dz[c];
+                }
+            }
+            let dot: f64 = (0..3).map(|j| pat[j] * dpat[j]).sum();
+            for j in 0..3 {
+                let ds = pat[j] * (dpat[j] - dot) * scale;
+                for c in cols.clone() {
+                    dq[i][c] += ds * t.k[j][c];
+                    dk[j][c] += ds * t.q[i][c];
+                }
+            }
+        }
+    }
+    for i in 0..3 {
+        add_outer(&mut grads.w_q, &t.xq0[i], &dq[i]);
+        add_outer(&mut grads.w_k, &t.xq0[i], &dk[i]);
+        add_outer(&mut grads.w_v, &t.xq0[i], &dv[i]);
+        add(&mut dx0[i], &vec_mat_t(&dq[i], &w.w_q));
+        add(&mut dx0[i], &vec_mat_t(&dk[i], &w.w_k));
+        add(&mut dx0[i], &vec_mat_t(&dv[i], &w.w_v));
+    }
+    for (i, tok) in [a, b, p].into_iter().enumerate() {
+        add(grads.w_e.row_mut(tok), &dx0[i]);
+        if let Some(gp) = &mut grads.w_pos {
+            add(gp.row_mut(i), &dx0[i]);
+        }
+    }
+    dx0
+}
+
+/// Mean cross-entropy at position 2 over `pairs`, the logits [n][p], and (when asked)
+/// the parameter gradients.
+pub fn loss_and_grads(
+    w: &Params64,
+    pairs: &[(u32, u32)],
+    act_bits: u32,
+    eps: f64,
+    want_grads: bool,
+) -> (f64, Vec<Vec<f64>>, Option<Params64>) {
+    let p = w.w_u.cols;
+    let n = pairs.len() as f64;
+    let mut grads = want_grads.then(|| w.zeros_like());
+    let mut loss = 0.0;
+    let mut all_logits = Vec::with_capacity(pairs.len());
+    for &(a, b) in pairs {
+        let (a, b) = (a as usize, b as usize);
+        let t = forward(w, a, b, act_bits, eps);
+        let z = &t.logits[2];
+        let y = (a + b) % p;
+        let mx = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - mx).exp()).sum();
+        loss += mx + sum.ln() - z[y];
+        if let Some(g) = &mut grads {
+            let mut dz: Vec<f64> = z.iter().map(|v| (v - mx).exp() / sum / n).collect();
+            dz[y] -= 1.0 / n;
+            let dl = [vec![0.0; p], vec![0.0; p], dz];
+            backward(w, &t, &dl, g, a, b);
+        }
+        all_logits.push(z.clone());
+    }
+    (loss / n, all_logits, grads)
+}

@@ -1,0 +1,164 @@
+//! The fast dfdx pass against the straightforward f64 reference (every position,
+//! textbook attention), and finite differences.
+
+use bitgrok::config::{Arch, CellConfig, ModelConfig, Precision};
+use bitgrok::data::split;
+use bitgrok::model::{init_weights, params, params_mut, run, Batch};
+use bitgrok::quant::quantize;
+use bitgrok::reference::{loss_and_grads, Params64};
+use bitgrok::weights::ModelWeights;
+
+fn tiny(arch: Arch) -> CellConfig {
+    CellConfig {
+        modulus: 7,
+        width: 8,
+        seed: 3,
+        model: ModelConfig {
+            arch,
+            heads: 2,
+            mlp_ratio: 4,
+        },
+        ..Default::default()
+    }
+}
+
+/// Initial weights with biases and gain moved off their init values, so that every
+/// parameter matters.
+fn weights(cfg: &CellConfig) -> ModelWeights {
+    let mut w = init_weights(cfg);
+    for (name, p) in params_mut(&mut w) {
+        if name.starts_with("b_") || name == "ln_final.w" {
+            for (i, x) in p.iter_mut().enumerate() {
+                *x += 0.3 * ((i * 7 % 5) as f32 - 2.0) / 2.0;
+            }
+        }
+    }
+    w
+}
+
+fn quantized(cfg: &CellConfig, w: &ModelWeights, precision: Precision) -> ModelWeights {
+    let mut e = w.clone();
+    for (name, p) in params_mut(&mut e) {
+        if bitgrok::model::PROJECTIONS.contains(&name) {
+            let q = quantize(precision, &cfg.quant, p);
+            p.copy_from_slice(&q);
+        }
+    }
+    e
+}
+
+fn max_abs(x: impl Iterator<Item = f64>) -> f64 {
+    x.fold(0.0, |a, v| a.max(v.abs()))
+}
+
+#[test]
+fn fast_path_matches_reference_logits_and_every_gradient() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        for precision in [Precision::Fp32, Precision::Ternary, Precision::Int(4)] {
+            let cfg = tiny(arch);
+            let w = quantized(&cfg, &weights(&cfg), precision);
+            let pairs = split(&cfg).train;
+            let batch = Batch::new(arch, cfg.modulus, &pairs);
+            let fast = run(&w, 0, 1e-5, &batch, true, true);
+            let (loss, logits, grads) = loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, true);
+            let ctx = format!("{arch} {precision}");
+            assert!((fast.loss - loss).abs() <= 1e-4 * loss.abs(), "{ctx}: loss {} vs {loss}", fast.loss);
+            let fl = fast.logits.unwrap();
+            let reff: Vec<f64> = logits.concat();
+            let scale = max_abs(reff.iter().copied());
+            let err = max_abs(fl.iter().zip(&reff).map(|(a, b)| *a as f64 - b));
+            assert!(err <= 1e-4 * scale, "{ctx}: logits differ by {err} (scale {scale})");
+            let fg = fast.grads.unwrap();
+            let rg = grads.unwrap();
+            let (fnamed, rnamed) = (params(&fg), rg.named());
+            assert_eq!(fnamed.len(), rnamed.len());
+            for ((n1, f), (n2, r)) in fnamed.iter().zip(&rnamed) {
+                assert_eq!(n1, n2);
+                let scale = max_abs(r.iter().copied());
+                assert!(scale > 0.0, "{ctx}: reference gradient of {n1} is zero");
+                let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
+                assert!(err <= 1e-4 * scale, "{ctx}: d{n1} differs by {err} (scale {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn reference_gradients_match_finite_differences() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let cfg = tiny(arch);
+        let w = Params64::from_weights(&weights(&cfg));
+        let pairs: Vec<_> = split(&cfg).train.into_iter().take(12).collect();
+        let (_, _, g) = loss_and_grads(&w, &pairs, 0, 1e-5, true);
+        let g = g.unwrap();
+        let h = 1e-6;
+        for (name, gv) in g.named() {
+            for idx in (0..gv.len()).step_by(3) {
+                let mut plus = w.clone();
+                let mut minus = w.clone();
+                for (m, sign) in [(&mut plus, 1.0), (&mut minus, -1.0)] {
+                    for (n, p) in m.named_mut() {
+                        if n == name {
+                            p[idx] += sign * h;
+                        }
+                    }
+                }
+                let lp = loss_and_grads(&plus, &pairs, 0, 1e-5, false).0;
+                let lm = loss_and_grads(&minus, &pairs, 0, 1e-5, false).0;
+                let fd = (lp - lm) / (2.0 * h);
+                assert!(
+                    (fd - gv[idx]).abs() <= 1e-6 + 1e-5 * fd.abs(),
+                    "{arch} d{name}[{idx}]: analytic {} vs finite difference {fd}",
+                    gv[idx]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_gradient_matches_f32_finite_differences() {
+    // Directional finite difference on the f32 fast path itself.
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let cfg = tiny(arch);
+        let w = weights(&cfg);
+        let pairs = split(&cfg).train;
+        let batch = Batch::new(arch, cfg.modulus, &pairs);
+        let g = run(&w, 0, 1e-5, &batch, true, false).grads.unwrap();
+        let gn: f64 = params(&g).iter().flat_map(|(_, v)| v.iter()).map(|x| (*x as f64).powi(2)).sum();
+        let eps = 1e-2 / gn.sqrt();
+        let shifted = |sign: f32| {
+            let mut m = w.clone();
+            for ((_, p), (_, gv)) in params_mut(&mut m).into_iter().zip(params(&g)) {
+                for (x, d) in p.iter_mut().zip(gv) {
+                    *x += sign * eps as f32 * d;
+                }
+            }
+            run(&m, 0, 1e-5, &batch, false, false).loss
+        };
+        let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
+        assert!((fd - gn).abs() <= 2e-2 * gn, "{arch}: directional derivative {fd} vs |g|² {gn}");
+    }
+}
+
+#[test]
+fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let mut cfg = tiny(arch);
+        cfg.modulus = 61;
+        cfg.width = 64;
+        cfg.model.heads = 4;
+        let w = weights(&cfg);
+        let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
+        let go = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let r = pool.install(|| run(&w, 0, 1e-5, &batch, true, true));
+            (r.loss, r.logits.unwrap(), r.grads.unwrap())
+        };
+        let (l1, z1, g1) = go(1);
+        let (l2, z2, g2) = go(2);
+        assert_eq!(l1.to_bits(), l2.to_bits());
+        assert_eq!(z1, z2);
+        assert_eq!(g1, g2);
+    }
+}

@@ -5,5 +5,5 @@ pub fn aggregate_sweep(
     _c: &[crate::grid::Cell],
     _o: &std::path::Path,
 ) -> anyhow::Result<String> {
-    unimplemented!()
+    Ok(String::new())
 }

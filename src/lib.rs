@@ -6,6 +6,7 @@
 //! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
+pub mod aggregate;
 pub mod analyze;
 pub mod cli;
 pub mod config;

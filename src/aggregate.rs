@@ -346,7 +346,7 @@ fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>> {
     for r in rows {
         w.write_record(r)?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 // ---- Number formats -------------------------------------------------------------
@@ -500,7 +500,7 @@ fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             v.push(r.status.as_str().into());
             match &r.sig {
                 Some(s) => v.extend(signature_columns(s)),
-                None => v.extend(std::iter::repeat(String::new()).take(n_sig)),
+                None => v.extend(std::iter::repeat_n(String::new(), n_sig)),
             }
             v.push(opt(r.seconds, |s| format!("{s:.1}")));
             // One line, so a long error does not break the table's layout.

@@ -74,6 +74,17 @@ pub struct SweepCell {
     pub analysis_key: String,
 }
 
+impl From<&crate::grid::Cell> for SweepCell {
+    /// The cell's axes with its cell key and analysis key.
+    fn from(c: &crate::grid::Cell) -> SweepCell {
+        SweepCell {
+            axes: c.axes.clone(),
+            key: crate::key::cell_key(&c.config),
+            analysis_key: crate::key::analysis_key(&c.analysis),
+        }
+    }
+}
+
 /// What the aggregator found, for the caller to print.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AggregateReport {

@@ -426,3 +426,85 @@ fn jaccard_and_median() {
     assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
     assert_eq!(median(&mut []), None);
 }
+
+#[test]
+fn grid_cells_with_entry_settings_get_extra_identity_columns() {
+    let text = r#"
+name = "t"
+[grid]
+precision = ["fp32", "binary"]
+seed = [0]
+[[cells]]
+precision = "ternary"
+"train.lr" = 0.003
+"#;
+    let sweep = bitgrok::spec::parse_str(Path::new("t.toml"), text).unwrap();
+    let grid = bitgrok::grid::expand(&sweep);
+    let cells: Vec<SweepCell> = grid.iter().map(SweepCell::from).collect();
+    assert_eq!(cells.len(), 3);
+    assert_eq!(cells[0].key, bitgrok::key::cell_key(&grid[0].config));
+    let tmp = tempfile::tempdir().unwrap();
+    done_cell(
+        tmp.path(),
+        &cells[0].key,
+        &planted(&[1], 1.0, Some(1), "clock"),
+    );
+    // The signature lives under the sweep's analysis key, not the test's "a1".
+    let adir = tmp
+        .path()
+        .join("cells")
+        .join(&cells[0].key)
+        .join("analysis");
+    std::fs::rename(adir.join(AKEY), adir.join(&cells[0].analysis_key)).unwrap();
+    let out = tmp.path().join("out");
+    let axes = bitgrok::grid::axis_names(&sweep);
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    let table = read(&out, "cells.csv");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split(',').take(5).collect())
+        .collect();
+    assert_eq!(rows[0], ["precision", "seed", "train.lr", "key", "status"]);
+    assert_eq!(rows[1][..3], ["fp32", "0", ""]);
+    assert_eq!(rows[1][4], "done");
+    assert_eq!(rows[2][..3], ["binary", "0", ""]);
+    assert_eq!(rows[3][..3], ["ternary", "0", "0.003"]);
+    assert_eq!(rows[3][4], "missing");
+    // Compare groups by seed and train.lr: the ternary cell has its own group.
+    let compare = read(&out, "compare.csv");
+    assert_eq!(
+        compare.lines().skip(1).collect::<Vec<_>>(),
+        ["0,,fp32,binary,,,,,,"]
+    );
+}
+
+#[test]
+fn rows_keep_grid_order_with_many_cells() {
+    // Enough cells to be read on several threads.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cells = Vec::new();
+    for i in 0..300 {
+        let key = format!("c{i:03}");
+        if i % 3 != 0 {
+            done_cell(
+                tmp.path(),
+                &key,
+                &planted(&[1 + i % 3], 1.0, Some(i as u64), "clock"),
+            );
+        }
+        cells.push(cell(["fp32", "binary"][i % 2], &i.to_string(), &key));
+    }
+    let axes = vec!["precision".to_string(), "seed".to_string()];
+    let out = tmp.path().join("out");
+    let report = aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    assert_eq!((report.done, report.missing), (200, 100));
+    let table = read(&out, "cells.csv");
+    for (i, line) in table.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], i.to_string());
+        assert_eq!(f[3], if i % 3 == 0 { "missing" } else { "done" });
+        if i % 3 != 0 {
+            assert_eq!(f[10], i.to_string(), "step_generalised of row {i}");
+        }
+    }
+}

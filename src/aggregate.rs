@@ -37,7 +37,8 @@
 //!   identity columns, `precision_a`, `precision_b`, `key_frequency_jaccard` (empty
 //!   when both sets are empty), `diff_n_key_frequencies`, `diff_restricted_ratio`,
 //!   `diff_step_generalised`, `diff_gradient_symmetricity` (all b − a), `same_label`.
-//!   A pair where either side lacks a signature keeps empty numbers. Without a
+//!   A pair where either side lacks a signature keeps empty numbers; a group with
+//!   several cells of one precision (possible only through `[[cells]]`) uses the first. Without a
 //!   `precision` column the table is only its header.
 //! - `summary.csv`: one row per value of (`precision`, `modulus`, `width`), in
 //!   first-appearance order, using those of the three that are identity columns (a

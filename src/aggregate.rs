@@ -1,9 +1,800 @@
-//! PLACEHOLDER replaced at merge.
+//! Aggregate a sweep's cells into four CSV tables: `cells.csv`, `frequencies.csv`,
+//! `compare.csv` and `summary.csv`.
+//!
+//! Input: the sweep's cells in grid order, each with its axis values, cell key and
+//! analysis key. For every cell we read `cells/<key>/manifest.json` and
+//! `cells/<key>/analysis/<akey>/signature.json` (a walk of `cells/` first indexes
+//! which cell folders, manifests and signatures exist, so absent files cost nothing).
+//!
+//! Status of a cell: `missing` (no folder), `partial` (folder without a manifest, or
+//! a manifest whose status is neither done nor failed), `failed`, `unanalysed`
+//! (done, but no signature for this analysis key) or `done` (done and analysed).
+//! A manifest or signature that cannot be parsed is an error naming the file.
+//!
+//! Identity columns: every grid axis in the sweep's axis order, then any other
+//! setting a `[[cells]]` entry gave (first-appearance order), empty where a cell does
+//! not have it. Identity columns always lead a row, so a diff can match rows by them.
+//!
+//! Tables (columns in this order; rows in the order given):
+//! - `cells.csv`, one row per cell in grid order: identity, `key` (64 hex digits),
+//!   `status`, `final_train_loss`, `final_test_loss`, `final_train_acc`,
+//!   `final_test_acc`, `grokked`, `step_memorised`, `step_generalised`,
+//!   `grokking_gap`, `gini`, `frequencies_for_coverage`, `n_key_frequencies`,
+//!   `key_frequencies` (ascending, `;`-joined), `fraction_clustered`,
+//!   `dead_neurons`, `logits_explained`, `restricted_loss`, `restricted_ratio`,
+//!   `excluded_loss`, `excluded_ratio`, `gradient_symmetricity`,
+//!   `distance_irrelevance`, `label`, `zero_fraction_mean` (mean fraction of exact
+//!   zeros over the quantized matrices), `distinct_values_max` (most distinct values
+//!   in any of them; `>256` past the count's cap), `train_seconds` and `error` (both
+//!   from the manifest). Signature columns are empty for cells without a signature.
+//! - `frequencies.csv`, one row per (cell, key frequency), grid order then ascending
+//!   frequency: identity, `frequency`, `key`, `embedding_norm`,
+//!   `embedding_energy_fraction`, `neurons`, `logits_explained` (this frequency's
+//!   share of the centred logits).
+//! - `compare.csv`: cells grouped by every identity column except `precision`
+//!   (groups in first-appearance order); for every unordered pair of precisions in a
+//!   group, ordered by each precision's first appearance in the sweep: the group's
+//!   identity columns, `precision_a`, `precision_b`, `key_frequency_jaccard` (empty
+//!   when both sets are empty), `diff_n_key_frequencies`, `diff_restricted_ratio`,
+//!   `diff_step_generalised`, `diff_gradient_symmetricity` (all b − a), `same_label`.
+//!   A pair where either side lacks a signature keeps empty numbers; a group with
+//!   several cells of one precision (possible only through `[[cells]]`) uses the first. Without a
+//!   `precision` column the table is only its header.
+//! - `summary.csv`: one row per value of (`precision`, `modulus`, `width`), in
+//!   first-appearance order, using those of the three that are identity columns (a
+//!   setting that is not an axis has one value in the sweep, so it splits nothing; with
+//!   none of them the sweep is one row). Columns: those, `cells`, `done` (status
+//!   done or unanalysed), `analysed`, `grokked_share`, then `<m>_median`, `<m>_min`,
+//!   `<m>_max` for m in `test_acc`, `n_key_frequencies`, `logits_explained`,
+//!   `restricted_ratio`, `excluded_ratio`, `step_generalised`,
+//!   `gradient_symmetricity`, `distance_irrelevance`, `gini`, and `clock_share`.
+//!   Shares are over analysed cells; statistics over analysed cells that have the
+//!   number; the median of an even count is the mean of the middle two.
+//!
+//! Rounding (fixed, so files are stable): accuracies, fractions, shares, ratios,
+//! Gini, symmetricity, distance irrelevance and their differences: 4 decimals
+//! (`0.1235`); losses and embedding norms: scientific with 4 significant digits
+//! (`1.235e-3`); counts and steps: integers; medians of integers: the integer or
+//! `x.5`; seconds: 1 decimal; yes/no for booleans; empty when missing; `inf`, `-inf`
+//! and `NaN` spelled out. Files are written atomically (temporary file in the same
+//! folder, then rename).
+
+use crate::analyze::Signature;
+use anyhow::{bail, Context, Result};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// One cell of the sweep as the aggregator needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweepCell {
+    /// (name, value text), grid axes in the sweep's axis order (see `grid::Cell`).
+    pub axes: Vec<(String, String)>,
+    /// `key::cell_key` of the cell.
+    pub key: String,
+    /// `key::analysis_key` of the cell's analysis settings.
+    pub analysis_key: String,
+}
+
+impl From<&crate::grid::Cell> for SweepCell {
+    /// The cell's axes with its cell key and analysis key.
+    fn from(c: &crate::grid::Cell) -> SweepCell {
+        SweepCell {
+            axes: c.axes.clone(),
+            key: crate::key::cell_key(&c.config),
+            analysis_key: crate::key::analysis_key(&c.analysis),
+        }
+    }
+}
+
+/// What the aggregator found, for the caller to print.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AggregateReport {
+    pub cells: usize,
+    /// Done and analysed.
+    pub done: usize,
+    pub unanalysed: usize,
+    pub failed: usize,
+    pub partial: usize,
+    pub missing: usize,
+    /// The tables written, in the order cells, frequencies, compare, summary.
+    pub tables: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for AggregateReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} cells: {} done, {} unanalysed, {} failed, {} partial, {} missing",
+            self.cells, self.done, self.unanalysed, self.failed, self.partial, self.missing
+        )
+    }
+}
+
+/// Aggregate the cells of a parsed sweep (in grid order) into `out_dir`; the
+/// identity columns are the grid axes, then the settings `[[cells]]` entries add.
 pub fn aggregate_sweep(
-    _r: &std::path::Path,
-    _s: &crate::spec::Sweep,
-    _c: &[crate::grid::Cell],
-    _o: &std::path::Path,
-) -> anyhow::Result<String> {
-    Ok(String::new())
+    artifacts_root: &Path,
+    sweep: &crate::spec::Sweep,
+    cells: &[crate::grid::Cell],
+    out_dir: &Path,
+) -> Result<AggregateReport> {
+    let cells: Vec<SweepCell> = cells.iter().map(SweepCell::from).collect();
+    aggregate(
+        artifacts_root,
+        &crate::grid::axis_names(sweep),
+        &cells,
+        out_dir,
+    )
+}
+
+/// Where a cell stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Done,
+    Unanalysed,
+    Failed,
+    Partial,
+    Missing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Done => "done",
+            Status::Unanalysed => "unanalysed",
+            Status::Failed => "failed",
+            Status::Partial => "partial",
+            Status::Missing => "missing",
+        }
+    }
+}
+
+/// One cell with what was read for it.
+struct Row {
+    /// Values of the identity columns.
+    ids: Vec<String>,
+    key: String,
+    status: Status,
+    seconds: Option<f64>,
+    error: Option<String>,
+    sig: Option<Signature>,
+}
+
+/// Which files exist under `<artifacts>/cells`, from one walk.
+#[derive(Default)]
+struct Index {
+    dirs: HashSet<String>,
+    manifests: HashSet<String>,
+    /// (cell key, analysis key) with a signature.json.
+    signatures: HashSet<(String, String)>,
+}
+
+fn index_cells(cells_root: &Path) -> Result<Index> {
+    let mut index = Index::default();
+    if !cells_root.is_dir() {
+        return Ok(index);
+    }
+    // Depth 1: cell folders; 2: manifest.json and analysis/; 3: analysis keys;
+    // 4: signature.json. Nothing else is visited.
+    let walk = walkdir::WalkDir::new(cells_root)
+        .min_depth(1)
+        .max_depth(4)
+        .into_iter()
+        .filter_entry(|e| {
+            let name = e.file_name().to_str().unwrap_or("");
+            match e.depth() {
+                2 => name == "manifest.json" || name == "analysis",
+                4 => name == "signature.json",
+                _ => true,
+            }
+        });
+    for entry in walk {
+        let entry = entry.with_context(|| format!("walking {}", cells_root.display()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(cells_root)
+            .unwrap_or(entry.path());
+        let parts: Vec<&str> = rel.iter().filter_map(|s| s.to_str()).collect();
+        let is_file = entry.file_type().is_file();
+        match parts.as_slice() {
+            [key] if entry.file_type().is_dir() => {
+                index.dirs.insert(key.to_string());
+            }
+            [key, "manifest.json"] if is_file => {
+                index.manifests.insert(key.to_string());
+            }
+            [key, "analysis", akey, "signature.json"] if is_file => {
+                index.signatures.insert((key.to_string(), akey.to_string()));
+            }
+            _ => {}
+        }
+    }
+    Ok(index)
+}
+
+/// Identity column names: the axes, then other settings cells carry.
+fn identity_columns(axis_names: &[String], cells: &[SweepCell]) -> Vec<String> {
+    let mut cols: Vec<String> = axis_names.to_vec();
+    for c in cells {
+        for (name, _) in &c.axes {
+            if !cols.contains(name) {
+                cols.push(name.clone());
+            }
+        }
+    }
+    cols
+}
+
+fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> Result<Row> {
+    let mut row = Row {
+        ids,
+        key: cell.key.clone(),
+        status: Status::Missing,
+        seconds: None,
+        error: None,
+        sig: None,
+    };
+    if !index.dirs.contains(&cell.key) {
+        return Ok(row);
+    }
+    row.status = Status::Partial;
+    if !index.manifests.contains(&cell.key) {
+        return Ok(row);
+    }
+    let cell_dir = root.join("cells").join(&cell.key);
+    let path = cell_dir.join("manifest.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Some(status) = manifest.get("status").and_then(|s| s.as_str()) else {
+        bail!(
+            "{} has no \"status\" text (allowed: \"done\", \"failed\")",
+            path.display()
+        );
+    };
+    row.seconds = manifest.get("seconds").and_then(|s| s.as_f64());
+    row.error = manifest
+        .get("error")
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
+    row.status = match status {
+        "done" => Status::Unanalysed,
+        "failed" => Status::Failed,
+        _ => Status::Partial,
+    };
+    if row.status == Status::Unanalysed
+        && index
+            .signatures
+            .contains(&(cell.key.clone(), cell.analysis_key.clone()))
+    {
+        let path = cell_dir
+            .join("analysis")
+            .join(&cell.analysis_key)
+            .join("signature.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let sig: Signature = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a valid signature", path.display()))?;
+        row.sig = Some(sig);
+        row.status = Status::Done;
+    }
+    Ok(row)
+}
+
+/// Read every cell's manifest and signature and write the four tables into
+/// `out_dir` (created if needed). See the module doc for columns, order and rounding.
+pub fn aggregate(
+    artifacts_root: &Path,
+    axis_names: &[String],
+    cells: &[SweepCell],
+    out_dir: &Path,
+) -> Result<AggregateReport> {
+    let index = index_cells(&artifacts_root.join("cells"))?;
+    let cols = identity_columns(axis_names, cells);
+    let ids = |c: &SweepCell| -> Vec<String> {
+        cols.iter()
+            .map(|name| {
+                c.axes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let rows = read_rows(artifacts_root, &index, cells, &ids)?;
+
+    let mut report = AggregateReport {
+        cells: rows.len(),
+        ..Default::default()
+    };
+    for r in &rows {
+        match r.status {
+            Status::Done => report.done += 1,
+            Status::Unanalysed => report.unanalysed += 1,
+            Status::Failed => report.failed += 1,
+            Status::Partial => report.partial += 1,
+            Status::Missing => report.missing += 1,
+        }
+    }
+
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let tables = [
+        ("cells.csv", cells_table(&cols, &rows)),
+        ("frequencies.csv", frequencies_table(&cols, &rows)),
+        ("compare.csv", compare_table(&cols, &rows)),
+        ("summary.csv", summary_table(&cols, &rows)),
+    ];
+    for (name, table) in tables {
+        let path = out_dir.join(name);
+        write_atomic(&path, &table?)?;
+        report.tables.push(path);
+    }
+    Ok(report)
+}
+
+/// Read the rows, spreading the cells over the available cores; the result is in
+/// cell order whatever the thread count.
+fn read_rows(
+    root: &Path,
+    index: &Index,
+    cells: &[SweepCell],
+    ids: &(dyn Fn(&SweepCell) -> Vec<String> + Sync),
+) -> Result<Vec<Row>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(cells.len().div_ceil(64).max(1));
+    let chunk = cells.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Row>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cells
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|c| read_row(root, index, ids(c), c))
+                        .collect::<Result<Vec<Row>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("reading a cell panicked"))
+            .collect()
+    });
+    let mut rows = Vec::with_capacity(cells.len());
+    for p in parts {
+        rows.extend(p?);
+    }
+    Ok(rows)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// CSV bytes of a header and rows.
+fn csv_bytes(header: &[String], rows: &[Vec<String>]) -> Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(header)?;
+    for r in rows {
+        w.write_record(r)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+// ---- Number formats -------------------------------------------------------------
+
+fn special(x: f64) -> Option<String> {
+    if x.is_nan() {
+        Some("NaN".into())
+    } else if x.is_infinite() {
+        Some(if x > 0.0 { "inf" } else { "-inf" }.into())
+    } else {
+        None
+    }
+}
+
+/// Accuracies, fractions, ratios and their differences: 4 decimals.
+pub fn fmt_fraction(x: f64) -> String {
+    if let Some(s) = special(x) {
+        return s;
+    }
+    let s = format!("{x:.4}");
+    if s == "-0.0000" {
+        "0.0000".into()
+    } else {
+        s
+    }
+}
+
+/// Losses and norms: scientific with 4 significant digits.
+pub fn fmt_magnitude(x: f64) -> String {
+    if let Some(s) = special(x) {
+        return s;
+    }
+    let x = if x == 0.0 { 0.0 } else { x };
+    format!("{x:.3e}")
+}
+
+fn fmt_median_of_integers(x: f64) -> String {
+    // Medians of integers are integers or halves, which `{}` prints exactly.
+    let x = if x == 0.0 { 0.0 } else { x };
+    format!("{x}")
+}
+
+fn opt<T>(x: Option<T>, f: impl Fn(T) -> String) -> String {
+    x.map(f).unwrap_or_default()
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+// ---- Tables ---------------------------------------------------------------------
+
+const CELL_COLUMNS: &[&str] = &[
+    "key",
+    "status",
+    "final_train_loss",
+    "final_test_loss",
+    "final_train_acc",
+    "final_test_acc",
+    "grokked",
+    "step_memorised",
+    "step_generalised",
+    "grokking_gap",
+    "gini",
+    "frequencies_for_coverage",
+    "n_key_frequencies",
+    "key_frequencies",
+    "fraction_clustered",
+    "dead_neurons",
+    "logits_explained",
+    "restricted_loss",
+    "restricted_ratio",
+    "excluded_loss",
+    "excluded_ratio",
+    "gradient_symmetricity",
+    "distance_irrelevance",
+    "label",
+    "zero_fraction_mean",
+    "distinct_values_max",
+    "train_seconds",
+    "error",
+];
+
+fn header(cols: &[String], rest: &[&str]) -> Vec<String> {
+    cols.iter()
+        .cloned()
+        .chain(rest.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+fn signature_columns(s: &Signature) -> Vec<String> {
+    let o = &s.outcome;
+    let q = &s.quantization;
+    let zero_mean =
+        (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64);
+    let distinct_max = (!q.is_empty()).then(|| {
+        if q.iter().any(|m| m.distinct_values_over_cap) {
+            format!(">{}", crate::analyze::DISTINCT_VALUES_CAP)
+        } else {
+            q.iter()
+                .map(|m| m.distinct_values)
+                .max()
+                .unwrap_or(0)
+                .to_string()
+        }
+    });
+    vec![
+        opt(o.final_train_loss, fmt_magnitude),
+        opt(o.final_test_loss, fmt_magnitude),
+        opt(o.final_train_acc, fmt_fraction),
+        opt(o.final_test_acc, fmt_fraction),
+        yes_no(o.grokked),
+        opt(o.step_memorised, |v| v.to_string()),
+        opt(o.step_generalised, |v| v.to_string()),
+        opt(o.grokking_gap, |v| v.to_string()),
+        fmt_fraction(s.embedding.gini),
+        s.embedding.frequencies_for_coverage.to_string(),
+        s.neurons.key_frequencies.len().to_string(),
+        key_frequency_list(&s.neurons.key_frequencies),
+        fmt_fraction(s.neurons.fraction_clustered),
+        s.neurons.dead.to_string(),
+        fmt_fraction(s.logits.explained_by_key_frequencies),
+        fmt_magnitude(s.logits.restricted_loss),
+        opt(s.logits.restricted_ratio, fmt_fraction),
+        fmt_magnitude(s.logits.excluded_loss),
+        opt(s.logits.excluded_ratio, fmt_fraction),
+        fmt_fraction(s.algorithm.gradient_symmetricity),
+        opt(s.algorithm.distance_irrelevance, fmt_fraction),
+        s.algorithm.label.clone(),
+        opt(zero_mean, fmt_fraction),
+        distinct_max.unwrap_or_default(),
+    ]
+}
+
+fn key_frequency_list(keys: &[usize]) -> String {
+    let mut k = keys.to_vec();
+    k.sort_unstable();
+    k.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let n_sig = CELL_COLUMNS.len() - 4;
+    let out: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut v = r.ids.clone();
+            v.push(r.key.clone());
+            v.push(r.status.as_str().into());
+            match &r.sig {
+                Some(s) => v.extend(signature_columns(s)),
+                None => v.extend(std::iter::repeat_n(String::new(), n_sig)),
+            }
+            v.push(opt(r.seconds, |s| format!("{s:.1}")));
+            // One line, so a long error does not break the table's layout.
+            v.push(opt(r.error.as_deref(), |e| {
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            }));
+            v
+        })
+        .collect();
+    csv_bytes(&header(cols, CELL_COLUMNS), &out)
+}
+
+fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(s) = &r.sig else { continue };
+        let mut keys = s.neurons.key_frequencies.clone();
+        keys.sort_unstable();
+        for k in keys {
+            let f = s
+                .frequency_table
+                .iter()
+                .find(|f| f.frequency == k)
+                .with_context(|| {
+                    format!(
+                        "signature of cell {} has key frequency {k} but no frequency_table row for it",
+                        r.key
+                    )
+                })?;
+            let mut v = r.ids.clone();
+            v.extend([
+                k.to_string(),
+                r.key.clone(),
+                fmt_magnitude(f.embedding_norm),
+                fmt_fraction(f.embedding_energy_fraction),
+                f.neurons.to_string(),
+                fmt_fraction(f.logits_explained),
+            ]);
+            out.push(v);
+        }
+    }
+    let h = header(
+        cols,
+        &[
+            "frequency",
+            "key",
+            "embedding_norm",
+            "embedding_energy_fraction",
+            "neurons",
+            "logits_explained",
+        ],
+    );
+    csv_bytes(&h, &out)
+}
+
+/// Jaccard overlap |A ∩ B| / |A ∪ B|; None when both are empty.
+pub fn jaccard(a: &[usize], b: &[usize]) -> Option<f64> {
+    let a: HashSet<_> = a.iter().collect();
+    let b: HashSet<_> = b.iter().collect();
+    let union = a.union(&b).count();
+    (union > 0).then(|| a.intersection(&b).count() as f64 / union as f64)
+}
+
+/// Values in first-appearance order with the indices of the items holding them.
+fn groups_by<K: PartialEq + Eq + std::hash::Hash + Clone>(
+    keys: impl Iterator<Item = K>,
+) -> Vec<(K, Vec<usize>)> {
+    let mut order: Vec<(K, Vec<usize>)> = Vec::new();
+    let mut at: HashMap<K, usize> = HashMap::new();
+    for (i, k) in keys.enumerate() {
+        match at.get(&k) {
+            Some(&g) => order[g].1.push(i),
+            None => {
+                at.insert(k.clone(), order.len());
+                order.push((k, vec![i]));
+            }
+        }
+    }
+    order
+}
+
+fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let p_col = cols.iter().position(|c| c == "precision");
+    let group_cols: Vec<String> = cols.iter().filter(|c| *c != "precision").cloned().collect();
+    let h = header(
+        &group_cols,
+        &[
+            "precision_a",
+            "precision_b",
+            "key_frequency_jaccard",
+            "diff_n_key_frequencies",
+            "diff_restricted_ratio",
+            "diff_step_generalised",
+            "diff_gradient_symmetricity",
+            "same_label",
+        ],
+    );
+    let Some(pc) = p_col else {
+        return csv_bytes(&h, &[]);
+    };
+    let precisions: Vec<String> = groups_by(rows.iter().map(|r| r.ids[pc].clone()))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let group_ids = |r: &Row| -> Vec<String> {
+        r.ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pc)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (gid, members) in groups_by(rows.iter().map(group_ids)) {
+        // The first cell of each precision in the group, in sweep precision order.
+        let present: Vec<&Row> = precisions
+            .iter()
+            .filter_map(|p| members.iter().map(|&i| &rows[i]).find(|r| &r.ids[pc] == p))
+            .collect();
+        for (i, a) in present.iter().enumerate() {
+            for b in &present[i + 1..] {
+                let mut v = gid.clone();
+                v.push(a.ids[pc].clone());
+                v.push(b.ids[pc].clone());
+                v.extend(pair_columns(a.sig.as_ref(), b.sig.as_ref()));
+                out.push(v);
+            }
+        }
+    }
+    csv_bytes(&h, &out)
+}
+
+fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return vec![String::new(); 6];
+    };
+    let diff = |x: Option<f64>, y: Option<f64>| opt(x.zip(y), |(x, y)| fmt_fraction(y - x));
+    let ka = &a.neurons.key_frequencies;
+    let kb = &b.neurons.key_frequencies;
+    vec![
+        opt(jaccard(ka, kb), fmt_fraction),
+        (kb.len() as i64 - ka.len() as i64).to_string(),
+        diff(a.logits.restricted_ratio, b.logits.restricted_ratio),
+        opt(
+            a.outcome.step_generalised.zip(b.outcome.step_generalised),
+            |(x, y)| (y as i64 - x as i64).to_string(),
+        ),
+        diff(
+            Some(a.algorithm.gradient_symmetricity),
+            Some(b.algorithm.gradient_symmetricity),
+        ),
+        yes_no(a.algorithm.label == b.algorithm.label),
+    ]
+}
+
+/// The numbers summarised per group: name, whether integer-valued, and getter.
+type Getter = fn(&Signature) -> Option<f64>;
+const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
+    ("test_acc", false, |s| s.outcome.final_test_acc),
+    ("n_key_frequencies", true, |s| {
+        Some(s.neurons.key_frequencies.len() as f64)
+    }),
+    ("logits_explained", false, |s| {
+        Some(s.logits.explained_by_key_frequencies)
+    }),
+    ("restricted_ratio", false, |s| s.logits.restricted_ratio),
+    ("excluded_ratio", false, |s| s.logits.excluded_ratio),
+    ("step_generalised", true, |s| {
+        s.outcome.step_generalised.map(|v| v as f64)
+    }),
+    ("gradient_symmetricity", false, |s| {
+        Some(s.algorithm.gradient_symmetricity)
+    }),
+    ("distance_irrelevance", false, |s| {
+        s.algorithm.distance_irrelevance
+    }),
+    ("gini", false, |s| Some(s.embedding.gini)),
+];
+
+/// Median of values (NaN-free), the mean of the middle two for an even count.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let by: Vec<usize> = ["precision", "modulus", "width"]
+        .iter()
+        .filter_map(|name| cols.iter().position(|c| c == name))
+        .collect();
+    let mut rest: Vec<String> = ["cells", "done", "analysed", "grokked_share"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (name, _, _) in SUMMARY_NUMBERS {
+        for stat in ["median", "min", "max"] {
+            rest.push(format!("{name}_{stat}"));
+        }
+    }
+    rest.push("clock_share".into());
+    let mut h: Vec<String> = by.iter().map(|&i| cols[i].clone()).collect();
+    h.extend(rest);
+
+    let mut out = Vec::new();
+    let groups = groups_by(
+        rows.iter()
+            .map(|r| by.iter().map(|&i| r.ids[i].clone()).collect::<Vec<_>>()),
+    );
+    for (gid, members) in groups {
+        let members: Vec<&Row> = members.iter().map(|&i| &rows[i]).collect();
+        let sigs: Vec<&Signature> = members.iter().filter_map(|r| r.sig.as_ref()).collect();
+        let done = members
+            .iter()
+            .filter(|r| matches!(r.status, Status::Done | Status::Unanalysed))
+            .count();
+        let share = |f: &dyn Fn(&Signature) -> bool| {
+            opt(
+                (!sigs.is_empty())
+                    .then(|| sigs.iter().filter(|s| f(s)).count() as f64 / sigs.len() as f64),
+                fmt_fraction,
+            )
+        };
+        let mut v = gid;
+        v.push(members.len().to_string());
+        v.push(done.to_string());
+        v.push(sigs.len().to_string());
+        v.push(share(&|s| s.outcome.grokked));
+        for (_, integer, get) in SUMMARY_NUMBERS {
+            let mut xs: Vec<f64> = sigs
+                .iter()
+                .filter_map(|s| get(s))
+                .filter(|x| !x.is_nan())
+                .collect();
+            let med = median(&mut xs);
+            let (lo, hi) = (xs.first().copied(), xs.last().copied());
+            if *integer {
+                v.push(opt(med, fmt_median_of_integers));
+                v.push(opt(lo, |x| format!("{}", x as i64)));
+                v.push(opt(hi, |x| format!("{}", x as i64)));
+            } else {
+                v.push(opt(med, fmt_fraction));
+                v.push(opt(lo, fmt_fraction));
+                v.push(opt(hi, fmt_fraction));
+            }
+        }
+        v.push(share(&|s| s.algorithm.label == "clock"));
+        out.push(v);
+    }
+    csv_bytes(&h, &out)
 }

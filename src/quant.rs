@@ -68,7 +68,13 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
         Precision::Binary => {
             let alpha = mean(w);
             w.iter()
-                .map(|&x| if x as f64 - alpha >= 0.0 { s as f32 } else { -s as f32 })
+                .map(|&x| {
+                    if x as f64 - alpha >= 0.0 {
+                        s as f32
+                    } else {
+                        -s as f32
+                    }
+                })
                 .collect()
         }
         Precision::Int(k) => {
@@ -93,7 +99,10 @@ pub fn quantize_rows(x: &mut [f32], cols: usize, bits: u32, eps: f64) {
     }
     let qb = (1u64 << (bits - 1)) as f32;
     for row in x.chunks_exact_mut(cols) {
-        let gamma = row.iter().fold(0.0f32, |a, &v| a.max(v.abs())).max(eps as f32);
+        let gamma = row
+            .iter()
+            .fold(0.0f32, |a, &v| a.max(v.abs()))
+            .max(eps as f32);
         let up = qb / gamma;
         let down = gamma / qb;
         for v in row {

@@ -304,7 +304,10 @@ fn train_locked(
     let mut on_progress = |p: &Progress| {
         progress.cell_progress(&bar, cell, p);
         if let Some(acc) = p.test_acc {
-            log.push(format!("step {} train_loss {:.6} test_acc {acc:.4}", p.step, p.train_loss));
+            log.push(format!(
+                "step {} train_loss {:.6} test_acc {acc:.4}",
+                p.step, p.train_loss
+            ));
         }
     };
     let hooks = TrainHooks {

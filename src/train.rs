@@ -326,7 +326,9 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     let mut seconds_before = 0.0;
     if let Some(ck) = resume {
         if ck.config != resume_key(cfg)? {
-            bail!("the checkpoint belongs to a different config; it cannot be resumed with this one");
+            bail!(
+                "the checkpoint belongs to a different config; it cannot be resumed with this one"
+            );
         }
         if ck.step > cfg.train.steps {
             bail!(

@@ -63,7 +63,9 @@ fn shipped_sweeps_parse() {
     // CI trains it at about 1 ms per step: keep it to seconds.
     let steps: u64 = cells.iter().map(|c| c.config.train.steps).sum();
     assert!(steps <= 6 * 3000, "smoke sweep must stay small");
-    assert!(cells.iter().all(|c| c.config.modulus <= 31 && c.config.width <= 32));
+    assert!(cells
+        .iter()
+        .all(|c| c.config.modulus <= 31 && c.config.width <= 32));
 }
 
 #[test]

@@ -158,7 +158,9 @@ pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
     let (rows, cols) = *x.shape();
     let mut out = data(&x);
     crate::quant::quantize_rows(&mut out, cols, bits, eps);
-    record(vec![x], out, (rows, cols), |dout, dins| add_into(dins[0], dout))
+    record(vec![x], out, (rows, cols), |dout, dins| {
+        add_into(dins[0], dout)
+    })
 }
 
 /// Attention read-out at position 2: for every example `i` with table rows
@@ -267,7 +269,15 @@ pub fn mlp_block(
         None
     };
     let mut hidden = vec![0.0f32; n * m];
-    matmul(&mut hidden, xq.as_ref().unwrap_or(&xv), false, &w_in_v, false, (n, d, m), false);
+    matmul(
+        &mut hidden,
+        xq.as_ref().unwrap_or(&xv),
+        false,
+        &w_in_v,
+        false,
+        (n, d, m),
+        false,
+    );
     hidden.par_chunks_mut(m * ROWS_PER_TASK).for_each(|rows| {
         for row in rows.chunks_exact_mut(m) {
             if let Some(b) = &b_in_v {
@@ -292,7 +302,15 @@ pub fn mlp_block(
             add_into(row, b);
         }
     }
-    matmul(&mut out, aq.as_ref().unwrap_or(&hidden), false, &w_out_v, false, (n, m, d), true);
+    matmul(
+        &mut out,
+        aq.as_ref().unwrap_or(&hidden),
+        false,
+        &w_out_v,
+        false,
+        (n, m, d),
+        true,
+    );
     let has_bias = b_in.is_some();
     let mut inputs = vec![x, w_in, w_out];
     inputs.extend(b_in);

@@ -1,0 +1,131 @@
+//! Times `aggregate` on a synthetic artifacts tree of 1,000 done cells (4 precisions
+//! × 2 widths × 125 seeds) in a temporary folder. Every cell has a manifest, a few
+//! other files, and a full-size signature (p = 113, d_mlp = 512: the real analysis
+//! of one random model, with per-cell key frequencies and outcome figures varied).
+//! Prints the median of several runs.
+//!
+//! `cargo run --release --example aggregate_bench [runs]`
+
+use bitgrok::aggregate::{aggregate, SweepCell};
+use bitgrok::analyze::{analyze, signature_json};
+use bitgrok::config::{AnalysisConfig, Arch};
+use bitgrok::weights::{Mat, ModelWeights};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("runs must be a number"))
+        .unwrap_or(5);
+    let (p, d, heads, d_mlp) = (113, 128, 4, 512);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut mat = |rows: usize, cols: usize| {
+        let s = 1.0 / (rows as f64).sqrt();
+        let data = (0..rows * cols)
+            .map(|_| ((rng.gen::<f64>() - 0.5) * s) as f32)
+            .collect();
+        Mat::from_vec(rows, cols, data)
+    };
+    let w = ModelWeights {
+        arch: Arch::Li2024,
+        heads,
+        w_e: mat(p + 1, d),
+        w_pos: None,
+        w_q: mat(d, d),
+        w_k: mat(d, d),
+        w_v: mat(d, d),
+        w_o: mat(d, d),
+        w_in: mat(d, d_mlp),
+        b_in: None,
+        w_out: mat(d_mlp, d),
+        b_out: None,
+        ln_final_w: Some(vec![1.0; d]),
+        w_u: mat(d, p),
+    };
+    let cfg = AnalysisConfig::default();
+    let akey = bitgrok::key::analysis_key(&cfg);
+    let base = analyze(&w, None, None, &cfg).expect("analysis");
+
+    let tmp = tempfile::tempdir().expect("temporary folder");
+    let root = tmp.path();
+    let axis_names: Vec<String> = ["precision", "width", "seed"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut cells = Vec::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut json_bytes = 0usize;
+    for precision in ["fp32", "ternary", "binary", "int4"] {
+        for width in ["64", "128"] {
+            for seed in 0..125 {
+                let key = blake3::hash(format!("{precision}/{width}/{seed}").as_bytes())
+                    .to_hex()
+                    .to_string();
+                let mut sig = base.clone();
+                let mut keys: Vec<usize> = (0..5).map(|_| rng.gen_range(1..=p / 2)).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                for row in &mut sig.frequency_table {
+                    row.key = keys.contains(&row.frequency);
+                    row.neurons = if row.key { rng.gen_range(1..40) } else { 0 };
+                }
+                sig.neurons.key_frequencies = keys;
+                sig.outcome.final_test_acc = Some(rng.gen());
+                sig.outcome.step_generalised = Some(rng.gen_range(100..10_000));
+                sig.logits.restricted_ratio = Some(rng.gen_range(0.5..2.0));
+                sig.algorithm.gradient_symmetricity = rng.gen();
+                let dir = root.join("cells").join(&key);
+                let adir = dir.join("analysis").join(&akey);
+                std::fs::create_dir_all(&adir).expect("cell folder");
+                let json = signature_json(&sig).expect("signature JSON");
+                json_bytes += json.len();
+                std::fs::write(adir.join("signature.json"), json).expect("write");
+                for other in ["frequencies.csv", "neurons.csv"] {
+                    std::fs::write(adir.join(other), "x\n").expect("write");
+                }
+                std::fs::write(
+                    dir.join("manifest.json"),
+                    format!(
+                        "{{\"status\": \"done\", \"seconds\": {:.3}, \"steps\": 10000, \"files\": {{}}}}",
+                        rng.gen_range(10.0..100.0)
+                    ),
+                )
+                .expect("write");
+                for other in ["cell.toml", "curves.csv", "split.csv", "model.safetensors"] {
+                    std::fs::write(dir.join(other), "x\n").expect("write");
+                }
+                cells.push(SweepCell {
+                    axes: vec![
+                        ("precision".into(), precision.into()),
+                        ("width".into(), width.into()),
+                        ("seed".into(), seed.to_string()),
+                    ],
+                    key,
+                    analysis_key: akey.clone(),
+                });
+            }
+        }
+    }
+
+    let out = root.join("sweeps").join("bench");
+    let mut times = Vec::new();
+    let mut report = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        report = Some(aggregate(root, &axis_names, &cells, &out).expect("aggregate"));
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let report = report.expect("at least one run");
+    println!(
+        "aggregate {} cells ({} done, {:.1} MB of signatures): median {:.3} s over {runs} runs (min {:.3} s, max {:.3} s)",
+        report.cells,
+        report.done,
+        json_bytes as f64 / 1e6,
+        times[times.len() / 2],
+        times[0],
+        times[times.len() - 1]
+    );
+}

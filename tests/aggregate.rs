@@ -1,0 +1,510 @@
+//! Aggregation on a hand-made artifacts tree: exact table contents, statuses of
+//! missing/failed/partial/unanalysed cells, stable bytes, compare pairs, summary.
+
+use bitgrok::aggregate::{aggregate, jaccard, median, SweepCell};
+use bitgrok::analyze::{
+    AlgorithmSummary, EmbeddingSummary, FrequencyRow, KeyFrequency, LogitSummary, MatrixStats,
+    NeuronSummary, Outcome, OutcomeSource, Signature,
+};
+use bitgrok::config::Arch;
+use std::path::Path;
+
+const AKEY: &str = "a1";
+
+/// A signature with modulus 7 (frequencies 0..=3) and the given key frequencies.
+struct Planted {
+    keys: Vec<usize>,
+    test_acc: f64,
+    step_generalised: Option<u64>,
+    restricted_ratio: Option<f64>,
+    symmetricity: f64,
+    label: &'static str,
+    zeros: f64,
+}
+
+fn signature(p: &Planted) -> Signature {
+    let owned = |k: usize| if p.keys.contains(&k) { 3 } else { 0 };
+    Signature {
+        analysis_version: 1,
+        arch: Arch::Li2024,
+        modulus: 7,
+        width: 8,
+        heads: 1,
+        d_mlp: 32,
+        outcome: Outcome {
+            source: OutcomeSource::Curves,
+            final_train_loss: Some(0.00012345),
+            final_train_acc: Some(1.0),
+            final_test_loss: Some(0.5),
+            final_test_acc: Some(p.test_acc),
+            all_pairs_loss: 0.1,
+            all_pairs_acc: 0.9,
+            generalised: p.test_acc >= 0.99,
+            grokked: p.step_generalised.is_some(),
+            step_memorised: Some(100),
+            step_generalised: p.step_generalised,
+            grokking_gap: p.step_generalised.map(|g| g as i64 - 100),
+        },
+        embedding: EmbeddingSummary {
+            norm_by_frequency: vec![0.0, 1.0, 2.0, 3.0],
+            gini: 0.123456,
+            frequencies_for_coverage: 2,
+            energy_coverage: 0.9,
+        },
+        neurons: NeuronSummary {
+            neurons: 32,
+            key_frequencies: p.keys.clone(),
+            neurons_per_key_frequency: p
+                .keys
+                .iter()
+                .map(|&k| KeyFrequency {
+                    frequency: k,
+                    neurons: 3,
+                })
+                .collect(),
+            clustered: 3 * p.keys.len(),
+            fraction_clustered: 3.0 * p.keys.len() as f64 / 32.0,
+            dead: 1,
+            mean_fve: 0.9,
+        },
+        logits: LogitSummary {
+            explained_by_key_frequencies: 0.87654,
+            full_loss_all_pairs: 0.1,
+            restricted_pairs: "test".into(),
+            full_loss_restricted_pairs: 0.2,
+            restricted_loss: 2.5,
+            restricted_ratio: p.restricted_ratio,
+            excluded_pairs: "train".into(),
+            full_loss_excluded_pairs: 0.3,
+            excluded_loss: 30.0,
+            excluded_ratio: Some(100.0),
+        },
+        algorithm: AlgorithmSummary {
+            gradient_symmetricity: p.symmetricity,
+            distance_irrelevance: None,
+            label: p.label.into(),
+        },
+        quantization: vec![
+            MatrixStats {
+                name: "embed.W_E".into(),
+                zero_fraction: p.zeros,
+                distinct_values: 3,
+                distinct_values_over_cap: false,
+                max_abs: 1.0,
+                mean_abs: 0.5,
+            },
+            MatrixStats {
+                name: "unembed.W_U".into(),
+                zero_fraction: 0.0,
+                distinct_values: 2,
+                distinct_values_over_cap: false,
+                max_abs: 1.0,
+                mean_abs: 0.5,
+            },
+        ],
+        frequency_table: (0..=3)
+            .map(|k| FrequencyRow {
+                frequency: k,
+                embedding_norm: k as f64 * 1.5,
+                embedding_energy_fraction: k as f64 / 10.0,
+                neurons: owned(k),
+                key: owned(k) > 0,
+                logits_explained: k as f64 / 20.0,
+            })
+            .collect(),
+        neuron_table: vec![],
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn done_cell(root: &Path, key: &str, p: &Planted) {
+    let dir = root.join("cells").join(key);
+    write(
+        &dir.join("manifest.json"),
+        r#"{"status": "done", "seconds": 12.345, "steps": 500, "files": {}}"#,
+    );
+    write(
+        &dir.join("analysis").join(AKEY).join("signature.json"),
+        &serde_json::to_string(&signature(p)).unwrap(),
+    );
+}
+
+fn cell(precision: &str, seed: &str, key: &str) -> SweepCell {
+    SweepCell {
+        axes: vec![
+            ("precision".into(), precision.into()),
+            ("seed".into(), seed.into()),
+        ],
+        key: key.into(),
+        analysis_key: AKEY.into(),
+    }
+}
+
+fn planted(keys: &[usize], acc: f64, step: Option<u64>, label: &'static str) -> Planted {
+    Planted {
+        keys: keys.to_vec(),
+        test_acc: acc,
+        step_generalised: step,
+        restricted_ratio: Some(0.5),
+        symmetricity: 0.4,
+        label,
+        zeros: 0.25,
+    }
+}
+
+/// fp32/ternary/binary × seeds 0, 1 with every status represented.
+fn tree(root: &Path) -> (Vec<String>, Vec<SweepCell>) {
+    done_cell(root, "k0", &planted(&[1, 3], 1.0, Some(300), "clock"));
+    done_cell(
+        root,
+        "k1",
+        &Planted {
+            symmetricity: 0.9,
+            restricted_ratio: Some(0.75),
+            ..planted(&[2, 3], 0.995, Some(400), "pizza")
+        },
+    );
+    done_cell(root, "k2", &planted(&[3], 0.5, None, "none"));
+    // k3: missing.
+    write(
+        &root.join("cells/k4/manifest.json"),
+        "{\"status\": \"failed\", \"seconds\": 1.0, \"steps\": 10, \"error\": \"loss became NaN\\n at step 10\"}",
+    );
+    // k5: partial (folder, no manifest).
+    std::fs::create_dir_all(root.join("cells/k5")).unwrap();
+    // k6: done but analysed only under another analysis key.
+    write(
+        &root.join("cells/k6/manifest.json"),
+        r#"{"status": "done", "seconds": 2.0, "steps": 10}"#,
+    );
+    write(&root.join("cells/k6/analysis/other/signature.json"), "{}");
+    let axes = vec!["precision".to_string(), "seed".to_string()];
+    let cells = vec![
+        cell("fp32", "0", "k0"),
+        cell("fp32", "1", "k3"),
+        cell("ternary", "0", "k1"),
+        cell("ternary", "1", "k4"),
+        cell("binary", "0", "k2"),
+        cell("binary", "1", "k5"),
+        cell("int4", "0", "k6"),
+    ];
+    (axes, cells)
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap()
+}
+
+#[test]
+fn cells_table_has_every_cell_with_its_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (axes, cells) = tree(tmp.path());
+    let out = tmp.path().join("sweeps/t");
+    let report = aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    assert_eq!(
+        (
+            report.cells,
+            report.done,
+            report.failed,
+            report.missing,
+            report.partial,
+            report.unanalysed
+        ),
+        (7, 3, 1, 1, 1, 1)
+    );
+    let text = read(&out, "cells.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "precision,seed,key,status,final_train_loss,final_test_loss,final_train_acc,\
+         final_test_acc,grokked,step_memorised,step_generalised,grokking_gap,gini,\
+         frequencies_for_coverage,n_key_frequencies,key_frequencies,fraction_clustered,\
+         dead_neurons,logits_explained,restricted_loss,restricted_ratio,excluded_loss,\
+         excluded_ratio,gradient_symmetricity,distance_irrelevance,label,\
+         zero_fraction_mean,distinct_values_max,train_seconds,error"
+    );
+    assert_eq!(
+        lines[1],
+        "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,0.1235,2,2,1;3,\
+         0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,clock,0.1250,3,12.3,"
+    );
+    let empty_sig = ",".repeat(24);
+    assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
+    assert_eq!(
+        lines[4],
+        format!("ternary,1,k4,failed{empty_sig},1.0,loss became NaN at step 10")
+    );
+    assert_eq!(lines[6], format!("binary,1,k5,partial{empty_sig},,"));
+    assert_eq!(lines[7], format!("int4,0,k6,unanalysed{empty_sig},2.0,"));
+    assert_eq!(lines.len(), 8);
+    assert!(lines[5].starts_with("binary,0,k2,done,"));
+    // Every row has as many fields as the header.
+    let n = lines[0].split(',').count();
+    assert!(lines.iter().all(|l| l.split(',').count() == n), "{text}");
+}
+
+#[test]
+fn frequencies_table_has_one_row_per_key_frequency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (axes, cells) = tree(tmp.path());
+    let out = tmp.path().join("out");
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    assert_eq!(
+        read(&out, "frequencies.csv"),
+        "precision,seed,frequency,key,embedding_norm,embedding_energy_fraction,neurons,logits_explained\n\
+         fp32,0,1,k0,1.500e0,0.1000,3,0.0500\n\
+         fp32,0,3,k0,4.500e0,0.3000,3,0.1500\n\
+         ternary,0,2,k1,3.000e0,0.2000,3,0.1000\n\
+         ternary,0,3,k1,4.500e0,0.3000,3,0.1500\n\
+         binary,0,3,k2,4.500e0,0.3000,3,0.1500\n"
+    );
+}
+
+#[test]
+fn compare_pairs_precisions_within_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (axes, cells) = tree(tmp.path());
+    let out = tmp.path().join("out");
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    // Seed 0: fp32 {1,3}, ternary {2,3}, binary {3}, int4 unanalysed.
+    // Seed 1: fp32 missing, ternary failed, binary partial.
+    assert_eq!(
+        read(&out, "compare.csv"),
+        "seed,precision_a,precision_b,key_frequency_jaccard,diff_n_key_frequencies,\
+         diff_restricted_ratio,diff_step_generalised,diff_gradient_symmetricity,same_label\n\
+         0,fp32,ternary,0.3333,0,0.2500,100,0.5000,no\n\
+         0,fp32,binary,0.5000,-1,0.0000,,0.0000,no\n\
+         0,fp32,int4,,,,,,\n\
+         0,ternary,binary,0.5000,-1,-0.2500,,-0.5000,no\n\
+         0,ternary,int4,,,,,,\n\
+         0,binary,int4,,,,,,\n\
+         1,fp32,ternary,,,,,,\n\
+         1,fp32,binary,,,,,,\n\
+         1,ternary,binary,,,,,,\n"
+    );
+}
+
+#[test]
+fn summary_groups_by_precision() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    // Three fp32 seeds and one ternary, to check medians and spreads.
+    done_cell(root, "a", &planted(&[1, 3], 1.0, Some(300), "clock"));
+    done_cell(root, "b", &planted(&[1], 0.9, Some(500), "pizza"));
+    done_cell(root, "c", &planted(&[1, 2, 3], 0.995, None, "clock"));
+    done_cell(root, "d", &planted(&[2], 0.2, Some(1000), "none"));
+    done_cell(root, "e", &planted(&[2, 3], 0.4, Some(1001), "none"));
+    let axes = vec!["precision".to_string(), "seed".to_string()];
+    let cells = vec![
+        cell("fp32", "0", "a"),
+        cell("fp32", "1", "b"),
+        cell("fp32", "2", "c"),
+        cell("fp32", "3", "missing"),
+        cell("ternary", "0", "d"),
+        cell("ternary", "1", "e"),
+    ];
+    let out = root.join("out");
+    aggregate(root, &axes, &cells, &out).unwrap();
+    let text = read(&out, "summary.csv");
+    let mut csv = csv::Reader::from_reader(text.as_bytes());
+    let h = csv.headers().unwrap().clone();
+    assert_eq!(&h[0], "precision");
+    assert_eq!(&h[h.len() - 1], "clock_share");
+    let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    let get = |r: &csv::StringRecord, name: &str| {
+        r[h.iter().position(|c| c == name).unwrap()].to_string()
+    };
+    let fp = &rows[0];
+    assert_eq!(get(fp, "precision"), "fp32");
+    assert_eq!(get(fp, "cells"), "4");
+    assert_eq!(get(fp, "done"), "3");
+    assert_eq!(get(fp, "analysed"), "3");
+    assert_eq!(get(fp, "grokked_share"), "0.6667");
+    assert_eq!(get(fp, "test_acc_median"), "0.9950");
+    assert_eq!(get(fp, "test_acc_min"), "0.9000");
+    assert_eq!(get(fp, "test_acc_max"), "1.0000");
+    assert_eq!(get(fp, "n_key_frequencies_median"), "2");
+    assert_eq!(get(fp, "step_generalised_median"), "400");
+    assert_eq!(get(fp, "step_generalised_min"), "300");
+    assert_eq!(get(fp, "distance_irrelevance_median"), "");
+    assert_eq!(get(fp, "clock_share"), "0.6667");
+    let t = &rows[1];
+    assert_eq!(get(t, "precision"), "ternary");
+    assert_eq!(get(t, "n_key_frequencies_median"), "1.5");
+    assert_eq!(get(t, "step_generalised_median"), "1000.5");
+    assert_eq!(get(t, "step_generalised_max"), "1001");
+    assert_eq!(get(t, "test_acc_median"), "0.3000");
+    assert_eq!(get(t, "clock_share"), "0.0000");
+}
+
+#[test]
+fn running_twice_gives_identical_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (axes, cells) = tree(tmp.path());
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    aggregate(tmp.path(), &axes, &cells, &a).unwrap();
+    aggregate(tmp.path(), &axes, &cells, &b).unwrap();
+    aggregate(tmp.path(), &axes, &cells, &b).unwrap();
+    for name in ["cells.csv", "frequencies.csv", "compare.csv", "summary.csv"] {
+        assert_eq!(read(&a, name), read(&b, name), "{name}");
+    }
+    // No temporary files are left behind.
+    let names: Vec<String> = std::fs::read_dir(&b)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+}
+
+#[test]
+fn no_precision_axis_gives_compare_header_only_and_one_summary_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    done_cell(tmp.path(), "a", &planted(&[1], 1.0, Some(300), "clock"));
+    let axes = vec!["seed".to_string()];
+    let cells = vec![SweepCell {
+        axes: vec![("seed".into(), "0".into())],
+        key: "a".into(),
+        analysis_key: AKEY.into(),
+    }];
+    let out = tmp.path().join("out");
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    assert_eq!(
+        read(&out, "compare.csv"),
+        "seed,precision_a,precision_b,key_frequency_jaccard,diff_n_key_frequencies,\
+         diff_restricted_ratio,diff_step_generalised,diff_gradient_symmetricity,same_label\n"
+    );
+    let summary = read(&out, "summary.csv");
+    assert_eq!(summary.lines().count(), 2);
+    assert!(summary.starts_with("cells,done,analysed,grokked_share,"));
+    assert!(summary.lines().nth(1).unwrap().starts_with("1,1,1,1.0000,"));
+}
+
+#[test]
+fn bad_manifest_and_signature_are_errors_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(&tmp.path().join("cells/a/manifest.json"), "{not json");
+    let axes = vec!["seed".to_string()];
+    let cells = vec![SweepCell {
+        axes: vec![("seed".into(), "0".into())],
+        key: "a".into(),
+        analysis_key: AKEY.into(),
+    }];
+    let out = tmp.path().join("out");
+    let err = format!(
+        "{:#}",
+        aggregate(tmp.path(), &axes, &cells, &out).unwrap_err()
+    );
+    assert!(err.contains("cells/a/manifest.json"), "{err}");
+
+    write(
+        &tmp.path().join("cells/a/manifest.json"),
+        r#"{"status": "done"}"#,
+    );
+    write(
+        &tmp.path().join("cells/a/analysis/a1/signature.json"),
+        r#"{"modulus": 7}"#,
+    );
+    let err = format!(
+        "{:#}",
+        aggregate(tmp.path(), &axes, &cells, &out).unwrap_err()
+    );
+    assert!(err.contains("a1/signature.json"), "{err}");
+    assert!(err.contains("not a valid signature"), "{err}");
+}
+
+#[test]
+fn jaccard_and_median() {
+    assert_eq!(jaccard(&[1, 2], &[2, 3]), Some(1.0 / 3.0));
+    assert_eq!(jaccard(&[], &[]), None);
+    assert_eq!(jaccard(&[4], &[]), Some(0.0));
+    assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+    assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    assert_eq!(median(&mut []), None);
+}
+
+#[test]
+fn grid_cells_with_entry_settings_get_extra_identity_columns() {
+    let text = r#"
+name = "t"
+[grid]
+precision = ["fp32", "binary"]
+seed = [0]
+[[cells]]
+precision = "ternary"
+"train.lr" = 0.003
+"#;
+    let sweep = bitgrok::spec::parse_str(Path::new("t.toml"), text).unwrap();
+    let grid = bitgrok::grid::expand(&sweep);
+    let cells: Vec<SweepCell> = grid.iter().map(SweepCell::from).collect();
+    assert_eq!(cells.len(), 3);
+    assert_eq!(cells[0].key, bitgrok::key::cell_key(&grid[0].config));
+    let tmp = tempfile::tempdir().unwrap();
+    done_cell(
+        tmp.path(),
+        &cells[0].key,
+        &planted(&[1], 1.0, Some(1), "clock"),
+    );
+    // The signature lives under the sweep's analysis key, not the test's "a1".
+    let adir = tmp
+        .path()
+        .join("cells")
+        .join(&cells[0].key)
+        .join("analysis");
+    std::fs::rename(adir.join(AKEY), adir.join(&cells[0].analysis_key)).unwrap();
+    let out = tmp.path().join("out");
+    let axes = bitgrok::grid::axis_names(&sweep);
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    let table = read(&out, "cells.csv");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split(',').take(5).collect())
+        .collect();
+    assert_eq!(rows[0], ["precision", "seed", "train.lr", "key", "status"]);
+    assert_eq!(rows[1][..3], ["fp32", "0", ""]);
+    assert_eq!(rows[1][4], "done");
+    assert_eq!(rows[2][..3], ["binary", "0", ""]);
+    assert_eq!(rows[3][..3], ["ternary", "0", "0.003"]);
+    assert_eq!(rows[3][4], "missing");
+    // Compare groups by seed and train.lr: the ternary cell has its own group.
+    let compare = read(&out, "compare.csv");
+    assert_eq!(
+        compare.lines().skip(1).collect::<Vec<_>>(),
+        ["0,,fp32,binary,,,,,,"]
+    );
+}
+
+#[test]
+fn rows_keep_grid_order_with_many_cells() {
+    // Enough cells to be read on several threads.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cells = Vec::new();
+    for i in 0..300 {
+        let key = format!("c{i:03}");
+        if i % 3 != 0 {
+            done_cell(
+                tmp.path(),
+                &key,
+                &planted(&[1 + i % 3], 1.0, Some(i as u64), "clock"),
+            );
+        }
+        cells.push(cell(["fp32", "binary"][i % 2], &i.to_string(), &key));
+    }
+    let axes = vec!["precision".to_string(), "seed".to_string()];
+    let out = tmp.path().join("out");
+    let report = aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    assert_eq!((report.done, report.missing), (200, 100));
+    let table = read(&out, "cells.csv");
+    for (i, line) in table.lines().skip(1).enumerate() {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f[1], i.to_string());
+        assert_eq!(f[3], if i % 3 == 0 { "missing" } else { "done" });
+        if i % 3 != 0 {
+            assert_eq!(f[10], i.to_string(), "step_generalised of row {i}");
+        }
+    }
+}

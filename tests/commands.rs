@@ -1,18 +1,9 @@
 //! The commands around a sweep run: --only, plan --explain, gc, analyze, diff, submit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn bitgrok(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitgrok"))
-        .args(args)
-        .output()
-        .expect("bitgrok runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{bitgrok, text};
 
 fn write_sweep(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.toml"));

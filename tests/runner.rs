@@ -2,19 +2,11 @@
 //! artifacts, concurrent runs, failure records.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+
+mod common;
+use common::{bitgrok, cell_dirs, text};
 use std::time::{Duration, Instant};
-
-fn bitgrok(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitgrok"))
-        .args(args)
-        .output()
-        .expect("bitgrok runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A sweep of tiny cells in `dir`: p = 11, width 16, `steps` steps per cell.
 fn sweep(dir: &Path, name: &str, precisions: &[&str], seeds: &[u64], steps: u64) -> PathBuf {
@@ -61,13 +53,39 @@ fn count(out: &Output, word: &str) -> usize {
         .unwrap()
 }
 
-fn cell_dirs(artifacts: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(artifacts.join("cells"))
+/// `bitgrok run` on one thread as a child process, stderr piped.
+fn spawn_run(sweep: &Path, artifacts: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_bitgrok"))
+        .args([
+            "run",
+            sweep.to_str().unwrap(),
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ])
+        .args(["--jobs", "1", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    dirs
+}
+
+/// Wait (at most a minute) until the first cell folder holds `file`; returns its path.
+fn wait_for(artifacts: &Path, file: &str) -> PathBuf {
+    let start = Instant::now();
+    loop {
+        if let Some(path) = cell_dirs(artifacts)
+            .first()
+            .map(|d| d.join(file))
+            .filter(|p| p.exists())
+        {
+            return path;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no {file} appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]
@@ -140,36 +158,8 @@ fn a_killed_run_resumes_to_the_same_bits() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     // Killed with SIGKILL once a checkpoint exists, then resumed.
     let art = t.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bitgrok"))
-        .args([
-            "run",
-            s.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--jobs",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let checkpoint = loop {
-        let found = std::fs::read_dir(art.join("cells"))
-            .ok()
-            .and_then(|mut e| e.next())
-            .map(|e| e.unwrap().path().join("checkpoint.safetensors"))
-            .filter(|p| p.exists());
-        if let Some(p) = found {
-            break p;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let mut child = spawn_run(&s, &art);
+    let checkpoint = wait_for(&art, "checkpoint.safetensors");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let dir = checkpoint.parent().unwrap().to_path_buf();
@@ -247,24 +237,7 @@ fn concurrent_runs_train_each_cell_once() {
         300,
     );
     let art = t.path().join("art");
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_bitgrok"))
-            .args([
-                "run",
-                s.to_str().unwrap(),
-                "--artifacts",
-                art.to_str().unwrap(),
-                "--jobs",
-                "1",
-                "--threads",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
+    let (a, b) = (spawn_run(&s, &art), spawn_run(&s, &art));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(
         a.status.success() && b.status.success(),
@@ -374,31 +347,8 @@ fn ctrl_c_stops_after_writing_a_checkpoint() {
     )
     .unwrap();
     let art = t.path().join("art");
-    let child = Command::new(env!("CARGO_BIN_EXE_bitgrok"))
-        .args([
-            "run",
-            s.to_str().unwrap(),
-            "--artifacts",
-            art.to_str().unwrap(),
-            "--jobs",
-            "1",
-            "--threads",
-            "1",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !art.join("cells").is_dir()
-        || cell_dirs(&art).is_empty()
-        || !cell_dirs(&art)[0].join("cell.toml").exists()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "training did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = spawn_run(&s, &art);
+    wait_for(&art, "cell.toml");
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -1,0 +1,26 @@
+//! Helpers shared by the tests that drive the `bitgrok` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Run the binary with `args` and wait for it.
+pub fn bitgrok(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bitgrok"))
+        .args(args)
+        .output()
+        .expect("bitgrok runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The cell folders under `artifacts/cells`, sorted (none when there is no such folder).
+pub fn cell_dirs(artifacts: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(artifacts.join("cells"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}

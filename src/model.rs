@@ -326,24 +326,36 @@ pub fn run(
         * scale; // [r, h]
     // Position 2 attends to positions 0, 1, 2 in both architectures (the causal mask
     // hides nothing from the last position).
-    let z = ops::attend(scores, v, batch.rows.clone(), h); // [n, d]
-    let zq = if act_bits > 0 {
-        ops::quantize_activations(z, act_bits, eps)
+    let x2 = if act_bits == 0 {
+        ops::attention_mlp(
+            scores,
+            v,
+            w_o.leaky_trace(),
+            x0_query,
+            w_in.leaky_trace(),
+            b_in.as_ref().map(|b| b.leaky_trace()),
+            w_out.leaky_trace(),
+            b_out.as_ref().map(|b| b.leaky_trace()),
+            batch.rows.clone(),
+            h,
+        )
     } else {
-        z
+        // Quantized activations: the inputs of W_O and W_in must be materialised.
+        let z = ops::attend(scores, v, batch.rows.clone(), h); // [n, d]
+        let zq = ops::quantize_activations(z, act_bits, eps);
+        let attn_out: T2 = zq.matmul(w_o.leaky_trace());
+        let x1: T2 = attn_out + x0tab_broadcast(x0_query, n, d);
+        ops::mlp_block(
+            x1,
+            w_in.leaky_trace(),
+            b_in.as_ref().map(|b| b.leaky_trace()),
+            w_out.leaky_trace(),
+            b_out.as_ref().map(|b| b.leaky_trace()),
+            act_bits,
+            eps,
+        )
     };
-    let attn_out: T2 = zq.matmul(w_o.leaky_trace());
-    let x1: T2 = attn_out + x0tab_broadcast(x0_query, n, d);
     let x0tab_keep = x0tab; // keeps the table's own ops on the tape
-    let x2 = ops::mlp_block(
-        x1,
-        w_in.leaky_trace(),
-        b_in.as_ref().map(|b| b.leaky_trace()),
-        w_out.leaky_trace(),
-        b_out.as_ref().map(|b| b.leaky_trace()),
-        act_bits,
-        eps,
-    );
     let xn = match &gain {
         Some(g) => ops::rms_norm(x2, g.leaky_trace()),
         None => x2,

@@ -24,6 +24,9 @@ fn main() -> anyhow::Result<()> {
     };
     bitgrok::model::validate(&cfg)?;
     let report = bench(&cfg, 5, steps, threads);
-    println!("{} p={} width={} {}: {report}", cfg.precision, cfg.modulus, cfg.width, cfg.model.arch);
+    println!(
+        "{} p={} width={} {}: {report}",
+        cfg.precision, cfg.modulus, cfg.width, cfg.model.arch
+    );
     Ok(())
 }

@@ -41,7 +41,11 @@ pub fn peak_rss_mib() -> f64 {
     if let Ok(s) = std::fs::read_to_string("/proc/self/status") {
         for line in s.lines() {
             if let Some(v) = line.strip_prefix("VmHWM:") {
-                if let Some(kb) = v.split_whitespace().next().and_then(|x| x.parse::<f64>().ok()) {
+                if let Some(kb) = v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse::<f64>().ok())
+                {
                     return kb / 1024.0;
                 }
             }

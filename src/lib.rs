@@ -6,12 +6,12 @@
 //! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
 //! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
 
+pub mod bench;
 pub mod config;
-pub mod weights;
 pub mod data;
 pub mod model;
+pub mod optim;
 pub mod quant;
 pub mod reference;
-pub mod optim;
 pub mod train;
-pub mod bench;
+pub mod weights;

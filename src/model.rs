@@ -97,21 +97,31 @@ pub fn zeros_like(w: &ModelWeights) -> ModelWeights {
 
 /// Check the shape settings of a cell; the error names the setting.
 pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
-    anyhow::ensure!(cfg.modulus >= 2, "modulus must be at least 2, got {}", cfg.modulus);
+    anyhow::ensure!(
+        cfg.modulus >= 2,
+        "modulus must be at least 2, got {}",
+        cfg.modulus
+    );
     anyhow::ensure!(cfg.model.heads >= 1, "model.heads must be at least 1");
     anyhow::ensure!(
-        cfg.width >= 1 && cfg.width % cfg.model.heads == 0,
+        cfg.width >= 1 && cfg.width.is_multiple_of(cfg.model.heads),
         "width {} must be a positive multiple of model.heads {}",
         cfg.width,
         cfg.model.heads
     );
-    anyhow::ensure!(cfg.model.mlp_ratio >= 1, "model.mlp_ratio must be at least 1");
+    anyhow::ensure!(
+        cfg.model.mlp_ratio >= 1,
+        "model.mlp_ratio must be at least 1"
+    );
     anyhow::ensure!(
         cfg.train.train_fraction > 0.0 && cfg.train.train_fraction <= 1.0,
         "train.train_fraction must be in (0, 1], got {}",
         cfg.train.train_fraction
     );
-    anyhow::ensure!(cfg.quant.act_bits <= 16, "quant.act_bits must be 0 (off) or 1..=16");
+    anyhow::ensure!(
+        cfg.quant.act_bits <= 16,
+        "quant.act_bits must be 0 (off) or 1..=16"
+    );
     Ok(())
 }
 
@@ -310,7 +320,10 @@ pub fn run(
     } else {
         x0tab.retaped()
     };
-    let q: T2 = onehot.retaped::<Tp>().matmul(x0q.retaped::<Tp>()).matmul(w_q.leaky_trace()); // [1, d]
+    let q: T2 = onehot
+        .retaped::<Tp>()
+        .matmul(x0q.retaped::<Tp>())
+        .matmul(w_q.leaky_trace()); // [1, d]
     let k: T2 = x0q.retaped::<Tp>().matmul(w_k.leaky_trace()); // [r, d]
     let v: T2 = x0q.matmul(w_v.leaky_trace()); // [r, d]
     let dh = d / h;
@@ -324,8 +337,8 @@ pub fn run(
         .reshape_like(&(r, h, dh))
         .sum::<(usize, usize), Axis<2>>()
         * scale; // [r, h]
-    // Position 2 attends to positions 0, 1, 2 in both architectures (the causal mask
-    // hides nothing from the last position).
+                 // Position 2 attends to positions 0, 1, 2 in both architectures (the causal mask
+                 // hides nothing from the last position).
     let x2 = if act_bits == 0 {
         ops::attention_mlp(
             scores,
@@ -411,10 +424,7 @@ fn x0tab_broadcast(x: T2, n: usize, d: usize) -> T2 {
 }
 
 /// Move the tape of `other` into `loss` (no arithmetic).
-fn merge_tape(
-    loss: Tensor<(), f32, Cpu, Tp>,
-    other: T2,
-) -> Tensor<(), f32, Cpu, Tp> {
+fn merge_tape(loss: Tensor<(), f32, Cpu, Tp>, other: T2) -> Tensor<(), f32, Cpu, Tp> {
     let (other, tape) = other.split_tape();
     drop(other);
     let (loss, loss_tape) = loss.split_tape();

@@ -136,7 +136,11 @@ mod tests {
         let theta1 = theta.clone();
         opt.step(&cfg, &mut theta, &grads);
         let lr = 0.01 * 0.25;
-        for (((_, th), (_, t1)), (_, g)) in params(&theta).into_iter().zip(params(&theta1)).zip(params(&grads)) {
+        for (((_, th), (_, t1)), (_, g)) in params(&theta)
+            .into_iter()
+            .zip(params(&theta1))
+            .zip(params(&grads))
+        {
             for i in 0..th.len() {
                 let g = g[i] as f64;
                 let m = 0.9 * (0.1 * g) + 0.1 * g;
@@ -145,7 +149,11 @@ mod tests {
                 let vhat = v / (1.0 - 0.98f64 * 0.98);
                 let x = t1[i] as f64;
                 let want = x - lr * (mhat / (vhat.sqrt() + 1e-8) + 0.5 * x);
-                assert!((th[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3), "{} vs {want}", th[i]);
+                assert!(
+                    (th[i] as f64 - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                    "{} vs {want}",
+                    th[i]
+                );
             }
         }
         assert_eq!(learning_rate(&cfg, 10), 0.01);

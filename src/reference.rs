@@ -319,7 +319,11 @@ pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: 
 /// The input vectors of `[a, b, =]`: token embeddings plus positional embeddings.
 pub fn input_vectors(w: &Params64, a: usize, b: usize) -> [Vec<f64>; 3] {
     let p = w.w_u.cols;
-    let mut x = [w.w_e.row(a).to_vec(), w.w_e.row(b).to_vec(), w.w_e.row(p).to_vec()];
+    let mut x = [
+        w.w_e.row(a).to_vec(),
+        w.w_e.row(b).to_vec(),
+        w.w_e.row(p).to_vec(),
+    ];
     if let Some(pos) = &w.w_pos {
         for (i, xi) in x.iter_mut().enumerate() {
             add(xi, pos.row(i));
@@ -372,7 +376,9 @@ pub fn backward(
                     dg[j] += dxn[j] * x[j] * r;
                 }
                 let dot: f64 = dy.iter().zip(x).map(|(a, b)| a * b).sum();
-                (0..d).map(|j| r * (dy[j] - x[j] * dot / nn)).collect::<Vec<_>>()
+                (0..d)
+                    .map(|j| r * (dy[j] - x[j] * dot / nn))
+                    .collect::<Vec<_>>()
             }
             None => dxn,
         };

@@ -307,7 +307,9 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     let mut seconds_before = 0.0;
     if let Some(ck) = resume {
         if ck.config != resume_key(cfg)? {
-            bail!("the checkpoint belongs to a different config; it cannot be resumed with this one");
+            bail!(
+                "the checkpoint belongs to a different config; it cannot be resumed with this one"
+            );
         }
         if ck.step > cfg.train.steps {
             bail!(
@@ -329,7 +331,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     let (eval_every, ck_every) = (cfg.train.eval_every, cfg.train.checkpoint_every);
     loop {
         let step = trainer.step;
-        let due = step == steps || (eval_every > 0 && step % eval_every == 0) || step == 0;
+        let due = step == steps || (eval_every > 0 && step.is_multiple_of(eval_every)) || step == 0;
         if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
             let point = pool.install(|| trainer.evaluate());
             curves.push(point);
@@ -355,7 +357,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
             train_loss: loss,
             test_acc: None,
         });
-        if ck_every > 0 && trainer.step % ck_every == 0 && trainer.step < steps {
+        if ck_every > 0 && trainer.step.is_multiple_of(ck_every) && trainer.step < steps {
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
         }

@@ -60,14 +60,22 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
             let pairs = split(&cfg).train;
             let batch = Batch::new(arch, cfg.modulus, &pairs);
             let fast = run(&w, 0, 1e-5, &batch, true, true);
-            let (loss, logits, grads) = loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, true);
+            let (loss, logits, grads) =
+                loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, true);
             let ctx = format!("{arch} {precision}");
-            assert!((fast.loss - loss).abs() <= 1e-4 * loss.abs(), "{ctx}: loss {} vs {loss}", fast.loss);
+            assert!(
+                (fast.loss - loss).abs() <= 1e-4 * loss.abs(),
+                "{ctx}: loss {} vs {loss}",
+                fast.loss
+            );
             let fl = fast.logits.unwrap();
             let reff: Vec<f64> = logits.concat();
             let scale = max_abs(reff.iter().copied());
             let err = max_abs(fl.iter().zip(&reff).map(|(a, b)| *a as f64 - b));
-            assert!(err <= 1e-4 * scale, "{ctx}: logits differ by {err} (scale {scale})");
+            assert!(
+                err <= 1e-4 * scale,
+                "{ctx}: logits differ by {err} (scale {scale})"
+            );
             let fg = fast.grads.unwrap();
             let rg = grads.unwrap();
             let (fnamed, rnamed) = (params(&fg), rg.named());
@@ -77,7 +85,10 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
                 let scale = max_abs(r.iter().copied());
                 assert!(scale > 0.0, "{ctx}: reference gradient of {n1} is zero");
                 let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
-                assert!(err <= 1e-4 * scale, "{ctx}: d{n1} differs by {err} (scale {scale})");
+                assert!(
+                    err <= 1e-4 * scale,
+                    "{ctx}: d{n1} differs by {err} (scale {scale})"
+                );
             }
         }
     }
@@ -125,7 +136,11 @@ fn fast_path_gradient_matches_f32_finite_differences() {
         let pairs = split(&cfg).train;
         let batch = Batch::new(arch, cfg.modulus, &pairs);
         let g = run(&w, 0, 1e-5, &batch, true, false).grads.unwrap();
-        let gn: f64 = params(&g).iter().flat_map(|(_, v)| v.iter()).map(|x| (*x as f64).powi(2)).sum();
+        let gn: f64 = params(&g)
+            .iter()
+            .flat_map(|(_, v)| v.iter())
+            .map(|x| (*x as f64).powi(2))
+            .sum();
         let eps = 1e-2 / gn.sqrt();
         let shifted = |sign: f32| {
             let mut m = w.clone();
@@ -137,7 +152,10 @@ fn fast_path_gradient_matches_f32_finite_differences() {
             run(&m, 0, 1e-5, &batch, false, false).loss
         };
         let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
-        assert!((fd - gn).abs() <= 2e-2 * gn, "{arch}: directional derivative {fd} vs |g|² {gn}");
+        assert!(
+            (fd - gn).abs() <= 2e-2 * gn,
+            "{arch}: directional derivative {fd} vs |g|² {gn}"
+        );
     }
 }
 
@@ -150,15 +168,52 @@ fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
         cfg.model.heads = 4;
         let w = weights(&cfg);
         let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
-        let go = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let r = pool.install(|| run(&w, 0, 1e-5, &batch, true, true));
-            (r.loss, r.logits.unwrap(), r.grads.unwrap())
-        };
-        let (l1, z1, g1) = go(1);
-        let (l2, z2, g2) = go(2);
-        assert_eq!(l1.to_bits(), l2.to_bits());
-        assert_eq!(z1, z2);
-        assert_eq!(g1, g2);
+        for act_bits in [0, 8] {
+            let go = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let r = pool.install(|| run(&w, act_bits, 1e-5, &batch, true, true));
+                (r.loss, r.logits.unwrap(), r.grads.unwrap())
+            };
+            let (l1, z1, g1) = go(1);
+            let (l2, z2, g2) = go(2);
+            assert_eq!(l1.to_bits(), l2.to_bits());
+            assert_eq!(z1, z2);
+            assert_eq!(g1, g2);
+        }
+    }
+}
+
+#[test]
+fn fast_path_matches_reference_with_quantized_activations() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let cfg = tiny(arch);
+        let w = quantized(&cfg, &weights(&cfg), Precision::Ternary);
+        let pairs = split(&cfg).train;
+        let batch = Batch::new(arch, cfg.modulus, &pairs);
+        let fast = run(&w, 8, 1e-5, &batch, true, true);
+        let (loss, _, grads) = loss_and_grads(&Params64::from_weights(&w), &pairs, 8, 1e-5, true);
+        let plain = run(&w, 0, 1e-5, &batch, false, false).loss;
+        assert!(
+            (fast.loss - loss).abs() <= 1e-4 * loss,
+            "{arch}: loss {} vs {loss}",
+            fast.loss
+        );
+        assert!(
+            fast.loss != plain,
+            "{arch}: activation quantization changed nothing"
+        );
+        let fg = fast.grads.unwrap();
+        let rg = grads.unwrap();
+        for ((n1, f), (_, r)) in params(&fg).iter().zip(&rg.named()) {
+            let scale = max_abs(r.iter().copied());
+            let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
+            assert!(
+                err <= 1e-4 * scale,
+                "{arch}: d{n1} differs by {err} (scale {scale})"
+            );
+        }
     }
 }

@@ -56,7 +56,11 @@ fn ternary_and_binary_models_train() {
         let out = train(&cfg, 2);
         let ln_p = (cfg.modulus as f64).ln();
         let last = out.curves.last().unwrap();
-        assert!(last.train_loss < 0.25 * ln_p, "{precision}: final train loss {}", last.train_loss);
+        assert!(
+            last.train_loss < 0.25 * ln_p,
+            "{precision}: final train loss {}",
+            last.train_loss
+        );
         // The effective weights are quantized.
         for ((name, eff), (_, lat)) in params(&out.effective).into_iter().zip(params(&out.latent)) {
             if PROJECTIONS.contains(&name) {
@@ -66,7 +70,10 @@ fn ternary_and_binary_models_train() {
                 } else {
                     &[-s, s]
                 };
-                assert!(eff.iter().all(|v| allowed.contains(v)), "{precision} {name} off grid");
+                assert!(
+                    eff.iter().all(|v| allowed.contains(v)),
+                    "{precision} {name} off grid"
+                );
             }
         }
     }
@@ -85,7 +92,9 @@ fn the_latent_weights_receive_the_gradient_of_the_quantized_ones() {
         let mut adam = trainer.adam.clone();
         let eff = effective_weights(&cfg, &latent);
         assert_ne!(eff, latent);
-        let g = run(&eff, 0, cfg.quant.eps, &trainer.train, true, false).grads.unwrap();
+        let g = run(&eff, 0, cfg.quant.eps, &trainer.train, true, false)
+            .grads
+            .unwrap();
         adam.step(&cfg.train, &mut latent, &g);
         trainer.update();
         assert_eq!(trainer.latent, latent, "{precision}");

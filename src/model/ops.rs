@@ -186,7 +186,9 @@ pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
     let (rows, cols) = *x.shape();
     let mut out = data(&x);
     crate::quant::quantize_rows(&mut out, cols, bits, eps);
-    record(vec![x], out, (rows, cols), |dout, dins| add_into(dins[0], dout))
+    record(vec![x], out, (rows, cols), |dout, dins| {
+        add_into(dins[0], dout)
+    })
 }
 
 /// Attention read-out at position 2: for every example `i` with table rows
@@ -295,7 +297,15 @@ pub fn mlp_block(
         None
     };
     let mut hidden = vec![0.0f32; n * m];
-    matmul(&mut hidden, xq.as_ref().unwrap_or(&xv), false, &w_in_v, false, (n, d, m), false);
+    matmul(
+        &mut hidden,
+        xq.as_ref().unwrap_or(&xv),
+        false,
+        &w_in_v,
+        false,
+        (n, d, m),
+        false,
+    );
     hidden.par_chunks_mut(m * ROWS_PER_TASK).for_each(|rows| {
         for row in rows.chunks_exact_mut(m) {
             if let Some(b) = &b_in_v {
@@ -320,7 +330,15 @@ pub fn mlp_block(
             add_into(row, b);
         }
     }
-    matmul(&mut out, aq.as_ref().unwrap_or(&hidden), false, &w_out_v, false, (n, m, d), true);
+    matmul(
+        &mut out,
+        aq.as_ref().unwrap_or(&hidden),
+        false,
+        &w_out_v,
+        false,
+        (n, m, d),
+        true,
+    );
     let has_bias = b_in.is_some();
     let mut inputs = vec![x, w_in, w_out];
     inputs.extend(b_in);
@@ -515,7 +533,12 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     const L: usize = 32;
     let mut acc = [0.0f32; L];
     let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..L {
             acc[k] += x[k] * y[k];
@@ -573,8 +596,24 @@ pub fn attention_mlp(
     let mut tt = vec![0.0f32; heads * tr * m];
     for h in 0..heads {
         let vo_h = &mut vo[h * tr * d..(h + 1) * tr * d];
-        matmul(vo_h, &v_heads[h], false, &w_o_v[h * dh * d..], false, (tr, dh, d), false);
-        matmul(&mut tt[h * tr * m..(h + 1) * tr * m], vo_h, false, &w_in_v, false, (tr, d, m), false);
+        matmul(
+            vo_h,
+            &v_heads[h],
+            false,
+            &w_o_v[h * dh * d..],
+            false,
+            (tr, dh, d),
+            false,
+        );
+        matmul(
+            &mut tt[h * tr * m..(h + 1) * tr * m],
+            vo_h,
+            false,
+            &w_in_v,
+            false,
+            (tr, d, m),
+            false,
+        );
     }
     let mut ch = vec![0.0f32; m];
     matmul(&mut ch, &cx, false, &w_in_v, false, (1, d, m), false);
@@ -592,7 +631,9 @@ pub fn attention_mlp(
         .for_each(|(c, ((out, hidden), weights))| {
             let rows = &rows[c * ROWS_PER_TASK..];
             let b_out = b_out_v.as_deref();
-            table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights);
+            table_rows_forward(
+                shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights,
+            );
         });
     matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
     let has_bias = b_in.is_some();
@@ -669,11 +710,30 @@ pub fn attention_mlp(
         for h in 0..heads {
             let dvo_h = &mut dvo[h * tr * d..(h + 1) * tr * d];
             let mut dv_h = vec![0.0f32; tr * dh];
-            matmul(&mut dv_h, dvo_h, false, &w_o_v[h * dh * d..], true, (tr, d, dh), false);
+            matmul(
+                &mut dv_h,
+                dvo_h,
+                false,
+                &w_o_v[h * dh * d..],
+                true,
+                (tr, d, dh),
+                false,
+            );
             for t in 0..tr {
-                add_into_serial(&mut dv[t * d + h * dh..t * d + (h + 1) * dh], &dv_h[t * dh..(t + 1) * dh]);
+                add_into_serial(
+                    &mut dv[t * d + h * dh..t * d + (h + 1) * dh],
+                    &dv_h[t * dh..(t + 1) * dh],
+                );
             }
-            matmul(&mut dw_o[h * dh * d..(h + 1) * dh * d], &v_heads[h], true, dvo_h, false, (dh, tr, d), true);
+            matmul(
+                &mut dw_o[h * dh * d..(h + 1) * dh * d],
+                &v_heads[h],
+                true,
+                dvo_h,
+                false,
+                (dh, tr, d),
+                true,
+            );
         }
         // The constant parts: x0_query feeds x1 directly and through W_in.
         let mut dch = vec![0.0f32; m];

@@ -382,40 +382,18 @@ pub fn rms_norm(x: T2, gain: T2) -> T2 {
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(rs.par_chunks_mut(ROWS_PER_TASK))
         .zip(xv.par_chunks(d * ROWS_PER_TASK))
-        .for_each(|((out, rs), xv)| {
-            for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
-                let ss: f32 = row.iter().map(|v| v * v).sum();
-                *r = sd / ss.sqrt();
-                for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(&g)) {
-                    *o = v * *r * gj;
-                }
-            }
-        });
+        .for_each(|((out, rs), xv)| rms_rows_forward(d, sd, &g, xv, rs, out));
     record(vec![x, gain], out, (n, d), move |dy, dins| {
         let [dx, dg] = dins else { unreachable!() };
         dx.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(dy.par_chunks(d * ROWS_PER_TASK))
             .zip(xv.par_chunks(d * ROWS_PER_TASK))
             .zip(rs.par_chunks(ROWS_PER_TASK))
-            .for_each(|(((dx, dy), xv), rs)| {
-                let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
-                for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
-                    // ‖x‖² = d / r².
-                    let dot: f32 = (0..d).map(|j| dyr[j] * g[j] * row[j]).sum();
-                    let c = dot * r * r / (d as f32);
-                    for j in 0..d {
-                        dxr[j] += r * (dyr[j] * g[j] - row[j] * c);
-                    }
-                }
-            });
+            .for_each(|(((dx, dy), xv), rs)| rms_rows_backward(d, &g, xv, rs, dy, dx));
         let acc = chunked_column_sum(n, d, |start, rows| {
             let mut acc = vec![0.0f64; d];
-            for i in start..start + rows {
-                let (row, dyr, r) = (&xv[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], rs[i]);
-                for j in 0..d {
-                    acc[j] += (dyr[j] * row[j] * r) as f64;
-                }
-            }
+            let span = start * d..(start + rows) * d;
+            rms_gain_partial(d, &xv[span.clone()], &rs[start..start + rows], &dy[span], &mut acc);
             acc
         });
         for (a, b) in dg.iter_mut().zip(acc) {
@@ -866,6 +844,47 @@ simd_fn! {
                 let wj = weights[(i * heads + h) * 3 + j];
                 let t = r[j] as usize;
                 axpy(&mut acc[t * cw..(t + 1) * cw], wj, src_row);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm forward on a chunk of rows: `r = sqrt(d)/‖x‖`, `y = x·r ⊙ g`.
+    fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
+        for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
+            *r = sd / dot(row, row).sqrt();
+            for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(g)) {
+                *o = v * *r * gj;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm backward to the input on a chunk of rows:
+    /// `dx += r·(dy⊙g − x·((dy⊙g)·x)/‖x‖²)`, with `‖x‖² = d/r²`.
+    fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let mut dyg = vec![0.0f32; d];
+        let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
+        for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
+            for ((o, a), b) in dyg.iter_mut().zip(dyr).zip(g) {
+                *o = a * b;
+            }
+            let c = dot(&dyg, row) * r * r / (d as f32);
+            for ((o, a), x) in dxr.iter_mut().zip(&dyg).zip(row) {
+                *o += r * (a - x * c);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm gain gradient of a chunk of rows: `acc += Σ_rows dy ⊙ x·r` (in f64).
+    fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
+        for ((row, dyr), &r) in xv.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rs) {
+            for ((a, x), g) in acc.iter_mut().zip(row).zip(dyr) {
+                *a += (g * x * r) as f64;
             }
         }
     }

@@ -145,7 +145,10 @@ pub struct Progress {
 
 /// How a caller steers [`train_cell`].
 pub struct TrainHooks<'a> {
-    /// Threads of the matrix products (the results do not depend on it).
+    /// Threads of the matrix products and row kernels (the results do not depend on
+    /// it). Training runs inside a rayon pool of this size; dfdx's CPU matmul calls
+    /// gemm with `Parallelism::Rayon(rayon::current_num_threads())`, so it follows the
+    /// pool, as do bitgrok's own kernels.
     pub threads: usize,
     /// Continue from here.
     pub resume: Option<Checkpoint>,

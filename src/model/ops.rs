@@ -393,7 +393,13 @@ pub fn rms_norm(x: T2, gain: T2) -> T2 {
         let acc = chunked_column_sum(n, d, |start, rows| {
             let mut acc = vec![0.0f64; d];
             let span = start * d..(start + rows) * d;
-            rms_gain_partial(d, &xv[span.clone()], &rs[start..start + rows], &dy[span], &mut acc);
+            rms_gain_partial(
+                d,
+                &xv[span.clone()],
+                &rs[start..start + rows],
+                &dy[span],
+                &mut acc,
+            );
             acc
         });
         for (a, b) in dg.iter_mut().zip(acc) {

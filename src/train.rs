@@ -229,9 +229,15 @@ impl Trainer {
 
     /// One full-batch update (quantize, forward, backward, optimizer); returns the loss.
     pub fn update(&mut self) -> f64 {
-        let eff = effective_weights(&self.cfg, &self.latent);
+        let quantized;
+        let eff = if self.cfg.precision == crate::config::Precision::Fp32 {
+            &self.latent
+        } else {
+            quantized = effective_weights(&self.cfg, &self.latent);
+            &quantized
+        };
         let q = &self.cfg.quant;
-        let out = model::run(&eff, q.act_bits, q.eps, &self.train, true, false);
+        let out = model::run(eff, q.act_bits, q.eps, &self.train, true, false);
         let mut grads = out.grads.expect("gradients were asked for");
         let t = &self.cfg.train;
         if t.grokfast {

@@ -3,9 +3,11 @@
 //! single-threaded and allocate a buffer per op) by one or two passes over memory.
 //! Every backward pass *adds* into the input gradients, as dfdx ops do.
 //!
-//! Determinism: every loop has a fixed order; matrix products go through `gemm`
-//! with the current rayon pool's threads, which splits the output, never the
-//! summation, so results do not depend on the thread count.
+//! Determinism: parallel loops split rows (or heads, or column blocks) into fixed
+//! chunks, each computed in a fixed order, and reductions across chunks add in chunk
+//! order; matrix products go through `gemm` with the current rayon pool's threads,
+//! which splits the output, not the summation. Results therefore do not depend on
+//! the thread count (a test checks this bit for bit at the seed study's cell size).
 
 use super::{Tp, T2};
 use dfdx::prelude::*;

@@ -201,3 +201,24 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
         assert!(err.to_string().contains("different config"), "{err}");
     }
 }
+
+#[test]
+fn bad_configs_and_checkpoints_are_refused_with_clear_errors() {
+    let stop = AtomicBool::new(false);
+    let mut cfg = tiny(Precision::Fp32, 1);
+    cfg.width = 30; // not a multiple of 4 heads
+    let err = train_cell(
+        &cfg,
+        TrainHooks {
+            threads: 1,
+            resume: None,
+            on_checkpoint: &mut |_| Ok(()),
+            on_progress: &mut |_| {},
+            stop: &stop,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("model.heads"), "{err}");
+    let err = Checkpoint::from_bytes(b"not a checkpoint").unwrap_err();
+    assert!(format!("{err:#}").contains("checkpoint"), "{err:#}");
+}

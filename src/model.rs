@@ -9,15 +9,22 @@
 //!   `W_pos[2]` for nanda2023), so the query is one vector for the whole batch;
 //! - keys and values depend only on (position, token), so they are computed once per
 //!   row of an input table (the p+1 token embeddings for li2024; embeddings plus each
-//!   position's positional embedding for nanda2023) and gathered per example.
+//!   position's positional embedding for nanda2023) and gathered per example;
+//! - li2024 has no positional embedding, so `[a, b, =]` and `[b, a, =]` are the same
+//!   input at position 2: each unordered pair is computed once, with its count;
+//! - the attention output and the MLP's first matrix are linear in the value rows,
+//!   so they too are computed per table row (`VO_h = V_h·W_O_h`, `T_h = VO_h·W_in`)
+//!   and each example only sums 3·heads weighted rows ([`ops::attention_mlp`]); only
+//!   the MLP's second matrix (after the ReLU) and the unembedding run per example.
 //!
-//! dfdx records every operation on its tape and runs the backward pass. Matrix
-//! products and the small table computations are dfdx ops; four fused ops with
-//! hand-written backward passes are recorded on the same tape (see [`ops`]): the
-//! attention read-out at position 2, the MLP block with its residual, the RMSNorm,
-//! and the cross-entropy. Gradients come back with respect to the weights the
-//! forward pass used (the effective, quantized ones), which is what the
-//! straight-through estimator applies to the latent weights.
+//! dfdx records every operation on its tape and runs the backward pass. The
+//! embedding table, queries, keys, values, attention scores and the unembedding are
+//! dfdx ops; fused ops with hand-written backward passes are recorded on the same
+//! tape (see [`ops`]): attention + MLP on the tables, RMSNorm, and cross-entropy
+//! (with quantized activations, where the table regrouping does not hold: attention
+//! read-out, activation quantizer and MLP block instead). Gradients come back with
+//! respect to the weights the forward pass used (the effective, quantized ones),
+//! which is what the straight-through estimator applies to the latent weights.
 
 use crate::config::{Arch, CellConfig};
 use crate::data::{cell_rng, label, INIT_STREAM};
@@ -104,7 +111,7 @@ pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
     );
     anyhow::ensure!(cfg.model.heads >= 1, "model.heads must be at least 1");
     anyhow::ensure!(
-        cfg.width >= 1 && cfg.width % cfg.model.heads == 0,
+        cfg.width >= 1 && cfg.width.is_multiple_of(cfg.model.heads),
         "width {} must be a positive multiple of model.heads {}",
         cfg.width,
         cfg.model.heads
@@ -337,26 +344,38 @@ pub fn run(
         .reshape_like(&(r, h, dh))
         .sum::<(usize, usize), Axis<2>>()
         * scale; // [r, h]
-                 // Position 2 attends to positions 0, 1, 2 in both architectures (the causal mask
-                 // hides nothing from the last position).
-    let z = ops::attend(scores, v, batch.rows.clone(), h); // [n, d]
-    let zq = if act_bits > 0 {
-        ops::quantize_activations(z, act_bits, eps)
+
+    // Position 2 attends to positions 0, 1, 2 in both architectures (the causal mask
+    // hides nothing from the last position).
+    let x2 = if act_bits == 0 {
+        ops::attention_mlp(
+            scores,
+            v,
+            w_o.leaky_trace(),
+            x0_query,
+            w_in.leaky_trace(),
+            b_in.as_ref().map(|b| b.leaky_trace()),
+            w_out.leaky_trace(),
+            b_out.as_ref().map(|b| b.leaky_trace()),
+            batch.rows.clone(),
+            h,
+        )
     } else {
-        z
+        // Quantized activations: the inputs of W_O and W_in must be materialised.
+        let z = ops::attend(scores, v, batch.rows.clone(), h); // [n, d]
+        let zq = ops::quantize_activations(z, act_bits, eps);
+        let attn_out: T2 = zq.matmul(w_o.leaky_trace());
+        let x1: T2 = attn_out + broadcast_row(x0_query, n, d);
+        ops::mlp_block(
+            x1,
+            w_in.leaky_trace(),
+            b_in.as_ref().map(|b| b.leaky_trace()),
+            w_out.leaky_trace(),
+            b_out.as_ref().map(|b| b.leaky_trace()),
+            act_bits,
+            eps,
+        )
     };
-    let attn_out: T2 = zq.matmul(w_o.leaky_trace());
-    let x1: T2 = attn_out + x0tab_broadcast(x0_query, n, d);
-    let x0tab_keep = x0tab; // keeps the table's own ops on the tape
-    let x2 = ops::mlp_block(
-        x1,
-        w_in.leaky_trace(),
-        b_in.as_ref().map(|b| b.leaky_trace()),
-        w_out.leaky_trace(),
-        b_out.as_ref().map(|b| b.leaky_trace()),
-        act_bits,
-        eps,
-    );
     let xn = match &gain {
         Some(g) => ops::rms_norm(x2, g.leaky_trace()),
         None => x2,
@@ -368,8 +387,9 @@ pub fn run(
         batch.counts.clone(),
         want_logits,
     );
-    // The table's tape: x0tab's ops were recorded on its own tape; fold them in.
-    let loss = merge_tape(loss, x0tab_keep);
+    // Every other use of the input table took an empty-taped copy, so the ops that
+    // built the table (nanda2023) are still on its own tape: fold them in.
+    let loss = merge_tape(loss, x0tab);
     let loss_value = loss.as_vec()[0] as f64;
     let grads = want_grads.then(|| {
         let g = loss.backward();
@@ -407,7 +427,7 @@ pub fn run(
 }
 
 /// [1, d] -> [n, d] by repeating the row.
-fn x0tab_broadcast(x: T2, n: usize, d: usize) -> T2 {
+fn broadcast_row(x: T2, n: usize, d: usize) -> T2 {
     x.reshape_like(&(d,)).broadcast_like::<_, Axis<0>>(&(n, d))
 }
 

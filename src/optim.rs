@@ -10,6 +10,7 @@
 use crate::config::TrainConfig;
 use crate::model::{params, params_mut, zeros_like};
 use crate::weights::ModelWeights;
+use rayon::prelude::*;
 
 /// Learning rate of update number `step` (0-based). With `warmup_steps = w > 0` it is
 /// `lr · min(step / w, 1)`, as Nanda's `LambdaLR(lambda step: min(step/10, 1))`, so the
@@ -52,16 +53,24 @@ impl AdamW {
             .zip(params_mut(&mut self.m))
             .zip(params_mut(&mut self.v))
             .zip(params(grads));
+        // Element-wise, so splitting across threads cannot change a bit.
+        const BLOCK: usize = 4096;
         for ((((_, th), (_, m)), (_, v)), (_, g)) in groups {
-            for i in 0..th.len() {
-                let gi = g[i] as f64;
-                let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
-                let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
-                m[i] = mi as f32;
-                v[i] = vi as f32;
-                let x = th[i] as f64;
-                th[i] = (x - lr * ((mi / c1) / ((vi / c2).sqrt() + eps) + wd * x)) as f32;
-            }
+            th.par_chunks_mut(BLOCK)
+                .zip(m.par_chunks_mut(BLOCK))
+                .zip(v.par_chunks_mut(BLOCK))
+                .zip(g.par_chunks(BLOCK))
+                .for_each(|(((th, m), v), g)| {
+                    for i in 0..th.len() {
+                        let gi = g[i] as f64;
+                        let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
+                        let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
+                        m[i] = mi as f32;
+                        v[i] = vi as f32;
+                        let x = th[i] as f64;
+                        th[i] = (x - lr * ((mi / c1) / ((vi / c2).sqrt() + eps) + wd * x)) as f32;
+                    }
+                });
         }
     }
 }

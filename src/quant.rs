@@ -11,6 +11,23 @@
 
 use crate::config::{Precision, QuantConfig};
 
+/// Round half to even for `|x| ≤ 2^51`, by the floating-point addition trick: baseline
+/// x86-64 has no rounding instruction, and `round_ties_even` becomes a slow library
+/// call. Callers clamp first, so every input is small.
+#[inline]
+fn round_even(x: f64) -> f64 {
+    const C: f64 = 4_503_599_627_370_496.0; // 2^52
+    let r = (x.abs() + C) - C;
+    r.copysign(x)
+}
+
+#[inline]
+fn round_even_f32(x: f32) -> f32 {
+    const C: f32 = 8_388_608.0; // 2^23
+    let r = (x.abs() + C) - C;
+    r.copysign(x)
+}
+
 fn mean(w: &[f32]) -> f64 {
     w.iter().map(|&x| x as f64).sum::<f64>() / w.len().max(1) as f64
 }
@@ -60,7 +77,7 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
             let c = if q.ternary_center { mean(w) } else { 0.0 };
             w.iter()
                 .map(|&x| {
-                    let level = ((x as f64 - c) / s).round_ties_even().clamp(-1.0, 1.0);
+                    let level = round_even(((x as f64 - c) / s).clamp(-2.0, 2.0)).clamp(-1.0, 1.0);
                     (level * s) as f32
                 })
                 .collect()
@@ -83,7 +100,9 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
             }
             let m = int_levels(k) as f64;
             w.iter()
-                .map(|&x| ((x as f64 / s).round_ties_even().clamp(-m, m) * s) as f32)
+                .map(|&x| {
+                    (round_even((x as f64 / s).clamp(-m - 1.0, m + 1.0)).clamp(-m, m) * s) as f32
+                })
                 .collect()
         }
     }
@@ -106,7 +125,7 @@ pub fn quantize_rows(x: &mut [f32], cols: usize, bits: u32, eps: f64) {
         let up = qb / gamma;
         let down = gamma / qb;
         for v in row {
-            *v = (*v * up).round_ties_even().clamp(-qb, qb - 1.0) * down;
+            *v = round_even_f32((*v * up).clamp(-qb - 1.0, qb)).clamp(-qb, qb - 1.0) * down;
         }
     }
 }
@@ -124,6 +143,30 @@ mod tests {
         (0..200)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013 + 0.02)
             .collect()
+    }
+
+    #[test]
+    fn rounding_is_half_to_even() {
+        for x in [
+            -2.5,
+            -1.5,
+            -0.5,
+            -0.49,
+            0.0,
+            0.5,
+            0.51,
+            1.5,
+            2.5,
+            3.7,
+            -1e9 - 0.5,
+        ] {
+            assert_eq!(round_even(x), f64::round_ties_even(x), "{x}");
+            assert_eq!(
+                round_even_f32(x as f32),
+                f32::round_ties_even(x as f32),
+                "{x}"
+            );
+        }
     }
 
     #[test]

@@ -164,7 +164,10 @@ pub struct Progress {
 
 /// How a caller steers [`train_cell`].
 pub struct TrainHooks<'a> {
-    /// Threads of the matrix products (the results do not depend on it).
+    /// Threads of the matrix products and row kernels (the results do not depend on
+    /// it). Training runs inside a rayon pool of this size; dfdx's CPU matmul calls
+    /// gemm with `Parallelism::Rayon(rayon::current_num_threads())`, so it follows the
+    /// pool, as do bitgrok's own kernels.
     pub threads: usize,
     /// Continue from here.
     pub resume: Option<Checkpoint>,
@@ -245,9 +248,15 @@ impl Trainer {
 
     /// One full-batch update (quantize, forward, backward, optimizer); returns the loss.
     pub fn update(&mut self) -> f64 {
-        let eff = effective_weights(&self.cfg, &self.latent);
+        let quantized;
+        let eff = if self.cfg.precision == crate::config::Precision::Fp32 {
+            &self.latent
+        } else {
+            quantized = effective_weights(&self.cfg, &self.latent);
+            &quantized
+        };
         let q = &self.cfg.quant;
-        let out = model::run(&eff, q.act_bits, q.eps, &self.train, true, false);
+        let out = model::run(eff, q.act_bits, q.eps, &self.train, true, false);
         let mut grads = out.grads.expect("gradients were asked for");
         let t = &self.cfg.train;
         if t.grokfast {
@@ -350,7 +359,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     let (eval_every, ck_every) = (cfg.train.eval_every, cfg.train.checkpoint_every);
     loop {
         let step = trainer.step;
-        let due = step == steps || (eval_every > 0 && step % eval_every == 0) || step == 0;
+        let due = step == steps || (eval_every > 0 && step.is_multiple_of(eval_every)) || step == 0;
         if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
             let point = pool.install(|| trainer.evaluate());
             curves.push(point);
@@ -376,7 +385,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
             train_loss: loss,
             test_acc: None,
         });
-        if ck_every > 0 && trainer.step % ck_every == 0 && trainer.step < steps {
+        if ck_every > 0 && trainer.step.is_multiple_of(ck_every) && trainer.step < steps {
             let seconds = seconds_before + started.elapsed().as_secs_f64();
             on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
         }

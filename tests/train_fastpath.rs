@@ -161,25 +161,64 @@ fn fast_path_gradient_matches_f32_finite_differences() {
 
 #[test]
 fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    // p = 61 for both architectures, and the seed study's cell itself (p = 113, width 128).
+    for (arch, p, width) in [
+        (Arch::Li2024, 61, 64),
+        (Arch::Nanda2023, 61, 64),
+        (Arch::Li2024, 113, 128),
+    ] {
         let mut cfg = tiny(arch);
-        cfg.modulus = 61;
-        cfg.width = 64;
+        cfg.modulus = p;
+        cfg.width = width;
         cfg.model.heads = 4;
         let w = weights(&cfg);
         let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
-        let go = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            let r = pool.install(|| run(&w, 0, 1e-5, &batch, true, true));
-            (r.loss, r.logits.unwrap(), r.grads.unwrap())
-        };
-        let (l1, z1, g1) = go(1);
-        let (l2, z2, g2) = go(2);
-        assert_eq!(l1.to_bits(), l2.to_bits());
-        assert_eq!(z1, z2);
-        assert_eq!(g1, g2);
+        for act_bits in [0, 8] {
+            let go = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let r = pool.install(|| run(&w, act_bits, 1e-5, &batch, true, true));
+                (r.loss, r.logits.unwrap(), r.grads.unwrap())
+            };
+            let (l1, z1, g1) = go(1);
+            let (l2, z2, g2) = go(2);
+            assert_eq!(l1.to_bits(), l2.to_bits());
+            assert_eq!(z1, z2);
+            assert_eq!(g1, g2);
+        }
+    }
+}
+
+#[test]
+fn fast_path_matches_reference_with_quantized_activations() {
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let cfg = tiny(arch);
+        let w = quantized(&cfg, &weights(&cfg), Precision::Ternary);
+        let pairs = split(&cfg).train;
+        let batch = Batch::new(arch, cfg.modulus, &pairs);
+        let fast = run(&w, 8, 1e-5, &batch, true, true);
+        let (loss, _, grads) = loss_and_grads(&Params64::from_weights(&w), &pairs, 8, 1e-5, true);
+        let plain = run(&w, 0, 1e-5, &batch, false, false).loss;
+        assert!(
+            (fast.loss - loss).abs() <= 1e-4 * loss,
+            "{arch}: loss {} vs {loss}",
+            fast.loss
+        );
+        assert!(
+            fast.loss != plain,
+            "{arch}: activation quantization changed nothing"
+        );
+        let fg = fast.grads.unwrap();
+        let rg = grads.unwrap();
+        for ((n1, f), (_, r)) in params(&fg).iter().zip(&rg.named()) {
+            let scale = max_abs(r.iter().copied());
+            let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
+            assert!(
+                err <= 1e-4 * scale,
+                "{arch}: d{n1} differs by {err} (scale {scale})"
+            );
+        }
     }
 }

@@ -3,14 +3,44 @@
 //! single-threaded and allocate a buffer per op) by one or two passes over memory.
 //! Every backward pass *adds* into the input gradients, as dfdx ops do.
 //!
-//! Determinism: every loop has a fixed order; matrix products go through `gemm`
-//! with the current rayon pool's threads, which splits the output, never the
-//! summation, so results do not depend on the thread count.
+//! Determinism: parallel loops split rows (or heads, or column blocks) into fixed
+//! chunks, each computed in a fixed order, and reductions across chunks add in chunk
+//! order; matrix products go through `gemm` with the current rayon pool's threads,
+//! which splits the output, not the summation. Results therefore do not depend on
+//! the thread count (a test checks this bit for bit at the seed study's cell size).
 
 use super::{Tp, T2};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::sync::Arc;
+
+/// Defines `fn $name(args)` that runs its body compiled with AVX2 and FMA enabled when
+/// the CPU has them (bitgrok is built for baseline x86-64). Rust never contracts
+/// `a * b + c` into an FMA, so both versions compute the same bits.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the enabled features.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
 
 /// Rows per parallel task. Fixed, so that chunked reductions sum in the same order
 /// whatever the number of threads.
@@ -354,40 +384,24 @@ pub fn rms_norm(x: T2, gain: T2) -> T2 {
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(rs.par_chunks_mut(ROWS_PER_TASK))
         .zip(xv.par_chunks(d * ROWS_PER_TASK))
-        .for_each(|((out, rs), xv)| {
-            for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
-                let ss: f32 = row.iter().map(|v| v * v).sum();
-                *r = sd / ss.sqrt();
-                for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(&g)) {
-                    *o = v * *r * gj;
-                }
-            }
-        });
+        .for_each(|((out, rs), xv)| rms_rows_forward(d, sd, &g, xv, rs, out));
     record(vec![x, gain], out, (n, d), move |dy, dins| {
         let [dx, dg] = dins else { unreachable!() };
         dx.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(dy.par_chunks(d * ROWS_PER_TASK))
             .zip(xv.par_chunks(d * ROWS_PER_TASK))
             .zip(rs.par_chunks(ROWS_PER_TASK))
-            .for_each(|(((dx, dy), xv), rs)| {
-                let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
-                for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
-                    // ‖x‖² = d / r².
-                    let dot: f32 = (0..d).map(|j| dyr[j] * g[j] * row[j]).sum();
-                    let c = dot * r * r / (d as f32);
-                    for j in 0..d {
-                        dxr[j] += r * (dyr[j] * g[j] - row[j] * c);
-                    }
-                }
-            });
+            .for_each(|(((dx, dy), xv), rs)| rms_rows_backward(d, &g, xv, rs, dy, dx));
         let acc = chunked_column_sum(n, d, |start, rows| {
             let mut acc = vec![0.0f64; d];
-            for i in start..start + rows {
-                let (row, dyr, r) = (&xv[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], rs[i]);
-                for j in 0..d {
-                    acc[j] += (dyr[j] * row[j] * r) as f64;
-                }
-            }
+            let span = start * d..(start + rows) * d;
+            rms_gain_partial(
+                d,
+                &xv[span.clone()],
+                &rs[start..start + rows],
+                &dy[span],
+                &mut acc,
+            );
             acc
         });
         for (a, b) in dg.iter_mut().zip(acc) {
@@ -475,4 +489,411 @@ pub fn cross_entropy(
             logits: kept,
         },
     )
+}
+
+/// Softmax over the three positions of every head, from the score table.
+fn position_weights(s: &[f32], r: [usize; 3], heads: usize, out: &mut [f32]) {
+    for h in 0..heads {
+        let sj = r.map(|rj| s[rj * heads + h]);
+        let mx = sj[0].max(sj[1]).max(sj[2]);
+        let e = sj.map(|x| (x - mx).exp());
+        let inv = 1.0 / (e[0] + e[1] + e[2]);
+        for j in 0..3 {
+            out[h * 3 + j] = e[j] * inv;
+        }
+    }
+}
+
+/// `acc += w · row` over a slice.
+#[inline(always)]
+fn axpy(acc: &mut [f32], w: f32, row: &[f32]) {
+    for (a, v) in acc.iter_mut().zip(row) {
+        *a += w * v;
+    }
+}
+
+/// Dot product with 32 independent partial sums (vectorises into independent FMA
+/// chains; fixed order, so deterministic).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let mut acc = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..L {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Attention read-out, attention output projection, residual and MLP in one op, for
+/// unquantized activations, on per-token tables:
+///
+/// `x1 = x0_query + Σ_{h,j} w_hj · VO_h[r_j]` with `VO_h = V[:, head h] · W_O[head h, :]`,
+/// `pre = x0_query·W_in + b_in + Σ_{h,j} w_hj · T_h[r_j]` with `T_h = VO_h · W_in`,
+/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = softmax_j(scores[r_j, h])`.
+///
+/// This is `x1·W_in` regrouped (a linear map of a weighted sum of table rows is the
+/// weighted sum of the mapped rows): the N × d × d_mlp product becomes a
+/// (table rows) × d × d_mlp one plus 3·heads row reads per example.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_mlp(
+    scores: T2,
+    v: T2,
+    w_o: T2,
+    x0_query: T2,
+    w_in: T2,
+    b_in: Option<T2>,
+    w_out: T2,
+    b_out: Option<T2>,
+    rows: Arc<Vec<[u32; 3]>>,
+    heads: usize,
+) -> T2 {
+    let (tr, d) = *v.shape();
+    let m = w_in.shape().1;
+    let dh = d / heads;
+    let n = rows.len();
+    let s = data(&scores);
+    let vv = data(&v);
+    let w_o_v = data(&w_o);
+    let cx = data(&x0_query);
+    let w_in_v = data(&w_in);
+    let w_out_v = data(&w_out);
+    let b_in_v = b_in.as_ref().map(data);
+    let b_out_v = b_out.as_ref().map(data);
+    // Per-head tables: V_h [tr, dh], VO_h [tr, d], T_h [tr, m].
+    let v_heads: Vec<Vec<f32>> = (0..heads)
+        .map(|h| {
+            let mut out = Vec::with_capacity(tr * dh);
+            for t in 0..tr {
+                out.extend_from_slice(&vv[t * d + h * dh..t * d + (h + 1) * dh]);
+            }
+            out
+        })
+        .collect();
+    let mut vo = vec![0.0f32; heads * tr * d];
+    let mut tt = vec![0.0f32; heads * tr * m];
+    for h in 0..heads {
+        let vo_h = &mut vo[h * tr * d..(h + 1) * tr * d];
+        matmul(
+            vo_h,
+            &v_heads[h],
+            false,
+            &w_o_v[h * dh * d..],
+            false,
+            (tr, dh, d),
+            false,
+        );
+        matmul(
+            &mut tt[h * tr * m..(h + 1) * tr * m],
+            vo_h,
+            false,
+            &w_in_v,
+            false,
+            (tr, d, m),
+            false,
+        );
+    }
+    let mut ch = vec![0.0f32; m];
+    matmul(&mut ch, &cx, false, &w_in_v, false, (1, d, m), false);
+    if let Some(b) = &b_in_v {
+        add_into(&mut ch, b);
+    }
+    let mut weights = vec![0.0f32; n * heads * 3];
+    let mut out = vec![0.0f32; n * d];
+    let mut hidden = vec![0.0f32; n * m];
+    let shape = TableShape { heads, tr, d, m };
+    out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))
+        .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(c, ((out, hidden), weights))| {
+            let rows = &rows[c * ROWS_PER_TASK..];
+            let b_out = b_out_v.as_deref();
+            table_rows_forward(
+                shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights,
+            );
+        });
+    matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
+    let has_bias = b_in.is_some();
+    let mut inputs = vec![scores, v, w_o, x0_query, w_in, w_out];
+    inputs.extend(b_in);
+    inputs.extend(b_out);
+    record(inputs, out, (n, d), move |g, dins| {
+        let [ds, dv, dw_o, dx0, dw_in, dw_out, rest @ ..] = dins else {
+            unreachable!()
+        };
+        matmul(dw_out, &hidden, true, g, false, (m, n, d), true);
+        let mut dpre = vec![0.0f32; n * m];
+        matmul(&mut dpre, g, false, &w_out_v, true, (n, d, m), false);
+        // ReLU mask, and the softmax backward per example (into dscore [n, heads, 3]).
+        let mut dscore = vec![0.0f32; n * heads * 3];
+        dpre.par_chunks_mut(m * ROWS_PER_TASK)
+            .zip(dscore.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(c, (dpre, dscore))| {
+                let i0 = c * ROWS_PER_TASK;
+                let n_here = dscore.len() / (heads * 3);
+                table_rows_backward(
+                    shape,
+                    &rows[i0..i0 + n_here],
+                    &hidden[i0 * m..(i0 + n_here) * m],
+                    &g[i0 * d..(i0 + n_here) * d],
+                    &weights[i0 * heads * 3..(i0 + n_here) * heads * 3],
+                    &vo,
+                    &tt,
+                    dpre,
+                    dscore,
+                );
+            });
+        for (i, r) in rows.iter().enumerate() {
+            for h in 0..heads {
+                for j in 0..3 {
+                    ds[r[j] as usize * heads + h] += dscore[(i * heads + h) * 3 + j];
+                }
+            }
+        }
+        // Table gradients dT_h [tr, m] and dVO_h [tr, d]: scatter-adds, one task per
+        // (head, column block), each summing over the examples in order.
+        const COLS: usize = 128;
+        let scatter = |width: usize, src: &[f32]| -> Vec<f32> {
+            let blocks = width.div_ceil(COLS);
+            let parts: Vec<Vec<f32>> = (0..heads * blocks)
+                .into_par_iter()
+                .map(|task| {
+                    let (h, b) = (task / blocks, task % blocks);
+                    let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
+                    let mut acc = vec![0.0f32; tr * (c1 - c0)];
+                    scatter_rows(&rows, &weights, src, heads, h, width, c0, c1, &mut acc);
+                    acc
+                })
+                .collect();
+            let mut out = vec![0.0f32; heads * tr * width];
+            for (task, acc) in parts.into_iter().enumerate() {
+                let (h, b) = (task / blocks, task % blocks);
+                let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
+                for t in 0..tr {
+                    out[(h * tr + t) * width + c0..(h * tr + t) * width + c1]
+                        .copy_from_slice(&acc[t * (c1 - c0)..(t + 1) * (c1 - c0)]);
+                }
+            }
+            out
+        };
+        let dtt = scatter(m, &dpre);
+        let mut dvo = scatter(d, g);
+        // Through T_h = VO_h · W_in (all heads stacked: [heads·tr, ·]), then
+        // VO_h = V_h · W_O[head h].
+        let ht = heads * tr;
+        matmul(&mut dvo, &dtt, false, &w_in_v, true, (ht, m, d), true);
+        matmul(dw_in, &vo, true, &dtt, false, (d, ht, m), true);
+        for h in 0..heads {
+            let dvo_h = &mut dvo[h * tr * d..(h + 1) * tr * d];
+            let mut dv_h = vec![0.0f32; tr * dh];
+            matmul(
+                &mut dv_h,
+                dvo_h,
+                false,
+                &w_o_v[h * dh * d..],
+                true,
+                (tr, d, dh),
+                false,
+            );
+            for t in 0..tr {
+                add_into_serial(
+                    &mut dv[t * d + h * dh..t * d + (h + 1) * dh],
+                    &dv_h[t * dh..(t + 1) * dh],
+                );
+            }
+            matmul(
+                &mut dw_o[h * dh * d..(h + 1) * dh * d],
+                &v_heads[h],
+                true,
+                dvo_h,
+                false,
+                (dh, tr, d),
+                true,
+            );
+        }
+        // The constant parts: x0_query feeds x1 directly and through W_in.
+        let mut dch = vec![0.0f32; m];
+        add_column_sums(&mut dch, &dpre, m);
+        add_column_sums(dx0, g, d);
+        matmul(dx0, &dch, false, &w_in_v, true, (1, m, d), true);
+        matmul(dw_in, &cx, true, &dch, false, (d, 1, m), true);
+        if has_bias {
+            add_into(rest[0], &dch);
+            add_column_sums(rest[1], g, d);
+        }
+    })
+}
+
+fn add_into_serial(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TableShape {
+    heads: usize,
+    tr: usize,
+    d: usize,
+    m: usize,
+}
+
+simd_fn! {
+    /// Forward rows of [`attention_mlp`]: position weights, x1 and relu(pre) per example.
+    fn table_rows_forward(
+        shape: TableShape,
+        rows: &[[u32; 3]],
+        s: &[f32],
+        cx: &[f32],
+        ch: &[f32],
+        vo: &[f32],
+        tt: &[f32],
+        b_out: Option<&[f32]>,
+        out: &mut [f32],
+        hidden: &mut [f32],
+        weights: &mut [f32],
+    ) {
+        let TableShape { heads, tr, d, m } = shape;
+        let chunk = out
+            .chunks_exact_mut(d)
+            .zip(hidden.chunks_exact_mut(m))
+            .zip(weights.chunks_exact_mut(heads * 3));
+        for (k, ((x, a), w)) in chunk.enumerate() {
+            let r = rows[k].map(|x| x as usize);
+            position_weights(s, r, heads, w);
+            x.copy_from_slice(cx);
+            a.copy_from_slice(ch);
+            for h in 0..heads {
+                for j in 0..3 {
+                    let wj = w[h * 3 + j];
+                    axpy(x, wj, &vo[(h * tr + r[j]) * d..][..d]);
+                    axpy(a, wj, &tt[(h * tr + r[j]) * m..][..m]);
+                }
+            }
+            for v in a.iter_mut() {
+                *v = v.max(0.0);
+            }
+            if let Some(b) = b_out {
+                for (v, b) in x.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
+    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]).
+    fn table_rows_backward(
+        shape: TableShape,
+        rows: &[[u32; 3]],
+        hidden: &[f32],
+        g: &[f32],
+        weights: &[f32],
+        vo: &[f32],
+        tt: &[f32],
+        dpre: &mut [f32],
+        dscore: &mut [f32],
+    ) {
+        let TableShape { heads, tr, d, m } = shape;
+        let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
+        for (i, (dp, dsc)) in chunk.enumerate() {
+            let r = rows[i].map(|x| x as usize);
+            for (x, a) in dp.iter_mut().zip(&hidden[i * m..(i + 1) * m]) {
+                *x = if *a > 0.0 { *x } else { 0.0 };
+            }
+            let gi = &g[i * d..(i + 1) * d];
+            let w = &weights[i * heads * 3..(i + 1) * heads * 3];
+            for h in 0..heads {
+                let mut dw = [0.0f32; 3];
+                for j in 0..3 {
+                    dw[j] = dot(dp, &tt[(h * tr + r[j]) * m..][..m])
+                        + dot(gi, &vo[(h * tr + r[j]) * d..][..d]);
+                }
+                let wh = &w[h * 3..h * 3 + 3];
+                let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
+                for j in 0..3 {
+                    dsc[h * 3 + j] = wh[j] * (dw[j] - s);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `acc[t, c0..c1] += Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` for head `h`, over
+    /// the examples in order.
+    fn scatter_rows(
+        rows: &[[u32; 3]],
+        weights: &[f32],
+        src: &[f32],
+        heads: usize,
+        h: usize,
+        width: usize,
+        c0: usize,
+        c1: usize,
+        acc: &mut [f32],
+    ) {
+        let cw = c1 - c0;
+        for (i, r) in rows.iter().enumerate() {
+            let src_row = &src[i * width + c0..i * width + c1];
+            for j in 0..3 {
+                let wj = weights[(i * heads + h) * 3 + j];
+                let t = r[j] as usize;
+                axpy(&mut acc[t * cw..(t + 1) * cw], wj, src_row);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm forward on a chunk of rows: `r = sqrt(d)/‖x‖`, `y = x·r ⊙ g`.
+    fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
+        for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
+            *r = sd / dot(row, row).sqrt();
+            for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(g)) {
+                *o = v * *r * gj;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm backward to the input on a chunk of rows:
+    /// `dx += r·(dy⊙g − x·((dy⊙g)·x)/‖x‖²)`, with `‖x‖² = d/r²`.
+    fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let mut dyg = vec![0.0f32; d];
+        let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
+        for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
+            for ((o, a), b) in dyg.iter_mut().zip(dyr).zip(g) {
+                *o = a * b;
+            }
+            let c = dot(&dyg, row) * r * r / (d as f32);
+            for ((o, a), x) in dxr.iter_mut().zip(&dyg).zip(row) {
+                *o += r * (a - x * c);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm gain gradient of a chunk of rows: `acc += Σ_rows dy ⊙ x·r` (in f64).
+    fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
+        for ((row, dyr), &r) in xv.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rs) {
+            for ((a, x), g) in acc.iter_mut().zip(row).zip(dyr) {
+                *a += (g * x * r) as f64;
+            }
+        }
+    }
 }

@@ -151,7 +151,7 @@ fn a_finished_sweep_is_never_trained_again() {
 #[test]
 fn a_killed_run_resumes_to_the_same_bits() {
     let t = tempfile::tempdir().unwrap();
-    let s = sweep(t.path(), "resume", &["ternary"], &[3], 3000);
+    let s = sweep(t.path(), "resume", &["ternary"], &[3], 20_000);
     // Uninterrupted reference.
     let clean = t.path().join("clean");
     let out = run(&s, &clean, &["--jobs", "1", "--threads", "1"]);

@@ -10,15 +10,27 @@ dir=${2:?usage: cluster.sh start|stop DIR}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
-stop() {
-    for d in slurmd slurmctld; do
-        if [ -f "$dir/$d.pid" ]; then
-            kill "$(cat "$dir/$d.pid")" 2>/dev/null || true
-            rm -f "$dir/$d.pid"
-        fi
+# Stop a daemon by its pid file and wait (at most 30 s) until it has exited, so
+# that its state files can be removed afterwards.
+stop_pid() {
+    local pidfile=$1 pid
+    [ -f "$pidfile" ] || return 0
+    pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+        # Gone, or a zombie nobody has reaped yet: exited either way.
+        [ -r "/proc/$pid/stat" ] && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$pid/stat" || break
+        sleep 0.2
     done
-    if [ -f "$dir/munged.started" ] && [ -f /run/munge/munged.pid ]; then
-        kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+}
+
+stop() {
+    stop_pid "$dir/slurmd.pid"
+    stop_pid "$dir/slurmctld.pid"
+    if [ -f "$dir/munged.started" ]; then
+        stop_pid /run/munge/munged.pid
         rm -f "$dir/munged.started"
     fi
 }

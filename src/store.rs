@@ -403,7 +403,9 @@ pub fn save_trained_cell(
     log: &[String],
 ) -> Result<Manifest> {
     let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
-    let model = crate::weights::model_tensors(&output.effective, Some(&output.latent));
+    // Latent weights only where they differ from the effective ones (quantized cells).
+    let latent = (output.latent != output.effective).then_some(&output.latent);
+    let model = crate::weights::model_tensors(&output.effective, latent);
     write_atomic(
         &dir.join("model.safetensors"),
         &crate::weights::to_safetensors_bytes(&model, &meta)?,

@@ -4,7 +4,7 @@
 SWEEP ?= sweeps/paper.toml
 ARTIFACTS ?= artifacts
 CARGO ?= cargo
-BITGROK := target/release/bitgrok
+BITGROK := $(or $(CARGO_TARGET_DIR),target)/release/bitgrok
 # Where `make ci` trains the smoke sweep from scratch.
 CI_ARTIFACTS := target/ci-artifacts
 
@@ -49,4 +49,4 @@ test-slurm: release
 
 # Median milliseconds per training step of the seed study's cell, per precision.
 bench: release
-	for p in fp32 ternary binary; do $(BITGROK) bench --precision $$p --modulus 113 --width 128; done
+	for p in fp32 ternary binary; do $(BITGROK) bench --precision $$p --modulus 113 --width 128 --iters 50; done

@@ -9,6 +9,7 @@
 use bitgrok::aggregate::{aggregate, SweepCell};
 use bitgrok::analyze::{analyze, signature_json};
 use bitgrok::config::{AnalysisConfig, Arch};
+use bitgrok::store;
 use bitgrok::weights::{Mat, ModelWeights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -77,25 +78,31 @@ fn main() {
                 sig.logits.restricted_ratio = Some(rng.gen_range(0.5..2.0));
                 sig.algorithm.gradient_symmetricity = rng.gen();
                 let dir = root.join("cells").join(&key);
-                let adir = dir.join("analysis").join(&akey);
-                std::fs::create_dir_all(&adir).expect("cell folder");
+                std::fs::create_dir_all(dir.join("analysis")).expect("cell folder");
                 let json = signature_json(&sig).expect("signature JSON");
                 json_bytes += json.len();
-                std::fs::write(adir.join("signature.json"), json).expect("write");
-                for other in ["frequencies.csv", "neurons.csv"] {
-                    std::fs::write(adir.join(other), "x\n").expect("write");
+                // Written as the runner writes them: files with checksums in manifests.
+                store::write_dir_atomic(&dir.join("analysis").join(&akey), |tmp| {
+                    std::fs::write(tmp.join("signature.json"), &json)?;
+                    for other in ["frequencies.csv", "neurons.csv"] {
+                        std::fs::write(tmp.join(other), "x\n")?;
+                    }
+                    Ok(())
+                })
+                .expect("analysis folder");
+                let mut manifest = store::new_manifest(&key, 0, 1);
+                manifest.seconds = rng.gen_range(10.0..100.0);
+                manifest.steps = 10_000;
+                for other in ["cell.toml", "curves.csv", "split.csv", "model.safetensors"] {
+                    std::fs::write(dir.join(other), "x\n").expect("write");
+                    let hash = store::hash_file(&dir.join(other)).expect("hash");
+                    manifest.files.insert(other.to_string(), hash);
                 }
                 std::fs::write(
                     dir.join("manifest.json"),
-                    format!(
-                        "{{\"status\": \"done\", \"seconds\": {:.3}, \"steps\": 10000, \"files\": {{}}}}",
-                        rng.gen_range(10.0..100.0)
-                    ),
+                    serde_json::to_string(&manifest).expect("manifest JSON"),
                 )
                 .expect("write");
-                for other in ["cell.toml", "curves.csv", "split.csv", "model.safetensors"] {
-                    std::fs::write(dir.join(other), "x\n").expect("write");
-                }
                 cells.push(SweepCell {
                     axes: vec![
                         ("precision".into(), precision.into()),

@@ -4,12 +4,13 @@
 //! Input: the sweep's cells in grid order, each with its axis values, cell key and
 //! analysis key. For every cell we read `cells/<key>/manifest.json` and
 //! `cells/<key>/analysis/<akey>/signature.json` (a walk of `cells/` first indexes
-//! which cell folders, manifests and signatures exist, so absent files cost nothing).
+//! which cell folders and signatures exist, so absent files cost nothing).
 //!
-//! Status of a cell: `missing` (no folder), `partial` (folder without a manifest, or
-//! a manifest whose status is neither done nor failed), `failed`, `unanalysed`
-//! (done, but no signature for this analysis key) or `done` (done and analysed).
-//! A manifest or signature that cannot be parsed is an error naming the file.
+//! Status of a cell, as the store verifies it (`store::Artifacts::status`): `missing`
+//! (no folder, or files that no longer match the manifest's checksums), `partial`
+//! (folder without a manifest), `failed`, `unanalysed` (done, but no verified
+//! analysis for this analysis key) or `done` (done and analysed). A verified
+//! signature that cannot be parsed is an error naming the file.
 //!
 //! Identity columns: every grid axis in the sweep's axis order, then any other
 //! setting a `[[cells]]` entry gave (first-appearance order), empty where a cell does
@@ -60,7 +61,8 @@
 //! folder, then rename).
 
 use crate::analyze::Signature;
-use anyhow::{bail, Context, Result};
+use crate::store::{self, write_atomic, Artifacts, CellStatus};
+use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -164,7 +166,6 @@ struct Row {
 #[derive(Default)]
 struct Index {
     dirs: HashSet<String>,
-    manifests: HashSet<String>,
     /// (cell key, analysis key) with a signature.json.
     signatures: HashSet<(String, String)>,
 }
@@ -183,7 +184,7 @@ fn index_cells(cells_root: &Path) -> Result<Index> {
         .filter_entry(|e| {
             let name = e.file_name().to_str().unwrap_or("");
             match e.depth() {
-                2 => name == "manifest.json" || name == "analysis",
+                2 => name == "analysis",
                 4 => name == "signature.json",
                 _ => true,
             }
@@ -199,9 +200,6 @@ fn index_cells(cells_root: &Path) -> Result<Index> {
         match parts.as_slice() {
             [key] if entry.file_type().is_dir() => {
                 index.dirs.insert(key.to_string());
-            }
-            [key, "manifest.json"] if is_file => {
-                index.manifests.insert(key.to_string());
             }
             [key, "analysis", akey, "signature.json"] if is_file => {
                 index.signatures.insert((key.to_string(), akey.to_string()));
@@ -237,45 +235,34 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
     if !index.dirs.contains(&cell.key) {
         return Ok(row);
     }
-    row.status = Status::Partial;
-    if !index.manifests.contains(&cell.key) {
-        return Ok(row);
-    }
-    let cell_dir = root.join("cells").join(&cell.key);
-    let path = cell_dir.join("manifest.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let Some(status) = manifest.get("status").and_then(|s| s.as_str()) else {
-        bail!(
-            "{} has no \"status\" text (allowed: \"done\", \"failed\")",
-            path.display()
-        );
-    };
-    row.seconds = manifest.get("seconds").and_then(|s| s.as_f64());
-    row.error = manifest
-        .get("error")
-        .and_then(|s| s.as_str())
-        .map(str::to_string);
-    row.status = match status {
-        "done" => Status::Unanalysed,
-        "failed" => Status::Failed,
-        _ => Status::Partial,
-    };
-    if row.status == Status::Unanalysed
-        && index
-            .signatures
-            .contains(&(cell.key.clone(), cell.analysis_key.clone()))
-    {
-        let path = cell_dir
-            .join("analysis")
-            .join(&cell.analysis_key)
-            .join("signature.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        let sig: Signature = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a valid signature", path.display()))?;
-        row.sig = Some(sig);
-        row.status = Status::Done;
+    // The store's verified status: a cell whose files do not match its manifest
+    // counts as missing here too, as it does for `run`.
+    let artifacts = Artifacts::new(root);
+    match artifacts.status(&cell.key) {
+        CellStatus::Missing | CellStatus::Corrupt(_) => {}
+        CellStatus::Partial => row.status = Status::Partial,
+        CellStatus::Failed(m) => {
+            row.status = Status::Failed;
+            row.seconds = Some(m.seconds);
+            row.error = m.error;
+        }
+        CellStatus::Done(m) => {
+            row.status = Status::Unanalysed;
+            row.seconds = Some(m.seconds);
+            let dir = artifacts.analysis_dir(&cell.key, &cell.analysis_key);
+            let indexed = index
+                .signatures
+                .contains(&(cell.key.clone(), cell.analysis_key.clone()));
+            if indexed && store::verify_manifest_dir(&dir).is_ok() {
+                let path = dir.join("signature.json");
+                let bytes =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let sig: Signature = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{} is not a valid signature", path.display()))?;
+                row.sig = Some(sig);
+                row.status = Status::Done;
+            }
+        }
     }
     Ok(row)
 }
@@ -366,14 +353,6 @@ fn read_rows(
         rows.extend(p?);
     }
     Ok(rows)
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("table");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// CSV bytes of a header and rows.

@@ -355,7 +355,7 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
     };
     let mut explanations = Vec::new();
     for (c, job) in cells.iter().zip(&jobs) {
-        let status = artifacts.status_with(&job.key, false);
+        let status = artifacts.status(&job.key);
         *counts.entry(status.word()).or_default() += 1;
         let mut row = vec![job.key[..SHORT_KEY_LEN].to_string()];
         row.extend(columns.iter().map(|col| axis_value(c, col).to_string()));
@@ -547,11 +547,24 @@ fn parse_filters(only: &[String], columns: &[String]) -> Result<Vec<Vec<(String,
                             columns.join(", ")
                         );
                     }
-                    Ok((k, v.trim().to_string()))
+                    Ok((k.clone(), canonical_value(&k, v.trim())))
                 })
                 .collect()
         })
         .collect()
+}
+
+/// A value as the grid spells it, so `1e-3` matches an axis value written `0.001`.
+fn canonical_value(setting: &str, text: &str) -> String {
+    let Ok(table) = toml::from_str::<toml::Table>(&format!("v = {text}")) else {
+        return text.to_string();
+    };
+    match (table["v"].clone(), spec::setting(setting).map(|s| &s.kind)) {
+        (toml::Value::Integer(i), Some(spec::Kind::Float)) => {
+            spec::value_text(&toml::Value::Float(i as f64))
+        }
+        (v, _) => spec::value_text(&v),
+    }
 }
 
 fn selected(cell: &grid::Cell, filters: &[Vec<(String, String)>]) -> bool {
@@ -570,6 +583,13 @@ fn run_sweep(args: &RunArgs) -> Result<ExitCode> {
         .filter(|c| selected(c, &filters))
         .cloned()
         .collect();
+    if chosen.is_empty() {
+        bail!(
+            "--only {} matches none of the {} cells",
+            args.only.join(" --only "),
+            cells.len()
+        );
+    }
     let jobs = schedule::jobs(&chosen);
     let artifacts = args.artifacts.open();
     let mut opts = RunOptions::with_jobs(args.jobs, args.threads);
@@ -877,6 +897,13 @@ fn gc(args: &GcArgs) -> Result<ExitCode> {
             keep.insert(job.key);
         }
     }
+    if sweeps == 0 {
+        bail!(
+            "no sweep files in {}; gc keeps only cells that sweep files reference, so it \
+             removes nothing without them",
+            args.sweeps.display()
+        );
+    }
     let mut freed = 0u64;
     let mut removed = 0usize;
     let verb = if args.dry_run {
@@ -889,10 +916,11 @@ fn gc(args: &GcArgs) -> Result<ExitCode> {
             let key = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
             if !keep.contains(&key) {
-                if artifacts.is_locked(&key) {
+                // Held while the folder goes, so no run starts the cell meanwhile.
+                let Some(_lock) = artifacts.try_lock(&key)? else {
                     eprintln!("skipping {}: a process is training it", path.display());
                     continue;
-                }
+                };
                 let size = store::dir_size(&path);
                 if !args.dry_run {
                     std::fs::remove_dir_all(&path)
@@ -918,8 +946,17 @@ fn gc(args: &GcArgs) -> Result<ExitCode> {
                     removed += 1;
                 }
             }
-            if !args.dry_run && !artifacts.is_locked(&key) {
-                freed += store::remove_temporaries(&path)?;
+            if !args.dry_run {
+                if let Some(_lock) = artifacts.try_lock(&key)? {
+                    freed += store::remove_temporaries(&path)?;
+                    // A checkpoint left by a run killed just after finishing the cell.
+                    let checkpoint = path.join(store::CHECKPOINT);
+                    if checkpoint.exists() && matches!(artifacts.status(&key), CellStatus::Done(_))
+                    {
+                        freed += checkpoint.metadata().map(|m| m.len()).unwrap_or(0);
+                        std::fs::remove_file(&checkpoint)?;
+                    }
+                }
             }
         }
     }
@@ -945,10 +982,16 @@ fn submit(args: &SubmitArgs) -> Result<ExitCode> {
     let sweep = sweep_or_exit!(&args.sweep);
     let artifacts = args.artifacts.open();
     let cells = grid::expand(&sweep);
+    // Each key once, and none that is done, running, or waiting in an earlier job.
+    let queued = slurm::queued_keys(&artifacts);
+    let mut seen = BTreeSet::new();
     let todo: Vec<CellJob> = schedule::jobs(&cells)
         .into_iter()
+        .filter(|j| seen.insert(j.key.clone()))
         .filter(|j| {
-            !matches!(artifacts.status(&j.key), CellStatus::Done(_)) && !artifacts.is_locked(&j.key)
+            !matches!(artifacts.status(&j.key), CellStatus::Done(_))
+                && !artifacts.is_locked(&j.key)
+                && !queued.contains(&j.key)
         })
         .collect();
     let mut opts: SlurmOptions = sweep.slurm.clone();
@@ -970,7 +1013,7 @@ fn submit(args: &SubmitArgs) -> Result<ExitCode> {
     opts.extra.extend(args.sbatch_arg.iter().cloned());
     if todo.is_empty() {
         println!(
-            "nothing to submit: every cell of {} is done or running",
+            "nothing to submit: every cell of {} is done, running or queued",
             sweep.name
         );
         return Ok(ExitCode::SUCCESS);

@@ -75,6 +75,25 @@ fn read_table(path: &Path) -> Result<Table> {
 
 /// Diff two CSV files, or two folders of CSV files (matched by file name).
 pub fn diff_paths(old: &Path, new: &Path, opts: &DiffOptions) -> Result<Vec<Change>> {
+    // Every column named in --tol or --ignore must exist somewhere: a typo would
+    // otherwise silently compare (or skip) nothing.
+    let files: Vec<PathBuf> = if old.is_dir() && new.is_dir() {
+        csv_files(old)?
+            .into_values()
+            .chain(csv_files(new)?.into_values())
+            .collect()
+    } else {
+        vec![old.to_path_buf(), new.to_path_buf()]
+    };
+    let mut columns = BTreeSet::new();
+    for f in files.iter().filter(|f| f.is_file()) {
+        columns.extend(read_table(f)?.header);
+    }
+    for col in opts.column_tol.keys().chain(&opts.ignore) {
+        if !columns.contains(col) {
+            bail!("column \"{col}\" is in none of the tables compared");
+        }
+    }
     match (old.is_dir(), new.is_dir()) {
         (true, true) => {
             let (a, b) = (csv_files(old)?, csv_files(new)?);
@@ -249,14 +268,12 @@ fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<V
                 continue;
             }
             let numeric = x.parse::<f64>().ok().zip(y.parse::<f64>().ok());
-            let within = match numeric {
-                Some((u, v)) if !integer_cols.contains(col) => {
-                    let tol = opts
-                        .column_tol
-                        .get(col.as_str())
-                        .copied()
-                        .unwrap_or(opts.atol + opts.rtol * u.abs());
-                    (v - u).abs() <= tol
+            // A column's own tolerance applies to any number; the default
+            // tolerance to floats only (integers and text are exact).
+            let within = match (numeric, opts.column_tol.get(col.as_str())) {
+                (Some((u, v)), Some(tol)) => (v - u).abs() <= *tol,
+                (Some((u, v)), None) if !integer_cols.contains(col) => {
+                    (v - u).abs() <= opts.atol + opts.rtol * u.abs()
                 }
                 _ => false,
             };
@@ -400,6 +417,11 @@ mod tests {
             ..Default::default()
         };
         assert!(diff(OLD, &far, &loose).is_empty());
+        let steps = DiffOptions {
+            column_tol: BTreeMap::from([("steps".to_string(), 1.0)]),
+            ..Default::default()
+        };
+        assert!(diff(OLD, &OLD.replace("200", "201"), &steps).is_empty());
         let ignored = DiffOptions {
             ignore: BTreeSet::from(["loss".to_string()]),
             ..Default::default()
@@ -467,6 +489,14 @@ mod tests {
         std::fs::write(x.path().join("cells.csv"), OLD).unwrap();
         std::fs::write(y.path().join("cells.csv"), OLD.replace("0.5", "0.9")).unwrap();
         std::fs::write(y.path().join("summary.csv"), "a\n1").unwrap();
+        let typo = DiffOptions {
+            ignore: BTreeSet::from(["los".to_string()]),
+            ..Default::default()
+        };
+        let err = diff_paths(x.path(), y.path(), &typo)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"los\""), "{err}");
         let c = diff_paths(x.path(), y.path(), &DiffOptions::default()).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(

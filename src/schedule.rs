@@ -122,7 +122,10 @@ enum Outcome {
     Interrupted,
 }
 
-/// Train every cell in `cells` that is not done (all of them with `force`).
+/// Train every cell in `cells` that is not done (all of them with `force`), then
+/// analyse every done cell under its analysis settings. Cells that share a key
+/// (they differ only in analysis settings or `train.checkpoint_every`) are trained
+/// once.
 pub fn run(
     cells: &[CellJob],
     artifacts: &Artifacts,
@@ -131,16 +134,13 @@ pub fn run(
 ) -> Result<RunReport> {
     let mut report = RunReport::default();
     let mut todo = VecDeque::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, cell) in cells.iter().enumerate() {
+        if !seen.insert(&cell.key) {
+            continue;
+        }
         match artifacts.status(&cell.key) {
-            CellStatus::Done(_) if !opts.force => {
-                match ensure_analysis(cell, artifacts) {
-                    Ok(true) => report.analysed.push(cell.key.clone()),
-                    Ok(false) => {}
-                    Err(e) => eprintln!("warning: analysis of {} failed: {e:#}", short(&cell.key)),
-                }
-                report.cached.push(cell.key.clone())
-            }
+            CellStatus::Done(_) if !opts.force => report.cached.push(cell.key.clone()),
             CellStatus::Corrupt(why) => {
                 eprintln!(
                     "warning: cell {} counts as missing and will be retrained: {why}",
@@ -173,23 +173,7 @@ pub fn run(
                 if !matches!(outcome, Outcome::Busy | Outcome::Interrupted) {
                     progress.cell_settled(cell);
                 }
-                let analysed = match outcome {
-                    Outcome::Trained | Outcome::Cached => match ensure_analysis(cell, artifacts) {
-                        Ok(fresh) => fresh,
-                        Err(e) => {
-                            progress.line(&format!(
-                                "warning: analysis of {} failed: {e:#}",
-                                short(&cell.key)
-                            ));
-                            false
-                        }
-                    },
-                    _ => false,
-                };
                 let mut r = report.lock().unwrap();
-                if analysed {
-                    r.analysed.push(cell.key.clone());
-                }
                 match outcome {
                     Outcome::Trained => r.trained.push(cell.key.clone()),
                     Outcome::Cached => r.cached.push(cell.key.clone()),
@@ -213,13 +197,25 @@ pub fn run(
     progress.finish();
     let mut report = report.into_inner().unwrap();
     // Cells never reached (a stop or --fail-fast) are unfinished too.
-    for cell in cells {
-        let k = &cell.key;
-        let settled = report.trained.contains(k)
-            || report.cached.contains(k)
-            || report.failed.iter().any(|(f, _)| f == k);
-        if !settled && !report.interrupted.contains(k) {
-            report.interrupted.push(k.clone());
+    for key in seen {
+        let settled = report.trained.contains(key)
+            || report.cached.contains(key)
+            || report.failed.iter().any(|(f, _)| f == key);
+        if !settled && !report.interrupted.contains(key) {
+            report.interrupted.push(key.clone());
+        }
+    }
+    if !stop.load(Ordering::SeqCst) {
+        for cell in cells {
+            let done = report.trained.contains(&cell.key) || report.cached.contains(&cell.key);
+            if !done {
+                continue;
+            }
+            match ensure_analysis(cell, artifacts) {
+                Ok(true) => report.analysed.push(cell.key.clone()),
+                Ok(false) => {}
+                Err(e) => eprintln!("warning: analysis of {} failed: {e:#}", short(&cell.key)),
+            }
         }
     }
     Ok(report)
@@ -258,9 +254,9 @@ fn run_cell(
             return Outcome::Cached;
         }
     }
-    let result = train_locked(cell, artifacts, opts, stop, progress);
-    drop(lock);
-    match result {
+    // The failure is recorded while the lock is still held, so it can never land
+    // on top of another process's finished cell.
+    match train_locked(cell, artifacts, opts, stop, progress) {
         Ok(()) => Outcome::Trained,
         Err(_) if stop.load(Ordering::SeqCst) => Outcome::Interrupted,
         Err(e) => {
@@ -271,6 +267,7 @@ fn run_cell(
                     cell.key
                 ));
             }
+            drop(lock);
             Outcome::Failed(msg)
         }
     }

@@ -103,12 +103,6 @@ impl Artifacts {
         self.cell_dir(key).join("analysis").join(akey)
     }
 
-    /// The manifest of a cell, if one is there and parses.
-    pub fn manifest(&self, key: &str) -> Option<Manifest> {
-        let text = fs::read_to_string(self.cell_dir(key).join(MANIFEST)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
     /// The status of a cell, checking the files of a done cell against their checksums.
     pub fn status(&self, key: &str) -> CellStatus {
         self.status_with(key, true)
@@ -203,8 +197,7 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
         .file_name()
         .ok_or_else(|| anyhow!("{} has no name", dir.display()))?
         .to_string_lossy();
-    let tmp = parent.join(format!(".{name}.{}.tmp", std::process::id()));
-    let _ = fs::remove_dir_all(&tmp);
+    let tmp = parent.join(temp_name(&name));
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let result = (|| -> Result<()> {
         fill(&tmp)?;
@@ -223,7 +216,13 @@ pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
         if dir.exists() {
             fs::remove_dir_all(dir)?;
         }
-        fs::rename(&tmp, dir)?;
+        if let Err(e) = fs::rename(&tmp, dir) {
+            // Another process put the same folder in place meanwhile: keep a good one.
+            if verify_manifest_dir(dir).is_err() {
+                return Err(e.into());
+            }
+            fs::remove_dir_all(&tmp)?;
+        }
         File::open(parent)?.sync_all()?;
         Ok(())
     })();
@@ -268,6 +267,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// A temporary name for `name` in the same folder, unique across threads,
+/// processes and hosts sharing the artifacts folder; removed by
+/// [`remove_temporaries`] if a crash leaves it behind.
+fn temp_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".{name}.{}.{}.{n}.tmp", hostname(), std::process::id())
 }
 
 /// Remove temporary files that an interrupted write left in a cell folder.
@@ -331,6 +339,12 @@ impl CellLock {
                 return Ok(None);
             }
             return Err(err).with_context(|| format!("locking {}", path.display()));
+        }
+        // A cell folder removed (by gc) after we opened the lock file leaves us
+        // holding a lock on a deleted file: count that as busy and try again later.
+        use std::os::unix::fs::MetadataExt;
+        if fs::metadata(path).map(|m| m.ino()).ok() != Some(file.metadata()?.ino()) {
+            return Ok(None);
         }
         file.set_len(0)?;
         (&file).write_all(format!("{} {}\n", hostname(), std::process::id()).as_bytes())?;

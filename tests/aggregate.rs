@@ -7,6 +7,7 @@ use bitgrok::analyze::{
     NeuronSummary, Outcome, OutcomeSource, Signature,
 };
 use bitgrok::config::Arch;
+use bitgrok::store;
 use std::path::Path;
 
 const AKEY: &str = "a1";
@@ -121,14 +122,36 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A manifest as the runner writes it.
+fn manifest(key: &str, status: &str, seconds: f64, error: Option<&str>) -> String {
+    let mut m = store::new_manifest(key, 0, 1);
+    m.status = status.into();
+    m.seconds = seconds;
+    m.error = error.map(str::to_string);
+    serde_json::to_string(&m).unwrap()
+}
+
+/// An analysis folder as the runner writes it (with its checksum manifest).
+fn analysis(root: &Path, key: &str, akey: &str, signature: &str) {
+    let dir = root.join("cells").join(key).join("analysis").join(akey);
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    store::write_dir_atomic(&dir, |tmp| {
+        std::fs::write(tmp.join("signature.json"), signature)?;
+        Ok(())
+    })
+    .unwrap();
+}
+
 fn done_cell(root: &Path, key: &str, p: &Planted) {
     let dir = root.join("cells").join(key);
     write(
         &dir.join("manifest.json"),
-        r#"{"status": "done", "seconds": 12.345, "steps": 500, "files": {}}"#,
+        &manifest(key, "done", 12.345, None),
     );
-    write(
-        &dir.join("analysis").join(AKEY).join("signature.json"),
+    analysis(
+        root,
+        key,
+        AKEY,
         &serde_json::to_string(&signature(p)).unwrap(),
     );
 }
@@ -172,16 +195,16 @@ fn tree(root: &Path) -> (Vec<String>, Vec<SweepCell>) {
     // k3: missing.
     write(
         &root.join("cells/k4/manifest.json"),
-        "{\"status\": \"failed\", \"seconds\": 1.0, \"steps\": 10, \"error\": \"loss became NaN\\n at step 10\"}",
+        &manifest("k4", "failed", 1.0, Some("loss became NaN\n at step 10")),
     );
-    // k5: partial (folder, no manifest).
-    std::fs::create_dir_all(root.join("cells/k5")).unwrap();
+    // k5: partial (started: its config is written, no manifest yet).
+    write(&root.join("cells/k5/cell.toml"), "");
     // k6: done but analysed only under another analysis key.
     write(
         &root.join("cells/k6/manifest.json"),
-        r#"{"status": "done", "seconds": 2.0, "steps": 10}"#,
+        &manifest("k6", "done", 2.0, None),
     );
-    write(&root.join("cells/k6/analysis/other/signature.json"), "{}");
+    analysis(root, "k6", "other", "{}");
     let axes = vec!["precision".to_string(), "seed".to_string()];
     let cells = vec![
         cell("fp32", "0", "k0"),
@@ -385,7 +408,7 @@ fn no_precision_axis_gives_compare_header_only_and_one_summary_row() {
 }
 
 #[test]
-fn bad_manifest_and_signature_are_errors_naming_the_file() {
+fn unreadable_manifests_count_as_missing_and_bad_signatures_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     write(&tmp.path().join("cells/a/manifest.json"), "{not json");
     let axes = vec!["seed".to_string()];
@@ -395,26 +418,38 @@ fn bad_manifest_and_signature_are_errors_naming_the_file() {
         analysis_key: AKEY.into(),
     }];
     let out = tmp.path().join("out");
-    let err = format!(
-        "{:#}",
-        aggregate(tmp.path(), &axes, &cells, &out).unwrap_err()
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    let rows = read(&out, "cells.csv");
+    assert!(
+        rows.lines().nth(1).unwrap().starts_with("0,a,missing,"),
+        "{rows}"
     );
-    assert!(err.contains("cells/a/manifest.json"), "{err}");
 
     write(
         &tmp.path().join("cells/a/manifest.json"),
-        r#"{"status": "done"}"#,
+        &manifest("a", "done", 1.0, None),
     );
-    write(
-        &tmp.path().join("cells/a/analysis/a1/signature.json"),
-        r#"{"modulus": 7}"#,
-    );
+    analysis(tmp.path(), "a", AKEY, r#"{"modulus": 7}"#);
     let err = format!(
         "{:#}",
         aggregate(tmp.path(), &axes, &cells, &out).unwrap_err()
     );
-    assert!(err.contains("a1/signature.json"), "{err}");
+    assert!(err.contains("signature.json"), "{err}");
     assert!(err.contains("not a valid signature"), "{err}");
+
+    // An altered signature no longer matches its analysis manifest: unanalysed.
+    let sig = tmp
+        .path()
+        .join("cells/a/analysis")
+        .join(AKEY)
+        .join("signature.json");
+    std::fs::write(&sig, r#"{"modulus": 8}"#).unwrap();
+    aggregate(tmp.path(), &axes, &cells, &out).unwrap();
+    let rows = read(&out, "cells.csv");
+    assert!(
+        rows.lines().nth(1).unwrap().starts_with("0,a,unanalysed,"),
+        "{rows}"
+    );
 }
 
 #[test]

@@ -304,3 +304,100 @@ fn submit_dry_run_freezes_missing_cells_into_a_job_array() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn only_compares_values_as_the_grid_does_and_must_match_a_cell() {
+    let t = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(
+        t.path(),
+        "lr",
+        "[grid]\n\"train.lr\" = [1e-3, 3e-3]\n[train]\nsteps = 20\neval_every = 10\n",
+    );
+    let art = t.path().join("art");
+    let out = bitgrok(&[
+        "run",
+        s(&sweep),
+        "--artifacts",
+        s(&art),
+        "--only",
+        "train.lr=0.001",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(cell_keys(&art).len(), 1);
+    let out = bitgrok(&[
+        "run",
+        s(&sweep),
+        "--artifacts",
+        s(&art),
+        "--only",
+        "train.lr=1e-3",
+    ]);
+    assert!(
+        text(&out.stderr).contains("1 cells selected of 2"),
+        "{}",
+        text(&out.stderr)
+    );
+    let none = bitgrok(&[
+        "run",
+        s(&sweep),
+        "--artifacts",
+        s(&art),
+        "--only",
+        "train.lr=2e-3",
+    ]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(
+        text(&none.stderr).contains("matches none"),
+        "{}",
+        text(&none.stderr)
+    );
+}
+
+#[test]
+fn cells_differing_only_in_analysis_settings_train_once() {
+    let t = tempfile::tempdir().unwrap();
+    let sweep = write_sweep(
+        t.path(),
+        "fve",
+        "[grid]\n\"analysis.fve_threshold\" = [0.8, 0.9]\n[train]\nsteps = 20\neval_every = 10\n",
+    );
+    let art = t.path().join("art");
+    let out = bitgrok(&["run", s(&sweep), "--artifacts", s(&art), "--force"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("trained 1,"),
+        "{}",
+        text(&out.stderr)
+    );
+    let key = &cell_keys(&art)[0];
+    let analyses = std::fs::read_dir(art.join("cells").join(key).join("analysis"))
+        .unwrap()
+        .count();
+    assert_eq!(analyses, 2, "one analysis per analysis setting");
+    let cells = std::fs::read_to_string(art.join("sweeps/fve/cells.csv")).unwrap();
+    assert_eq!(
+        cells.lines().filter(|l| l.contains(",done,")).count(),
+        2,
+        "{cells}"
+    );
+}
+
+#[test]
+fn gc_without_sweep_files_removes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let art = t.path().join("art");
+    let sweep = write_sweep(t.path(), "g", "[train]\nsteps = 20\neval_every = 10\n");
+    assert!(bitgrok(&["run", s(&sweep), "--artifacts", s(&art)])
+        .status
+        .success());
+    let empty = t.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = bitgrok(&["gc", "--sweeps", s(&empty), "--artifacts", s(&art)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no sweep files"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(cell_keys(&art).len(), 1);
+}

@@ -5,7 +5,7 @@
 # started. Run from the repository root after `cargo build --release` (make test-slurm).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bitgrok=$PWD/target/release/bitgrok
+bitgrok=${CARGO_TARGET_DIR:-$PWD/target}/release/bitgrok
 work=$(mktemp -d /tmp/bitgrok-slurm.XXXXXX)
 cleanup() { tests/slurm/cluster.sh stop "$work/cluster" || true; rm -rf "$work"; }
 trap cleanup EXIT

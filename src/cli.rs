@@ -340,40 +340,29 @@ fn axis_value<'a>(cell: &'a grid::Cell, col: &str) -> &'a str {
 fn plan(args: &PlanArgs) -> Result<ExitCode> {
     let sweep = sweep_or_exit!(&args.sweep);
     let cells = grid::expand(&sweep);
-    let jobs = schedule::jobs(&cells);
     let artifacts = args.artifacts.open();
-    let columns = columns(&sweep, &cells);
-    let mut header = vec!["key".to_string()];
-    header.extend(columns.iter().cloned());
-    header.push("status".to_string());
-    let mut rows = vec![header];
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let stored = if args.explain {
         stored_configs(&artifacts)
     } else {
         Vec::new()
     };
     let mut explanations = Vec::new();
-    for (c, job) in cells.iter().zip(&jobs) {
-        let status = artifacts.status(&job.key);
-        *counts.entry(status.word()).or_default() += 1;
-        let mut row = vec![job.key[..SHORT_KEY_LEN].to_string()];
-        row.extend(columns.iter().map(|col| axis_value(c, col).to_string()));
-        row.push(status.word().to_string());
-        rows.push(row);
-        if args.explain && !matches!(status, CellStatus::Done(_)) {
-            explanations.push(explain(job, &stored));
-        }
-    }
     println!("sweep {} ({})", sweep.name, args.sweep.display());
     if !sweep.description.is_empty() {
         println!("{}", sweep.description);
     }
-    print!("{}", table(&rows));
-    println!(
-        "total: {} cells, {}",
-        cells.len(),
-        count_words(&counts, &["done", "partial", "failed", "missing"])
+    print_cells(
+        &sweep,
+        &cells,
+        &["status"],
+        &["done", "partial", "failed", "missing"],
+        |job| {
+            let status = artifacts.status(&job.key);
+            if args.explain && !matches!(status, CellStatus::Done(_)) {
+                explanations.push(explain(job, &stored));
+            }
+            vec![status.word().to_string()]
+        },
     );
     for e in explanations {
         println!("{e}");
@@ -381,10 +370,42 @@ fn plan(args: &PlanArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn count_words(counts: &BTreeMap<&str, usize>, words: &[&str]) -> String {
+/// Print one row per cell (key prefix, display columns, then the `extra` columns
+/// that `describe` fills, the first being the state) and a total line counting
+/// the states named in `words`.
+fn print_cells(
+    sweep: &Sweep,
+    cells: &[grid::Cell],
+    extra: &[&str],
+    words: &[&str],
+    mut describe: impl FnMut(&CellJob) -> Vec<String>,
+) {
+    let columns = columns(sweep, cells);
+    let mut header = vec!["key".to_string()];
+    header.extend(columns.iter().cloned());
+    header.extend(extra.iter().map(|e| e.to_string()));
+    let mut rows = vec![header];
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (c, job) in cells.iter().zip(schedule::jobs(cells)) {
+        let described = describe(&job);
+        *counts.entry(described[0].clone()).or_default() += 1;
+        let mut row = vec![job.key[..SHORT_KEY_LEN].to_string()];
+        row.extend(columns.iter().map(|col| axis_value(c, col).to_string()));
+        row.extend(described);
+        rows.push(row);
+    }
+    print!("{}", table(&rows));
+    println!(
+        "total: {} cells, {}",
+        cells.len(),
+        count_words(&counts, words)
+    );
+}
+
+fn count_words(counts: &BTreeMap<String, usize>, words: &[&str]) -> String {
     words
         .iter()
-        .map(|w| format!("{} {w}", counts.get(w).copied().unwrap_or(0)))
+        .map(|w| format!("{} {w}", counts.get(*w).copied().unwrap_or(0)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -634,48 +655,31 @@ fn run_sweep(args: &RunArgs) -> Result<ExitCode> {
 fn status(args: &StatusArgs) -> Result<ExitCode> {
     let sweep = sweep_or_exit!(&args.sweep);
     let cells = grid::expand(&sweep);
-    let jobs = schedule::jobs(&cells);
     let artifacts = args.artifacts.open();
     let queued = slurm::queued_keys(&artifacts);
-    let columns = columns(&sweep, &cells);
-    let mut header = vec!["key".to_string()];
-    header.extend(columns.iter().cloned());
-    header.extend(["state".to_string(), "steps".to_string()]);
-    let mut rows = vec![header];
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (c, job) in cells.iter().zip(&jobs) {
-        let status = artifacts.status(&job.key);
-        let (state, steps) = match &status {
-            CellStatus::Done(m) => ("done", m.steps.to_string()),
-            CellStatus::Failed(_) if artifacts.is_locked(&job.key) => {
-                ("running", checkpoint_step(&artifacts, &job.key))
-            }
-            CellStatus::Failed(_) => ("failed", "-".to_string()),
-            CellStatus::Partial if artifacts.is_locked(&job.key) => {
-                ("running", checkpoint_step(&artifacts, &job.key))
-            }
-            CellStatus::Partial => ("partial", checkpoint_step(&artifacts, &job.key)),
-            _ if artifacts.is_locked(&job.key) => ("running", "0".to_string()),
-            _ if queued.contains(&job.key) => ("queued", "0".to_string()),
-            _ => ("missing", "0".to_string()),
-        };
-        *counts.entry(state).or_default() += 1;
-        let mut row = vec![job.key[..SHORT_KEY_LEN].to_string()];
-        row.extend(columns.iter().map(|col| axis_value(c, col).to_string()));
-        row.extend([
-            state.to_string(),
-            format!("{steps}/{}", job.config.train.steps),
-        ]);
-        rows.push(row);
-    }
-    print!("{}", table(&rows));
-    println!(
-        "total: {} cells, {}",
-        cells.len(),
-        count_words(
-            &counts,
-            &["done", "running", "queued", "partial", "failed", "missing"]
-        )
+    print_cells(
+        &sweep,
+        &cells,
+        &["state", "steps"],
+        &["done", "running", "queued", "partial", "failed", "missing"],
+        |job| {
+            let locked = || artifacts.is_locked(&job.key);
+            let (state, steps) = match artifacts.status(&job.key) {
+                CellStatus::Done(m) => ("done", m.steps.to_string()),
+                CellStatus::Failed(_) | CellStatus::Partial if locked() => {
+                    ("running", checkpoint_step(&artifacts, &job.key))
+                }
+                CellStatus::Failed(_) => ("failed", "-".to_string()),
+                CellStatus::Partial => ("partial", checkpoint_step(&artifacts, &job.key)),
+                _ if locked() => ("running", "0".to_string()),
+                _ if queued.contains(&job.key) => ("queued", "0".to_string()),
+                _ => ("missing", "0".to_string()),
+            };
+            vec![
+                state.to_string(),
+                format!("{steps}/{}", job.config.train.steps),
+            ]
+        },
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -263,16 +263,7 @@ pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3]) -> Vec<f64> {
         }
         let attn = vec_mat(&z, &w.w_o);
         let x1: Vec<f64> = inputs[i].iter().zip(&attn).map(|(a, b)| a + b).collect();
-        let mut pre = vec_mat(&x1, &w.w_in);
-        if let Some(b) = &w.b_in {
-            pre.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-        }
-        let act: Vec<f64> = pre.iter().map(|x| x.max(0.0)).collect();
-        let mlp = vec_mat(&act, &w.w_out);
-        let mut x2: Vec<f64> = x1.iter().zip(&mlp).map(|(a, b)| a + b).collect();
-        if let Some(b) = &w.b_out {
-            x2.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-        }
+        let (_, mut x2) = mlp_block(w, &x1);
         if let Some(g) = &w.ln_final_w {
             let norm = x2.iter().map(|x| x * x).sum::<f64>().sqrt();
             for (x, &gi) in x2.iter_mut().zip(g) {
@@ -282,6 +273,22 @@ pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3]) -> Vec<f64> {
         last = x2;
     }
     vec_mat(&last, &w.w_u)
+}
+
+/// The MLP block on one residual vector: its pre-activations and the residual
+/// stream after it (before the final norm).
+fn mlp_block(w: &ModelWeights, x1: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let mut pre = vec_mat(x1, &w.w_in);
+    if let Some(b) = &w.b_in {
+        pre.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
+    }
+    let act: Vec<f64> = pre.iter().map(|x| x.max(0.0)).collect();
+    let mlp = vec_mat(&act, &w.w_out);
+    let mut x2: Vec<f64> = x1.iter().zip(&mlp).map(|(a, b)| a + b).collect();
+    if let Some(b) = &w.b_out {
+        x2.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
+    }
+    (pre, x2)
 }
 
 /// Gradient of logit `c` at position 2 with respect to the input vectors at
@@ -317,16 +324,7 @@ pub fn logit_input_gradients(
     }
     let attn = vec_mat(&z, &w.w_o);
     let x1: Vec<f64> = inputs[2].iter().zip(&attn).map(|(a, b)| a + b).collect();
-    let mut pre = vec_mat(&x1, &w.w_in);
-    if let Some(b) = &w.b_in {
-        pre.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-    }
-    let act: Vec<f64> = pre.iter().map(|x| x.max(0.0)).collect();
-    let mlp = vec_mat(&act, &w.w_out);
-    let mut x2: Vec<f64> = x1.iter().zip(&mlp).map(|(a, b)| a + b).collect();
-    if let Some(b) = &w.b_out {
-        x2.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-    }
+    let (pre, x2) = mlp_block(w, &x1);
 
     // Backward. d logit / d x2.
     let u: Vec<f64> = (0..d).map(|i| w.w_u.get(i, c) as f64).collect();

@@ -110,9 +110,9 @@ mod tests {
     use crate::config::CellConfig;
     use crate::model::init_weights;
 
-    #[test]
-    fn one_adamw_step_matches_the_formula_by_hand() {
-        let cell = CellConfig {
+    /// p = 5, width 4, 2 heads: small enough to check every number by hand.
+    fn tiny_cell() -> CellConfig {
+        CellConfig {
             modulus: 5,
             width: 4,
             model: crate::config::ModelConfig {
@@ -120,7 +120,12 @@ mod tests {
                 ..Default::default()
             },
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn one_adamw_step_matches_the_formula_by_hand() {
+        let cell = tiny_cell();
         let cfg = TrainConfig {
             lr: 0.01,
             weight_decay: 0.5,
@@ -170,15 +175,7 @@ mod tests {
 
     #[test]
     fn grokfast_ema_starts_at_the_first_gradient() {
-        let cell = CellConfig {
-            modulus: 5,
-            width: 4,
-            model: crate::config::ModelConfig {
-                heads: 2,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let cell = tiny_cell();
         let g0 = init_weights(&cell);
         let mut ema = GrokfastEma::default();
         let mut g = g0.clone();

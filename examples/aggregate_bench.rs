@@ -6,11 +6,11 @@
 //!
 //! `cargo run --release --example aggregate_bench [runs]`
 
-use bitgrok::aggregate::{aggregate, SweepCell};
-use bitgrok::analyze::{analyze, signature_json};
+use bitgrok::analysis::{analyze, signature_json};
 use bitgrok::config::{AnalysisConfig, Arch};
+use bitgrok::engine::weights::{Mat, ModelWeights};
+use bitgrok::report::aggregate::{aggregate, SweepCell};
 use bitgrok::store;
-use bitgrok::weights::{Mat, ModelWeights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;

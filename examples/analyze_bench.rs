@@ -4,9 +4,9 @@
 //!
 //! `cargo run --release --example analyze_bench [runs]`
 
-use bitgrok::analyze::{analyze, TrainSplit};
+use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, Arch};
-use bitgrok::weights::{Mat, ModelWeights};
+use bitgrok::engine::weights::{Mat, ModelWeights};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::f64::consts::PI;

@@ -4,7 +4,7 @@
 //! defaults: fp32 113 128 10000 2 li2024, the other settings at their defaults.
 
 use bitgrok::config::{Arch, CellConfig};
-use bitgrok::train::{train_cell, TrainHooks};
+use bitgrok::engine::train::{train_cell, TrainHooks};
 use std::sync::atomic::AtomicBool;
 
 fn main() -> anyhow::Result<()> {

@@ -1,28 +1,18 @@
 //! bitgrok: declarative sweeps that train one-layer transformers on modular addition
 //! at several weight precisions and compare the algorithms they learn.
 //!
-//! Data flow, one module per stage:
-//! `spec` (parse + validate a sweep file) -> `grid` (expand into cells) -> `key`
-//! (content hash) -> `schedule` (cache, locks, workers) -> `train` (dfdx) ->
-//! `analyze` (Fourier signatures) -> `store` (atomic artifacts) -> `aggregate` (CSV).
+//! One folder per stage of the data flow; dependencies point down only:
+//! `cli` -> `run` (scheduler, Slurm) -> `sweep` (parse, validate, expand a sweep
+//! file), `store` (atomic artifacts), `analysis` (Fourier signatures), `report`
+//! (CSV tables, diff) -> `engine` (data, quantizers, model, training) -> `config`,
+//! `key` (the settings of a cell and its content hash).
 
-pub mod aggregate;
-pub mod analyze;
-pub mod bench;
+pub mod analysis;
 pub mod cli;
 pub mod config;
-pub mod data;
-pub mod diff;
-pub mod fourier;
-pub mod grid;
+pub mod engine;
 pub mod key;
-pub mod model;
-pub mod optim;
-pub mod quant;
-pub mod reference;
-pub mod schedule;
-pub mod slurm;
-pub mod spec;
+pub mod report;
+pub mod run;
 pub mod store;
-pub mod train;
-pub mod weights;
+pub mod sweep;

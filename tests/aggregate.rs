@@ -1,12 +1,12 @@
 //! Aggregation on a hand-made artifacts tree: exact table contents, statuses of
 //! missing/failed/partial/unanalysed cells, stable bytes, compare pairs, summary.
 
-use bitgrok::aggregate::{aggregate, jaccard, median, SweepCell};
-use bitgrok::analyze::{
+use bitgrok::analysis::{
     AlgorithmSummary, EmbeddingSummary, FrequencyRow, KeyFrequency, LogitSummary, MatrixStats,
     NeuronSummary, Outcome, OutcomeSource, Signature,
 };
 use bitgrok::config::Arch;
+use bitgrok::report::aggregate::{aggregate, jaccard, median, SweepCell};
 use bitgrok::store;
 use std::path::Path;
 
@@ -473,8 +473,8 @@ seed = [0]
 precision = "ternary"
 "train.lr" = 0.003
 "#;
-    let sweep = bitgrok::spec::parse_str(Path::new("t.toml"), text).unwrap();
-    let grid = bitgrok::grid::expand(&sweep);
+    let sweep = bitgrok::sweep::spec::parse_str(Path::new("t.toml"), text).unwrap();
+    let grid = bitgrok::sweep::grid::expand(&sweep);
     let cells: Vec<SweepCell> = grid.iter().map(SweepCell::from).collect();
     assert_eq!(cells.len(), 3);
     assert_eq!(cells[0].key, bitgrok::key::cell_key(&grid[0].config));
@@ -492,7 +492,7 @@ precision = "ternary"
         .join("analysis");
     std::fs::rename(adir.join(AKEY), adir.join(&cells[0].analysis_key)).unwrap();
     let out = tmp.path().join("out");
-    let axes = bitgrok::grid::axis_names(&sweep);
+    let axes = bitgrok::sweep::grid::axis_names(&sweep);
     aggregate(tmp.path(), &axes, &cells, &out).unwrap();
     let table = read(&out, "cells.csv");
     let rows: Vec<Vec<&str>> = table

@@ -1,6 +1,7 @@
 //! The `bitgrok` binary: plan and check output and exit codes.
 
-use bitgrok::{grid, key, spec};
+use bitgrok::key;
+use bitgrok::sweep::{grid, spec};
 use std::path::Path;
 use std::process::{Command, Output};
 

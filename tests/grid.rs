@@ -1,7 +1,7 @@
 //! Grid expansion order, [[cells]] and deduplication.
 
-use bitgrok::grid::{self, Cell};
-use bitgrok::spec;
+use bitgrok::sweep::grid::{self, Cell};
+use bitgrok::sweep::spec;
 use std::path::Path;
 
 fn cells(text: &str) -> Vec<Cell> {

@@ -1,9 +1,9 @@
 //! Cell key stability and sensitivity.
 
 use bitgrok::config::{AnalysisConfig, CellConfig};
-use bitgrok::grid;
 use bitgrok::key::{self, analysis_key, cell_key, cell_toml};
-use bitgrok::spec;
+use bitgrok::sweep::grid;
+use bitgrok::sweep::spec;
 use std::collections::HashSet;
 use std::path::Path;
 use toml::Value;

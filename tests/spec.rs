@@ -1,8 +1,8 @@
 //! Parsing and validation of sweep files.
 
 use bitgrok::config::{Arch, CellConfig, Precision};
-use bitgrok::grid;
-use bitgrok::spec::{self, Problem, SpecError};
+use bitgrok::sweep::grid;
+use bitgrok::sweep::spec::{self, Problem, SpecError};
 use std::path::Path;
 
 const FILE: &str = "sweeps/test.toml";

@@ -2,11 +2,11 @@
 //! textbook attention), and finite differences.
 
 use bitgrok::config::{Arch, CellConfig, ModelConfig, Precision};
-use bitgrok::data::split;
-use bitgrok::model::{init_weights, params, params_mut, run, Batch};
-use bitgrok::quant::quantize;
-use bitgrok::reference::{loss_and_grads, Params64};
-use bitgrok::weights::ModelWeights;
+use bitgrok::engine::data::split;
+use bitgrok::engine::model::{init_weights, params, params_mut, run, Batch};
+use bitgrok::engine::quant::quantize;
+use bitgrok::engine::reference::{loss_and_grads, Params64};
+use bitgrok::engine::weights::ModelWeights;
 
 fn tiny(arch: Arch) -> CellConfig {
     CellConfig {
@@ -39,7 +39,7 @@ fn weights(cfg: &CellConfig) -> ModelWeights {
 fn quantized(cfg: &CellConfig, w: &ModelWeights, precision: Precision) -> ModelWeights {
     let mut e = w.clone();
     for (name, p) in params_mut(&mut e) {
-        if bitgrok::model::PROJECTIONS.contains(&name) {
+        if bitgrok::engine::model::PROJECTIONS.contains(&name) {
             let q = quantize(precision, &cfg.quant, p);
             p.copy_from_slice(&q);
         }

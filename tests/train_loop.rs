@@ -2,9 +2,9 @@
 //! straight-through estimator updates the latent weights with the gradient w.r.t. Q(W).
 
 use bitgrok::config::{CellConfig, Precision};
-use bitgrok::model::{params, run, PROJECTIONS};
-use bitgrok::quant::scale;
-use bitgrok::train::{
+use bitgrok::engine::model::{params, run, PROJECTIONS};
+use bitgrok::engine::quant::scale;
+use bitgrok::engine::train::{
     effective_weights, train_cell, Checkpoint, Interrupted, TrainHooks, TrainOutput, Trainer,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,8 +83,8 @@ fn ternary_and_binary_models_train() {
 fn the_latent_weights_receive_the_gradient_of_the_quantized_ones() {
     for precision in [Precision::Ternary, Precision::Binary, Precision::Int(4)] {
         let cfg = tiny(precision, 0);
-        let split = bitgrok::data::split(&cfg);
-        let mut trainer = Trainer::new(&cfg, &split, bitgrok::model::init_weights(&cfg));
+        let split = bitgrok::engine::data::split(&cfg);
+        let mut trainer = Trainer::new(&cfg, &split, bitgrok::engine::model::init_weights(&cfg));
         trainer.update();
         trainer.update();
         // By hand: gradient at Q(W), applied to W by AdamW.

@@ -27,8 +27,8 @@
 //! which is what the straight-through estimator applies to the latent weights.
 
 use crate::config::{Arch, CellConfig};
-use crate::data::{cell_rng, label, INIT_STREAM};
-use crate::weights::{Mat, ModelWeights};
+use crate::engine::data::{cell_rng, label, INIT_STREAM};
+use crate::engine::weights::{Mat, ModelWeights};
 use dfdx::prelude::*;
 use rand::Rng;
 use std::sync::Arc;

@@ -411,7 +411,7 @@ pub const CELL_FILES: [&str; 6] = [
 pub fn save_trained_cell(
     dir: &Path,
     key: &str,
-    output: &crate::train::TrainOutput,
+    output: &crate::engine::train::TrainOutput,
     started: u64,
     threads: usize,
     log: &[String],
@@ -419,15 +419,15 @@ pub fn save_trained_cell(
     let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
     // Latent weights only where they differ from the effective ones (quantized cells).
     let latent = (output.latent != output.effective).then_some(&output.latent);
-    let model = crate::weights::model_tensors(&output.effective, latent);
+    let model = crate::engine::weights::model_tensors(&output.effective, latent);
     write_atomic(
         &dir.join("model.safetensors"),
-        &crate::weights::to_safetensors_bytes(&model, &meta)?,
+        &crate::engine::weights::to_safetensors_bytes(&model, &meta)?,
     )?;
-    let init = crate::weights::model_tensors(&output.init, None);
+    let init = crate::engine::weights::model_tensors(&output.init, None);
     write_atomic(
         &dir.join("init.safetensors"),
-        &crate::weights::to_safetensors_bytes(&init, &meta)?,
+        &crate::engine::weights::to_safetensors_bytes(&init, &meta)?,
     )?;
     write_atomic(&dir.join("curves.csv"), &curves_csv(&output.curves)?)?;
     write_atomic(&dir.join("split.csv"), &split_csv(&output.split)?)?;
@@ -448,7 +448,7 @@ pub fn save_trained_cell(
 }
 
 /// curves.csv: step, train/test loss and accuracy.
-pub fn curves_csv(curves: &[crate::train::CurvePoint]) -> Result<Vec<u8>> {
+pub fn curves_csv(curves: &[crate::engine::train::CurvePoint]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["step", "train_loss", "train_acc", "test_loss", "test_acc"])?;
     for c in curves {
@@ -464,14 +464,14 @@ pub fn curves_csv(curves: &[crate::train::CurvePoint]) -> Result<Vec<u8>> {
 }
 
 /// Read curves.csv back.
-pub fn read_curves(path: &Path) -> Result<Vec<crate::train::CurvePoint>> {
+pub fn read_curves(path: &Path) -> Result<Vec<crate::engine::train::CurvePoint>> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec?;
         let f = |i: usize| -> Result<f64> { Ok(rec.get(i).unwrap_or("").parse::<f64>()?) };
-        out.push(crate::train::CurvePoint {
+        out.push(crate::engine::train::CurvePoint {
             step: rec.get(0).unwrap_or("").parse()?,
             train_loss: f(1)?,
             train_acc: f(2)?,
@@ -483,7 +483,7 @@ pub fn read_curves(path: &Path) -> Result<Vec<crate::train::CurvePoint>> {
 }
 
 /// split.csv: every pair (a, b) and whether it was in the train or the test set.
-pub fn split_csv(split: &crate::data::Split) -> Result<Vec<u8>> {
+pub fn split_csv(split: &crate::engine::data::Split) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["a", "b", "set"])?;
     for (set, pairs) in [("train", &split.train), ("test", &split.test)] {
@@ -495,10 +495,10 @@ pub fn split_csv(split: &crate::data::Split) -> Result<Vec<u8>> {
 }
 
 /// Read split.csv back.
-pub fn read_split(path: &Path) -> Result<crate::data::Split> {
+pub fn read_split(path: &Path) -> Result<crate::engine::data::Split> {
     let mut r =
         csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut split = crate::data::Split {
+    let mut split = crate::engine::data::Split {
         train: Vec::new(),
         test: Vec::new(),
     };

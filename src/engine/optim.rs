@@ -8,8 +8,8 @@
 //! Moments are stored in f32 (as torch does); each update is computed in f64.
 
 use crate::config::TrainConfig;
-use crate::model::{params, params_mut, zeros_like};
-use crate::weights::ModelWeights;
+use crate::engine::model::{params, params_mut, zeros_like};
+use crate::engine::weights::ModelWeights;
 use rayon::prelude::*;
 
 /// Learning rate of update number `step` (0-based). With `warmup_steps = w > 0` it is
@@ -108,7 +108,7 @@ impl GrokfastEma {
 mod tests {
     use super::*;
     use crate::config::CellConfig;
-    use crate::model::init_weights;
+    use crate::engine::model::init_weights;
 
     /// p = 5, width 4, 2 heads: small enough to check every number by hand.
     fn tiny_cell() -> CellConfig {

@@ -16,11 +16,12 @@
 //!   `clock_min_distance_irrelevance`, `mixed` otherwise.
 
 pub mod forward;
+pub mod fourier;
 pub mod measures;
 
+use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
-use crate::fourier::FourierBasis;
-use crate::weights::{read_safetensors, Mat, ModelWeights};
+use crate::engine::weights::{read_safetensors, Mat, ModelWeights};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,7 +33,7 @@ pub use crate::key::{analysis_key, ANALYSIS_VERSION};
 /// Distinct values of a matrix are counted up to this many.
 pub const DISTINCT_VALUES_CAP: usize = 256;
 
-pub use crate::train::CurvePoint;
+pub use crate::engine::train::CurvePoint;
 
 /// The training pairs `(a, b)` of a cell; every other pair is test.
 #[derive(Clone, Debug, PartialEq, Default)]

@@ -187,7 +187,7 @@ fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
 pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
     let (rows, cols) = *x.shape();
     let mut out = data(&x);
-    crate::quant::quantize_rows(&mut out, cols, bits, eps);
+    crate::engine::quant::quantize_rows(&mut out, cols, bits, eps);
     record(vec![x], out, (rows, cols), |dout, dins| {
         add_into(dins[0], dout)
     })
@@ -293,7 +293,7 @@ pub fn mlp_block(
     let b_out_v = b_out.as_ref().map(data);
     let xq = if act_bits > 0 {
         let mut q = xv.clone();
-        crate::quant::quantize_rows(&mut q, d, act_bits, eps);
+        crate::engine::quant::quantize_rows(&mut q, d, act_bits, eps);
         Some(q)
     } else {
         None
@@ -323,7 +323,7 @@ pub fn mlp_block(
     });
     let aq = (act_bits > 0).then(|| {
         let mut q = hidden.clone();
-        crate::quant::quantize_rows(&mut q, m, act_bits, eps);
+        crate::engine::quant::quantize_rows(&mut q, m, act_bits, eps);
         q
     });
     let mut out = xv.clone();

@@ -8,7 +8,7 @@
 //! the key (with line:column) and what is allowed.
 
 use crate::config::{AnalysisConfig, CellConfig, PRECISION_NAMES};
-use crate::slurm::SlurmOptions;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -226,6 +226,24 @@ pub struct Sweep {
     pub cells: Vec<ExtraCells>,
     /// `[slurm]`: sbatch settings for `bitgrok submit` (not part of any cell).
     pub slurm: SlurmOptions,
+}
+
+/// sbatch settings, from `[slurm]` in the sweep file and command-line flags.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmOptions {
+    /// At most this many array tasks at once (`--array=0-N%K`); 0 = no throttle.
+    pub throttle: usize,
+    /// `--time`, e.g. "02:00:00"; empty = the partition's default.
+    pub time: String,
+    /// `--partition`; empty = the cluster's default.
+    pub partition: String,
+    /// `--cpus-per-task`; also the matmul threads of each task.
+    pub cpus_per_task: usize,
+    /// `--mem`, e.g. "2G"; empty = the cluster's default.
+    pub mem: String,
+    /// Extra sbatch options, each a full `--flag=value`.
+    pub extra: Vec<String>,
 }
 
 /// Read the `[slurm]` table into [`SlurmOptions`].
@@ -656,7 +674,7 @@ impl<'a> Parser<'a> {
     /// Resolve every cell and check the values that would make training fail.
     fn check_cells(&mut self, sweep: &Sweep) {
         let mut seen = std::collections::HashSet::new();
-        for traced in crate::grid::expand_traced(sweep) {
+        for traced in crate::sweep::grid::expand_traced(sweep) {
             for v in check_cell(&traced.cell.config, &traced.cell.analysis) {
                 // Point at the first key of the violation the file actually sets.
                 let origin = v

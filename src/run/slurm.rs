@@ -10,30 +10,13 @@
 //! resume and a cell done meanwhile by someone else is skipped.
 
 use crate::config::{AnalysisConfig, CellConfig};
-use crate::schedule::CellJob;
+use crate::run::schedule::CellJob;
 use crate::store;
+pub use crate::sweep::spec::SlurmOptions;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// sbatch settings, from `[slurm]` in the sweep file and command-line flags.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SlurmOptions {
-    /// At most this many array tasks at once (`--array=0-N%K`); 0 = no throttle.
-    pub throttle: usize,
-    /// `--time`, e.g. "02:00:00"; empty = the partition's default.
-    pub time: String,
-    /// `--partition`; empty = the cluster's default.
-    pub partition: String,
-    /// `--cpus-per-task`; also the matmul threads of each task.
-    pub cpus_per_task: usize,
-    /// `--mem`, e.g. "2G"; empty = the cluster's default.
-    pub mem: String,
-    /// Extra sbatch options, each a full `--flag=value`.
-    pub extra: Vec<String>,
-}
 
 /// One frozen entry of a submission.
 #[derive(Clone, Debug, Serialize, Deserialize)]

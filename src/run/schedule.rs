@@ -9,8 +9,8 @@
 //! this run trains the cell from its last checkpoint.
 
 use crate::config::{AnalysisConfig, CellConfig};
+use crate::engine::train::{self, Checkpoint, Progress, TrainHooks};
 use crate::store::{self, Artifacts, CellStatus};
-use crate::train::{self, Checkpoint, Progress, TrainHooks};
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::VecDeque;
@@ -45,7 +45,7 @@ pub struct RunOptions {
 }
 
 /// The jobs of a sweep's cells, in grid order.
-pub fn jobs(cells: &[crate::grid::Cell]) -> Vec<CellJob> {
+pub fn jobs(cells: &[crate::sweep::grid::Cell]) -> Vec<CellJob> {
     cells
         .iter()
         .map(|c| CellJob {
@@ -331,8 +331,8 @@ pub fn ensure_analysis(cell: &CellJob, artifacts: &Artifacts) -> Result<bool> {
     if store::verify_manifest_dir(&dir).is_ok() {
         return Ok(false);
     }
-    let sig = crate::analyze::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
-    store::write_dir_atomic(&dir, |tmp| crate::analyze::write_tables(&sig, tmp))?;
+    let sig = crate::analysis::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
+    store::write_dir_atomic(&dir, |tmp| crate::analysis::write_tables(&sig, tmp))?;
     Ok(true)
 }
 

@@ -9,7 +9,7 @@
 //! cell of its fixed settings, or, when it has `[[cells]]`, exactly those cells.
 
 use crate::config::{AnalysisConfig, CellConfig};
-use crate::spec::{self, Origin, Setting, Sweep};
+use crate::sweep::spec::{self, Origin, Setting, Sweep};
 use std::collections::{BTreeMap, HashSet};
 use toml::Value;
 

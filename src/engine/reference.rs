@@ -8,7 +8,7 @@
 //! token, with a straight-through backward pass, as the fast path does.
 
 use crate::config::Arch;
-use crate::weights::ModelWeights;
+use crate::engine::weights::ModelWeights;
 
 /// A dense row-major f64 matrix.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,7 +109,7 @@ pub struct Params64 {
 
 impl Params64 {
     pub fn from_weights(w: &ModelWeights) -> Params64 {
-        let m = |x: &crate::weights::Mat| M64::from_f32(x.rows, x.cols, &x.data);
+        let m = |x: &crate::engine::weights::Mat| M64::from_f32(x.rows, x.cols, &x.data);
         let v = |x: &Vec<f32>| x.iter().map(|&a| a as f64).collect::<Vec<f64>>();
         Params64 {
             arch: w.arch,
@@ -150,7 +150,7 @@ impl Params64 {
         }
     }
 
-    /// Named flat views, in the order and under the names of [`crate::model::params`].
+    /// Named flat views, in the order and under the names of [`crate::engine::model::params`].
     pub fn named(&self) -> Vec<(&'static str, &[f64])> {
         let mut out: Vec<(&'static str, &[f64])> = vec![("W_E", &self.w_e.data)];
         if let Some(m) = &self.w_pos {

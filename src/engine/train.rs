@@ -6,11 +6,11 @@
 //! to an uninterrupted one (the checkpoint holds every piece of state, exactly).
 
 use crate::config::CellConfig;
-use crate::data::{self, Split};
-use crate::model::{self, init_weights, params_mut, Batch, PROJECTIONS};
-use crate::optim::{AdamW, GrokfastEma};
-use crate::quant::quantize;
-use crate::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
+use crate::engine::data::{self, Split};
+use crate::engine::model::{self, init_weights, params_mut, Batch, PROJECTIONS};
+use crate::engine::optim::{AdamW, GrokfastEma};
+use crate::engine::quant::quantize;
+use crate::engine::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,7 +11,7 @@
 //! nanda2023 hides nothing from position 2, the last one.
 
 use crate::config::Arch;
-use crate::weights::{Mat, ModelWeights};
+use crate::engine::weights::{Mat, ModelWeights};
 
 /// Activations of the whole input grid, row `a·p + b` for input `[a, b, =]`.
 pub struct ForwardPass {

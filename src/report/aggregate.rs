@@ -60,7 +60,7 @@
 //! and `NaN` spelled out. Files are written atomically (temporary file in the same
 //! folder, then rename).
 
-use crate::analyze::Signature;
+use crate::analysis::Signature;
 use crate::store::{self, write_atomic, Artifacts, CellStatus};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
@@ -77,9 +77,9 @@ pub struct SweepCell {
     pub analysis_key: String,
 }
 
-impl From<&crate::grid::Cell> for SweepCell {
+impl From<&crate::sweep::grid::Cell> for SweepCell {
     /// The cell's axes with its cell key and analysis key.
-    fn from(c: &crate::grid::Cell) -> SweepCell {
+    fn from(c: &crate::sweep::grid::Cell) -> SweepCell {
         SweepCell {
             axes: c.axes.clone(),
             key: crate::key::cell_key(&c.config),
@@ -116,14 +116,14 @@ impl std::fmt::Display for AggregateReport {
 /// identity columns are the grid axes, then the settings `[[cells]]` entries add.
 pub fn aggregate_sweep(
     artifacts_root: &Path,
-    sweep: &crate::spec::Sweep,
-    cells: &[crate::grid::Cell],
+    sweep: &crate::sweep::spec::Sweep,
+    cells: &[crate::sweep::grid::Cell],
     out_dir: &Path,
 ) -> Result<AggregateReport> {
     let cells: Vec<SweepCell> = cells.iter().map(SweepCell::from).collect();
     aggregate(
         artifacts_root,
-        &crate::grid::axis_names(sweep),
+        &crate::sweep::grid::axis_names(sweep),
         &cells,
         out_dir,
     )
@@ -462,7 +462,7 @@ fn signature_columns(s: &Signature) -> Vec<String> {
         (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64);
     let distinct_max = (!q.is_empty()).then(|| {
         if q.iter().any(|m| m.distinct_values_over_cap) {
-            format!(">{}", crate::analyze::DISTINCT_VALUES_CAP)
+            format!(">{}", crate::analysis::DISTINCT_VALUES_CAP)
         } else {
             q.iter()
                 .map(|m| m.distinct_values)

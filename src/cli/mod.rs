@@ -5,13 +5,13 @@
 //! cells, differences found by `diff`); 2 usage errors and unexpected errors.
 
 use crate::config::AnalysisConfig;
-use crate::diff::{self, DiffFormat, DiffOptions};
-use crate::grid;
 use crate::key::{analysis_key, SHORT_KEY_LEN};
-use crate::schedule::{self, short, CellJob, RunOptions};
-use crate::slurm::{self, SlurmOptions};
-use crate::spec::{self, Sweep};
+use crate::report::diff::{self, DiffFormat, DiffOptions};
+use crate::run::schedule::{self, short, CellJob, RunOptions};
+use crate::run::slurm::{self, SlurmOptions};
 use crate::store::{self, Artifacts, CellStatus};
+use crate::sweep::grid;
+use crate::sweep::spec::{self, Sweep};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::{BTreeMap, BTreeSet};
@@ -687,7 +687,7 @@ fn status(args: &StatusArgs) -> Result<ExitCode> {
 /// The step of a cell's checkpoint, read from the checkpoint's header only.
 fn checkpoint_step(artifacts: &Artifacts, key: &str) -> String {
     let path = artifacts.cell_dir(key).join(store::CHECKPOINT);
-    crate::train::checkpoint_step(&path)
+    crate::engine::train::checkpoint_step(&path)
         .map(|s| s.to_string())
         .unwrap_or_else(|_| "0".to_string())
 }
@@ -722,9 +722,9 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
                 .unwrap_or_default();
             target.with_file_name(format!("{stem}.analysis"))
         });
-        let sig = crate::analyze::analyze(
-            &crate::weights::ModelWeights::from_named(
-                &crate::weights::read_safetensors(target)?.0,
+        let sig = crate::analysis::analyze(
+            &crate::engine::weights::ModelWeights::from_named(
+                &crate::engine::weights::read_safetensors(target)?.0,
                 "",
             )
             .with_context(|| format!("reading model weights from {}", target.display()))?,
@@ -732,18 +732,18 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
             None,
             &cfg,
         )?;
-        store::write_dir_atomic(&out, |tmp| crate::analyze::write_tables(&sig, tmp))?;
+        store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
         (sig, out)
     } else {
         let artifacts = args.artifacts.open();
         let key = resolve_key(&artifacts, &args.target)?;
         let dir = artifacts.cell_dir(&key);
-        let sig = crate::analyze::analyze_cell(&dir, &cfg)?;
+        let sig = crate::analysis::analyze_cell(&dir, &cfg)?;
         let out = args
             .out
             .clone()
             .unwrap_or_else(|| artifacts.analysis_dir(&key, &analysis_key(&cfg)));
-        store::write_dir_atomic(&out, |tmp| crate::analyze::write_tables(&sig, tmp))?;
+        store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
         (sig, out)
     };
     println!(
@@ -795,7 +795,7 @@ fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
 /// Write the sweep's tables under ARTIFACTS/sweeps/NAME/.
 fn write_tables(sweep: &Sweep, cells: &[grid::Cell], artifacts: &Artifacts) -> Result<()> {
     let out = artifacts.root.join("sweeps").join(&sweep.name);
-    let report = crate::aggregate::aggregate_sweep(&artifacts.root, sweep, cells, &out)?;
+    let report = crate::report::aggregate::aggregate_sweep(&artifacts.root, sweep, cells, &out)?;
     eprintln!("tables: {} ({report})", out.display());
     Ok(())
 }
@@ -858,7 +858,7 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     let threads = args
         .threads
         .unwrap_or_else(|| RunOptions::with_jobs(Some(1), None).threads);
-    let report = crate::bench::bench(&cfg, args.warmup, args.iters, threads);
+    let report = crate::engine::bench::bench(&cfg, args.warmup, args.iters, threads);
     println!(
         "{} p={} width={} heads={} d_mlp={} train pairs={} threads={}",
         cfg.precision,

@@ -118,7 +118,8 @@ fn analyze_file_writes_signature_and_tables() {
     let dir = tempfile::tempdir().unwrap();
     let w = random_model(Arch::Nanda2023, 7, 8, 2, 16, 4);
     let model = dir.path().join("model.safetensors");
-    let bytes = crate::weights::to_safetensors_bytes(&w.to_named(), &Default::default()).unwrap();
+    let bytes =
+        crate::engine::weights::to_safetensors_bytes(&w.to_named(), &Default::default()).unwrap();
     std::fs::write(&model, bytes).unwrap();
     let out = dir.path().join("analysis");
     let sig = analyze_file(&model, &small_cfg(), &out).unwrap();

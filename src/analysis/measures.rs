@@ -2,8 +2,8 @@
 //! tested on constructed inputs. Logit arrays are `p² × p`, row `a·p + b`, column
 //! the output class `c`; neuron grids are `p × p`, `grid[a·p + b]`.
 
-use crate::fourier::{frequency_energy, FourierBasis};
-use crate::weights::Mat;
+use crate::analysis::fourier::{frequency_energy, FourierBasis};
+use crate::engine::weights::Mat;
 use std::f64::consts::PI;
 
 /// Gini coefficient of non-negative values (0: all equal; → 1: one value holds all).

@@ -2,9 +2,9 @@
 //! on a cell's full training batch.
 
 use crate::config::CellConfig;
-use crate::data;
-use crate::model::init_weights;
-use crate::train::{thread_pool, Trainer};
+use crate::engine::data;
+use crate::engine::model::init_weights;
+use crate::engine::train::{thread_pool, Trainer};
 use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,11 @@
+//! Training one cell: data split, quantizers, the model and its fused ops, AdamW and
+//! Grokfast, the training loop, weights files, and the f64 reference used by tests.
+
+pub mod bench;
+pub mod data;
+pub mod model;
+pub mod optim;
+pub mod quant;
+pub mod reference;
+pub mod train;
+pub mod weights;

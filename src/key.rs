@@ -20,6 +20,12 @@ pub const ANALYSIS_VERSION: u32 = 1;
 /// Settings that do not change the trained model and so are not in the cell key.
 pub const NOT_IN_CELL_KEY: &[&str] = &["train.checkpoint_every"];
 
+/// Training settings added after the first engine version. Each enters the key
+/// text only when it differs from its default, so adding one leaves the key of every
+/// existing cell unchanged (a cell trained before the setting existed trained with
+/// its default). Append a setting here when it is added to `config.rs`.
+pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[];
+
 /// Hex digits of a key shown by `bitgrok plan`.
 pub const SHORT_KEY_LEN: usize = 12;
 
@@ -39,11 +45,18 @@ pub fn analysis_key(a: &AnalysisConfig) -> String {
 
 /// The exact text hashed into the cell key.
 pub fn training_text(cfg: &CellConfig) -> String {
+    let defaults = flat_lines(
+        "",
+        &Value::try_from(CellConfig::default()).expect("CellConfig serialises"),
+    );
+    let at_default = |k: &str, v: &str| {
+        KEYED_WHEN_NOT_DEFAULT.contains(&k) && defaults.iter().any(|(dk, dv)| dk == k && dv == v)
+    };
     let mut lines = vec![format!("engine_version = {ENGINE_VERSION}")];
     lines.extend(
         flat_lines("", &Value::try_from(cfg).expect("CellConfig serialises"))
             .into_iter()
-            .filter(|(k, _)| !NOT_IN_CELL_KEY.contains(&k.as_str()))
+            .filter(|(k, v)| !NOT_IN_CELL_KEY.contains(&k.as_str()) && !at_default(k, v))
             .map(|(k, v)| format!("{k} = {v}")),
     );
     lines.join("\n") + "\n"

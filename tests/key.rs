@@ -163,6 +163,18 @@ fn every_training_setting_changes_the_key() {
 }
 
 #[test]
+fn settings_added_later_enter_the_key_only_off_their_default() {
+    let text = key::training_text(&CellConfig::default());
+    for k in key::KEYED_WHEN_NOT_DEFAULT {
+        assert!(spec::setting(k).is_some(), "{k} is not a setting");
+        assert!(
+            !text.contains(&format!("{k} =")),
+            "{k} at its default is in the key"
+        );
+    }
+}
+
+#[test]
 fn engine_version_is_in_the_hashed_text() {
     let text = key::training_text(&CellConfig::default());
     assert!(text.starts_with(&format!("engine_version = {}\n", key::ENGINE_VERSION)));

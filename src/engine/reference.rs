@@ -8,6 +8,7 @@
 //! token, with a straight-through backward pass, as the fast path does.
 
 use crate::config::Arch;
+use crate::engine::model_file::attention_scale;
 use crate::engine::weights::{Mat, ModelWeights};
 
 /// A dense row-major f64 matrix.
@@ -95,11 +96,7 @@ pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: 
     let h = w.heads;
     let dh = d / h;
     let nanda = w.arch == Arch::Nanda2023;
-    let scale = if nanda {
-        1.0 / (dh as f64).sqrt()
-    } else {
-        1.0 / (d as f64).sqrt()
-    };
+    let scale = attention_scale(w.arch, d, h);
     let each = |f: &dyn Fn(usize) -> Vec<f64>| [f(0), f(1), f(2)];
     let xq0 = each(&|i| act_quant(&x0[i], act_bits, eps));
     let q = each(&|i| vec_mat(&xq0[i], &w.w_q));
@@ -217,12 +214,7 @@ pub fn backward(
     let h = w.heads;
     let dh = d / h;
     let p = w.w_u.cols;
-    let nanda = w.arch == Arch::Nanda2023;
-    let scale = if nanda {
-        1.0 / (dh as f64).sqrt()
-    } else {
-        1.0 / (d as f64).sqrt()
-    };
+    let scale = attention_scale(w.arch, d, h);
     let mut dx0 = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
     let mut dq = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
     let mut dk = dq.clone();

@@ -198,6 +198,8 @@ impl std::error::Error for Interrupted {}
 /// What one trained cell gives.
 #[derive(Clone, Debug)]
 pub struct TrainOutput {
+    /// The config trained.
+    pub config: CellConfig,
     pub split: Split,
     /// Weights at step 0.
     pub init: ModelWeights,
@@ -396,6 +398,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     }
     let effective = effective_weights(cfg, &trainer.latent);
     Ok(TrainOutput {
+        config: cfg.clone(),
         split,
         init,
         latent: trainer.latent,

@@ -437,16 +437,6 @@ impl ModelWeights {
     }
 }
 
-/// The architecture of a file without metadata, as bitgrok files before format 2 are
-/// read: `pos_embed.W_pos` present means nanda2023.
-pub fn legacy_arch(tensors: &NamedTensors, prefix: &str) -> Arch {
-    if tensors.contains_key(&format!("{prefix}{W_POS}")) {
-        Arch::Nanda2023
-    } else {
-        Arch::Li2024
-    }
-}
-
 /// The sizes of a model from its tensors under TransformerLens names.
 pub fn infer_dims(tensors: &NamedTensors, prefix: &str) -> Result<Dims> {
     let shape = |name: &str| -> Result<&Vec<usize>> {
@@ -475,6 +465,9 @@ pub fn infer_dims(tensors: &NamedTensors, prefix: &str) -> Result<Dims> {
             bail!("{what} is 0: a model needs every dimension at least 1");
         }
     }
+    if u[0] != dims.d_model {
+        bail!("{W_U} shape {u:?} does not match d_model {}", dims.d_model);
+    }
     if q[0] * q[2] != dims.d_model {
         bail!("{W_Q} shape {q:?} does not match d_model {}", dims.d_model);
     }
@@ -493,7 +486,7 @@ pub const W_OUT: &str = "blocks.0.mlp.W_out";
 pub const B_OUT: &str = "blocks.0.mlp.b_out";
 pub const LN_FINAL_W: &str = "ln_final.w";
 pub const W_U: &str = "unembed.W_U";
-/// Prefix of the latent fp32 weights of quantized models.
+/// Prefix of the latent fp32 weights of quantized models in format-1 model files.
 pub const LATENT_PREFIX: &str = "latent.";
 
 /// [d, h*dh] (heads as column blocks) -> [h, d, dh] row-major.
@@ -554,11 +547,21 @@ pub fn to_safetensors_bytes(
     Ok(safetensors::serialize(views, &meta)?)
 }
 
-/// Parse safetensors bytes holding f32 tensors.
+/// TransformerLens's buffers (the attention mask, a bool tensor, and `IGNORE`): state,
+/// not weights, so files saved by TransformerLens may hold them.
+pub fn is_transformer_lens_buffer(name: &str) -> bool {
+    name.ends_with(".mask") || name == "IGNORE" || name.ends_with(".IGNORE")
+}
+
+/// Parse safetensors bytes holding f32 tensors (TransformerLens's buffers are left out,
+/// whatever their dtype).
 pub fn from_safetensors_bytes(buf: &[u8]) -> Result<(NamedTensors, BTreeMap<String, String>)> {
     let st = SafeTensors::deserialize(buf)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
+        if is_transformer_lens_buffer(&name) {
+            continue;
+        }
         if view.dtype() != Dtype::F32 {
             bail!(
                 "tensor {name} has dtype {:?}; bitgrok reads F32 tensors only",
@@ -586,23 +589,6 @@ pub fn from_safetensors_bytes(buf: &[u8]) -> Result<(NamedTensors, BTreeMap<Stri
 pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, String>)> {
     let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     from_safetensors_bytes(&buf).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// The tensors of a model file: effective weights under TransformerLens names, plus
-/// the latent weights under `latent.` names when given.
-pub fn model_tensors(
-    effective: &ModelWeights,
-    latent: Option<&ModelWeights>,
-) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let mut t = effective.to_named();
-    if let Some(l) = latent {
-        t.extend(
-            l.to_named()
-                .into_iter()
-                .map(|(n, s, d)| (format!("{LATENT_PREFIX}{n}"), s, d)),
-        );
-    }
-    t
 }
 
 #[cfg(test)]
@@ -637,8 +623,15 @@ mod tests {
             let w = toy(arch);
             let mut latent = w.clone();
             latent.w_q.data[3] = -42.0;
+            let mut tensors = w.to_named();
+            tensors.extend(
+                latent
+                    .to_named()
+                    .into_iter()
+                    .map(|(n, s, d)| (format!("{LATENT_PREFIX}{n}"), s, d)),
+            );
             let meta = BTreeMap::from([("k".to_string(), "v".to_string())]);
-            let bytes = to_safetensors_bytes(&model_tensors(&w, Some(&latent)), &meta).unwrap();
+            let bytes = to_safetensors_bytes(&tensors, &meta).unwrap();
             let (t, m) = from_safetensors_bytes(&bytes).unwrap();
             assert_eq!(m, meta);
             assert_eq!(ModelWeights::from_named(&t, "", arch).unwrap(), w);

@@ -1,390 +1,123 @@
-//! The model's forward pass over all p² inputs, written for analysis (no training
-//! engine needed), plus the gradient of one logit with respect to the input vectors
-//! of one example (for gradient symmetricity) and a plain position-by-position
-//! reference implementation that both are tested against.
+//! The analysis's view of a model over all p² inputs `[a, b, =]` (row `a·p + b`),
+//! computed by the model code training uses, never by a forward pass of its own:
+//! - logits come from training's forward pass ([`crate::engine::model::run`]), so the
+//!   analysis's losses are the losses training reported;
+//! - MLP activations, attention patterns and input gradients come from the single f64
+//!   reference ([`crate::engine::reference`]), which computes every position the
+//!   textbook way and is tested against training's pass.
 //!
-//! Why it is fast (science.md §2): only position 2 (`=`) is read out, so the query,
-//! attention output, MLP, norm and unembedding are needed at position 2 only. That
-//! query is the same for every input (the `=` token, plus its positional embedding
-//! for nanda2023), and keys and values at positions 0 and 1 depend on one token
-//! each, so they are computed per distinct token and gathered. The causal mask of
-//! nanda2023 hides nothing from position 2, the last one.
+//! Both honour everything that changes the function: the architecture (attention
+//! scale and mask), `act_bits` and the quantizer's eps ([`Model`]).
 
-use crate::config::Arch;
-use crate::engine::weights::{Mat, ModelWeights};
+use crate::engine::model::{run, Batch};
+use crate::engine::model_file::Model;
+use crate::engine::reference::{self, Params64, Trace};
+use rayon::prelude::*;
 
-/// Activations of the whole input grid, row `a·p + b` for input `[a, b, =]`.
+/// What analysis reads from the model over all p² inputs.
 pub struct ForwardPass {
     pub p: usize,
     pub d_mlp: usize,
-    /// MLP neuron activations (after ReLU) at position 2, `p² × d_mlp`.
-    pub neurons: Vec<f32>,
+    pub heads: usize,
+    /// MLP neuron activations (after ReLU, before any activation quantizer) at
+    /// position 2, `p² × d_mlp`.
+    pub neurons: Vec<f64>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,
+    /// Attention of position 2 over positions 0, 1, 2, `heads × p² × 3`
+    /// (see [`attention_pattern`]).
+    pub attention: Vec<f64>,
 }
 
-/// Score scale of the attention: 1/sqrt(d_model) for li2024, 1/sqrt(d_head) for nanda2023.
-pub fn attention_scale(w: &ModelWeights) -> f64 {
-    match w.arch {
-        Arch::Li2024 => 1.0 / (w.width() as f64).sqrt(),
-        Arch::Nanda2023 => 1.0 / (w.d_head() as f64).sqrt(),
-    }
-}
-
-/// The residual-stream input at `pos` holding `token`: its embedding plus, for
-/// nanda2023, the positional embedding.
-pub fn input_vector(w: &ModelWeights, pos: usize, token: usize) -> Vec<f64> {
-    let mut x: Vec<f64> = w.w_e.row(token).iter().map(|&v| v as f64).collect();
-    if let Some(pe) = &w.w_pos {
-        for (xi, &v) in x.iter_mut().zip(pe.row(pos)) {
-            *xi += v as f64;
-        }
-    }
-    x
-}
-
-/// `x @ M` for a row vector in f64.
-fn vec_mat(x: &[f64], m: &Mat) -> Vec<f64> {
-    let mut out = vec![0.0; m.cols];
-    for (r, &xr) in x.iter().enumerate() {
-        if xr != 0.0 {
-            for (o, &v) in out.iter_mut().zip(m.row(r)) {
-                *o += xr * v as f64;
-            }
-        }
-    }
-    out
-}
-
-/// `M @ y` (i.e. `y @ Mᵀ`) for a vector of length `m.cols`, in f64.
-fn mat_vec(m: &Mat, y: &[f64]) -> Vec<f64> {
-    (0..m.rows)
-        .map(|r| m.row(r).iter().zip(y).map(|(&a, &b)| a as f64 * b).sum())
+/// Every pair `(a, b)`, in row order `a·p + b`.
+pub fn all_pairs(p: usize) -> Vec<(u32, u32)> {
+    (0..p * p)
+        .map(|i| ((i / p) as u32, (i % p) as u32))
         .collect()
 }
 
-/// Row-major `out = a (m × k) @ b (k × n)` in f32, single-threaded (deterministic).
-pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
-    assert!(a.len() == m * k && b.len() == k * n && out.len() == m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        out.fill(0.0);
-        return;
-    }
-    // SAFETY: the asserts above bound every index gemm touches; strides describe
-    // contiguous row-major matrices of exactly those sizes.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
+/// Logits at position 2 for every input, `p² × p`, from training's forward pass.
+pub fn logits(m: &Model) -> Vec<f32> {
+    let p = m.weights.modulus();
+    let batch = Batch::new(m.weights.arch, p, &all_pairs(p));
+    run(&m.weights, m.act_bits, m.act_eps, &batch, false, true)
+        .logits
+        .expect("logits were asked for")
 }
 
-/// Per-token attention ingredients at one position: scores against the constant
-/// position-2 query (`tokens × heads`) and value vectors already passed through
-/// their head's block of `W_O` (`tokens × heads × d`).
-struct PositionTable {
-    scores: Vec<f64>,
-    outputs: Vec<f64>,
+/// The reference's trace of every input, in row order (parallel over rows; each
+/// trace is computed alone, so the result does not depend on threads).
+fn traces(m: &Model, w: &Params64) -> Vec<Trace> {
+    let p = m.weights.modulus();
+    (0..p * p)
+        .into_par_iter()
+        .map(|i| reference::forward(w, i / p, i % p, m.act_bits, m.act_eps))
+        .collect()
 }
 
-fn position_table(w: &ModelWeights, pos: usize, tokens: &[usize], q: &[f64]) -> PositionTable {
-    let (d, h, dh) = (w.width(), w.heads, w.d_head());
-    let scale = attention_scale(w);
-    let mut scores = Vec::with_capacity(tokens.len() * h);
-    let mut outputs = vec![0.0; tokens.len() * h * d];
-    for (t, &tok) in tokens.iter().enumerate() {
-        let x = input_vector(w, pos, tok);
-        let k = vec_mat(&x, &w.w_k);
-        let v = vec_mat(&x, &w.w_v);
-        for head in 0..h {
-            let cols = head * dh..(head + 1) * dh;
-            scores.push(
-                scale
-                    * q[cols.clone()]
-                        .iter()
-                        .zip(&k[cols.clone()])
-                        .map(|(a, b)| a * b)
-                        .sum::<f64>(),
-            );
-            let out = &mut outputs[(t * h + head) * d..(t * h + head + 1) * d];
-            for i in cols {
-                for (o, &wo) in out.iter_mut().zip(w.w_o.row(i)) {
-                    *o += v[i] * wo as f64;
-                }
-            }
-        }
-    }
-    PositionTable { scores, outputs }
-}
-
-/// Forward pass over every input `[a, b, =]`, `a, b ∈ 0..p`.
-pub fn forward_all(w: &ModelWeights) -> ForwardPass {
-    let (p, d, h, d_mlp) = (w.modulus(), w.width(), w.heads, w.d_mlp());
+/// Logits, neuron activations and attention patterns over all p² inputs.
+pub fn forward_all(m: &Model) -> ForwardPass {
+    let w = Params64::from_weights(&m.weights);
+    let (p, h, d_mlp) = (m.weights.modulus(), m.weights.heads, m.weights.d_mlp());
     let n = p * p;
-    let x_eq = input_vector(w, 2, p);
-    let q = vec_mat(&x_eq, &w.w_q);
-    let tokens: Vec<usize> = (0..p).collect();
-    let t0 = position_table(w, 0, &tokens, &q);
-    let t1 = position_table(w, 1, &tokens, &q);
-    let t2 = position_table(w, 2, &[p], &q);
-
-    // Residual stream at position 2 after attention.
-    let mut resid = vec![0f32; n * d];
-    let mut acc = vec![0f64; d];
-    for a in 0..p {
-        for b in 0..p {
-            acc.copy_from_slice(&x_eq);
-            for head in 0..h {
-                let s = [
-                    t0.scores[a * h + head],
-                    t1.scores[b * h + head],
-                    t2.scores[head],
-                ];
-                let m = s[0].max(s[1]).max(s[2]);
-                let e = s.map(|x| (x - m).exp());
-                let z = e[0] + e[1] + e[2];
-                let rows = [
-                    &t0.outputs[(a * h + head) * d..(a * h + head + 1) * d],
-                    &t1.outputs[(b * h + head) * d..(b * h + head + 1) * d],
-                    &t2.outputs[head * d..(head + 1) * d],
-                ];
-                for (weight, row) in e.iter().zip(rows) {
-                    let weight = weight / z;
-                    for (o, &v) in acc.iter_mut().zip(row) {
-                        *o += weight * v;
-                    }
-                }
-            }
-            for (o, &v) in resid[(a * p + b) * d..(a * p + b + 1) * d]
-                .iter_mut()
-                .zip(&acc)
-            {
-                *o = v as f32;
-            }
+    let mut neurons = Vec::with_capacity(n * d_mlp);
+    let mut attention = vec![0.0; h * n * 3];
+    for (i, t) in traces(m, &w).iter().enumerate() {
+        neurons.extend(t.hidden[2].iter().map(|x| x.max(0.0)));
+        for (head, pat) in t.pattern.iter().enumerate() {
+            attention[(head * n + i) * 3..(head * n + i + 1) * 3].copy_from_slice(&pat[2]);
         }
     }
-
-    // MLP.
-    let mut neurons = vec![0f32; n * d_mlp];
-    matmul(n, d, d_mlp, &resid, &w.w_in.data, &mut neurons);
-    for row in neurons.chunks_exact_mut(d_mlp) {
-        if let Some(b_in) = &w.b_in {
-            for (x, &bias) in row.iter_mut().zip(b_in) {
-                *x += bias;
-            }
-        }
-        for x in row.iter_mut() {
-            *x = x.max(0.0);
-        }
-    }
-    let mut mlp_out = vec![0f32; n * d];
-    matmul(n, d_mlp, d, &neurons, &w.w_out.data, &mut mlp_out);
-    for (r, m) in resid.chunks_exact_mut(d).zip(mlp_out.chunks_exact(d)) {
-        for (x, &y) in r.iter_mut().zip(m) {
-            *x += y;
-        }
-        if let Some(b_out) = &w.b_out {
-            for (x, &bias) in r.iter_mut().zip(b_out) {
-                *x += bias;
-            }
-        }
-        if let Some(g) = &w.ln_final_w {
-            let norm = r.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-            let s = if norm > 0.0 {
-                (d as f64).sqrt() / norm
-            } else {
-                0.0
-            };
-            for (x, &gi) in r.iter_mut().zip(g) {
-                *x = (*x as f64 * s) as f32 * gi;
-            }
-        }
-    }
-    let mut logits = vec![0f32; n * p];
-    matmul(n, d, p, &resid, &w.w_u.data, &mut logits);
     ForwardPass {
         p,
         d_mlp,
+        heads: h,
         neurons,
-        logits,
+        logits: logits(m),
+        attention,
     }
 }
 
-/// Logits at position 2 for three explicit input vectors, computed the plain way:
-/// every position's query, key and value, the architecture's mask, the MLP and the
-/// norm at every position. The reference the fast paths are tested against.
-pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3]) -> Vec<f64> {
-    let (d, h, dh) = (w.width(), w.heads, w.d_head());
-    let scale = attention_scale(w);
-    let q: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_q)).collect();
-    let k: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_k)).collect();
-    let v: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_v)).collect();
-    let mut last = Vec::new();
-    for i in 0..3 {
-        let visible = match w.arch {
-            Arch::Li2024 => 3,
-            Arch::Nanda2023 => i + 1,
-        };
-        let mut z = vec![0.0; d];
-        for head in 0..h {
-            let cols = head * dh..(head + 1) * dh;
-            let s: Vec<f64> = (0..visible)
-                .map(|j| scale * cols.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>())
-                .collect();
-            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = s.iter().map(|x| (x - m).exp()).sum();
-            for (j, sj) in s.iter().enumerate() {
-                let a = (sj - m).exp() / total;
-                for c in cols.clone() {
-                    z[c] += a * v[j][c];
-                }
-            }
-        }
-        let attn = vec_mat(&z, &w.w_o);
-        let x1: Vec<f64> = inputs[i].iter().zip(&attn).map(|(a, b)| a + b).collect();
-        let (_, mut x2) = mlp_block(w, &x1);
-        if let Some(g) = &w.ln_final_w {
-            let norm = x2.iter().map(|x| x * x).sum::<f64>().sqrt();
-            for (x, &gi) in x2.iter_mut().zip(g) {
-                *x = *x / norm * (d as f64).sqrt() * gi as f64;
-            }
-        }
-        last = x2;
-    }
-    vec_mat(&last, &w.w_u)
+/// The attention pattern of position 2 (the `=` token, the read-out position) over
+/// the key positions 0, 1, 2, for every head and every input: entry
+/// `(head·p² + a·p + b)·3 + j` is the weight head `head` puts on position `j` for
+/// input `[a, b, =]`. Each triple sums to 1. For reports and attention statistics
+/// (e.g. non-uniformity, science.md §6).
+pub fn attention_pattern(m: &Model) -> Vec<f64> {
+    forward_all(m).attention
 }
 
-/// The MLP block on one residual vector: its pre-activations and the residual
-/// stream after it (before the final norm).
-fn mlp_block(w: &ModelWeights, x1: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let mut pre = vec_mat(x1, &w.w_in);
-    if let Some(b) = &w.b_in {
-        pre.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-    }
-    let act: Vec<f64> = pre.iter().map(|x| x.max(0.0)).collect();
-    let mlp = vec_mat(&act, &w.w_out);
-    let mut x2: Vec<f64> = x1.iter().zip(&mlp).map(|(a, b)| a + b).collect();
-    if let Some(b) = &w.b_out {
-        x2.iter_mut().zip(b).for_each(|(x, &bb)| *x += bb as f64);
-    }
-    (pre, x2)
-}
-
-/// Gradient of logit `c` at position 2 with respect to the input vectors at
-/// positions 0 and 1 (embedding plus positional embedding), by an analytic backward
-/// pass through the position-2 computation. Returns `(d/dx₀, d/dx₁)`.
+/// Gradient of logit `c` at position 2 for input `[a, b, =]` with respect to the input
+/// vectors (embedding plus positional embedding) at positions 0 and 1, by the
+/// reference's backward pass (straight-through for quantized activations).
 pub fn logit_input_gradients(
-    w: &ModelWeights,
-    inputs: &[Vec<f64>; 3],
+    m: &Model,
+    w: &Params64,
+    a: usize,
+    b: usize,
     c: usize,
 ) -> (Vec<f64>, Vec<f64>) {
-    let (d, h, dh) = (w.width(), w.heads, w.d_head());
-    let scale = attention_scale(w);
-    // Forward at position 2 (the only position the logits read).
-    let q = vec_mat(&inputs[2], &w.w_q);
-    let k: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_k)).collect();
-    let v: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_v)).collect();
-    let mut attn_w = vec![[0.0f64; 3]; h];
-    let mut z = vec![0.0; d];
-    for (head, weights) in attn_w.iter_mut().enumerate() {
-        let cols = head * dh..(head + 1) * dh;
-        let s: Vec<f64> = (0..3)
-            .map(|j| scale * cols.clone().map(|col| q[col] * k[j][col]).sum::<f64>())
-            .collect();
-        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-        let total: f64 = e.iter().sum();
-        for (j, (wj, ej)) in weights.iter_mut().zip(&e).enumerate() {
-            *wj = ej / total;
-            for col in cols.clone() {
-                z[col] += *wj * v[j][col];
-            }
-        }
-    }
-    let attn = vec_mat(&z, &w.w_o);
-    let x1: Vec<f64> = inputs[2].iter().zip(&attn).map(|(a, b)| a + b).collect();
-    let (pre, x2) = mlp_block(w, &x1);
-
-    // Backward. d logit / d x2.
-    let u: Vec<f64> = (0..d).map(|i| w.w_u.get(i, c) as f64).collect();
-    let dx2: Vec<f64> = match &w.ln_final_w {
-        None => u,
-        Some(g) => {
-            // y = sqrt(d)·g ⊙ x/r, r = ‖x‖: dy·/dx = sqrt(d)/r · (ug − (x·ug) x / r²).
-            let ug: Vec<f64> = u.iter().zip(g).map(|(a, &b)| a * b as f64).collect();
-            let r2: f64 = x2.iter().map(|x| x * x).sum();
-            let r = r2.sqrt();
-            let xug: f64 = x2.iter().zip(&ug).map(|(a, b)| a * b).sum();
-            let s = (d as f64).sqrt() / r;
-            ug.iter()
-                .zip(&x2)
-                .map(|(a, x)| s * (a - xug * x / r2))
-                .collect()
-        }
-    };
-    let dact = mat_vec(&w.w_out, &dx2);
-    let dpre: Vec<f64> = dact
-        .iter()
-        .zip(&pre)
-        .map(|(g, &p)| if p > 0.0 { *g } else { 0.0 })
-        .collect();
-    let dx1: Vec<f64> = dx2
-        .iter()
-        .zip(mat_vec(&w.w_in, &dpre))
-        .map(|(a, b)| a + b)
-        .collect();
-    let dz = mat_vec(&w.w_o, &dx1);
-    // Per input position j ∈ {0, 1}: gradients on its key and value vectors.
-    let mut grads = [vec![0.0; d], vec![0.0; d]];
-    for (j, grad) in grads.iter_mut().enumerate() {
-        let mut dk = vec![0.0; d];
-        let mut dv = vec![0.0; d];
-        for (head, weights) in attn_w.iter().enumerate() {
-            let cols = head * dh..(head + 1) * dh;
-            let da: Vec<f64> = (0..3)
-                .map(|l| cols.clone().map(|col| dz[col] * v[l][col]).sum())
-                .collect();
-            let mean_da: f64 = weights.iter().zip(&da).map(|(a, g)| a * g).sum();
-            let ds = weights[j] * (da[j] - mean_da);
-            for col in cols {
-                dv[col] = weights[j] * dz[col];
-                dk[col] = ds * scale * q[col];
-            }
-        }
-        let from_v = mat_vec(&w.w_v, &dv);
-        let from_k = mat_vec(&w.w_k, &dk);
-        for ((g, a), b) in grad.iter_mut().zip(from_v).zip(from_k) {
-            *g = a + b;
-        }
-    }
-    let [g0, g1] = grads;
+    let p = w.modulus();
+    let t = reference::forward(w, a, b, m.act_bits, m.act_eps);
+    let mut dlogit = vec![0.0; p];
+    dlogit[c] = 1.0;
+    let mut scratch = w.zeros_like();
+    let [g0, g1, _] = reference::backward(
+        w,
+        &t,
+        &[vec![0.0; p], vec![0.0; p], dlogit],
+        &mut scratch,
+        a,
+        b,
+    );
     (g0, g1)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::config::Arch;
+    use crate::engine::weights::{Mat, ModelWeights};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -440,23 +173,20 @@ pub(crate) mod tests {
         }
     }
 
-    fn inputs(w: &ModelWeights, a: usize, b: usize) -> [Vec<f64>; 3] {
-        [
-            input_vector(w, 0, a),
-            input_vector(w, 1, b),
-            input_vector(w, 2, w.modulus()),
-        ]
+    fn plain(w: ModelWeights) -> Model {
+        Model::plain(w)
     }
 
     #[test]
-    fn fast_forward_matches_position_by_position_reference() {
+    fn training_logits_match_the_position_by_position_reference() {
         for arch in [Arch::Li2024, Arch::Nanda2023] {
-            let w = random_model(arch, 7, 8, 2, 32, 1);
-            let f = forward_all(&w);
+            let m = plain(random_model(arch, 7, 8, 2, 32, 1));
+            let w = Params64::from_weights(&m.weights);
+            let f = forward_all(&m);
             let p = 7;
             for a in 0..p {
                 for b in 0..p {
-                    let want = reference_logits(&w, &inputs(&w, a, b));
+                    let want = &reference::forward(&w, a, b, 0, 1e-5).logits[2];
                     for (c, want) in want.iter().enumerate() {
                         let got = f.logits[(a * p + b) * p + c] as f64;
                         assert!(
@@ -470,31 +200,60 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn attention_patterns_are_distributions_and_uniform_without_queries() {
+        let mut w = random_model(Arch::Li2024, 5, 8, 2, 16, 4);
+        let pat = attention_pattern(&plain(w.clone()));
+        assert_eq!(pat.len(), 2 * 25 * 3);
+        for t in pat.chunks(3) {
+            assert!((t.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+        assert!(pat.iter().any(|x| (x - 1.0 / 3.0).abs() > 1e-3));
+        w.w_q.data.iter_mut().for_each(|v| *v = 0.0);
+        let pat = attention_pattern(&plain(w));
+        assert!(pat.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-12));
+    }
+
+    #[test]
+    fn activation_quantization_changes_what_analysis_sees() {
+        let w = random_model(Arch::Nanda2023, 5, 8, 2, 16, 6);
+        let a = forward_all(&plain(w.clone()));
+        let b = forward_all(&Model {
+            act_bits: 4,
+            ..plain(w)
+        });
+        assert_ne!(a.logits, b.logits);
+        assert_ne!(a.neurons, b.neurons);
+    }
+
+    #[test]
     fn position_two_logits_ignore_the_mask_and_follow_the_scale() {
         // One layer, read out at the last position: the causal mask changes only
         // positions 0 and 1, which never reach the logits. So a nanda2023 model equals
         // the same weights run bidirectionally with li2024's scale 1/sqrt(d) once W_Q
         // absorbs the scale ratio sqrt(d / d_head) = 2 (d = 8, 4 heads).
         let mut w = random_model(Arch::Nanda2023, 5, 8, 4, 16, 2);
-        let x = inputs(&w, 1, 3);
-        let nanda = reference_logits(&w, &x);
+        let x = reference::input_vectors(&Params64::from_weights(&w), 1, 3);
+        let nanda = reference::forward_from_inputs(&Params64::from_weights(&w), x.clone(), 0, 0.0);
         w.arch = Arch::Li2024;
         for v in w.w_q.data.iter_mut() {
             *v *= 2.0;
         }
-        let li = reference_logits(&w, &x);
-        for (a, b) in nanda.iter().zip(&li) {
+        let li = reference::forward_from_inputs(&Params64::from_weights(&w), x, 0, 0.0);
+        for (a, b) in nanda.logits[2].iter().zip(&li.logits[2]) {
             assert!((a - b).abs() < 1e-9);
         }
     }
 
     #[test]
-    fn analytic_gradient_matches_finite_differences() {
+    fn input_gradient_matches_finite_differences() {
         for arch in [Arch::Li2024, Arch::Nanda2023] {
-            let w = random_model(arch, 7, 8, 2, 32, 3);
+            let m = plain(random_model(arch, 7, 8, 2, 32, 3));
+            let w = Params64::from_weights(&m.weights);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
-                let x = inputs(&w, a, b);
-                let (g0, g1) = logit_input_gradients(&w, &x, c);
+                let x = reference::input_vectors(&w, a, b);
+                let (g0, g1) = logit_input_gradients(&m, &w, a, b, c);
+                let logit =
+                    |x: [Vec<f64>; 3]| reference::forward_from_inputs(&w, x, 0, 0.0).logits[2][c];
                 for (pos, g) in [(0, &g0), (1, &g1)] {
                     for i in 0..8 {
                         let eps = 1e-6;
@@ -502,8 +261,7 @@ pub(crate) mod tests {
                         plus[pos][i] += eps;
                         let mut minus = x.clone();
                         minus[pos][i] -= eps;
-                        let fd = (reference_logits(&w, &plus)[c] - reference_logits(&w, &minus)[c])
-                            / (2.0 * eps);
+                        let fd = (logit(plus) - logit(minus)) / (2.0 * eps);
                         assert!(
                             (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
                             "{arch:?} pos {pos} i {i}: fd {fd} vs analytic {}",

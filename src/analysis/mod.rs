@@ -21,7 +21,8 @@ pub mod measures;
 
 use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
-use crate::engine::weights::{read_safetensors, Mat, ModelWeights};
+use crate::engine::model_file::{read_cell_model, read_model_file, Described, Model};
+use crate::engine::reference::Params64;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -205,10 +206,10 @@ fn finite(x: f64) -> Option<f64> {
 }
 
 /// Quantization statistics of one matrix.
-pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
-    let n = m.data.len().max(1) as f64;
+pub fn matrix_stats(name: &str, data: &[f32]) -> MatrixStats {
+    let n = data.len().max(1) as f64;
     let mut distinct = std::collections::BTreeSet::new();
-    for &v in &m.data {
+    for &v in data {
         if distinct.len() > DISTINCT_VALUES_CAP {
             break;
         }
@@ -217,20 +218,20 @@ pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
     }
     MatrixStats {
         name: name.to_string(),
-        zero_fraction: m.data.iter().filter(|&&v| v == 0.0).count() as f64 / n,
+        zero_fraction: data.iter().filter(|&&v| v == 0.0).count() as f64 / n,
         distinct_values: distinct.len().min(DISTINCT_VALUES_CAP),
         distinct_values_over_cap: distinct.len() > DISTINCT_VALUES_CAP,
-        max_abs: m.data.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)),
-        mean_abs: m.data.iter().map(|&v| v.abs() as f64).sum::<f64>() / n,
+        max_abs: data.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)),
+        mean_abs: data.iter().map(|&v| v.abs() as f64).sum::<f64>() / n,
     }
 }
 
 /// Gradient symmetricity over `cfg.symmetricity_triples` random triples drawn from
 /// a ChaCha8 stream seeded by `cfg.symmetricity_seed`.
-pub fn gradient_symmetricity(w: &ModelWeights, cfg: &AnalysisConfig) -> f64 {
+pub fn gradient_symmetricity(m: &Model, cfg: &AnalysisConfig) -> f64 {
+    let w = Params64::from_weights(&m.weights);
     let p = w.modulus();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.symmetricity_seed);
-    let x_eq = forward::input_vector(w, 2, p);
     let pairs: Vec<(Vec<f64>, Vec<f64>)> = (0..cfg.symmetricity_triples)
         .map(|_| {
             let (a, b, c) = (
@@ -238,12 +239,7 @@ pub fn gradient_symmetricity(w: &ModelWeights, cfg: &AnalysisConfig) -> f64 {
                 rng.gen_range(0..p),
                 rng.gen_range(0..p),
             );
-            let inputs = [
-                forward::input_vector(w, 0, a),
-                forward::input_vector(w, 1, b),
-                x_eq.clone(),
-            ];
-            forward::logit_input_gradients(w, &inputs, c)
+            forward::logit_input_gradients(m, &w, a, b, c)
         })
         .collect();
     measures::mean_cosine(&pairs)
@@ -328,11 +324,12 @@ fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
 /// timings; without them the outcome is computed from the weights on `split` (or on
 /// all pairs). `split` also selects the pairs of the excluded loss.
 pub fn analyze(
-    w: &ModelWeights,
+    m: &Model,
     curves: Option<&[CurvePoint]>,
     split: Option<&TrainSplit>,
     cfg: &AnalysisConfig,
 ) -> Result<Signature> {
+    let w = &m.weights;
     let p = w.modulus();
     if p < 3 {
         bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
@@ -356,7 +353,7 @@ pub fn analyze(
         }
     }
     let basis = FourierBasis::new(p);
-    let fwd = forward::forward_all(w);
+    let fwd = forward::forward_all(m);
     let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
     let all_pairs = measures::full_loss(&fwd.logits, p, &all);
     let split_sets = split.map(|s| split_pairs(p, s)).transpose()?;
@@ -409,7 +406,7 @@ pub fn analyze(
     let mut neuron_table = Vec::with_capacity(d_mlp);
     for n in 0..d_mlp {
         for (i, g) in grid.iter_mut().enumerate() {
-            *g = fwd.neurons[i * d_mlp + n] as f64;
+            *g = fwd.neurons[i * d_mlp + n];
         }
         let fit = measures::neuron_fit(&basis, &grid, cfg.dead_neuron_std);
         neuron_table.push(NeuronRow {
@@ -489,7 +486,7 @@ pub fn analyze(
     };
 
     // Clock or pizza.
-    let symmetricity = gradient_symmetricity(w, cfg);
+    let symmetricity = gradient_symmetricity(m, cfg);
     let di = measures::distance_irrelevance(&fwd.logits, p);
     let algorithm = AlgorithmSummary {
         gradient_symmetricity: symmetricity,
@@ -498,9 +495,10 @@ pub fn analyze(
     };
 
     let quantization = w
-        .projections()
-        .iter()
-        .map(|(name, m)| matrix_stats(name, m))
+        .params()
+        .into_iter()
+        .filter(|(spec, _)| spec.quantized)
+        .map(|(spec, data)| matrix_stats(spec.name, data))
         .collect();
 
     let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
@@ -572,13 +570,10 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     Ok(())
 }
 
-/// Analyse a trained cell folder: its effective weights (model.safetensors), its
-/// curves (curves.csv) and its split (split.csv).
+/// Analyse a trained cell folder: its model (run as it was trained, see
+/// [`read_cell_model`]), its curves (curves.csv) and its split (split.csv).
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
-    let model = dir.join("model.safetensors");
-    let (tensors, _) = read_safetensors(&model)?;
-    let w = ModelWeights::from_named(&tensors, "")
-        .with_context(|| format!("reading model weights from {}", model.display()))?;
+    let (_, model) = read_cell_model(dir)?;
     let curves = crate::store::read_curves(&dir.join("curves.csv"))?;
     let split = crate::store::read_split(&dir.join("split.csv"))?;
     let train = TrainSplit {
@@ -588,18 +583,22 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
             .map(|&(a, b)| (a as usize, b as usize))
             .collect(),
     };
-    analyze(&w, Some(&curves), Some(&train), cfg)
+    analyze(&model, Some(&curves), Some(&train), cfg)
         .with_context(|| format!("analysing {}", dir.display()))
 }
 
-/// Analyse a safetensors file with TransformerLens names (effective weights under
-/// the plain names) and write the signature and tables into `out_dir`.
-pub fn analyze_file(path: &Path, cfg: &AnalysisConfig, out_dir: &Path) -> Result<Signature> {
-    let (tensors, _) = read_safetensors(path)?;
-    let w = ModelWeights::from_named(&tensors, "")
-        .with_context(|| format!("reading model weights from {}", path.display()))?;
-    let sig =
-        analyze(&w, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;
+/// Analyse a safetensors file with TransformerLens names, read strictly (see
+/// [`crate::engine::model_file`]; `given` supplies what a file without bitgrok
+/// metadata cannot say), and write the signature and tables into `out_dir`.
+pub fn analyze_file(
+    path: &Path,
+    given: &Described,
+    cfg: &AnalysisConfig,
+    out_dir: &Path,
+) -> Result<Signature> {
+    let loaded = read_model_file(path, given)?;
+    let sig = analyze(&loaded.model, None, None, cfg)
+        .with_context(|| format!("analysing {}", path.display()))?;
     write_tables(&sig, out_dir)?;
     Ok(sig)
 }

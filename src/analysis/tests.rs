@@ -1,5 +1,6 @@
 use super::forward::tests::random_model;
 use super::*;
+use crate::engine::weights::Mat;
 
 fn small_cfg() -> AnalysisConfig {
     AnalysisConfig {
@@ -14,19 +15,19 @@ fn uniform_attention_is_pizza_like_and_content_attention_is_not() {
     // x₀ + x₁ only (the "pizza" condition): both gradients are equal.
     let mut pizza = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     pizza.w_q.data.iter_mut().for_each(|v| *v = 0.0);
-    let s_pizza = gradient_symmetricity(&pizza, &small_cfg());
+    let s_pizza = gradient_symmetricity(&Model::plain(pizza), &small_cfg());
     assert!((s_pizza - 1.0).abs() < 1e-9, "pizza symmetricity {s_pizza}");
     // Strong content-dependent attention multiplies a-terms and b-terms.
     let mut clock = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     clock.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
-    let s_clock = gradient_symmetricity(&clock, &small_cfg());
+    let s_clock = gradient_symmetricity(&Model::plain(clock), &small_cfg());
     assert!(s_clock < 0.9, "content attention symmetricity {s_clock}");
 }
 
 #[test]
 fn random_weights_have_no_clusters_and_a_flat_spectrum() {
     let w = random_model(Arch::Nanda2023, 31, 32, 4, 64, 7);
-    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    let sig = analyze(&Model::plain(w.clone()), None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.clustered, 0, "{:?}", sig.neurons);
     assert!(sig.neurons.key_frequencies.is_empty());
     assert!(sig.embedding.gini < 0.35, "gini {}", sig.embedding.gini);
@@ -42,8 +43,14 @@ fn analysing_twice_gives_identical_json() {
     let split = TrainSplit {
         train: (0..13 * 13).step_by(3).map(|i| (i / 13, i % 13)).collect(),
     };
-    let a = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
-    let b = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
+    let a = signature_json(
+        &analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap(),
+    )
+    .unwrap();
+    let b = signature_json(
+        &analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap(),
+    )
+    .unwrap();
     assert_eq!(a, b);
     let sig: Signature = serde_json::from_str(&a).unwrap();
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsSplit);
@@ -68,14 +75,14 @@ fn outcome_timings_come_from_the_curves() {
         point(300, 1.0, 0.999),
         point(400, 1.0, 1.0),
     ];
-    let sig = analyze(&w, Some(&curves), None, &small_cfg()).unwrap();
+    let sig = analyze(&Model::plain(w.clone()), Some(&curves), None, &small_cfg()).unwrap();
     let o = &sig.outcome;
     assert_eq!(o.step_memorised, Some(100));
     assert_eq!(o.step_generalised, Some(300));
     assert_eq!(o.grokking_gap, Some(200));
     assert!(o.generalised && o.grokked);
     assert_eq!(o.final_test_acc, Some(1.0));
-    assert!(analyze(&w, Some(&[]), None, &small_cfg()).is_err());
+    assert!(analyze(&Model::plain(w.clone()), Some(&[]), None, &small_cfg()).is_err());
 }
 
 #[test]
@@ -91,7 +98,7 @@ fn label_thresholds() {
 #[test]
 fn quantization_stats_of_a_ternary_matrix() {
     let m = Mat::from_vec(2, 4, vec![0.5, -0.5, 0.0, -0.0, 0.5, 0.5, 0.0, -0.5]);
-    let s = matrix_stats("blocks.0.attn.W_Q", &m);
+    let s = matrix_stats("blocks.0.attn.W_Q", &m.data);
     assert_eq!(s.zero_fraction, 0.375);
     assert_eq!(s.distinct_values, 3);
     assert!(!s.distinct_values_over_cap);
@@ -105,11 +112,11 @@ fn bad_split_and_non_finite_weights_are_reported() {
     let split = TrainSplit {
         train: vec![(0, 9)],
     };
-    let err = analyze(&w, None, Some(&split), &small_cfg()).unwrap_err();
+    let err = analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("(0, 9)"), "{err}");
     let mut diverged = w.clone();
     diverged.w_in.data[5] = f32::NAN;
-    let err = analyze(&diverged, None, None, &small_cfg()).unwrap_err();
+    let err = analyze(&Model::plain(diverged.clone()), None, None, &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("blocks.0.mlp.W_in"), "{err}");
 }
 
@@ -122,7 +129,13 @@ fn analyze_file_writes_signature_and_tables() {
         crate::engine::weights::to_safetensors_bytes(&w.to_named(), &Default::default()).unwrap();
     std::fs::write(&model, bytes).unwrap();
     let out = dir.path().join("analysis");
-    let sig = analyze_file(&model, &small_cfg(), &out).unwrap();
+    let err = analyze_file(&model, &Described::default(), &small_cfg(), &out).unwrap_err();
+    assert!(err.to_string().contains("--arch"), "{err}");
+    let nanda = Described {
+        arch: Some(Arch::Nanda2023),
+        ..Described::default()
+    };
+    let sig = analyze_file(&model, &nanda, &small_cfg(), &out).unwrap();
     assert_eq!(sig.arch, Arch::Nanda2023);
     let json = std::fs::read_to_string(out.join("signature.json")).unwrap();
     assert_eq!(json, signature_json(&sig).unwrap());
@@ -131,7 +144,12 @@ fn analyze_file_writes_signature_and_tables() {
     assert_eq!(freqs.lines().count(), 1 + 4);
     let neurons = std::fs::read_to_string(out.join("neurons.csv")).unwrap();
     assert_eq!(neurons.lines().count(), 1 + 16);
-    let missing = analyze_file(&dir.path().join("nope.safetensors"), &small_cfg(), &out);
+    let missing = analyze_file(
+        &dir.path().join("nope.safetensors"),
+        &nanda,
+        &small_cfg(),
+        &out,
+    );
     assert!(missing
         .unwrap_err()
         .to_string()
@@ -175,7 +193,7 @@ fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() 
     b_in[d_mlp - 1] = -10.0;
     w.b_in = Some(b_in);
 
-    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    let sig = analyze(&Model::plain(w.clone()), None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.key_frequencies, keys.to_vec());
     assert_eq!(sig.neurons.dead, 1);
     assert_eq!(sig.neurons.clustered, d_mlp - 1);

@@ -4,6 +4,8 @@
 //! Exit codes: 0 success; 1 a failure the command reports (invalid sweep file, failed
 //! cells, differences found by `diff`); 2 usage errors and unexpected errors.
 
+mod export;
+
 use crate::config::AnalysisConfig;
 use crate::key::{analysis_key, SHORT_KEY_LEN};
 use crate::report::diff::{self, DiffFormat, DiffOptions};
@@ -61,6 +63,8 @@ pub enum Command {
     Gc(GcArgs),
     /// Submit a sweep's missing cells to Slurm as one job array.
     Submit(SubmitArgs),
+    /// Write a trained cell's model in another tool's format.
+    Export(export::ExportArgs),
     /// Train one cell of a Slurm submission (what each array task runs).
     RunCell(RunCellArgs),
 }
@@ -143,6 +147,12 @@ pub struct AnalyzeArgs {
     /// Output folder for a file target [default: FILE's folder/<file stem>.analysis].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Architecture of a file without bitgrok metadata (li2024 or nanda2023).
+    #[arg(long, value_parser = export::parse_arch)]
+    pub arch: Option<crate::config::Arch>,
+    /// Activation-quantizer bits of a file without bitgrok metadata [default: 0, off].
+    #[arg(long, value_name = "BITS")]
+    pub act_bits: Option<u32>,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -285,6 +295,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Gc(args) => gc(&args),
         Command::Submit(args) => submit(&args),
         Command::RunCell(args) => run_cell(&args),
+        Command::Export(args) => export::export(&args),
     };
     match result {
         Ok(code) => code,
@@ -722,16 +733,13 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
                 .unwrap_or_default();
             target.with_file_name(format!("{stem}.analysis"))
         });
-        let sig = crate::analysis::analyze(
-            &crate::engine::weights::ModelWeights::from_named(
-                &crate::engine::weights::read_safetensors(target)?.0,
-                "",
-            )
-            .with_context(|| format!("reading model weights from {}", target.display()))?,
-            None,
-            None,
-            &cfg,
-        )?;
+        let given = crate::engine::model_file::Described {
+            arch: args.arch,
+            act_bits: args.act_bits,
+            act_eps: None,
+        };
+        let model = crate::engine::model_file::read_model_file(target, &given)?.model;
+        let sig = crate::analysis::analyze(&model, None, None, &cfg)?;
         store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
         (sig, out)
     } else {
@@ -747,7 +755,8 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
         (sig, out)
     };
     println!(
-        "label {}  key frequencies {:?}  logits explained {:.4}  gradient symmetricity {:.4}",
+        "arch {}  label {}  key frequencies {:?}  logits explained {:.4}  gradient symmetricity {:.4}",
+        sig.arch,
         sig.algorithm.label,
         sig.neurons.key_frequencies,
         sig.logits.explained_by_key_frequencies,

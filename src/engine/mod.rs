@@ -3,7 +3,9 @@
 
 pub mod bench;
 pub mod data;
+pub mod export;
 pub mod model;
+pub mod model_file;
 pub mod optim;
 pub mod quant;
 pub mod reference;

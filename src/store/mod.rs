@@ -37,6 +37,12 @@ pub struct Manifest {
     pub bitgrok_version: String,
     pub dfdx_version: String,
     pub engine_version: u32,
+    /// Layout of the cell's files: 1 = `model.safetensors` holds the latent weights
+    /// beside the effective ones and no description (manifests without this field);
+    /// 2 = self-describing `model.safetensors`, latent weights in `latent.safetensors`
+    /// (`engine::model_file`). Both are read.
+    #[serde(default = "store_format_1")]
+    pub store_format: u32,
     /// Seconds since the Unix epoch.
     pub started: u64,
     pub finished: u64,
@@ -378,6 +384,13 @@ pub fn now_secs() -> u64 {
 /// The dfdx release bitgrok trains with (checked against Cargo.lock by a test).
 pub const DFDX_VERSION: &str = "0.13.0";
 
+/// The store format new cells are written in (see [`Manifest::store_format`]).
+pub const STORE_FORMAT: u32 = 2;
+
+fn store_format_1() -> u32 {
+    1
+}
+
 /// A manifest for `key` with versions, host and times filled in; status "done".
 pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
     Manifest {
@@ -386,6 +399,7 @@ pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
         bitgrok_version: env!("CARGO_PKG_VERSION").to_string(),
         dfdx_version: DFDX_VERSION.to_string(),
         engine_version: crate::key::ENGINE_VERSION,
+        store_format: STORE_FORMAT,
         started,
         finished: now_secs(),
         seconds: 0.0,
@@ -398,12 +412,13 @@ pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
 }
 
 /// Files of a finished cell besides the manifest.
-pub const CELL_FILES: [&str; 6] = [
+/// (`model.safetensors` and, for quantized cells, `latent.safetensors` are listed by
+/// `engine::model_file::cell_model_files`.)
+pub const CELL_FILES: [&str; 5] = [
     "cell.toml",
     "curves.csv",
     "split.csv",
     "init.safetensors",
-    "model.safetensors",
     "train.log",
 ];
 
@@ -417,14 +432,16 @@ pub fn save_trained_cell(
     log: &[String],
 ) -> Result<Manifest> {
     let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
-    // Latent weights only where they differ from the effective ones (quantized cells).
-    let latent = (output.latent != output.effective).then_some(&output.latent);
-    let model = crate::engine::weights::model_tensors(&output.effective, latent);
-    write_atomic(
-        &dir.join("model.safetensors"),
-        &crate::engine::weights::to_safetensors_bytes(&model, &meta)?,
+    let models = crate::engine::model_file::cell_model_files(
+        &output.config,
+        key,
+        &output.effective,
+        &output.latent,
     )?;
-    let init = crate::engine::weights::model_tensors(&output.init, None);
+    for (name, bytes) in &models {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    let init = output.init.to_named();
     write_atomic(
         &dir.join("init.safetensors"),
         &crate::engine::weights::to_safetensors_bytes(&init, &meta)?,
@@ -435,7 +452,8 @@ pub fn save_trained_cell(
     let mut manifest = new_manifest(key, started, threads);
     manifest.seconds = output.seconds;
     manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
-    for name in CELL_FILES {
+    let written = models.iter().map(|(name, _)| *name);
+    for name in CELL_FILES.into_iter().chain(written) {
         manifest
             .files
             .insert(name.to_string(), hash_file(&dir.join(name))?);
@@ -528,6 +546,7 @@ mod tests {
             bitgrok_version: "0".into(),
             dfdx_version: "0".into(),
             engine_version: 1,
+            store_format: STORE_FORMAT,
             started: 0,
             finished: 0,
             seconds: 0.0,

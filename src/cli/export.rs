@@ -1,0 +1,80 @@
+//! `bitgrok export KEY-PREFIX --format transformer-lens OUT/`: a trained cell's model
+//! in TransformerLens's form (see [`crate::engine::export`]).
+
+use crate::config::Arch;
+use crate::engine::export;
+use crate::engine::model_file::read_cell_model;
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// model.safetensors (state dict for `load_state_dict(strict=True)`),
+    /// config.tl3.json, config.tl4.json and usage.json.
+    TransformerLens,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A cell key or unique key prefix.
+    pub key: String,
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Output folder (created; files in it are replaced).
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub artifacts: super::ArtifactsArg,
+}
+
+/// `li2024` or `nanda2023`, for `--arch` flags.
+pub fn parse_arch(s: &str) -> std::result::Result<Arch, String> {
+    match s {
+        "li2024" => Ok(Arch::Li2024),
+        "nanda2023" => Ok(Arch::Nanda2023),
+        _ => Err(format!(
+            "unknown architecture \"{s}\" (allowed: li2024, nanda2023)"
+        )),
+    }
+}
+
+pub fn export(args: &ExportArgs) -> Result<ExitCode> {
+    let artifacts = args.artifacts.open();
+    let key = super::resolve_key(&artifacts, &args.key)?;
+    let (cfg, model) = read_cell_model(&artifacts.cell_dir(&key))?;
+    let ExportFormat::TransformerLens = args.format;
+    let meta = crate::engine::model_file::metadata(&cfg, &key);
+    let files = [
+        (
+            "model.safetensors",
+            export::state_dict_bytes(&export::state_dict(&model.weights), &meta)?,
+        ),
+        (
+            "config.tl3.json",
+            (serde_json::to_string_pretty(&export::config(&model, 3))? + "\n").into_bytes(),
+        ),
+        (
+            "config.tl4.json",
+            (serde_json::to_string_pretty(&export::config(&model, 4))? + "\n").into_bytes(),
+        ),
+        (
+            "usage.json",
+            (serde_json::to_string_pretty(&export::usage(&model))? + "\n").into_bytes(),
+        ),
+    ];
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, bytes) in files {
+        crate::store::write_atomic(&args.out.join(name), &bytes)?;
+    }
+    if model.act_bits > 0 {
+        eprintln!(
+            "note: this cell quantizes activations to {} bits; TransformerLens reproduces it \
+             only with the hooks listed in usage.json",
+            model.act_bits
+        );
+    }
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

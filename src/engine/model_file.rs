@@ -1,0 +1,310 @@
+//! A runnable model ([`Model`]: effective weights plus the settings that change its
+//! function beyond them) and the self-describing model file.
+//!
+//! Format 2 (`model.safetensors`, metadata `format = bitgrok-model-2`) holds the
+//! effective weights only, under TransformerLens names, and records in its metadata
+//! everything needed to run them (see [`metadata`]). The latent fp32 weights of a
+//! quantized cell live in `latent.safetensors`. Format 1 (cells trained before)
+//! stored the latent weights beside the effective ones under `latent.` names and no
+//! description; such cells are read with the description of their `cell.toml`.
+//!
+//! Reading a file is strict: without metadata the architecture must be given; a
+//! tensor bitgrok does not model is refused unless it is all zeros (TransformerLens's
+//! biases, li2024's `pos_embed.W_pos`) or one of TransformerLens's buffers.
+
+use crate::config::{Arch, CellConfig, QuantConfig};
+use crate::engine::weights::{
+    from_safetensors_bytes, is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes,
+    ModelWeights, NamedTensors, LATENT_PREFIX, PARAMS,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Value of the `format` metadata entry of a format-2 model file.
+pub const MODEL_FORMAT: &str = "bitgrok-model-2";
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const LATENT_FILE: &str = "latent.safetensors";
+
+/// A model ready to run: what the forward pass (training's and analysis's) needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// Effective weights (quantized where the precision quantizes).
+    pub weights: ModelWeights,
+    /// Bits of the per-token activation quantizer (0: off).
+    pub act_bits: u32,
+    /// Floor of the activation quantizer's scale (`quant.eps`).
+    pub act_eps: f64,
+}
+
+impl Model {
+    /// Weights run without activation quantization.
+    pub fn plain(weights: ModelWeights) -> Model {
+        Model {
+            weights,
+            act_bits: 0,
+            act_eps: QuantConfig::default().eps,
+        }
+    }
+    /// The effective weights of a cell, run as the cell was trained.
+    pub fn of_cell(cfg: &CellConfig, weights: ModelWeights) -> Model {
+        Model {
+            weights,
+            act_bits: cfg.quant.act_bits,
+            act_eps: cfg.quant.eps,
+        }
+    }
+}
+
+/// Attention scores are multiplied by this: 1/sqrt(d_model) for li2024, 1/sqrt(d_head)
+/// for nanda2023 (science.md §2).
+pub fn attention_scale(arch: Arch, d_model: usize, heads: usize) -> f64 {
+    match arch {
+        Arch::Li2024 => 1.0 / (d_model as f64).sqrt(),
+        Arch::Nanda2023 => 1.0 / ((d_model / heads) as f64).sqrt(),
+    }
+}
+
+/// "bidirectional" (li2024) or "causal" (nanda2023), in TransformerLens's words.
+pub fn attention_direction(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Li2024 => "bidirectional",
+        Arch::Nanda2023 => "causal",
+    }
+}
+
+/// The metadata of a format-2 model file of cell `key` trained with `cfg`.
+pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
+    let (p, d, h) = (cfg.modulus, cfg.width, cfg.model.heads);
+    let q = &cfg.quant;
+    let arch = cfg.model.arch;
+    let entries: Vec<(&str, String)> = vec![
+        ("format", MODEL_FORMAT.into()),
+        ("bitgrok.version", env!("CARGO_PKG_VERSION").into()),
+        ("bitgrok.key", key.into()),
+        ("arch", arch.to_string()),
+        ("precision", cfg.precision.to_string()),
+        ("quant.binary_scale", q.binary_scale.to_string()),
+        ("quant.ternary_center", q.ternary_center.to_string()),
+        ("quant.eps", format!("{:?}", q.eps)),
+        ("quant.act_bits", q.act_bits.to_string()),
+        ("modulus", p.to_string()),
+        ("d_vocab", (p + 1).to_string()),
+        ("d_vocab_out", p.to_string()),
+        ("n_ctx", "3".into()),
+        ("eq_token", p.to_string()),
+        ("readout_position", "2".into()),
+        (
+            "attention.scale",
+            format!("{:?}", attention_scale(arch, d, h)),
+        ),
+        ("attention.direction", attention_direction(arch).into()),
+        (
+            "normalization",
+            match arch {
+                Arch::Li2024 => "final_rms",
+                Arch::Nanda2023 => "none",
+            }
+            .into(),
+        ),
+        ("normalization.eps", "0.0".into()),
+        ("d_model", d.to_string()),
+        ("n_heads", h.to_string()),
+        ("d_head", cfg.d_head().to_string()),
+        ("d_mlp", cfg.d_mlp().to_string()),
+        ("act_fn", "relu".into()),
+    ];
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+/// The bytes of `model.safetensors` (effective weights and metadata) and, for a
+/// quantized cell, of `latent.safetensors` (the fp32 weights the optimizer updated).
+pub fn cell_model_files(
+    cfg: &CellConfig,
+    key: &str,
+    effective: &ModelWeights,
+    latent: &ModelWeights,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let meta = metadata(cfg, key);
+    let mut files = vec![(
+        MODEL_FILE,
+        to_safetensors_bytes(&effective.to_named(), &meta)?,
+    )];
+    if latent != effective {
+        let mut lmeta = meta;
+        lmeta.insert("format".into(), format!("{MODEL_FORMAT}-latent"));
+        files.push((
+            LATENT_FILE,
+            to_safetensors_bytes(&latent.to_named(), &lmeta)?,
+        ));
+    }
+    Ok(files)
+}
+
+/// What the user says about a file (command-line flags); metadata wins where it
+/// exists, and a flag that contradicts it is an error.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Described {
+    pub arch: Option<Arch>,
+    pub act_bits: Option<u32>,
+    pub act_eps: Option<f64>,
+}
+
+/// A model read from a file, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedModel {
+    pub model: Model,
+    /// True when the file's own metadata described it.
+    pub self_described: bool,
+    /// Tensors read but not used: zero tensors, buffers, format-1 latent weights.
+    pub skipped: Vec<String>,
+}
+
+fn meta_get<'a>(meta: &'a BTreeMap<String, String>, k: &str, what: &str) -> Result<&'a str> {
+    meta.get(k)
+        .map(String::as_str)
+        .ok_or_else(|| anyhow!("{what}: metadata lacks \"{k}\""))
+}
+
+fn meta_parse<T: std::str::FromStr>(
+    meta: &BTreeMap<String, String>,
+    k: &str,
+    what: &str,
+) -> Result<T> {
+    let v = meta_get(meta, k, what)?;
+    v.parse()
+        .map_err(|_| anyhow!("{what}: metadata \"{k}\" = {v:?} is not valid"))
+}
+
+/// The model in `tensors`/`meta` (the content of `what`), strictly (module doc).
+pub fn model_from_tensors(
+    tensors: &NamedTensors,
+    meta: &BTreeMap<String, String>,
+    given: &Described,
+    what: &str,
+) -> Result<LoadedModel> {
+    let self_described = meta.get("format").map(String::as_str) == Some(MODEL_FORMAT);
+    if let Some(f) = meta.get("format").filter(|_| !self_described) {
+        bail!("{what}: model format {f:?} is not one bitgrok reads ({MODEL_FORMAT})");
+    }
+    let (arch, act_bits, act_eps) = if self_described {
+        let arch = match meta_get(meta, "arch", what)? {
+            "li2024" => Arch::Li2024,
+            "nanda2023" => Arch::Nanda2023,
+            other => bail!("{what}: unknown arch {other:?} in metadata"),
+        };
+        let act_bits: u32 = meta_parse(meta, "quant.act_bits", what)?;
+        let act_eps: f64 = meta_parse(meta, "quant.eps", what)?;
+        for (flag, said, has) in [
+            (
+                "--arch",
+                given.arch.map(|a| a.to_string()),
+                arch.to_string(),
+            ),
+            (
+                "--act-bits",
+                given.act_bits.map(|b| b.to_string()),
+                act_bits.to_string(),
+            ),
+        ] {
+            if let Some(said) = said.filter(|s| *s != has) {
+                bail!("{what}: {flag} {said} contradicts the file's metadata ({has})");
+            }
+        }
+        (arch, act_bits, act_eps)
+    } else {
+        let arch = given.arch.ok_or_else(|| {
+            anyhow!(
+                "{what} has no bitgrok metadata (format {MODEL_FORMAT}; e.g. it was saved by \
+                 TransformerLens or by bitgrok before format 2): pass --arch li2024 or \
+                 --arch nanda2023, and --act-bits N if the model was trained with quantized \
+                 activations"
+            )
+        })?;
+        (
+            arch,
+            given.act_bits.unwrap_or(0),
+            given.act_eps.unwrap_or(QuantConfig::default().eps),
+        )
+    };
+    // A format-1 bitgrok file: its latent weights sit beside the effective ones.
+    let format1 = !self_described && meta.contains_key("bitgrok.key");
+    let mut skipped = Vec::new();
+    let mut unmodelled = Vec::new();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        if PARAMS.iter().any(|p| p.name == name && p.present(arch)) {
+            continue;
+        }
+        let zero = tensors[name].1.iter().all(|&v| v == 0.0);
+        if is_transformer_lens_buffer(name) || (format1 && name.starts_with(LATENT_PREFIX)) || zero
+        {
+            skipped.push(name.clone());
+        } else {
+            unmodelled.push(name.as_str());
+        }
+    }
+    if !unmodelled.is_empty() {
+        bail!(
+            "{what}: non-zero tensors that a {arch} model does not have: {} (bitgrok would \
+             silently analyse a different function)",
+            unmodelled.join(", ")
+        );
+    }
+    let weights = ModelWeights::from_named(tensors, "", arch)
+        .with_context(|| format!("reading model weights from {what}"))?;
+    if self_described {
+        let d = weights.dims();
+        for (k, has) in [
+            ("modulus", d.modulus),
+            ("d_model", d.d_model),
+            ("n_heads", d.heads),
+            ("d_mlp", d.d_mlp),
+        ] {
+            let said: usize = meta_parse(meta, k, what)?;
+            if said != has {
+                bail!("{what}: metadata {k} = {said} but the tensors give {has}");
+            }
+        }
+    }
+    Ok(LoadedModel {
+        model: Model {
+            weights,
+            act_bits,
+            act_eps,
+        },
+        self_described,
+        skipped,
+    })
+}
+
+/// Read a model file strictly (module doc).
+pub fn read_model_file(path: &Path, given: &Described) -> Result<LoadedModel> {
+    let (tensors, meta) = read_safetensors(path)?;
+    model_from_tensors(&tensors, &meta, given, &path.display().to_string())
+}
+
+/// The model of a trained cell folder (format 2, or format 1 described by its
+/// `cell.toml`), run as it was trained.
+pub fn read_cell_model(dir: &Path) -> Result<(CellConfig, Model)> {
+    let toml_path = dir.join("cell.toml");
+    let text = std::fs::read_to_string(&toml_path)
+        .with_context(|| format!("reading {}", toml_path.display()))?;
+    let cfg: CellConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", toml_path.display()))?;
+    let path = dir.join(MODEL_FILE);
+    let buf = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let (tensors, meta) =
+        from_safetensors_bytes(&buf).with_context(|| format!("parsing {}", path.display()))?;
+    let given = Described {
+        arch: Some(cfg.model.arch),
+        act_bits: Some(cfg.quant.act_bits),
+        act_eps: Some(cfg.quant.eps),
+    };
+    let loaded = model_from_tensors(&tensors, &meta, &given, &path.display().to_string())?;
+    Ok((cfg, loaded.model))
+}

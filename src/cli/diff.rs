@@ -5,7 +5,7 @@ use crate::report::diff::{diff_paths, render, DiffFormat, DiffOptions};
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Format {
@@ -57,6 +57,9 @@ pub fn diff(args: &DiffArgs) -> CmdResult {
         column_tol,
         ignore: args.ignore.iter().cloned().collect(),
     };
+    for path in [&args.old, &args.new] {
+        require_utf8(path)?;
+    }
     let changes = diff_paths(&args.old, &args.new, &opts)?;
     let format = match args.format {
         Format::Text => DiffFormat::Text,
@@ -68,4 +71,29 @@ pub fn diff(args: &DiffArgs) -> CmdResult {
     } else {
         Err(CliError::Reported(1))
     }
+}
+
+/// Fail naming the file when a table (or a CSV file in a folder) is not UTF-8 text.
+fn require_utf8(path: &Path) -> anyhow::Result<()> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    for f in files {
+        if let Ok(bytes) = std::fs::read(&f) {
+            if let Err(e) = std::str::from_utf8(&bytes) {
+                anyhow::bail!(
+                    "{}: not UTF-8 text (invalid byte at offset {})",
+                    f.display(),
+                    e.valid_up_to()
+                );
+            }
+        }
+    }
+    Ok(())
 }

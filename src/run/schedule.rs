@@ -112,7 +112,10 @@ pub fn run(
             continue;
         }
         match artifacts.status(&cell.key) {
-            CellStatus::Done(_) if !opts.force => report.cached.push(cell.key.clone()),
+            CellStatus::Done(_) if !opts.force => {
+                tidy_done_cell(artifacts, &cell.key);
+                report.cached.push(cell.key.clone())
+            }
             CellStatus::Corrupt(why) => {
                 eprintln!(
                     "warning: cell {} counts as missing and will be retrained: {why}",
@@ -326,6 +329,15 @@ pub fn load_checkpoint(dir: &Path, warn: impl Fn(&str)) -> Option<Checkpoint> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
+        if !store::is_sealed(&bytes) {
+            if let Ok(c) = Checkpoint::from_bytes(&bytes) {
+                warn(&format!(
+                    "warning: {} has no checksum (written by an earlier bitgrok); resuming from it unverified",
+                    path.display()
+                ));
+                return Some(c);
+            }
+        }
         match read_checkpoint(&bytes) {
             Ok(c) => {
                 if damaged {
@@ -372,6 +384,8 @@ pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
         return Ok(false);
     }
     let _lock = lock_waiting(artifacts, &cell.key)?;
+    // Every analysis is written under the lock: temporaries here are leftovers.
+    store::remove_temporaries(&artifacts.cell_dir(&cell.key))?;
     match store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES) {
         Ok(()) => return Ok(false),
         Err(why) if dir.exists() => {
@@ -388,6 +402,30 @@ pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
     let sig = crate::analysis::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
     store::write_dir_atomic(&dir, |tmp| crate::analysis::write_tables(&sig, tmp))?;
     Ok(true)
+}
+
+/// Remove what a run killed just after finishing a cell left in it (checkpoints,
+/// temporaries), if no process holds the cell.
+fn tidy_done_cell(artifacts: &Artifacts, key: &str) {
+    let dir = artifacts.cell_dir(key);
+    let leftovers = [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT]
+        .iter()
+        .any(|n| dir.join(n).exists())
+        || std::fs::read_dir(&dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| store::gc::is_temporary(&e.file_name().to_string_lossy()))
+        });
+    if !leftovers {
+        return;
+    }
+    if let Ok(Some(_lock)) = artifacts.try_lock(key) {
+        if matches!(artifacts.status(key), CellStatus::Done(_)) {
+            let _ = store::remove_temporaries(&dir);
+            for n in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
+        }
+    }
 }
 
 /// The cell's lock, waiting while another process holds it briefly (an analysis or

@@ -122,11 +122,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp = dir.join(temp_name(&name.to_string_lossy()));
     let result = (|| -> Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -148,6 +144,22 @@ fn temp_name(name: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(".{name}.{}.{}.{n}.tmp", hostname(), std::process::id())
+}
+
+/// Whether a temporary file name was made by a process of this host that has
+/// exited (so no write in progress owns it).
+pub fn temporary_of_dead_process(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    let mut parts = stem.rsplitn(3, '.');
+    let (_n, pid, rest) = (parts.next(), parts.next(), parts.next().unwrap_or(""));
+    let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    rest.ends_with(&format!(".{}", hostname()))
+        && pid != std::process::id()
+        && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Remove temporary files that an interrupted write left in a cell folder.
@@ -255,6 +267,12 @@ fn seal_sum(header: &serde_json::Map<String, serde_json::Value>, data: &[u8]) ->
     h.update(&serde_json::to_vec(&header).unwrap_or_default());
     h.update(data);
     h.finalize().to_hex().to_string()
+}
+
+/// Whether a safetensors file carries a seal (files from earlier versions do not).
+pub fn is_sealed(bytes: &[u8]) -> bool {
+    safetensors_parts(bytes)
+        .is_ok_and(|(h, _)| h.get("__metadata__").and_then(|m| m.get(SEAL)).is_some())
 }
 
 /// Check a file sealed by [`seal_safetensors`]; the error says what is wrong.

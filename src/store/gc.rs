@@ -172,17 +172,21 @@ pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
-/// Temporaries in `dir` old enough that no write in progress owns them.
+/// Temporaries in `dir` that no write in progress owns: left by an exited process
+/// of this host, or older than [`STALE_AFTER`].
 pub fn stale_temporaries(dir: &Path) -> Vec<PathBuf> {
     sorted_names(dir)
         .into_iter()
         .filter(|n| is_temporary(n))
-        .map(|n| dir.join(n))
-        .filter(|p| {
-            p.symlink_metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().unwrap_or_default() >= STALE_AFTER)
+        .filter(|n| {
+            store::atomic::temporary_of_dead_process(n)
+                || dir
+                    .join(n)
+                    .symlink_metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= STALE_AFTER)
         })
+        .map(|n| dir.join(n))
         .collect()
 }
 

@@ -24,8 +24,9 @@ pub mod manifest;
 pub mod nearest;
 
 pub use atomic::{
-    check_sealed, dir_size, hash_file, hostname, now_secs, remove_temporaries, seal_safetensors,
-    verify_files, verify_listed, verify_manifest_dir, write_atomic, write_dir_atomic, MANIFEST,
+    check_sealed, dir_size, hash_file, hostname, is_sealed, now_secs, remove_temporaries,
+    seal_safetensors, verify_files, verify_listed, verify_manifest_dir, write_atomic,
+    write_dir_atomic, MANIFEST,
 };
 pub use formats::{curves_csv, read_curves, read_split, split_csv};
 pub use lock::CellLock;
@@ -290,6 +291,46 @@ mod tests {
         }
         fs::remove_file(a.cell_dir("k").join("model.safetensors")).unwrap();
         assert!(matches!(a.status("k"), CellStatus::Corrupt(w) if w.contains("missing")));
+    }
+
+    #[test]
+    fn a_done_manifest_must_list_every_cell_file() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        done_cell(&a, "k");
+        let path = a.cell_dir("k").join(MANIFEST);
+        let mut m: Manifest = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        m.files.clear();
+        fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        match a.status("k") {
+            CellStatus::Corrupt(why) => assert!(why.contains("does not list cell.toml"), "{why}"),
+            s => panic!("an empty file list verified: {s:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sealed_safetensors_file_detects_any_flipped_bit() {
+        let tensors = vec![("w".to_string(), vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0])];
+        let meta = BTreeMap::from([("step".to_string(), "7".to_string())]);
+        let plain = crate::engine::weights::to_safetensors_bytes(&tensors, &meta).unwrap();
+        assert!(
+            check_sealed(&plain).is_err(),
+            "an unsealed file has no checksum"
+        );
+        let sealed = seal_safetensors(&plain).unwrap();
+        check_sealed(&sealed).unwrap();
+        let (back, meta_back) = crate::engine::weights::from_safetensors_bytes(&sealed).unwrap();
+        assert_eq!(
+            back["w"].1,
+            vec![1.0, 2.0, 3.0, 4.0],
+            "still a safetensors file"
+        );
+        assert_eq!(meta_back["step"], "7");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(check_sealed(&bad).is_err(), "flip at byte {i} not detected");
+        }
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn write(path: &Path, text: &str) {
 /// A manifest as the runner writes it.
 fn manifest(key: &str, status: &str, seconds: f64, error: Option<&str>) -> String {
     let mut m = store::new_manifest(key, 0, 1);
-    m.status = status.into();
+    m.status = serde_json::from_value(serde_json::json!(status)).unwrap();
     m.seconds = seconds;
     m.error = error.map(str::to_string);
     serde_json::to_string(&m).unwrap()
@@ -137,17 +137,34 @@ fn analysis(root: &Path, key: &str, akey: &str, signature: &str) {
     std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
     store::write_dir_atomic(&dir, |tmp| {
         std::fs::write(tmp.join("signature.json"), signature)?;
+        for name in store::ANALYSIS_FILES {
+            if !tmp.join(name).exists() {
+                std::fs::write(tmp.join(name), "")?;
+            }
+        }
         Ok(())
     })
     .unwrap();
 }
 
-fn done_cell(root: &Path, key: &str, p: &Planted) {
+/// A done cell's files and its manifest listing (and checking) every one of them.
+fn done_manifest(root: &Path, key: &str, seconds: f64) {
     let dir = root.join("cells").join(key);
+    let mut m: store::Manifest =
+        serde_json::from_str(&manifest(key, "done", seconds, None)).unwrap();
+    for name in store::CELL_FILES {
+        write(&dir.join(name), name);
+        m.files
+            .insert(name.to_string(), store::hash_file(&dir.join(name)).unwrap());
+    }
     write(
         &dir.join("manifest.json"),
-        &manifest(key, "done", 12.345, None),
+        &serde_json::to_string(&m).unwrap(),
     );
+}
+
+fn done_cell(root: &Path, key: &str, p: &Planted) {
+    done_manifest(root, key, 12.345);
     analysis(
         root,
         key,
@@ -200,10 +217,7 @@ fn tree(root: &Path) -> (Vec<String>, Vec<SweepCell>) {
     // k5: partial (started: its config is written, no manifest yet).
     write(&root.join("cells/k5/cell.toml"), "");
     // k6: done but analysed only under another analysis key.
-    write(
-        &root.join("cells/k6/manifest.json"),
-        &manifest("k6", "done", 2.0, None),
-    );
+    done_manifest(root, "k6", 2.0);
     analysis(root, "k6", "other", "{}");
     let axes = vec!["precision".to_string(), "seed".to_string()];
     let cells = vec![
@@ -425,10 +439,7 @@ fn unreadable_manifests_count_as_missing_and_bad_signatures_are_errors() {
         "{rows}"
     );
 
-    write(
-        &tmp.path().join("cells/a/manifest.json"),
-        &manifest("a", "done", 1.0, None),
-    );
+    done_manifest(tmp.path(), "a", 1.0);
     analysis(tmp.path(), "a", AKEY, r#"{"modulus": 7}"#);
     let err = format!(
         "{:#}",
@@ -473,7 +484,7 @@ seed = [0]
 precision = "ternary"
 "train.lr" = 0.003
 "#;
-    let sweep = bitgrok::sweep::spec::parse_str(Path::new("t.toml"), text).unwrap();
+    let sweep = bitgrok::sweep::load_str(Path::new("t.toml"), text).unwrap();
     let grid = bitgrok::sweep::grid::expand(&sweep);
     let cells: Vec<SweepCell> = grid.iter().map(SweepCell::from).collect();
     assert_eq!(cells.len(), 3);

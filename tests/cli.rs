@@ -1,7 +1,7 @@
 //! The `bitgrok` binary: plan and check output and exit codes.
 
 use bitgrok::key;
-use bitgrok::sweep::{grid, spec};
+use bitgrok::sweep::grid;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -94,7 +94,7 @@ fn help_lists_the_commands() {
 #[test]
 fn plan_shows_each_cell_with_its_cache_status() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sweep = spec::load(&root.join("sweeps/smoke.toml")).unwrap();
+    let sweep = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).unwrap();
     let keys: Vec<String> = grid::expand(&sweep)
         .iter()
         .map(|c| key::cell_key(&c.config))

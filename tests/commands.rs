@@ -130,7 +130,23 @@ fn gc_removes_only_unreferenced_cells_and_dry_run_removes_nothing() {
         text(&dry.stdout)
     );
     assert_eq!(cell_keys(&art), before);
-    let out = bitgrok(&["gc", "--sweeps", s(&sweeps), "--artifacts", s(&art)]);
+    // Without --delete gc only lists: a cell of a sweep file kept elsewhere survives.
+    let listed = bitgrok(&["gc", "--sweeps", s(&sweeps), "--artifacts", s(&art)]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert!(
+        text(&listed.stdout).contains("--delete"),
+        "{}",
+        text(&listed.stdout)
+    );
+    assert_eq!(cell_keys(&art), before);
+    let out = bitgrok(&[
+        "gc",
+        "--delete",
+        "--sweeps",
+        s(&sweeps),
+        "--artifacts",
+        s(&art),
+    ]);
     assert!(out.status.success());
     let after = cell_keys(&art);
     assert_eq!(after.len(), 1);
@@ -138,7 +154,14 @@ fn gc_removes_only_unreferenced_cells_and_dry_run_removes_nothing() {
     assert!(plan.contains("1 done"), "the referenced cell stays: {plan}");
     // A broken sweep file stops gc from deleting anything.
     std::fs::write(sweeps.join("broken.toml"), "name = \"b\"\nmodulus = 2\n").unwrap();
-    let refused = bitgrok(&["gc", "--sweeps", s(&sweeps), "--artifacts", s(&art)]);
+    let refused = bitgrok(&[
+        "gc",
+        "--delete",
+        "--sweeps",
+        s(&sweeps),
+        "--artifacts",
+        s(&art),
+    ]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(
         text(&refused.stderr).contains("broken.toml"),

@@ -1,11 +1,11 @@
 //! Grid expansion order, [[cells]] and deduplication.
 
 use bitgrok::sweep::grid::{self, Cell};
-use bitgrok::sweep::spec;
+
 use std::path::Path;
 
 fn cells(text: &str) -> Vec<Cell> {
-    let s = spec::parse_str(Path::new("g.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let s = bitgrok::sweep::load_str(Path::new("g.toml"), text).unwrap_or_else(|e| panic!("{e}"));
     grid::expand(&s)
 }
 

@@ -3,13 +3,13 @@
 use bitgrok::config::{AnalysisConfig, CellConfig};
 use bitgrok::key::{self, analysis_key, cell_key, cell_toml};
 use bitgrok::sweep::grid;
-use bitgrok::sweep::spec;
+use bitgrok::sweep::settings;
 use std::collections::HashSet;
 use std::path::Path;
 use toml::Value;
 
 fn keys_of(text: &str) -> Vec<String> {
-    let s = spec::parse_str(Path::new("k.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let s = bitgrok::sweep::load_str(Path::new("k.toml"), text).unwrap_or_else(|e| panic!("{e}"));
     grid::expand(&s)
         .iter()
         .map(|c| cell_key(&c.config))
@@ -133,20 +133,20 @@ fn changed(key: &str, v: &Value) -> Value {
 fn every_training_setting_changes_the_key() {
     let base = cell_key(&CellConfig::default());
     let mut seen = HashSet::new();
-    for s in spec::settings() {
+    for s in settings::settings() {
         let mut one = std::collections::BTreeMap::new();
         one.insert(s.key.clone(), changed(&s.key, &s.default));
-        let (cfg, an) = spec::resolve(&one).unwrap();
+        let (cfg, an) = settings::resolve(&one).unwrap();
         let k = cell_key(&cfg);
         let in_key =
-            s.scope == spec::Scope::Training && !key::NOT_IN_CELL_KEY.contains(&s.key.as_str());
+            s.scope == settings::Scope::Training && !key::NOT_IN_CELL_KEY.contains(&s.key.as_str());
         if in_key {
             assert_ne!(k, base, "{} does not change the key", s.key);
             assert!(seen.insert(k), "{} collides", s.key);
         } else {
             assert_eq!(k, base, "{} must not change the cell key", s.key);
         }
-        if s.scope == spec::Scope::Analysis {
+        if s.scope == settings::Scope::Analysis {
             assert_ne!(
                 analysis_key(&an),
                 analysis_key(&AnalysisConfig::default()),
@@ -166,7 +166,7 @@ fn every_training_setting_changes_the_key() {
 fn settings_added_later_enter_the_key_only_off_their_default() {
     let text = key::training_text(&CellConfig::default());
     for k in key::KEYED_WHEN_NOT_DEFAULT {
-        assert!(spec::setting(k).is_some(), "{k} is not a setting");
+        assert!(settings::setting(k).is_some(), "{k} is not a setting");
         assert!(
             !text.contains(&format!("{k} =")),
             "{k} at its default is in the key"

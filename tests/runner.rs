@@ -278,7 +278,8 @@ fn a_failing_cell_is_recorded_and_the_others_go_on() {
     let t = tempfile::tempdir().unwrap();
     let s = sweep(t.path(), "fail", &["fp32", "binary"], &[0], 50);
     let art = t.path().join("art");
-    // Make the fp32 cell's final write fail: a folder stands where its model file goes.
+    // Make the fp32 cell fail on every run: a folder stands where its lock file goes.
+    // (A folder where a cell file goes is moved aside and the cell rebuilt.)
     let plan = bitgrok(&[
         "plan",
         s.to_str().unwrap(),
@@ -307,7 +308,7 @@ fn a_failing_cell_is_recorded_and_the_others_go_on() {
         })
         .unwrap();
     std::fs::remove_dir_all(&fp32_dir).unwrap();
-    std::fs::create_dir_all(fp32_dir.join("model.safetensors/blocker")).unwrap();
+    std::fs::create_dir_all(fp32_dir.join("lock/blocker")).unwrap();
     let out = run(&s, &art, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -337,7 +338,7 @@ fn a_failing_cell_is_recorded_and_the_others_go_on() {
         "a failed cell keeps its row:\n{cells}"
     );
     // Once the cause is gone, the failed cell is retrained.
-    std::fs::remove_dir_all(fp32_dir.join("model.safetensors")).unwrap();
+    std::fs::remove_dir_all(fp32_dir.join("lock")).unwrap();
     let out = run(&s, &art, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(count(&out, "trained"), 1);

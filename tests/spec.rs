@@ -2,13 +2,14 @@
 
 use bitgrok::config::{Arch, CellConfig, Precision};
 use bitgrok::sweep::grid;
-use bitgrok::sweep::spec::{self, Problem, SpecError};
+use bitgrok::sweep::settings;
+use bitgrok::sweep::spec::{Problem, SpecError};
 use std::path::Path;
 
 const FILE: &str = "sweeps/test.toml";
 
-fn parse(text: &str) -> Result<spec::Sweep, SpecError> {
-    spec::parse_str(Path::new(FILE), text)
+fn parse(text: &str) -> Result<bitgrok::sweep::spec::Sweep, SpecError> {
+    bitgrok::sweep::load_str(Path::new(FILE), text)
 }
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -37,7 +38,7 @@ fn one_problem(text: &str, key: &str, line: usize, words: &[&str]) -> String {
 #[test]
 fn shipped_sweeps_parse() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let paper = spec::load(&root.join("sweeps/paper.toml")).expect("paper.toml is valid");
+    let paper = bitgrok::sweep::load(&root.join("sweeps/paper.toml")).expect("paper.toml is valid");
     let cells = grid::expand(&paper);
     assert_eq!(cells.len(), 15);
     for c in &cells {
@@ -57,7 +58,7 @@ fn shipped_sweeps_parse() {
         5
     );
 
-    let smoke = spec::load(&root.join("sweeps/smoke.toml")).expect("smoke.toml is valid");
+    let smoke = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).expect("smoke.toml is valid");
     let cells = grid::expand(&smoke);
     assert_eq!(cells.len(), 6);
     // CI trains it at about 1 ms per step: keep it to seconds.
@@ -108,7 +109,10 @@ fve_threshold = 0.9
 
 #[test]
 fn settings_are_derived_from_config() {
-    let keys: Vec<&str> = spec::settings().iter().map(|s| s.key.as_str()).collect();
+    let keys: Vec<&str> = settings::settings()
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
     for k in [
         "precision",
         "modulus",
@@ -122,7 +126,10 @@ fn settings_are_derived_from_config() {
     ] {
         assert!(keys.contains(&k), "{k} missing from {keys:?}");
     }
-    assert_eq!(spec::sections(), ["model", "quant", "train", "analysis"]);
+    assert_eq!(
+        settings::sections(),
+        ["model", "quant", "train", "analysis"]
+    );
 }
 
 #[test]
@@ -476,12 +483,12 @@ fn problems_of_one_setting_in_many_cells_are_reported_once() {
 fn readme_documents_every_setting() {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    for s in spec::settings() {
+    for s in settings::settings() {
         let row = readme
             .lines()
             .find(|l| l.starts_with(&format!("| `{}` |", s.key)))
             .unwrap_or_else(|| panic!("README lacks a row for {}", s.key));
-        let default = format!("`{}`", spec::value_text(&s.default));
+        let default = format!("`{}`", settings::value_text(&s.default));
         assert!(
             row.contains(&default),
             "README row of {} lacks default {default}",

@@ -334,9 +334,7 @@ pub fn analyze(
     if p < 3 {
         bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
     }
-    if cfg.symmetricity_triples == 0 {
-        bail!("analysis.symmetricity_triples must be at least 1");
-    }
+    cfg.checked()?;
     if w.w_e.rows != p + 1 {
         bail!(
             "embed.W_E has {} rows, expected p + 1 = {} for modulus {p}",

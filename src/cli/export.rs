@@ -7,7 +7,6 @@ use crate::engine::model_file::read_cell_model;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
@@ -39,9 +38,13 @@ pub fn parse_arch(s: &str) -> std::result::Result<Arch, String> {
     }
 }
 
-pub fn export(args: &ExportArgs) -> Result<ExitCode> {
-    let artifacts = args.artifacts.open();
-    let key = super::resolve_key(&artifacts, &args.key)?;
+pub fn export(args: &ExportArgs) -> super::CmdResult {
+    Ok(write_export(args)?)
+}
+
+fn write_export(args: &ExportArgs) -> Result<()> {
+    let artifacts = args.artifacts.open()?;
+    let key = super::analyze::resolve_key(&artifacts, &args.key)?;
     let (cfg, model) = read_cell_model(&artifacts.cell_dir(&key))?;
     let ExportFormat::TransformerLens = args.format;
     let meta = crate::engine::model_file::metadata(&cfg, &key);
@@ -76,5 +79,5 @@ pub fn export(args: &ExportArgs) -> Result<ExitCode> {
         );
     }
     println!("wrote {}", args.out.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

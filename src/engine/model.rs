@@ -44,34 +44,9 @@ pub(crate) type Tp = OwnedTape<f32, Cpu>;
 pub(crate) type T2 = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Leaf = Tensor<(usize, usize), f32, Cpu>;
 
-/// Check the shape settings of a cell; the error names the setting.
+/// Check the settings of a cell (`CellConfig::check`); the error names the setting.
 pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        cfg.modulus >= 2,
-        "modulus must be at least 2, got {}",
-        cfg.modulus
-    );
-    anyhow::ensure!(cfg.model.heads >= 1, "model.heads must be at least 1");
-    anyhow::ensure!(
-        cfg.width >= 1 && cfg.width.is_multiple_of(cfg.model.heads),
-        "width {} must be a positive multiple of model.heads {}",
-        cfg.width,
-        cfg.model.heads
-    );
-    anyhow::ensure!(
-        cfg.model.mlp_ratio >= 1,
-        "model.mlp_ratio must be at least 1"
-    );
-    anyhow::ensure!(
-        cfg.train.train_fraction > 0.0 && cfg.train.train_fraction <= 1.0,
-        "train.train_fraction must be in (0, 1], got {}",
-        cfg.train.train_fraction
-    );
-    anyhow::ensure!(
-        cfg.quant.act_bits <= 16,
-        "quant.act_bits must be 0 (off) or 1..=16"
-    );
-    Ok(())
+    cfg.checked()
 }
 
 /// Initial weights (science.md §2): Gaussian with std `1/sqrt(fan_in)`, where fan_in is

@@ -6,11 +6,12 @@
 //! `cells/<key>/analysis/<akey>/signature.json` (a walk of `cells/` first indexes
 //! which cell folders and signatures exist, so absent files cost nothing).
 //!
-//! Status of a cell, as the store verifies it (`store::Artifacts::status`): `missing`
-//! (no folder, or files that no longer match the manifest's checksums), `partial`
-//! (folder without a manifest), `failed`, `unanalysed` (done, but no verified
-//! analysis for this analysis key) or `done` (done and analysed). A verified
-//! signature that cannot be parsed is an error naming the file.
+//! Status of a cell, as the store verifies it (`store::Artifacts::state`, the one
+//! `store::CellState` vocabulary): `missing` (no folder, or files that no longer
+//! match the manifest's checksums), `partial` (folder without a manifest),
+//! `running` (locked by a process training it), `failed`, `unanalysed` (done, but
+//! no verified analysis for this analysis key) or `done` (done and analysed). A
+//! verified signature that cannot be parsed is an error naming the file.
 //!
 //! Identity columns: every grid axis in the sweep's axis order, then any other
 //! setting a `[[cells]]` entry gave (first-appearance order), empty where a cell does
@@ -61,7 +62,7 @@
 //! folder, then rename).
 
 use crate::analysis::Signature;
-use crate::store::{self, write_atomic, Artifacts, CellStatus};
+use crate::store::{self, write_atomic, Artifacts, CellState as Status, CellStatus};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -77,13 +78,13 @@ pub struct SweepCell {
     pub analysis_key: String,
 }
 
-impl From<&crate::sweep::grid::Cell> for SweepCell {
+impl From<&crate::sweep::Cell> for SweepCell {
     /// The cell's axes with its cell key and analysis key.
-    fn from(c: &crate::sweep::grid::Cell) -> SweepCell {
+    fn from(c: &crate::sweep::Cell) -> SweepCell {
         SweepCell {
             axes: c.axes.clone(),
-            key: crate::key::cell_key(&c.config),
-            analysis_key: crate::key::analysis_key(&c.analysis),
+            key: c.key.clone(),
+            analysis_key: c.analysis_key(),
         }
     }
 }
@@ -97,6 +98,7 @@ pub struct AggregateReport {
     pub unanalysed: usize,
     pub failed: usize,
     pub partial: usize,
+    pub running: usize,
     pub missing: usize,
     /// The tables written, in the order cells, frequencies, compare, summary.
     pub tables: Vec<PathBuf>,
@@ -108,7 +110,11 @@ impl std::fmt::Display for AggregateReport {
             f,
             "{} cells: {} done, {} unanalysed, {} failed, {} partial, {} missing",
             self.cells, self.done, self.unanalysed, self.failed, self.partial, self.missing
-        )
+        )?;
+        if self.running > 0 {
+            write!(f, ", {} running", self.running)?;
+        }
+        Ok(())
     }
 }
 
@@ -116,39 +122,16 @@ impl std::fmt::Display for AggregateReport {
 /// identity columns are the grid axes, then the settings `[[cells]]` entries add.
 pub fn aggregate_sweep(
     artifacts_root: &Path,
-    sweep: &crate::sweep::spec::Sweep,
-    cells: &[crate::sweep::grid::Cell],
+    sweep: &crate::sweep::Sweep,
     out_dir: &Path,
 ) -> Result<AggregateReport> {
-    let cells: Vec<SweepCell> = cells.iter().map(SweepCell::from).collect();
+    let cells: Vec<SweepCell> = sweep.cells.iter().map(SweepCell::from).collect();
     aggregate(
         artifacts_root,
         &crate::sweep::grid::axis_names(sweep),
         &cells,
         out_dir,
     )
-}
-
-/// Where a cell stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Done,
-    Unanalysed,
-    Failed,
-    Partial,
-    Missing,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Done => "done",
-            Status::Unanalysed => "unanalysed",
-            Status::Failed => "failed",
-            Status::Partial => "partial",
-            Status::Missing => "missing",
-        }
-    }
 }
 
 /// One cell with what was read for it.
@@ -238,7 +221,9 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
     // The store's verified status: a cell whose files do not match its manifest
     // counts as missing here too, as it does for `run`.
     let artifacts = Artifacts::new(root);
-    match artifacts.status(&cell.key) {
+    let (state, status) = artifacts.state(&cell.key);
+    match status {
+        _ if state == Status::Running => row.status = Status::Running,
         CellStatus::Missing | CellStatus::Corrupt(_) => {}
         CellStatus::Partial => row.status = Status::Partial,
         CellStatus::Failed(m) => {
@@ -253,7 +238,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
             let indexed = index
                 .signatures
                 .contains(&(cell.key.clone(), cell.analysis_key.clone()));
-            if indexed && store::verify_manifest_dir(&dir).is_ok() {
+            if indexed && store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES).is_ok() {
                 let path = dir.join("signature.json");
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -300,11 +285,19 @@ pub fn aggregate(
             Status::Unanalysed => report.unanalysed += 1,
             Status::Failed => report.failed += 1,
             Status::Partial => report.partial += 1,
-            Status::Missing => report.missing += 1,
+            Status::Running => report.running += 1,
+            Status::Missing | Status::Queued => report.missing += 1,
         }
     }
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    for tmp in store::gc::stale_temporaries(out_dir) {
+        eprintln!(
+            "warning: removing {}, left by an interrupted write",
+            tmp.display()
+        );
+        std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    }
     let tables = [
         ("cells.csv", cells_table(&cols, &rows)),
         ("frequencies.csv", frequencies_table(&cols, &rows)),
@@ -515,7 +508,7 @@ fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
         .map(|r| {
             let mut v = r.ids.clone();
             v.push(r.key.clone());
-            v.push(r.status.as_str().into());
+            v.push(r.status.word().into());
             match &r.sig {
                 Some(s) => v.extend(signature_columns(s)),
                 None => v.extend(std::iter::repeat_n(String::new(), n_sig)),

@@ -1,4 +1,6 @@
-//! What a sweep produces for people: CSV tables (`aggregate`) and their diff.
+//! What a sweep produces for people: CSV tables (`aggregate`), their diff, and
+//! plain-text tables for the terminal (`table`).
 
 pub mod aggregate;
 pub mod diff;
+pub mod table;

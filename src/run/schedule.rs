@@ -8,28 +8,16 @@
 //! it counts as done here; when that process dies, its lock vanishes with it and
 //! this run trains the cell from its last checkpoint.
 
-use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::train::{self, Checkpoint, Progress, TrainHooks};
+use crate::run::progress::Reporter;
 use crate::store::{self, Artifacts, CellStatus};
-use anyhow::{Context, Result};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use crate::sweep::cell::{short, Cell};
+use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
-use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-/// One cell to train: its key, resolved config and a short label for display.
-#[derive(Clone, Debug)]
-pub struct CellJob {
-    pub key: String,
-    pub config: CellConfig,
-    pub analysis: AnalysisConfig,
-    /// The axis values, e.g. `precision=fp32 modulus=113 seed=0`.
-    pub label: String,
-    /// The canonical config as TOML, stored as cell.toml.
-    pub canonical_toml: String,
-}
 
 /// How a run behaves.
 #[derive(Clone, Debug)]
@@ -44,25 +32,6 @@ pub struct RunOptions {
     pub fail_fast: bool,
 }
 
-/// The jobs of a sweep's cells, in grid order.
-pub fn jobs(cells: &[crate::sweep::grid::Cell]) -> Vec<CellJob> {
-    cells
-        .iter()
-        .map(|c| CellJob {
-            key: crate::key::cell_key(&c.config),
-            config: c.config.clone(),
-            analysis: c.analysis.clone(),
-            label: c
-                .axes
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            canonical_toml: crate::key::cell_toml(&c.config),
-        })
-        .collect()
-}
-
 impl RunOptions {
     /// `jobs` cells at once (default: one per core) with the cores divided between them.
     pub fn with_jobs(jobs: Option<usize>, threads: Option<usize>) -> RunOptions {
@@ -70,7 +39,7 @@ impl RunOptions {
             .map(|n| n.get())
             .unwrap_or(1);
         let jobs = jobs.unwrap_or(cores).max(1);
-        let threads = threads.unwrap_or((cores / jobs).max(1)).max(1);
+        let threads = threads.unwrap_or((cores / jobs).max(1));
         RunOptions {
             jobs,
             threads,
@@ -94,23 +63,26 @@ pub struct RunReport {
     pub failed: Vec<(String, String)>,
     /// Keys left unfinished because the run was stopped.
     pub interrupted: Vec<String>,
+    /// Keys whose analysis failed, with the error.
+    pub analysis_failed: Vec<(String, String)>,
 }
 
-/// Set by Ctrl-C: training checkpoints and stops.
-pub static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by the first SIGINT or SIGTERM: training checkpoints and stops.
+pub fn stop_flag() -> &'static Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
 
-/// Route SIGINT and SIGTERM to [`STOP`] (a second signal kills as usual).
-pub fn install_stop_handler() {
-    extern "C" fn on_signal(sig: libc::c_int) {
-        STOP.store(true, Ordering::SeqCst);
-        // SAFETY: restoring the default disposition is async-signal-safe.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
+/// Route SIGINT and SIGTERM to [`stop_flag`]; a second signal exits at once (130).
+pub fn install_stop_handler() -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag before the second handler sets it.
+        flag::register_conditional_shutdown(sig, 130, Arc::clone(stop_flag()))?;
+        flag::register(sig, Arc::clone(stop_flag()))?;
     }
-    // SAFETY: installing a handler that only stores an atomic and resets itself.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    Ok(())
 }
 
 enum Outcome {
@@ -127,7 +99,7 @@ enum Outcome {
 /// (they differ only in analysis settings or `train.checkpoint_every`) are trained
 /// once.
 pub fn run(
-    cells: &[CellJob],
+    cells: &[Cell],
     artifacts: &Artifacts,
     opts: &RunOptions,
     stop: &AtomicBool,
@@ -140,7 +112,10 @@ pub fn run(
             continue;
         }
         match artifacts.status(&cell.key) {
-            CellStatus::Done(_) if !opts.force => report.cached.push(cell.key.clone()),
+            CellStatus::Done(_) if !opts.force => {
+                tidy_done_cell(artifacts, &cell.key);
+                report.cached.push(cell.key.clone())
+            }
             CellStatus::Corrupt(why) => {
                 eprintln!(
                     "warning: cell {} counts as missing and will be retrained: {why}",
@@ -183,7 +158,7 @@ pub fn run(
                         progress.line(&format!(
                             "FAILED {} [{}]: {e}",
                             short(&cell.key),
-                            cell.label
+                            cell.label()
                         ));
                         r.failed.push((cell.key.clone(), e));
                         if opts.fail_fast {
@@ -214,20 +189,20 @@ pub fn run(
             match ensure_analysis(cell, artifacts) {
                 Ok(true) => report.analysed.push(cell.key.clone()),
                 Ok(false) => {}
-                Err(e) => eprintln!("warning: analysis of {} failed: {e:#}", short(&cell.key)),
+                Err(e) => {
+                    eprintln!("analysis of {} failed: {e:#}", short(&cell.key));
+                    report
+                        .analysis_failed
+                        .push((cell.key.clone(), format!("{e:#}")));
+                }
             }
         }
     }
     Ok(report)
 }
 
-/// The first 12 hex digits of a key, as shown in tables and messages.
-pub fn short(key: &str) -> &str {
-    &key[..key.len().min(12)]
-}
-
 fn run_cell(
-    cell: &CellJob,
+    cell: &Cell,
     artifacts: &Artifacts,
     opts: &RunOptions,
     stop: &AtomicBool,
@@ -246,7 +221,13 @@ fn run_cell(
     let lock = match artifacts.try_lock(&cell.key) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Outcome::Busy,
-        Err(e) => return Outcome::Failed(format!("{e:#}")),
+        Err(e) => {
+            // The lock cannot even be opened, so no process can hold it: recording
+            // the failure cannot land on another process's work.
+            let msg = format!("{e:#}");
+            let _ = record_failure(cell, artifacts, opts, &msg);
+            return Outcome::Failed(msg);
+        }
     };
     // Another process may have finished the cell between the check and the lock.
     if !opts.force {
@@ -274,7 +255,7 @@ fn run_cell(
 }
 
 fn train_locked(
-    cell: &CellJob,
+    cell: &Cell,
     artifacts: &Artifacts,
     opts: &RunOptions,
     stop: &AtomicBool,
@@ -282,31 +263,33 @@ fn train_locked(
 ) -> Result<()> {
     let dir = artifacts.cell_dir(&cell.key);
     store::remove_temporaries(&dir)?;
+    for (from, to) in store::move_aside_directories(&dir)? {
+        progress.line(&format!(
+            "warning: {} is a directory where a file belongs; moved it to {} and rebuilding",
+            from.display(),
+            to.display()
+        ));
+    }
     let manifest_path = dir.join(store::MANIFEST);
     if manifest_path.exists() {
         // A failed, corrupt or forced cell: its manifest no longer holds.
         std::fs::remove_file(&manifest_path)?;
+    } else if dir.join("model.safetensors").exists() {
+        progress.line(&format!(
+            "warning: {} has final weights but no manifest.json; training the cell again",
+            dir.display()
+        ));
     }
-    store::write_atomic(&dir.join("cell.toml"), cell.canonical_toml.as_bytes())?;
-    let checkpoint_path = dir.join(store::CHECKPOINT);
+    store::write_atomic(&dir.join("cell.toml"), cell.canonical_toml().as_bytes())?;
     let resume = if opts.force {
         None
     } else {
-        load_checkpoint(&checkpoint_path, progress)
+        load_checkpoint(&dir, |m| progress.line(m))
     };
     let started = store::now_secs();
-    let mut log = Vec::new();
     let bar = progress.cell_started(cell, resume.as_ref().map(|c| c.step).unwrap_or(0));
-    let mut on_checkpoint = |c: &Checkpoint| store::write_atomic(&checkpoint_path, &c.to_bytes()?);
-    let mut on_progress = |p: &Progress| {
-        progress.cell_progress(&bar, cell, p);
-        if let Some(acc) = p.test_acc {
-            log.push(format!(
-                "step {} train_loss {:.6} test_acc {acc:.4}",
-                p.step, p.train_loss
-            ));
-        }
-    };
+    let mut on_checkpoint = |c: &Checkpoint| save_checkpoint(&dir, c);
+    let mut on_progress = |p: &Progress| progress.cell_progress(&bar, cell, p);
     let hooks = TrainHooks {
         threads: opts.threads,
         resume,
@@ -317,42 +300,151 @@ fn train_locked(
     let output = train::train_cell(&cell.config, hooks);
     bar.finish_and_clear();
     let output = output?;
-    store::save_trained_cell(&dir, &cell.key, &output, started, opts.threads, &log)?;
-    let _ = std::fs::remove_file(&checkpoint_path);
+    store::save_trained_cell(&dir, &cell.key, &output, started, opts.threads)?;
+    for name in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
     Ok(())
+}
+
+/// Write a checkpoint sealed with its checksum; the one it replaces is kept as the
+/// previous checkpoint until the next one is in place.
+fn save_checkpoint(dir: &Path, c: &Checkpoint) -> Result<()> {
+    let bytes = store::seal_safetensors(&c.to_bytes()?)?;
+    let latest = dir.join(store::CHECKPOINT);
+    if latest.is_file() {
+        std::fs::rename(&latest, dir.join(store::PREVIOUS_CHECKPOINT))
+            .with_context(|| format!("keeping {} as the previous checkpoint", latest.display()))?;
+    }
+    store::write_atomic(&latest, &bytes)
+}
+
+/// The newest checkpoint that checks out: the latest, else the previous one, else
+/// none (training starts from scratch). Every damaged checkpoint is reported by
+/// name through `warn`.
+pub fn load_checkpoint(dir: &Path, warn: impl Fn(&str)) -> Option<Checkpoint> {
+    let mut damaged = false;
+    for name in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
+        let path = dir.join(name);
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        if !store::is_sealed(&bytes) {
+            if let Ok(c) = Checkpoint::from_bytes(&bytes) {
+                warn(&format!(
+                    "warning: {} has no checksum (written by an earlier bitgrok); resuming from it unverified",
+                    path.display()
+                ));
+                return Some(c);
+            }
+        }
+        match read_checkpoint(&bytes) {
+            Ok(c) => {
+                if damaged {
+                    warn(&format!(
+                        "warning: resuming {} from {} at step {}",
+                        dir.display(),
+                        path.display(),
+                        c.step
+                    ));
+                }
+                return Some(c);
+            }
+            Err(e) => {
+                damaged = true;
+                warn(&format!(
+                    "warning: ignoring damaged checkpoint {}: {e:#}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    if damaged {
+        warn(&format!(
+            "warning: no usable checkpoint in {}; training from scratch",
+            dir.display()
+        ));
+    }
+    None
+}
+
+fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
+    store::check_sealed(bytes)?;
+    Checkpoint::from_bytes(bytes)
 }
 
 /// Analyse a done cell under its analysis settings unless a verified analysis is
 /// already stored; returns whether it computed one. The analysis folder
 /// `analysis/<analysis key>/` is built under a temporary name and renamed into
-/// place, with its own manifest of checksums.
-pub fn ensure_analysis(cell: &CellJob, artifacts: &Artifacts) -> Result<bool> {
-    let dir = artifacts.analysis_dir(&cell.key, &crate::key::analysis_key(&cell.analysis));
-    if store::verify_manifest_dir(&dir).is_ok() {
+/// place, with its own manifest of checksums, while holding the cell's lock (so
+/// `gc` and other runners never see it half made).
+pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
+    let dir = artifacts.analysis_dir(&cell.key, &cell.analysis_key());
+    if store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES).is_ok() {
         return Ok(false);
+    }
+    let _lock = lock_waiting(artifacts, &cell.key)?;
+    // Every analysis is written under the lock: temporaries here are leftovers.
+    store::remove_temporaries(&artifacts.cell_dir(&cell.key))?;
+    match store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES) {
+        Ok(()) => return Ok(false),
+        Err(why) if dir.exists() => {
+            eprintln!(
+                "warning: analysis {} is damaged ({why}); recomputing it",
+                dir.display()
+            )
+        }
+        Err(_) => {}
+    }
+    if !matches!(artifacts.status(&cell.key), CellStatus::Done(_)) {
+        bail!("cell {} is no longer done", short(&cell.key));
     }
     let sig = crate::analysis::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
     store::write_dir_atomic(&dir, |tmp| crate::analysis::write_tables(&sig, tmp))?;
     Ok(true)
 }
 
-/// A checkpoint to resume from, or `None` (a corrupt one is reported and ignored).
-fn load_checkpoint(path: &std::path::Path, progress: &Reporter) -> Option<Checkpoint> {
-    let bytes = std::fs::read(path).ok()?;
-    match Checkpoint::from_bytes(&bytes) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            progress.line(&format!(
-                "warning: ignoring unreadable checkpoint {}: {e:#}",
-                path.display()
-            ));
-            None
+/// Remove what a run killed just after finishing a cell left in it (checkpoints,
+/// temporaries), if no process holds the cell.
+fn tidy_done_cell(artifacts: &Artifacts, key: &str) {
+    let dir = artifacts.cell_dir(key);
+    let leftovers = [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT]
+        .iter()
+        .any(|n| dir.join(n).exists())
+        || std::fs::read_dir(&dir).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| store::gc::is_temporary(&e.file_name().to_string_lossy()))
+        });
+    if !leftovers {
+        return;
+    }
+    if let Ok(Some(_lock)) = artifacts.try_lock(key) {
+        if matches!(artifacts.status(key), CellStatus::Done(_)) {
+            let _ = store::remove_temporaries(&dir);
+            for n in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
+                let _ = std::fs::remove_file(dir.join(n));
+            }
         }
     }
 }
 
+/// The cell's lock, waiting while another process holds it briefly (an analysis or
+/// gc); gives up after ten minutes.
+pub fn lock_waiting(artifacts: &Artifacts, key: &str) -> Result<store::CellLock> {
+    let started = Instant::now();
+    loop {
+        if let Some(lock) = artifacts.try_lock(key)? {
+            return Ok(lock);
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("cell {} stayed locked by another process", short(key));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn record_failure(
-    cell: &CellJob,
+    cell: &Cell,
     artifacts: &Artifacts,
     opts: &RunOptions,
     error: &str,
@@ -363,7 +455,7 @@ fn record_failure(
         format!("error: {error}\n").as_bytes(),
     )?;
     let manifest = store::Manifest {
-        status: "failed".into(),
+        status: store::CellState::Failed,
         error: Some(error.to_string()),
         ..store::new_manifest(&cell.key, store::now_secs(), opts.threads)
     };
@@ -372,133 +464,4 @@ fn record_failure(
         serde_json::to_string_pretty(&manifest)?.as_bytes(),
     )
     .context("writing the failure manifest")
-}
-
-/// Progress display: indicatif bars on a terminal (an overall bar over the steps of
-/// all cells to train, whose rate gives the ETA, and one bar per running cell),
-/// plain periodic lines otherwise.
-struct Reporter {
-    multi: Option<MultiProgress>,
-    overall: ProgressBar,
-    started: Instant,
-    last_line: Mutex<Instant>,
-    /// Per running cell: the last step reported, to advance the overall bar.
-    seen: Mutex<std::collections::HashMap<String, u64>>,
-    cells: usize,
-    settled: Mutex<usize>,
-}
-
-impl Reporter {
-    fn new(cells: usize, total_steps: u64) -> Reporter {
-        let multi = std::io::stderr().is_terminal().then(MultiProgress::new);
-        let overall = match &multi {
-            Some(m) => m.add(ProgressBar::new(total_steps)),
-            None => ProgressBar::with_draw_target(Some(total_steps), ProgressDrawTarget::hidden()),
-        };
-        overall.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:30}] {msg}  {elapsed} elapsed  ETA {eta}",
-            )
-            .unwrap()
-            .progress_chars("=> "),
-        );
-        overall.set_prefix("sweep");
-        overall.set_message(format!("0/{cells} cells"));
-        Reporter {
-            multi,
-            overall,
-            started: Instant::now(),
-            last_line: Mutex::new(Instant::now() - Duration::from_secs(60)),
-            seen: Mutex::new(Default::default()),
-            cells,
-            settled: Mutex::new(0),
-        }
-    }
-
-    fn line(&self, msg: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(msg);
-            }
-            None => eprintln!("{msg}"),
-        }
-    }
-
-    fn advance(&self, cell: &CellJob, step: u64) {
-        let mut seen = self.seen.lock().unwrap();
-        let last = seen.entry(cell.key.clone()).or_insert(0);
-        self.overall.inc(step.saturating_sub(*last));
-        *last = step.max(*last);
-    }
-
-    fn cell_started(&self, cell: &CellJob, step: u64) -> ProgressBar {
-        self.advance(cell, step);
-        let bar = match &self.multi {
-            Some(m) => m.add(ProgressBar::new(cell.config.train.steps)),
-            None => ProgressBar::hidden(),
-        };
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} {msg}")
-                .unwrap()
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(cell.key[..8].to_string());
-        bar.set_position(step);
-        bar.set_message(cell.label.clone());
-        if self.multi.is_none() {
-            eprintln!(
-                "training {} [{}] from step {step}",
-                short(&cell.key),
-                cell.label
-            );
-        }
-        bar
-    }
-
-    fn cell_progress(&self, bar: &ProgressBar, cell: &CellJob, p: &Progress) {
-        self.advance(cell, p.step);
-        bar.set_position(p.step);
-        let acc = p
-            .test_acc
-            .map(|a| format!(" test_acc {a:.3}"))
-            .unwrap_or_default();
-        bar.set_message(format!("{} loss {:.4}{acc}", cell.label, p.train_loss));
-        if self.multi.is_none() {
-            let mut last = self.last_line.lock().unwrap();
-            if last.elapsed() >= Duration::from_secs(10) {
-                *last = Instant::now();
-                eprintln!(
-                    "  {} step {}/{} loss {:.4}{acc} ({:.0}s elapsed)",
-                    short(&cell.key),
-                    p.step,
-                    p.steps,
-                    p.train_loss,
-                    self.started.elapsed().as_secs_f64()
-                );
-            }
-        }
-    }
-
-    /// A cell is done, failed or was found done by another process.
-    fn cell_settled(&self, cell: &CellJob) {
-        self.advance(cell, cell.config.train.steps);
-        let mut n = self.settled.lock().unwrap();
-        *n += 1;
-        self.overall
-            .set_message(format!("{}/{} cells", *n, self.cells));
-        if self.multi.is_none() {
-            eprintln!(
-                "[{}/{}] {} [{}] settled ({:.1}s elapsed)",
-                *n,
-                self.cells,
-                short(&cell.key),
-                cell.label,
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
-
-    fn finish(&self) {
-        self.overall.finish_and_clear();
-    }
 }

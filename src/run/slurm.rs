@@ -9,36 +9,13 @@
 //! atomic writes, checkpoints and failure records, so requeued or preempted tasks
 //! resume and a cell done meanwhile by someone else is skipped.
 
-use crate::config::{AnalysisConfig, CellConfig};
-use crate::run::schedule::CellJob;
 use crate::store;
 pub use crate::sweep::spec::SlurmOptions;
+use crate::sweep::Cell;
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-/// One frozen entry of a submission.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SubmittedCell {
-    pub key: String,
-    pub label: String,
-    pub config: CellConfig,
-    pub analysis: AnalysisConfig,
-    pub canonical_toml: String,
-}
-
-impl SubmittedCell {
-    pub fn job(&self) -> CellJob {
-        CellJob {
-            key: self.key.clone(),
-            config: self.config.clone(),
-            analysis: self.analysis.clone(),
-            label: self.label.clone(),
-            canonical_toml: self.canonical_toml.clone(),
-        }
-    }
-}
 
 /// The folder holding all submissions of an artifacts directory.
 pub fn submissions_dir(artifacts: &store::Artifacts) -> PathBuf {
@@ -49,7 +26,7 @@ pub fn submissions_dir(artifacts: &store::Artifacts) -> PathBuf {
 /// `exe` is the bitgrok binary the tasks run.
 pub fn prepare(
     sweep_name: &str,
-    cells: &[CellJob],
+    cells: &[Cell],
     artifacts: &store::Artifacts,
     opts: &SlurmOptions,
     exe: &Path,
@@ -62,21 +39,11 @@ pub fn prepare(
     let id = format!("{sweep_name}-{}-{}", store::now_secs(), std::process::id());
     let dir = root.join("submissions").join(&id);
     std::fs::create_dir_all(dir.join("logs"))?;
-    let entries: Vec<SubmittedCell> = cells
-        .iter()
-        .map(|c| SubmittedCell {
-            key: c.key.clone(),
-            label: c.label.clone(),
-            config: c.config.clone(),
-            analysis: c.analysis.clone(),
-            canonical_toml: c.canonical_toml.clone(),
-        })
-        .collect();
     store::write_atomic(
         &dir.join("cells.json"),
-        serde_json::to_string_pretty(&entries)?.as_bytes(),
+        serde_json::to_string_pretty(cells)?.as_bytes(),
     )?;
-    let script = sbatch_script(&id, entries.len(), opts, exe, &root, &dir);
+    let script = sbatch_script(&id, cells.len(), opts, exe, &root, &dir);
     store::write_atomic(&dir.join("job.sbatch"), script.as_bytes())?;
     Ok(dir)
 }
@@ -151,11 +118,11 @@ pub fn sbatch(dir: &Path) -> Result<String> {
 }
 
 /// Entry `index` of a submission folder.
-pub fn submitted_cell(dir: &Path, index: usize) -> Result<SubmittedCell> {
+pub fn submitted_cell(dir: &Path, index: usize) -> Result<Cell> {
     let path = dir.join("cells.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut cells: Vec<SubmittedCell> =
+    let mut cells: Vec<Cell> =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if index >= cells.len() {
         bail!(
@@ -167,20 +134,28 @@ pub fn submitted_cell(dir: &Path, index: usize) -> Result<SubmittedCell> {
     Ok(cells.swap_remove(index))
 }
 
-/// Keys of cells in submissions whose array job Slurm still lists as pending or
-/// running (empty when squeue is not available).
-pub fn queued_keys(artifacts: &store::Artifacts) -> std::collections::BTreeSet<String> {
-    let mut keys = std::collections::BTreeSet::new();
+/// Ids of the Slurm jobs still pending or running (empty when squeue is not available).
+pub fn live_jobs() -> BTreeSet<String> {
     let Ok(out) = Command::new("squeue").args(["-h", "-o", "%F"]).output() else {
-        return keys;
+        return BTreeSet::new();
     };
     if !out.status.success() {
-        return keys;
+        return BTreeSet::new();
     }
-    let live: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim().to_string())
-        .collect();
+        .collect()
+}
+
+/// Keys of cells in submissions whose array job Slurm still lists as pending or
+/// running (empty when squeue is not available).
+pub fn queued_keys(artifacts: &store::Artifacts) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let live = live_jobs();
+    if live.is_empty() {
+        return keys;
+    }
     let Ok(entries) = std::fs::read_dir(submissions_dir(artifacts)) else {
         return keys;
     };
@@ -190,12 +165,26 @@ pub fn queued_keys(artifacts: &store::Artifacts) -> std::collections::BTreeSet<S
             continue;
         }
         if let Ok(text) = std::fs::read_to_string(e.path().join("cells.json")) {
-            if let Ok(cells) = serde_json::from_str::<Vec<SubmittedCell>>(&text) {
+            if let Ok(cells) = serde_json::from_str::<Vec<Cell>>(&text) {
                 keys.extend(cells.into_iter().map(|c| c.key));
             }
         }
     }
     keys
+}
+
+/// A cell's state for `plan` and `status`: the store's (with `running` for a locked
+/// cell), and `queued` for a cell not started that a live Slurm job will train.
+pub fn cell_state(
+    artifacts: &store::Artifacts,
+    key: &str,
+    queued: &BTreeSet<String>,
+) -> (store::CellState, store::CellStatus) {
+    let (state, status) = artifacts.state(key);
+    match state {
+        store::CellState::Missing if queued.contains(key) => (store::CellState::Queued, status),
+        s => (s, status),
+    }
 }
 
 #[cfg(test)]

@@ -16,46 +16,87 @@
 //! still has the recorded blake3 checksum. A cell that fails that check counts as
 //! missing and is retrained; it is never used.
 
-use anyhow::{anyhow, Context, Result};
+pub mod atomic;
+pub mod formats;
+pub mod gc;
+pub mod lock;
+pub mod manifest;
+pub mod nearest;
+
+pub use atomic::{
+    check_sealed, dir_size, hash_file, hostname, is_sealed, now_secs, remove_temporaries,
+    seal_safetensors, verify_files, verify_listed, verify_manifest_dir, write_atomic,
+    write_dir_atomic, MANIFEST,
+};
+pub use formats::{curves_csv, read_curves, read_split, split_csv};
+pub use lock::CellLock;
+pub use manifest::{
+    new_manifest, save_trained_cell, train_log, Manifest, CELL_FILES, DFDX_VERSION,
+    STORE_FORMAT,
+};
+
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::io::AsRawFd;
+use std::fs;
 use std::path::{Path, PathBuf};
 
-pub const MANIFEST: &str = "manifest.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
+/// The checkpoint before the latest, kept until the next one is in place, so a
+/// damaged latest checkpoint costs one checkpoint interval, not the whole run.
+pub const PREVIOUS_CHECKPOINT: &str = "checkpoint.previous.safetensors";
 pub const LOCK: &str = "lock";
+/// The files of `cells/<key>/analysis/<analysis key>/` (besides its manifest).
+pub const ANALYSIS_FILES: [&str; 3] = ["signature.json", "frequencies.csv", "neurons.csv"];
 
-/// What a cell's manifest records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// "done" or "failed".
-    pub status: String,
-    pub key: String,
-    pub bitgrok_version: String,
-    pub dfdx_version: String,
-    pub engine_version: u32,
-    /// Layout of the cell's files: 1 = `model.safetensors` holds the latent weights
-    /// beside the effective ones and no description (manifests without this field);
-    /// 2 = self-describing `model.safetensors`, latent weights in `latent.safetensors`
-    /// (`engine::model_file`). Both are read.
-    #[serde(default = "store_format_1")]
-    pub store_format: u32,
-    /// Seconds since the Unix epoch.
-    pub started: u64,
-    pub finished: u64,
-    /// Wall-clock seconds spent training in this and earlier (resumed) runs.
-    pub seconds: f64,
-    pub steps: u64,
-    pub threads: usize,
-    pub host: String,
-    /// The error, for failed cells.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// blake3 (hex) of every file of the cell, by file name.
-    pub files: BTreeMap<String, String>,
+/// Where a cell stands: the one vocabulary of manifests (`done`, `failed`), `plan`,
+/// `status` and the tables. Declared in the order totals list them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CellState {
+    /// Finished, every file checks out (and, in the tables, analysed).
+    Done,
+    /// Done, but no verified analysis for the sweep's analysis settings (tables only).
+    Unanalysed,
+    /// A process holds the cell's lock: it is being trained, here or on a cluster.
+    Running,
+    /// Not started, in a Slurm job that is still pending.
+    Queued,
+    /// Started, not finished and not being trained: files but no manifest.
+    Partial,
+    /// Training failed; the manifest holds the error.
+    Failed,
+    /// Nothing there, or files that do not match their manifest.
+    Missing,
+}
+
+impl CellState {
+    pub const ALL: [CellState; 7] = [
+        CellState::Done,
+        CellState::Unanalysed,
+        CellState::Running,
+        CellState::Queued,
+        CellState::Partial,
+        CellState::Failed,
+        CellState::Missing,
+    ];
+
+    pub fn word(self) -> &'static str {
+        match self {
+            CellState::Done => "done",
+            CellState::Unanalysed => "unanalysed",
+            CellState::Running => "running",
+            CellState::Queued => "queued",
+            CellState::Partial => "partial",
+            CellState::Failed => "failed",
+            CellState::Missing => "missing",
+        }
+    }
+}
+
+impl std::fmt::Display for CellState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
 }
 
 /// The state of one cell in the artifacts directory.
@@ -74,13 +115,13 @@ pub enum CellStatus {
 }
 
 impl CellStatus {
-    /// The word used in tables: done, failed, partial, missing (corrupt counts as missing).
-    pub fn word(&self) -> &'static str {
+    /// The state of what is on disk (corrupt counts as missing), ignoring locks.
+    pub fn state(&self) -> CellState {
         match self {
-            CellStatus::Done(_) => "done",
-            CellStatus::Failed(_) => "failed",
-            CellStatus::Partial => "partial",
-            CellStatus::Missing | CellStatus::Corrupt(_) => "missing",
+            CellStatus::Done(_) => CellState::Done,
+            CellStatus::Failed(_) => CellState::Failed,
+            CellStatus::Partial => CellState::Partial,
+            CellStatus::Missing | CellStatus::Corrupt(_) => CellState::Missing,
         }
     }
 }
@@ -136,13 +177,13 @@ impl Artifacts {
                 ))
             }
         };
-        match manifest.status.as_str() {
-            "done" if !verify => CellStatus::Done(manifest),
-            "done" => match verify_files(&dir, &manifest.files) {
+        match manifest.status {
+            CellState::Done if !verify => CellStatus::Done(manifest),
+            CellState::Done => match verify_listed(&dir, &manifest.files, &CELL_FILES) {
                 Ok(()) => CellStatus::Done(manifest),
                 Err(why) => CellStatus::Corrupt(why),
             },
-            "failed" => CellStatus::Failed(manifest),
+            CellState::Failed => CellStatus::Failed(manifest),
             _ => CellStatus::Partial,
         }
     }
@@ -154,6 +195,18 @@ impl Artifacts {
         CellLock::try_acquire(&dir.join(LOCK))
     }
 
+    /// The cell's state as `plan`, `status` and the tables show it: the verified
+    /// status on disk, `running` while a process holds the lock of a cell not done.
+    pub fn state(&self, key: &str) -> (CellState, CellStatus) {
+        let status = self.status(key);
+        let state = match status.state() {
+            CellState::Done => CellState::Done,
+            _ if self.is_locked(key) => CellState::Running,
+            s => s,
+        };
+        (state, status)
+    }
+
     /// Whether some process holds the cell's lock right now (it is training the cell).
     pub fn is_locked(&self, key: &str) -> bool {
         let path = self.cell_dir(key).join(LOCK);
@@ -161,387 +214,33 @@ impl Artifacts {
     }
 }
 
-/// Check every listed file against its blake3 checksum; the error names the file.
-pub fn verify_files(
-    dir: &Path,
-    files: &BTreeMap<String, String>,
-) -> std::result::Result<(), String> {
-    for (name, expected) in files {
-        let path = dir.join(name);
-        match hash_file(&path) {
-            Ok(h) if &h == expected => {}
-            Ok(_) => {
-                return Err(format!(
-                    "{}: checksum does not match the manifest",
-                    path.display()
-                ))
-            }
-            Err(_) => return Err(format!("{}: missing or unreadable", path.display())),
+/// Move aside any directory standing where a cell file belongs (a user's mistake
+/// or a broken tool), so the cell can be rebuilt instead of failing on every run.
+/// Nothing is deleted: each goes to `NAME.aside-<seconds>`. Returns (from, to).
+pub fn move_aside_directories(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut moved = Vec::new();
+    let names = CELL_FILES
+        .iter()
+        .chain(&[MANIFEST, CHECKPOINT, PREVIOUS_CHECKPOINT]);
+    for name in names {
+        let from = dir.join(name);
+        if from.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            let to = dir.join(format!("{name}.aside-{}", now_secs()));
+            fs::rename(&from, &to).with_context(|| format!("moving {} aside", from.display()))?;
+            moved.push((from, to));
         }
     }
-    Ok(())
-}
-
-/// A folder written by [`write_dir_atomic`]: its manifest.json lists every file
-/// with its checksum; all must check out.
-pub fn verify_manifest_dir(dir: &Path) -> std::result::Result<(), String> {
-    let path = dir.join(MANIFEST);
-    let text = fs::read_to_string(&path).map_err(|_| format!("{}: missing", path.display()))?;
-    let files: BTreeMap<String, String> =
-        serde_json::from_str(&text).map_err(|e| format!("{}: unreadable ({e})", path.display()))?;
-    verify_files(dir, &files)
-}
-
-/// Build a folder under a temporary name with `fill`, add a manifest.json of the
-/// checksums of its files, and rename it to `dir` (replacing an old one), so `dir`
-/// is either absent, the old folder or the complete new one.
-pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dir
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent folder", dir.display()))?;
-    let name = dir
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no name", dir.display()))?
-        .to_string_lossy();
-    let tmp = parent.join(temp_name(&name));
-    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = (|| -> Result<()> {
-        fill(&tmp)?;
-        let mut files = BTreeMap::new();
-        for e in fs::read_dir(&tmp)? {
-            let e = e?;
-            File::open(e.path())?.sync_all()?;
-            files.insert(
-                e.file_name().to_string_lossy().into_owned(),
-                hash_file(&e.path())?,
-            );
-        }
-        let mut f = File::create(tmp.join(MANIFEST))?;
-        f.write_all(serde_json::to_string_pretty(&files)?.as_bytes())?;
-        f.sync_all()?;
-        if dir.exists() {
-            fs::remove_dir_all(dir)?;
-        }
-        if let Err(e) = fs::rename(&tmp, dir) {
-            // Another process put the same folder in place meanwhile: keep a good one.
-            if verify_manifest_dir(dir).is_err() {
-                return Err(e.into());
-            }
-            fs::remove_dir_all(&tmp)?;
-        }
-        File::open(parent)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result.with_context(|| format!("writing {}", dir.display()))
-}
-
-/// blake3 of a file, hex.
-pub fn hash_file(path: &Path) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(File::open(path)?)?;
-    Ok(hasher.finalize().to_hex().to_string())
-}
-
-/// Write `bytes` to `path` atomically: a temporary file in the same folder, synced,
-/// then renamed over `path`, then the folder synced. Readers see the old file or
-/// the whole new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("writing {}", path.display()))
-}
-
-/// A temporary name for `name` in the same folder, unique across threads,
-/// processes and hosts sharing the artifacts folder; removed by
-/// [`remove_temporaries`] if a crash leaves it behind.
-fn temp_name(name: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(".{name}.{}.{}.{n}.tmp", hostname(), std::process::id())
-}
-
-/// Remove temporary files that an interrupted write left in a cell folder.
-pub fn remove_temporaries(dir: &Path) -> Result<u64> {
-    let mut freed = 0;
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                freed += e.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(e.path())?;
-            }
-        }
-    }
-    if let Ok(entries) = fs::read_dir(dir.join("analysis")) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                freed += dir_size(&e.path());
-                fs::remove_dir_all(e.path())?;
-            }
-        }
-    }
-    Ok(freed)
-}
-
-/// Total size in bytes of the files under `path`.
-pub fn dir_size(path: &Path) -> u64 {
-    walkdir::WalkDir::new(path)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
-/// An exclusive advisory lock (flock) on a cell. The kernel releases it when the
-/// holder exits for any reason, SIGKILL included, so a crashed process never
-/// leaves a stale lock behind. The file records the holder's host and pid for
-/// display only.
-#[derive(Debug)]
-pub struct CellLock {
-    file: File,
-}
-
-impl CellLock {
-    fn try_acquire(path: &Path) -> Result<Option<CellLock>> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Ok(None);
-            }
-            return Err(err).with_context(|| format!("locking {}", path.display()));
-        }
-        // A cell folder removed (by gc) after we opened the lock file leaves us
-        // holding a lock on a deleted file: count that as busy and try again later.
-        use std::os::unix::fs::MetadataExt;
-        if fs::metadata(path).map(|m| m.ino()).ok() != Some(file.metadata()?.ino()) {
-            return Ok(None);
-        }
-        file.set_len(0)?;
-        (&file).write_all(format!("{} {}\n", hostname(), std::process::id()).as_bytes())?;
-        Ok(Some(CellLock { file }))
-    }
-}
-
-impl Drop for CellLock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking our own descriptor.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
-
-/// This machine's host name.
-pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "unknown".to_string())
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// The dfdx release bitgrok trains with (checked against Cargo.lock by a test).
-pub const DFDX_VERSION: &str = "0.13.0";
-
-/// The store format new cells are written in (see [`Manifest::store_format`]).
-pub const STORE_FORMAT: u32 = 2;
-
-fn store_format_1() -> u32 {
-    1
-}
-
-/// A manifest for `key` with versions, host and times filled in; status "done".
-pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
-    Manifest {
-        status: "done".into(),
-        key: key.to_string(),
-        bitgrok_version: env!("CARGO_PKG_VERSION").to_string(),
-        dfdx_version: DFDX_VERSION.to_string(),
-        engine_version: crate::key::ENGINE_VERSION,
-        store_format: STORE_FORMAT,
-        started,
-        finished: now_secs(),
-        seconds: 0.0,
-        steps: 0,
-        threads,
-        host: hostname(),
-        error: None,
-        files: BTreeMap::new(),
-    }
-}
-
-/// Files of a finished cell besides the manifest.
-/// (`model.safetensors` and, for quantized cells, `latent.safetensors` are listed by
-/// `engine::model_file::cell_model_files`.)
-pub const CELL_FILES: [&str; 5] = [
-    "cell.toml",
-    "curves.csv",
-    "split.csv",
-    "init.safetensors",
-    "train.log",
-];
-
-/// Write a trained cell's outputs, each atomically, then its manifest (the commit point).
-pub fn save_trained_cell(
-    dir: &Path,
-    key: &str,
-    output: &crate::engine::train::TrainOutput,
-    started: u64,
-    threads: usize,
-    log: &[String],
-) -> Result<Manifest> {
-    let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
-    let models = crate::engine::model_file::cell_model_files(
-        &output.config,
-        key,
-        &output.effective,
-        &output.latent,
-    )?;
-    for (name, bytes) in &models {
-        write_atomic(&dir.join(name), bytes)?;
-    }
-    let init = output.init.to_named();
-    write_atomic(
-        &dir.join("init.safetensors"),
-        &crate::engine::weights::to_safetensors_bytes(&init, &meta)?,
-    )?;
-    write_atomic(&dir.join("curves.csv"), &curves_csv(&output.curves)?)?;
-    write_atomic(&dir.join("split.csv"), &split_csv(&output.split)?)?;
-    write_atomic(&dir.join("train.log"), (log.join("\n") + "\n").as_bytes())?;
-    let mut manifest = new_manifest(key, started, threads);
-    manifest.seconds = output.seconds;
-    manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
-    let written = models.iter().map(|(name, _)| *name);
-    for name in CELL_FILES.into_iter().chain(written) {
-        manifest
-            .files
-            .insert(name.to_string(), hash_file(&dir.join(name))?);
-    }
-    write_atomic(
-        &dir.join(MANIFEST),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    Ok(manifest)
-}
-
-/// curves.csv: step, train/test loss and accuracy.
-pub fn curves_csv(curves: &[crate::engine::train::CurvePoint]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["step", "train_loss", "train_acc", "test_loss", "test_acc"])?;
-    for c in curves {
-        w.write_record([
-            c.step.to_string(),
-            c.train_loss.to_string(),
-            c.train_acc.to_string(),
-            c.test_loss.to_string(),
-            c.test_acc.to_string(),
-        ])?;
-    }
-    Ok(w.into_inner()?)
-}
-
-/// Read curves.csv back.
-pub fn read_curves(path: &Path) -> Result<Vec<crate::engine::train::CurvePoint>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for rec in r.records() {
-        let rec = rec?;
-        let f = |i: usize| -> Result<f64> { Ok(rec.get(i).unwrap_or("").parse::<f64>()?) };
-        out.push(crate::engine::train::CurvePoint {
-            step: rec.get(0).unwrap_or("").parse()?,
-            train_loss: f(1)?,
-            train_acc: f(2)?,
-            test_loss: f(3)?,
-            test_acc: f(4)?,
-        });
-    }
-    Ok(out)
-}
-
-/// split.csv: every pair (a, b) and whether it was in the train or the test set.
-pub fn split_csv(split: &crate::engine::data::Split) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["a", "b", "set"])?;
-    for (set, pairs) in [("train", &split.train), ("test", &split.test)] {
-        for (a, b) in pairs {
-            w.write_record([a.to_string(), b.to_string(), set.to_string()])?;
-        }
-    }
-    Ok(w.into_inner()?)
-}
-
-/// Read split.csv back.
-pub fn read_split(path: &Path) -> Result<crate::engine::data::Split> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut split = crate::engine::data::Split {
-        train: Vec::new(),
-        test: Vec::new(),
-    };
-    for rec in r.records() {
-        let rec = rec?;
-        let pair = (
-            rec.get(0).unwrap_or("").parse()?,
-            rec.get(1).unwrap_or("").parse()?,
-        );
-        match rec.get(2) {
-            Some("train") => split.train.push(pair),
-            Some("test") => split.test.push(pair),
-            other => anyhow::bail!("{}: unknown set {other:?}", path.display()),
-        }
-    }
-    Ok(split)
+    Ok(moved)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn manifest(files: BTreeMap<String, String>) -> Manifest {
         Manifest {
-            status: "done".into(),
+            status: CellState::Done,
             key: "k".into(),
             bitgrok_version: "0".into(),
             dfdx_version: "0".into(),
@@ -560,11 +259,11 @@ mod tests {
 
     fn done_cell(a: &Artifacts, key: &str) {
         let dir = a.cell_dir(key);
-        write_atomic(&dir.join("model.safetensors"), b"weights").unwrap();
-        let files = BTreeMap::from([(
-            "model.safetensors".to_string(),
-            hash_file(&dir.join("model.safetensors")).unwrap(),
-        )]);
+        let mut files = BTreeMap::new();
+        for name in CELL_FILES {
+            write_atomic(&dir.join(name), name.as_bytes()).unwrap();
+            files.insert(name.to_string(), hash_file(&dir.join(name)).unwrap());
+        }
         write_atomic(
             &dir.join(MANIFEST),
             serde_json::to_string(&manifest(files)).unwrap().as_bytes(),
@@ -586,7 +285,7 @@ mod tests {
         fs::write(a.cell_dir("k").join("cell.toml"), "").unwrap();
         assert_eq!(a.status("k"), CellStatus::Partial);
         done_cell(&a, "k");
-        assert_eq!(a.status("k").word(), "done");
+        assert_eq!(a.status("k").state(), CellState::Done);
         fs::write(a.cell_dir("k").join("model.safetensors"), b"weightz").unwrap();
         match a.status("k") {
             CellStatus::Corrupt(why) => assert!(why.contains("model.safetensors"), "{why}"),
@@ -594,6 +293,46 @@ mod tests {
         }
         fs::remove_file(a.cell_dir("k").join("model.safetensors")).unwrap();
         assert!(matches!(a.status("k"), CellStatus::Corrupt(w) if w.contains("missing")));
+    }
+
+    #[test]
+    fn a_done_manifest_must_list_every_cell_file() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        done_cell(&a, "k");
+        let path = a.cell_dir("k").join(MANIFEST);
+        let mut m: Manifest = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        m.files.clear();
+        fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        match a.status("k") {
+            CellStatus::Corrupt(why) => assert!(why.contains("does not list cell.toml"), "{why}"),
+            s => panic!("an empty file list verified: {s:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sealed_safetensors_file_detects_any_flipped_bit() {
+        let tensors = vec![("w".to_string(), vec![2, 2], vec![1.0f32, 2.0, 3.0, 4.0])];
+        let meta = BTreeMap::from([("step".to_string(), "7".to_string())]);
+        let plain = crate::engine::weights::to_safetensors_bytes(&tensors, &meta).unwrap();
+        assert!(
+            check_sealed(&plain).is_err(),
+            "an unsealed file has no checksum"
+        );
+        let sealed = seal_safetensors(&plain).unwrap();
+        check_sealed(&sealed).unwrap();
+        let (back, meta_back) = crate::engine::weights::from_safetensors_bytes(&sealed).unwrap();
+        assert_eq!(
+            back["w"].1,
+            vec![1.0, 2.0, 3.0, 4.0],
+            "still a safetensors file"
+        );
+        assert_eq!(meta_back["step"], "7");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(check_sealed(&bad).is_err(), "flip at byte {i} not detected");
+        }
     }
 
     #[test]

@@ -8,20 +8,11 @@
 //! and analysis settings) is dropped. Without a `[grid]` table the sweep is the one
 //! cell of its fixed settings, or, when it has `[[cells]]`, exactly those cells.
 
-use crate::config::{AnalysisConfig, CellConfig};
-use crate::sweep::spec::{self, Origin, Setting, Sweep};
+pub use crate::sweep::cell::Cell;
+use crate::sweep::settings::{resolve, value_text};
+use crate::sweep::spec::{Origin, Setting, Sweep};
 use std::collections::{BTreeMap, HashSet};
 use toml::Value;
-
-/// One cell of a sweep.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Cell {
-    pub config: CellConfig,
-    pub analysis: AnalysisConfig,
-    /// What distinguishes this cell, for display: every grid axis (name, value as
-    /// text) in axis order, then the other settings of its `[[cells]]` entry.
-    pub axes: Vec<(String, String)>,
-}
 
 /// A cell with, for every setting the file gave, where it was given.
 pub(crate) struct Traced {
@@ -29,9 +20,30 @@ pub(crate) struct Traced {
     pub origins: BTreeMap<String, Origin>,
 }
 
-/// All cells of a sweep, in the documented order, without duplicates.
+/// All cells of a sweep, in the documented order, without duplicates (`sweep::load`
+/// fills `Sweep::cells` with these).
 pub fn expand(sweep: &Sweep) -> Vec<Cell> {
     expand_traced(sweep).into_iter().map(|t| t.cell).collect()
+}
+
+/// How many cells the sweep has at most (before duplicates are dropped), computed
+/// from the axis lengths without building any cell; saturates at `u128::MAX`.
+pub fn count_upper_bound(sweep: &Sweep) -> u128 {
+    let block = |overrides: &[Setting]| -> u128 {
+        sweep
+            .axes
+            .iter()
+            .filter(|a| !overrides.iter().any(|o| o.key == a.key))
+            .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128))
+    };
+    let mut n = 0u128;
+    if sweep.has_grid || sweep.extra.is_empty() {
+        n = block(&[]);
+    }
+    for entry in &sweep.extra {
+        n = n.saturating_add(block(&entry.settings));
+    }
+    n
 }
 
 /// The names of the grid axes, in order.
@@ -46,10 +58,10 @@ pub(crate) fn expand_traced(sweep: &Sweep) -> Vec<Traced> {
     }
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    if sweep.has_grid || sweep.cells.is_empty() {
+    if sweep.has_grid || sweep.extra.is_empty() {
         product(sweep, &base, &[], None, &mut out, &mut seen);
     }
-    for (i, entry) in sweep.cells.iter().enumerate() {
+    for (i, entry) in sweep.extra.iter().enumerate() {
         product(sweep, &base, &entry.settings, Some(i), &mut out, &mut seen);
     }
     out
@@ -95,7 +107,7 @@ fn product(
             .map(|(k, (v, _))| (k.clone(), v.clone()))
             .collect();
         // Every value was checked on its own while parsing, so this resolves.
-        if let Ok((config, analysis)) = spec::resolve(&plain) {
+        if let Ok((config, analysis)) = resolve(&plain) {
             let signature = (
                 crate::key::cell_toml(&config),
                 crate::key::analysis_text(&analysis),
@@ -104,19 +116,15 @@ fn product(
                 let mut axes: Vec<(String, String)> = sweep
                     .axes
                     .iter()
-                    .map(|a| (a.key.clone(), spec::value_text(&plain[&a.key])))
+                    .map(|a| (a.key.clone(), value_text(&plain[&a.key])))
                     .collect();
                 for s in overrides {
                     if !sweep.axes.iter().any(|a| a.key == s.key) {
-                        axes.push((s.key.clone(), spec::value_text(&s.value)));
+                        axes.push((s.key.clone(), value_text(&s.value)));
                     }
                 }
                 out.push(Traced {
-                    cell: Cell {
-                        config,
-                        analysis,
-                        axes,
-                    },
+                    cell: Cell::new(config, analysis, axes),
                     origins: values.into_iter().map(|(k, (_, o))| (k, o)).collect(),
                 });
             }

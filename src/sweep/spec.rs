@@ -1,18 +1,19 @@
-//! Parse and validate a sweep file (`sweeps/NAME.toml`).
-//!
-//! The set of known settings, their types and defaults is derived from
-//! [`CellConfig::default()`] and [`AnalysisConfig::default()`], so a field added to
-//! `config.rs` is at once a valid fixed setting, axis and `[[cells]]` key.
+//! Parse a sweep file (`sweeps/NAME.toml`) into a [`Sweep`]: its name, fixed
+//! settings, grid axes and `[[cells]]` entries, each value converted to its
+//! setting's type and located in the file. Cells and their checks are in `grid` and
+//! `sweep::load`.
 //!
 //! Every problem in a file is collected and reported at once, each naming the file,
 //! the key (with line:column) and what is allowed.
 
-use crate::config::{AnalysisConfig, CellConfig, PRECISION_NAMES};
+use crate::config::limits::MAX_NAME_LEN;
+use crate::sweep::cell::Cell;
+use crate::sweep::settings::{
+    convert, sections, setting, settings, suggest, to_value, value_text, Kind,
+};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use toml::Value;
 use toml_edit::{ImDocument, Item, TableLike};
 
@@ -79,111 +80,6 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-/// The TOML type a setting takes, derived from its default value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Bool,
-    Integer,
-    /// An integer is accepted and converted.
-    Float,
-    String,
-    /// A fixed-length array, e.g. `train.betas`.
-    Array(Box<Kind>, usize),
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Kind::Bool => write!(f, "true or false"),
-            Kind::Integer => write!(f, "an integer"),
-            Kind::Float => write!(f, "a number (integer or float)"),
-            Kind::String => write!(f, "a string"),
-            Kind::Array(k, n) => write!(f, "an array of {n} values, each {k}"),
-        }
-    }
-}
-
-/// Whether a setting changes the trained model or only its analysis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Training,
-    Analysis,
-}
-
-/// One known setting: its dotted name (`train.lr`), type and default.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SettingInfo {
-    pub key: String,
-    pub kind: Kind,
-    pub default: Value,
-    pub scope: Scope,
-}
-
-/// All known settings, training settings first, each group in dotted-name order.
-pub fn settings() -> &'static [SettingInfo] {
-    static SETTINGS: OnceLock<Vec<SettingInfo>> = OnceLock::new();
-    SETTINGS.get_or_init(|| {
-        let mut out = Vec::new();
-        let training = Value::try_from(CellConfig::default()).expect("CellConfig serialises");
-        flatten_defaults("", &training, Scope::Training, &mut out);
-        let analysis =
-            Value::try_from(AnalysisConfig::default()).expect("AnalysisConfig serialises");
-        flatten_defaults("analysis.", &analysis, Scope::Analysis, &mut out);
-        out
-    })
-}
-
-fn flatten_defaults(prefix: &str, v: &Value, scope: Scope, out: &mut Vec<SettingInfo>) {
-    let Value::Table(t) = v else {
-        unreachable!("config structs serialise to tables")
-    };
-    let mut keys: Vec<&String> = t.keys().collect();
-    keys.sort();
-    for k in keys {
-        let v = &t[k];
-        let key = format!("{prefix}{k}");
-        if let Value::Table(_) = v {
-            flatten_defaults(&format!("{key}."), v, scope, out);
-        } else {
-            out.push(SettingInfo {
-                key,
-                kind: kind_of(v),
-                default: v.clone(),
-                scope,
-            });
-        }
-    }
-}
-
-fn kind_of(v: &Value) -> Kind {
-    match v {
-        Value::Boolean(_) => Kind::Bool,
-        Value::Integer(_) => Kind::Integer,
-        Value::Float(_) => Kind::Float,
-        Value::String(_) => Kind::String,
-        Value::Array(a) => Kind::Array(Box::new(kind_of(&a[0])), a.len()),
-        Value::Datetime(_) | Value::Table(_) => unreachable!("no config field has this type"),
-    }
-}
-
-/// The known setting with this dotted name.
-pub fn setting(key: &str) -> Option<&'static SettingInfo> {
-    settings().iter().find(|s| s.key == key)
-}
-
-/// The sections (`model`, `quant`, `train`, `analysis`, ...) that hold settings.
-pub fn sections() -> Vec<&'static str> {
-    let mut out: Vec<&str> = Vec::new();
-    for s in settings() {
-        if let Some((section, _)) = s.key.split_once('.') {
-            if !out.contains(&section) {
-                out.push(section);
-            }
-        }
-    }
-    out
-}
-
 /// A setting's value where it was written.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Setting {
@@ -223,7 +119,9 @@ pub struct Sweep {
     /// Grid axes in the order they appear in the file.
     pub axes: Vec<Axis>,
     /// `[[cells]]` entries in file order.
-    pub cells: Vec<ExtraCells>,
+    pub extra: Vec<ExtraCells>,
+    /// The cells, in the documented order (filled by `sweep::load`).
+    pub cells: Vec<Cell>,
     /// `[slurm]`: sbatch settings for `bitgrok submit` (not part of any cell).
     pub slurm: SlurmOptions,
 }
@@ -246,62 +144,17 @@ pub struct SlurmOptions {
     pub extra: Vec<String>,
 }
 
-/// Read the `[slurm]` table into [`SlurmOptions`].
-fn slurm_options(item: &Item) -> Result<SlurmOptions, String> {
-    let table = item
-        .as_table_like()
-        .ok_or("must be a table, e.g. [slurm]")?;
-    let mut text = String::new();
-    for (k, v) in table.iter() {
-        let v = v
-            .as_value()
-            .ok_or_else(|| format!("slurm.{k} must be a value"))?;
-        text += &format!("{k} = {}\n", v.to_string().trim());
-    }
-    toml::from_str::<SlurmOptions>(&text).map_err(|e| {
-        format!(
-            "{} (allowed: throttle, time, partition, cpus_per_task, mem, extra)",
-            e.message().trim()
-        )
-    })
-}
-
-/// Read, parse and validate a sweep file.
-pub fn load(path: &Path) -> Result<Sweep, SpecError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_str(path, &text),
-        Err(e) => Err(SpecError {
-            problems: vec![Problem {
-                file: path.to_path_buf(),
-                location: None,
-                key: String::new(),
-                message: format!("cannot read the file: {e}"),
-            }],
-        }),
-    }
-}
-
-/// Parse and validate the text of a sweep file; `path` is only used in messages.
-pub fn parse_str(path: &Path, text: &str) -> Result<Sweep, SpecError> {
+/// Parse the text of a sweep file without checking its cells (see `sweep::load`);
+/// `path` is only used in messages. Returns the sweep (`None` when the text is not
+/// TOML) and the problems found.
+pub fn parse(path: &Path, text: &str) -> (Option<Sweep>, Vec<Problem>) {
     let mut p = Parser {
         path: path.to_path_buf(),
         text,
         problems: Vec::new(),
     };
     let sweep = p.parse();
-    if let Some(sweep) = &sweep {
-        // Runs even when parsing found problems, on the parts that did parse, so
-        // every problem of the file is reported at once.
-        p.check_cells(sweep);
-    }
-    if p.problems.is_empty() {
-        Ok(sweep.expect("a sweep without problems"))
-    } else {
-        let mut problems = p.problems;
-        problems.sort_by_key(|p| p.location);
-        problems.dedup();
-        Err(SpecError { problems })
-    }
+    (sweep, p.problems)
 }
 
 struct Parser<'a> {
@@ -357,6 +210,7 @@ impl<'a> Parser<'a> {
             fixed: Vec::new(),
             has_grid: false,
             axes: Vec::new(),
+            extra: Vec::new(),
             cells: Vec::new(),
             slurm: SlurmOptions::default(),
         };
@@ -370,6 +224,15 @@ impl<'a> Parser<'a> {
                 "name" => {
                     name_seen = true;
                     match item.as_str() {
+                        Some(s) if s.len() > MAX_NAME_LEN => self.problem(
+                            loc,
+                            "name",
+                            format!(
+                                "is {} characters long (allowed: at most {MAX_NAME_LEN}, so \
+                                 the sweep's folder and file names fit every common file system)",
+                                s.len()
+                            ),
+                        ),
                         Some(s) if valid_name(s) => sweep.name = s.to_string(),
                         _ => self.problem(
                             loc,
@@ -400,10 +263,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 "cells" => self.extra_cells(item, loc, &mut sweep),
-                "slurm" => match slurm_options(item) {
-                    Ok(o) => sweep.slurm = o,
-                    Err(e) => self.problem(loc, "slurm", e),
-                },
+                "slurm" => self.slurm(item, loc, &mut sweep.slurm),
                 _ if sections.contains(&k) => match item.as_table_like() {
                     Some(t) => {
                         let mut leaves = Vec::new();
@@ -648,10 +508,68 @@ impl<'a> Parser<'a> {
                     settings_of_cell.push(s);
                 }
             }
-            sweep.cells.push(ExtraCells {
+            sweep.extra.push(ExtraCells {
                 settings: settings_of_cell,
                 location: cell_loc,
             });
+        }
+    }
+
+    /// Read `[slurm]` key by key, so a wrong type is reported at its key.
+    fn slurm(&mut self, item: &Item, loc: Option<Location>, out: &mut SlurmOptions) {
+        let Some(table) = item.as_table_like() else {
+            self.problem(loc, "slurm", "must be a table, e.g. [slurm]");
+            return;
+        };
+        let defaults = Value::try_from(SlurmOptions::default()).expect("SlurmOptions serialises");
+        let allowed: Vec<String> = defaults
+            .as_table()
+            .expect("a table")
+            .keys()
+            .cloned()
+            .collect();
+        let mut values = toml::Table::new();
+        for (k, v) in table.iter() {
+            let (key, _) = table.get_key_value(k).expect("iterated key exists");
+            let at = self.location(key.span());
+            let shown = format!("slurm.{k}");
+            let Some(default) = defaults.get(k) else {
+                let hint = suggest(k, &allowed)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                self.problem(
+                    at,
+                    &shown,
+                    format!(
+                        "unknown key{hint} (allowed in [slurm]: {})",
+                        allowed.join(", ")
+                    ),
+                );
+                continue;
+            };
+            let value = v.as_value().map(to_value);
+            let ok = match (&value, default) {
+                (Some(Value::Integer(i)), Value::Integer(_)) => *i >= 0,
+                (Some(Value::String(_)), Value::String(_)) => true,
+                (Some(Value::Array(a)), Value::Array(_)) => {
+                    a.iter().all(|e| matches!(e, Value::String(_)))
+                }
+                _ => false,
+            };
+            if ok {
+                values.insert(k.to_string(), value.expect("checked above"));
+            } else {
+                let want = match default {
+                    Value::Integer(_) => "an integer >= 0",
+                    Value::Array(_) => "an array of strings",
+                    _ => "a string",
+                };
+                self.problem(at, &shown, format!("expected {want}"));
+            }
+        }
+        match Value::Table(values).try_into() {
+            Ok(o) => *out = o,
+            Err(e) => self.problem(loc, "slurm", format!("{e}")),
         }
     }
 
@@ -667,32 +585,6 @@ impl<'a> Parser<'a> {
                         axis.key
                     ),
                 );
-            }
-        }
-    }
-
-    /// Resolve every cell and check the values that would make training fail.
-    fn check_cells(&mut self, sweep: &Sweep) {
-        let mut seen = std::collections::HashSet::new();
-        for traced in crate::sweep::grid::expand_traced(sweep) {
-            for v in check_cell(&traced.cell.config, &traced.cell.analysis) {
-                // Point at the first key of the violation the file actually sets.
-                let origin = v
-                    .keys
-                    .iter()
-                    .find_map(|k| traced.origins.get(*k).map(|o| (*k, o)));
-                let (key, shown, loc) = match origin {
-                    Some((k, o)) => (k, o.shown.clone(), o.location),
-                    None => (v.keys[0], v.keys[0].to_string(), None),
-                };
-                let message = if origin.is_none() {
-                    format!("{} (this is the default of `{key}`)", v.message)
-                } else {
-                    v.message
-                };
-                if seen.insert((loc, shown.clone(), message.clone())) {
-                    self.problem(loc, &shown, message);
-                }
             }
         }
     }
@@ -712,351 +604,4 @@ fn valid_name(s: &str) -> bool {
         && s != ".."
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-}
-
-/// Convert a parsed TOML value to a plain `toml::Value`.
-fn to_value(v: &toml_edit::Value) -> Value {
-    match v {
-        toml_edit::Value::String(s) => Value::String(s.value().clone()),
-        toml_edit::Value::Integer(i) => Value::Integer(*i.value()),
-        toml_edit::Value::Float(f) => Value::Float(*f.value()),
-        toml_edit::Value::Boolean(b) => Value::Boolean(*b.value()),
-        toml_edit::Value::Datetime(d) => Value::String(d.value().to_string()),
-        toml_edit::Value::Array(a) => Value::Array(a.iter().map(to_value).collect()),
-        toml_edit::Value::InlineTable(t) => Value::Table(
-            t.iter()
-                .map(|(k, v)| (k.to_string(), to_value(v)))
-                .collect(),
-        ),
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a date",
-        Value::Array(_) => "an array",
-        Value::Table(_) => "a table",
-    }
-}
-
-/// Convert `v` to the type of `kind` (integers become floats where a float is
-/// expected), or say what was expected.
-fn convert_kind(kind: &Kind, v: &Value) -> Result<Value, String> {
-    let wrong = || format!("expected {kind}, found {}", type_name(v));
-    match (kind, v) {
-        (Kind::Bool, Value::Boolean(_))
-        | (Kind::Integer, Value::Integer(_))
-        | (Kind::String, Value::String(_)) => Ok(v.clone()),
-        (Kind::Float, Value::Float(f)) if f.is_finite() => Ok(v.clone()),
-        (Kind::Float, Value::Float(f)) => {
-            Err(format!("{f} is not allowed (allowed: a finite number)"))
-        }
-        (Kind::Float, Value::Integer(i)) => Ok(Value::Float(*i as f64)),
-        (Kind::Array(k, n), Value::Array(a)) => {
-            if a.len() != *n {
-                return Err(format!("expected {kind}, found an array of {}", a.len()));
-            }
-            a.iter()
-                .map(|e| convert_kind(k, e))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Value::Array)
-        }
-        _ => Err(wrong()),
-    }
-}
-
-/// Convert a value for a known setting and check it deserialises into the config
-/// (catches unknown enum names and negative counts).
-fn convert(info: &SettingInfo, v: &Value) -> Result<Value, String> {
-    let v = convert_kind(&info.kind, v)?;
-    if info.key == "precision" {
-        if let Value::String(s) = &v {
-            s.parse::<crate::config::Precision>()?;
-        }
-    }
-    let mut one = BTreeMap::new();
-    one.insert(info.key.clone(), v.clone());
-    resolve(&one).map_err(|e| {
-        let e = e.trim_end().to_string();
-        if info.key == "precision" {
-            format!("{e} (allowed: {})", PRECISION_NAMES.join(", "))
-        } else {
-            e
-        }
-    })?;
-    Ok(v)
-}
-
-/// Build the full configuration of one cell: defaults overridden by `values`
-/// (dotted names to already converted values).
-pub fn resolve(values: &BTreeMap<String, Value>) -> Result<(CellConfig, AnalysisConfig), String> {
-    let mut training = Value::try_from(CellConfig::default()).map_err(|e| e.to_string())?;
-    let mut analysis = Value::try_from(AnalysisConfig::default()).map_err(|e| e.to_string())?;
-    for (key, v) in values {
-        let (root, path) = match key.strip_prefix("analysis.") {
-            Some(rest) => (&mut analysis, rest),
-            None => (&mut training, key.as_str()),
-        };
-        let mut node = root;
-        let parts: Vec<&str> = path.split('.').collect();
-        for part in &parts[..parts.len() - 1] {
-            node = node
-                .get_mut(*part)
-                .ok_or_else(|| format!("unknown setting `{key}`"))?;
-        }
-        let Value::Table(t) = node else {
-            return Err(format!("unknown setting `{key}`"));
-        };
-        t.insert(parts[parts.len() - 1].to_string(), v.clone());
-    }
-    let cfg: CellConfig = training
-        .try_into()
-        .map_err(|e: toml::de::Error| clean(&e))?;
-    let an: AnalysisConfig = analysis
-        .try_into()
-        .map_err(|e: toml::de::Error| clean(&e))?;
-    Ok((cfg, an))
-}
-
-fn clean(e: &toml::de::Error) -> String {
-    let m = e.message().trim();
-    ["expected usize", "expected u64", "expected u32"]
-        .iter()
-        .fold(m.to_string(), |m, t| {
-            m.replace(t, "expected an integer >= 0")
-        })
-}
-
-/// A value as shown to users: strings bare, floats in their shortest spelling.
-pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Float(f) => crate::key::format_float(*f),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(value_text).collect::<Vec<_>>().join(", ")
-        ),
-        other => other.to_string(),
-    }
-}
-
-/// The closest of `candidates` to `word` by edit distance, when close enough to be a
-/// likely typo. A candidate whose last dotted part equals `word`'s last part wins.
-fn suggest(word: &str, candidates: &[String]) -> Option<String> {
-    let leaf = |s: &str| {
-        s.rsplit('.')
-            .next()
-            .unwrap_or(s)
-            .trim_matches(['[', ']'])
-            .to_string()
-    };
-    let word_leaf = leaf(word);
-    if let Some(c) = candidates
-        .iter()
-        .find(|c| leaf(c) == word_leaf && c.as_str() != word)
-    {
-        return Some(c.clone());
-    }
-    if let Some(c) = candidates
-        .iter()
-        .find(|c| word_leaf.len() >= 2 && leaf(c).starts_with(&word_leaf))
-    {
-        return Some(c.clone());
-    }
-    candidates
-        .iter()
-        .map(|c| (levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min()
-        .map(|(_, c)| c.clone())
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// A value that would make training or analysis fail: the keys involved (the first
-/// one the file sets is blamed) and what is allowed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Violation {
-    pub keys: Vec<&'static str>,
-    pub message: String,
-}
-
-/// Check the values of one resolved cell.
-pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let mut bad = |keys: &[&'static str], message: String| {
-        out.push(Violation {
-            keys: keys.to_vec(),
-            message,
-        })
-    };
-    let t = &c.train;
-    let f = crate::key::format_float;
-    if c.modulus < 3 {
-        bad(
-            &["modulus"],
-            format!("{} is too small (allowed: an integer >= 3)", c.modulus),
-        );
-    }
-    if c.width == 0 {
-        bad(
-            &["width"],
-            "0 is not allowed (allowed: a positive multiple of model.heads)".into(),
-        );
-    }
-    if c.model.heads == 0 {
-        bad(
-            &["model.heads"],
-            "0 is not allowed (allowed: an integer >= 1 that divides width)".into(),
-        );
-    } else if !c.width.is_multiple_of(c.model.heads) {
-        bad(
-            &["width", "model.heads"],
-            format!(
-                "width {} is not divisible by model.heads = {} (allowed: a multiple of model.heads)",
-                c.width, c.model.heads
-            ),
-        );
-    }
-    if c.model.mlp_ratio == 0 {
-        bad(
-            &["model.mlp_ratio"],
-            "0 is not allowed (allowed: an integer >= 1)".into(),
-        );
-    }
-    if c.quant.eps <= 0.0 {
-        bad(
-            &["quant.eps"],
-            format!("{} is not allowed (allowed: a number > 0)", f(c.quant.eps)),
-        );
-    }
-    if c.quant.act_bits == 1 || c.quant.act_bits > 16 {
-        bad(
-            &["quant.act_bits"],
-            format!(
-                "{} is not allowed (allowed: 0 for off, or 2 to 16)",
-                c.quant.act_bits
-            ),
-        );
-    }
-    if t.steps == 0 {
-        bad(
-            &["train.steps"],
-            "0 is not allowed (allowed: an integer >= 1)".into(),
-        );
-    }
-    if t.lr <= 0.0 {
-        bad(
-            &["train.lr"],
-            format!("{} is not allowed (allowed: a number > 0)", f(t.lr)),
-        );
-    }
-    if t.weight_decay < 0.0 {
-        bad(
-            &["train.weight_decay"],
-            format!(
-                "{} is not allowed (allowed: a number >= 0)",
-                f(t.weight_decay)
-            ),
-        );
-    }
-    if t.betas.iter().any(|b| !(0.0..1.0).contains(b)) {
-        bad(
-            &["train.betas"],
-            format!(
-                "[{}, {}] is not allowed (allowed: two numbers, each in [0, 1))",
-                f(t.betas[0]),
-                f(t.betas[1])
-            ),
-        );
-    }
-    if t.eps <= 0.0 {
-        bad(
-            &["train.eps"],
-            format!("{} is not allowed (allowed: a number > 0)", f(t.eps)),
-        );
-    }
-    if !(t.train_fraction > 0.0 && t.train_fraction < 1.0) {
-        bad(
-            &["train.train_fraction"],
-            format!(
-                "{} is outside (0, 1) (allowed: a number strictly between 0 and 1)",
-                f(t.train_fraction)
-            ),
-        );
-    }
-    if t.eval_every == 0 {
-        bad(
-            &["train.eval_every"],
-            "0 is not allowed (allowed: 1 to train.steps)".into(),
-        );
-    } else if t.eval_every > t.steps && t.steps > 0 {
-        bad(
-            &["train.eval_every", "train.steps"],
-            format!(
-                "train.eval_every {} is greater than train.steps = {} (allowed: 1 to train.steps)",
-                t.eval_every, t.steps
-            ),
-        );
-    }
-    if t.checkpoint_every == 0 {
-        bad(
-            &["train.checkpoint_every"],
-            "0 is not allowed (allowed: an integer >= 1)".into(),
-        );
-    }
-    if !(0.0..1.0).contains(&t.grokfast_alpha) {
-        bad(
-            &["train.grokfast_alpha"],
-            format!(
-                "{} is not allowed (allowed: a number in [0, 1))",
-                f(t.grokfast_alpha)
-            ),
-        );
-    }
-    if t.grokfast_lambda < 0.0 {
-        bad(
-            &["train.grokfast_lambda"],
-            format!(
-                "{} is not allowed (allowed: a number >= 0)",
-                f(t.grokfast_lambda)
-            ),
-        );
-    }
-    for (key, v) in [
-        ("analysis.fve_threshold", a.fve_threshold),
-        ("analysis.energy_coverage", a.energy_coverage),
-        ("analysis.accuracy_threshold", a.accuracy_threshold),
-    ] {
-        if !(v > 0.0 && v <= 1.0) {
-            bad(
-                &[key],
-                format!("{} is not allowed (allowed: a number in (0, 1])", f(v)),
-            );
-        }
-    }
-    if a.symmetricity_triples == 0 {
-        bad(
-            &["analysis.symmetricity_triples"],
-            "0 is not allowed (allowed: an integer >= 1)".into(),
-        );
-    }
-    out
 }

@@ -1,0 +1,111 @@
+//! `analyze`: the learned-algorithm signature of a stored cell or of a weights file.
+
+use super::{load_sweep, ArtifactsArg, CmdResult};
+use crate::config::AnalysisConfig;
+use crate::key::analysis_key;
+use crate::store::{self, Artifacts, CellStatus};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A cell key or unique key prefix, or a .safetensors file.
+    pub target: String,
+    /// Take the analysis settings from this sweep file's [analysis] table
+    /// [default: the documented defaults].
+    #[arg(long, value_name = "SWEEP.toml")]
+    pub sweep: Option<PathBuf>,
+    /// Output folder for a file target [default: FILE's folder/<file stem>.analysis].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Architecture of a file without bitgrok metadata (li2024 or nanda2023).
+    #[arg(long, value_parser = super::export::parse_arch)]
+    pub arch: Option<crate::config::Arch>,
+    /// Activation-quantizer bits of a file without bitgrok metadata [default: 0, off].
+    #[arg(long, value_name = "BITS")]
+    pub act_bits: Option<u32>,
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
+}
+
+pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
+    let cfg = match &args.sweep {
+        Some(path) => load_sweep(path)?
+            .cells
+            .first()
+            .map(|c| c.analysis.clone())
+            .unwrap_or_default(),
+        None => AnalysisConfig::default(),
+    };
+    let target = Path::new(&args.target);
+    let (sig, out) = if target.is_file() {
+        let out = args.out.clone().unwrap_or_else(|| {
+            let stem = target
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            target.with_file_name(format!("{stem}.analysis"))
+        });
+        let given = crate::engine::model_file::Described {
+            arch: args.arch,
+            act_bits: args.act_bits,
+            act_eps: None,
+        };
+        let model = crate::engine::model_file::read_model_file(target, &given)?.model;
+        let sig = crate::analysis::analyze(&model, None, None, &cfg)?;
+        store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
+        (sig, out)
+    } else {
+        let artifacts = args.artifacts.open()?;
+        let key = resolve_key(&artifacts, &args.target)?;
+        let dir = artifacts.cell_dir(&key);
+        // Under the cell's lock, as every write into a cell folder.
+        let _lock = crate::run::schedule::lock_waiting(&artifacts, &key)?;
+        let sig = crate::analysis::analyze_cell(&dir, &cfg)?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| artifacts.analysis_dir(&key, &analysis_key(&cfg)));
+        store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
+        (sig, out)
+    };
+    println!(
+        "arch {}  label {}  key frequencies {:?}  logits explained {:.4}  gradient symmetricity {:.4}",
+        sig.arch,
+        sig.algorithm.label,
+        sig.neurons.key_frequencies,
+        sig.logits.explained_by_key_frequencies,
+        sig.algorithm.gradient_symmetricity
+    );
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// The full key of the one done cell whose key starts with `prefix`.
+pub(super) fn resolve_key(artifacts: &Artifacts, prefix: &str) -> Result<String> {
+    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        bail!("{prefix} is neither a file nor a cell key prefix (at least 4 hex digits)");
+    }
+    let mut found: Vec<String> = std::fs::read_dir(artifacts.cells_dir())
+        .with_context(|| format!("reading {}", artifacts.cells_dir().display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    found.sort();
+    match found.len() {
+        0 => bail!(
+            "no cell in {} has a key starting with {prefix}",
+            artifacts.cells_dir().display()
+        ),
+        1 => {
+            let key = found.remove(0);
+            match artifacts.status(&key) {
+                CellStatus::Done(_) => Ok(key),
+                other => bail!("cell {key} is {}, not done", other.state()),
+            }
+        }
+        _ => bail!("key prefix {prefix} is ambiguous: {}", found.join(", ")),
+    }
+}

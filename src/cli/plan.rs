@@ -1,0 +1,136 @@
+//! `plan` and `status`: one row per cell with its state, from the same
+//! `run::slurm::cell_state`, so the two commands always agree.
+
+use super::{load_sweep, ArtifactsArg, CmdResult};
+use crate::run::slurm;
+use crate::store::{self, nearest, Artifacts, CellState, CellStatus};
+use crate::sweep::cell::{columns, short, Cell};
+use crate::sweep::{grid, Sweep};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The sweep file, e.g. sweeps/paper.toml.
+    #[arg(value_name = "SWEEP.toml")]
+    pub sweep: PathBuf,
+    /// For each cell not done, name the nearest stored cell and the settings that differ.
+    #[arg(long)]
+    pub explain: bool,
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sweep file.
+    #[arg(value_name = "SWEEP.toml")]
+    pub sweep: PathBuf,
+    #[command(flatten)]
+    pub artifacts: ArtifactsArg,
+}
+
+pub fn plan(args: &PlanArgs) -> CmdResult {
+    let sweep = load_sweep(&args.sweep)?;
+    let artifacts = args.artifacts.open()?;
+    let stored = if args.explain {
+        nearest::stored_configs(&artifacts)
+    } else {
+        Vec::new()
+    };
+    let mut explanations = Vec::new();
+    println!("sweep {} ({})", sweep.name, args.sweep.display());
+    if !sweep.description.is_empty() {
+        println!("{}", sweep.description);
+    }
+    print_cells(&sweep, &artifacts, &[], |cell, state, _| {
+        if args.explain && state != CellState::Done {
+            explanations.push(explain(cell, &stored));
+        }
+        Vec::new()
+    });
+    for e in explanations {
+        println!("{e}");
+    }
+    Ok(())
+}
+
+pub fn status(args: &StatusArgs) -> CmdResult {
+    let sweep = load_sweep(&args.sweep)?;
+    let artifacts = args.artifacts.open()?;
+    print_cells(&sweep, &artifacts, &["steps"], |cell, state, status| {
+        let steps = match (state, status) {
+            (_, CellStatus::Done(m)) => m.steps.to_string(),
+            (CellState::Failed, _) => "-".to_string(),
+            (CellState::Running | CellState::Partial, _) => checkpoint_step(&artifacts, &cell.key),
+            _ => "0".to_string(),
+        };
+        vec![format!("{steps}/{}", cell.config.train.steps)]
+    });
+    Ok(())
+}
+
+/// Print one row per cell (key prefix, display columns, state, then the `extra`
+/// columns that `describe` fills) and a total line counting the states (running
+/// and queued only when there are any).
+fn print_cells(
+    sweep: &Sweep,
+    artifacts: &Artifacts,
+    extra: &[&str],
+    mut describe: impl FnMut(&Cell, CellState, &CellStatus) -> Vec<String>,
+) {
+    let queued = slurm::queued_keys(artifacts);
+    let columns = columns(&grid::axis_names(sweep), &sweep.cells);
+    let mut header = vec!["key".to_string()];
+    header.extend(columns.iter().cloned());
+    header.push("status".to_string());
+    header.extend(extra.iter().map(|e| e.to_string()));
+    let mut rows = vec![header];
+    let mut counts: BTreeMap<CellState, usize> = BTreeMap::new();
+    for cell in &sweep.cells {
+        let (state, status) = slurm::cell_state(artifacts, &cell.key, &queued);
+        *counts.entry(state).or_default() += 1;
+        let mut row = vec![cell.short_key().to_string()];
+        row.extend(columns.iter().map(|col| cell.axis_value(col).to_string()));
+        row.push(state.word().to_string());
+        row.extend(describe(cell, state, &status));
+        rows.push(row);
+    }
+    print!("{}", crate::report::table::render(&rows));
+    let totals: Vec<String> = CellState::ALL
+        .iter()
+        .filter(|s| match s {
+            CellState::Unanalysed => false,
+            CellState::Running | CellState::Queued => counts.contains_key(s),
+            _ => true,
+        })
+        .map(|s| format!("{} {s}", counts.get(s).copied().unwrap_or(0)))
+        .collect();
+    println!("total: {} cells, {}", sweep.cells.len(), totals.join(", "));
+}
+
+/// The step of a cell's checkpoint, read from the checkpoint's header only.
+fn checkpoint_step(artifacts: &Artifacts, key: &str) -> String {
+    let path = artifacts.cell_dir(key).join(store::CHECKPOINT);
+    crate::engine::train::checkpoint_step(&path)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| "0".to_string())
+}
+
+/// "cell K [label]: nearest stored cell N differs in a (x -> y), ...".
+fn explain(cell: &Cell, stored: &[(String, BTreeMap<String, String>)]) -> String {
+    let (me, label) = (cell.short_key(), cell.label());
+    match nearest::nearest(&cell.config, stored) {
+        None => format!("{me} [{label}]: no stored cell to compare with"),
+        Some((k, diffs)) if diffs.is_empty() => format!(
+            "{me} [{label}]: stored cell {} has the same settings under another engine version",
+            short(k)
+        ),
+        Some((k, diffs)) => format!(
+            "{me} [{label}]: nearest stored cell {} differs in {}",
+            short(k),
+            diffs.join(", ")
+        ),
+    }
+}

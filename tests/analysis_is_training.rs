@@ -48,7 +48,7 @@ fn train_and_store(cfg: &CellConfig, dir: &Path) -> TrainOutput {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("cell.toml"), bitgrok::key::cell_toml(cfg)).unwrap();
     let key = bitgrok::key::cell_key(cfg);
-    bitgrok::store::save_trained_cell(dir, &key, &out, 0, 1, &[]).unwrap();
+    bitgrok::store::save_trained_cell(dir, &key, &out, 0, 1).unwrap();
     out
 }
 

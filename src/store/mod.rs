@@ -31,8 +31,7 @@ pub use atomic::{
 pub use formats::{curves_csv, read_curves, read_split, split_csv};
 pub use lock::CellLock;
 pub use manifest::{
-    new_manifest, save_trained_cell, train_log, Manifest, CELL_FILES, DFDX_VERSION,
-    STORE_FORMAT,
+    new_manifest, save_trained_cell, train_log, Manifest, CELL_FILES, DFDX_VERSION, STORE_FORMAT,
 };
 
 use anyhow::{Context, Result};

@@ -47,7 +47,13 @@ fn main() {
     };
     let cfg = AnalysisConfig::default();
     let akey = bitgrok::key::analysis_key(&cfg);
-    let base = analyze(&w, None, None, &cfg).expect("analysis");
+    let base = analyze(
+        &bitgrok::engine::model_file::Model::plain(w),
+        None,
+        None,
+        &cfg,
+    )
+    .expect("analysis");
 
     let tmp = tempfile::tempdir().expect("temporary folder");
     let root = tmp.path();

@@ -52,6 +52,7 @@ fn main() {
         ln_final_w: Some(vec![1.0; d]),
         w_u: mat(d, p, inv(d)),
     };
+    let model = bitgrok::engine::model_file::Model::plain(w);
     let split = TrainSplit {
         train: (0..p * p)
             .filter(|i| i % 10 < 3)
@@ -64,7 +65,7 @@ fn main() {
     let w = bitgrok::engine::model_file::Model::plain(w);
     for _ in 0..runs {
         let t = Instant::now();
-        sig = Some(analyze(&w, None, Some(&split), &cfg).expect("analysis"));
+        sig = Some(analyze(&model, None, Some(&split), &cfg).expect("analysis"));
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

@@ -11,7 +11,7 @@
 
 use crate::engine::model::{run, Batch};
 use crate::engine::model_file::Model;
-use crate::engine::reference::{self, Params64, Trace};
+use crate::engine::reference::{self, Params64};
 use rayon::prelude::*;
 
 /// What analysis reads from the model over all p² inputs.
@@ -45,13 +45,19 @@ pub fn logits(m: &Model) -> Vec<f32> {
         .expect("logits were asked for")
 }
 
-/// The reference's trace of every input, in row order (parallel over rows; each
-/// trace is computed alone, so the result does not depend on threads).
-fn traces(m: &Model, w: &Params64) -> Vec<Trace> {
+/// Per input, in row order: the reference's neuron activations (after ReLU) and
+/// attention weights of position 2 per head. Parallel over inputs, each computed
+/// alone, so the result does not depend on threads; only these parts of each trace
+/// are kept.
+fn position_two(m: &Model, w: &Params64) -> Vec<(Vec<f64>, Vec<[f64; 3]>)> {
     let p = m.weights.modulus();
     (0..p * p)
         .into_par_iter()
-        .map(|i| reference::forward(w, i / p, i % p, m.act_bits, m.act_eps))
+        .map(|i| {
+            let t = reference::forward(w, i / p, i % p, m.act_bits, m.act_eps);
+            let neurons = t.hidden[2].iter().map(|x| x.max(0.0)).collect();
+            (neurons, t.pattern.iter().map(|pat| pat[2]).collect())
+        })
         .collect()
 }
 
@@ -62,10 +68,10 @@ pub fn forward_all(m: &Model) -> ForwardPass {
     let n = p * p;
     let mut neurons = Vec::with_capacity(n * d_mlp);
     let mut attention = vec![0.0; h * n * 3];
-    for (i, t) in traces(m, &w).iter().enumerate() {
-        neurons.extend(t.hidden[2].iter().map(|x| x.max(0.0)));
-        for (head, pat) in t.pattern.iter().enumerate() {
-            attention[(head * n + i) * 3..(head * n + i + 1) * 3].copy_from_slice(&pat[2]);
+    for (i, (acts, pattern)) in position_two(m, &w).into_iter().enumerate() {
+        neurons.extend(acts);
+        for (head, pat) in pattern.iter().enumerate() {
+            attention[(head * n + i) * 3..(head * n + i + 1) * 3].copy_from_slice(pat);
         }
     }
     ForwardPass {

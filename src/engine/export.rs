@@ -14,10 +14,8 @@ use crate::config::Arch;
 use crate::engine::model_file::{attention_direction, attention_scale, Model};
 use crate::engine::weights::ModelWeights;
 use anyhow::Result;
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 /// One tensor of the state dict: name, dtype, shape, little-endian bytes.
 pub type StateTensor = (String, Dtype, Vec<usize>, Vec<u8>);
@@ -71,12 +69,7 @@ pub fn state_dict_bytes(
     tensors: &[StateTensor],
     metadata: &std::collections::BTreeMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let views = tensors
-        .iter()
-        .map(|(n, dt, s, b)| Ok((n.as_str(), TensorView::new(*dt, s.clone(), b)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    Ok(safetensors::serialize(views, &Some(meta))?)
+    crate::engine::safetensors_io::serialize(tensors, metadata)
 }
 
 /// `HookedTransformerConfig` keyword arguments for TransformerLens `major` (3 or 4).

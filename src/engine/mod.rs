@@ -9,5 +9,6 @@ pub mod model_file;
 pub mod optim;
 pub mod quant;
 pub mod reference;
+pub mod safetensors_io;
 pub mod train;
 pub mod weights;

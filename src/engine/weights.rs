@@ -14,10 +14,11 @@
 //! `W_Q|W_K|W_V` [n_heads, d_model, d_head] and `W_O` [n_heads, d_head, d_model].
 
 use crate::config::Arch;
-use anyhow::{anyhow, bail, Context, Result};
-use safetensors::{Dtype, SafeTensors};
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+pub use crate::engine::safetensors_io::{
+    from_safetensors_bytes, is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes,
+    NamedTensors,
+};
+use anyhow::{anyhow, bail, Result};
 
 /// A dense row-major matrix (f32 for the model, f64 for the reference).
 #[derive(Clone, Debug, PartialEq)]
@@ -514,86 +515,10 @@ fn join_cols_by_head(data: &[f32], d: usize, cols: usize, h: usize) -> Vec<f32> 
     m
 }
 
-/// Named f32 tensors plus string metadata: the content of one safetensors file.
-pub type NamedTensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
-
-/// Serialise named f32 tensors and metadata to safetensors bytes (names sorted, so
-/// the same tensors always give the same bytes).
-pub fn to_safetensors_bytes(
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-    metadata: &BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(n, s, d)| {
-            (
-                n.clone(),
-                s.clone(),
-                d.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, s, b)| {
-            Ok((
-                n.as_str(),
-                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)?,
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let meta = if meta.is_empty() { None } else { Some(meta) };
-    Ok(safetensors::serialize(views, &meta)?)
-}
-
-/// TransformerLens's buffers (the attention mask, a bool tensor, and `IGNORE`): state,
-/// not weights, so files saved by TransformerLens may hold them.
-pub fn is_transformer_lens_buffer(name: &str) -> bool {
-    name.ends_with(".mask") || name == "IGNORE" || name.ends_with(".IGNORE")
-}
-
-/// Parse safetensors bytes holding f32 tensors (TransformerLens's buffers are left out,
-/// whatever their dtype).
-pub fn from_safetensors_bytes(buf: &[u8]) -> Result<(NamedTensors, BTreeMap<String, String>)> {
-    let st = SafeTensors::deserialize(buf)?;
-    let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        if is_transformer_lens_buffer(&name) {
-            continue;
-        }
-        if view.dtype() != Dtype::F32 {
-            bail!(
-                "tensor {name} has dtype {:?}; bitgrok reads F32 tensors only",
-                view.dtype()
-            );
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.insert(name, (view.shape().to_vec(), data));
-    }
-    let (_, header) = SafeTensors::read_metadata(buf)?;
-    let meta = header
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    Ok((out, meta))
-}
-
-/// Read a safetensors file of f32 tensors.
-pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, String>)> {
-    let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    from_safetensors_bytes(&buf).with_context(|| format!("parsing {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn toy(arch: Arch) -> ModelWeights {
         let (p, d, h, m) = (5, 8, 2, 16);

@@ -9,10 +9,8 @@
 //! which splits the output, not the summation. Results therefore do not depend on
 //! the thread count (a test checks this bit for bit at the seed study's cell size).
 
-use super::kernels::{
-    rms_gain_partial, rms_rows_backward, rms_rows_forward, scatter_rows, table_rows_backward,
-    table_rows_forward, TableShape,
-};
+pub use super::fused::attention_mlp;
+use super::kernels::{rms_gain_partial, rms_rows_backward, rms_rows_forward};
 use super::{Tp, T2};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -20,11 +18,11 @@ use std::sync::Arc;
 
 /// Rows per parallel task. Fixed, so that chunked reductions sum in the same order
 /// whatever the number of threads.
-const ROWS_PER_TASK: usize = 64;
+pub(super) const ROWS_PER_TASK: usize = 64;
 
 /// Record an op with inputs `inputs` (all 2-D, contiguous) and output `out` of `shape`.
 /// `backward(dout, dinputs)` adds the input gradients.
-fn record<S: Shape>(
+pub(super) fn record<S: Shape>(
     inputs: Vec<T2>,
     out: Vec<f32>,
     shape: S,
@@ -60,7 +58,7 @@ fn record<S: Shape>(
             // `many_and_ref` asserts the ids, which it does not expose, so the buffers
             // are compared instead (empty buffers cannot alias).
             assert!(
-                len == 0 || seen.iter().all(|&(q, n)| n == 0 || q != ptr as *const f32),
+                len == 0 || seen.iter().all(|&(q, n)| n == 0 || !std::ptr::eq(q, ptr)),
                 "record: two tensors of one op share a gradient buffer (same tensor id)"
             );
             seen.push((ptr, len));
@@ -75,7 +73,7 @@ fn record<S: Shape>(
     out.put_tape(tape)
 }
 
-fn data(t: &T2) -> Vec<f32> {
+pub(super) fn data(t: &T2) -> Vec<f32> {
     let mut v = vec![0.0; t.shape().0 * t.shape().1];
     t.copy_into(&mut v);
     v
@@ -128,7 +126,7 @@ pub fn matmul(
     }
 }
 
-fn add_into(dst: &mut [f32], src: &[f32]) {
+pub(super) fn add_into(dst: &mut [f32], src: &[f32]) {
     const BLOCK: usize = 1 << 14;
     dst.par_chunks_mut(BLOCK)
         .zip(src.par_chunks(BLOCK))
@@ -141,7 +139,7 @@ fn add_into(dst: &mut [f32], src: &[f32]) {
 
 /// Sum over fixed chunks of rows of per-chunk column vectors `f(first_row, rows)`,
 /// added in chunk order (deterministic whatever the thread count).
-fn chunked_column_sum(
+pub(super) fn chunked_column_sum(
     n_rows: usize,
     cols: usize,
     f: impl Fn(usize, usize) -> Vec<f64> + Sync,
@@ -163,7 +161,7 @@ fn chunked_column_sum(
 }
 
 /// Column sums of a row-major [rows, cols] buffer added into `dst`.
-fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
+pub(super) fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
     let acc = chunked_column_sum(x.len() / cols, cols, |start, rows| {
         let mut acc = vec![0.0f64; cols];
         for row in x[start * cols..(start + rows) * cols].chunks_exact(cols) {
@@ -484,211 +482,4 @@ pub fn cross_entropy(
             logits: kept,
         },
     )
-}
-
-/// Attention read-out, attention output projection, residual and MLP in one op, for
-/// unquantized activations, on per-token tables:
-///
-/// `x1 = x0_query + Σ_{h,j} w_hj · VO_h[r_j]` with `VO_h = V[:, head h] · W_O[head h, :]`,
-/// `pre = x0_query·W_in + b_in + Σ_{h,j} w_hj · T_h[r_j]` with `T_h = VO_h · W_in`,
-/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = softmax_j(scores[r_j, h])`.
-///
-/// This is `x1·W_in` regrouped (a linear map of a weighted sum of table rows is the
-/// weighted sum of the mapped rows): the N × d × d_mlp product becomes a
-/// (table rows) × d × d_mlp one plus 3·heads row reads per example.
-#[allow(clippy::too_many_arguments)]
-pub fn attention_mlp(
-    scores: T2,
-    v: T2,
-    w_o: T2,
-    x0_query: T2,
-    w_in: T2,
-    b_in: Option<T2>,
-    w_out: T2,
-    b_out: Option<T2>,
-    rows: Arc<Vec<[u32; 3]>>,
-    heads: usize,
-) -> T2 {
-    let (tr, d) = *v.shape();
-    let m = w_in.shape().1;
-    let dh = d / heads;
-    let n = rows.len();
-    let s = data(&scores);
-    let vv = data(&v);
-    let w_o_v = data(&w_o);
-    let cx = data(&x0_query);
-    let w_in_v = data(&w_in);
-    let w_out_v = data(&w_out);
-    let b_in_v = b_in.as_ref().map(data);
-    let b_out_v = b_out.as_ref().map(data);
-    // Per-head tables: V_h [tr, dh], VO_h [tr, d], T_h [tr, m].
-    let v_heads: Vec<Vec<f32>> = (0..heads)
-        .map(|h| {
-            let mut out = Vec::with_capacity(tr * dh);
-            for t in 0..tr {
-                out.extend_from_slice(&vv[t * d + h * dh..t * d + (h + 1) * dh]);
-            }
-            out
-        })
-        .collect();
-    let mut vo = vec![0.0f32; heads * tr * d];
-    let mut tt = vec![0.0f32; heads * tr * m];
-    for h in 0..heads {
-        let vo_h = &mut vo[h * tr * d..(h + 1) * tr * d];
-        matmul(
-            vo_h,
-            &v_heads[h],
-            false,
-            &w_o_v[h * dh * d..],
-            false,
-            (tr, dh, d),
-            false,
-        );
-        matmul(
-            &mut tt[h * tr * m..(h + 1) * tr * m],
-            vo_h,
-            false,
-            &w_in_v,
-            false,
-            (tr, d, m),
-            false,
-        );
-    }
-    let mut ch = vec![0.0f32; m];
-    matmul(&mut ch, &cx, false, &w_in_v, false, (1, d, m), false);
-    if let Some(b) = &b_in_v {
-        add_into(&mut ch, b);
-    }
-    let mut weights = vec![0.0f32; n * heads * 3];
-    let mut out = vec![0.0f32; n * d];
-    let mut hidden = vec![0.0f32; n * m];
-    let shape = TableShape { heads, tr, d, m };
-    out.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))
-        .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(c, ((out, hidden), weights))| {
-            let rows = &rows[c * ROWS_PER_TASK..];
-            let b_out = b_out_v.as_deref();
-            table_rows_forward(
-                shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights,
-            );
-        });
-    matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
-    let has_bias = b_in.is_some();
-    let mut inputs = vec![scores, v, w_o, x0_query, w_in, w_out];
-    inputs.extend(b_in);
-    inputs.extend(b_out);
-    record(inputs, out, (n, d), move |g, dins| {
-        let [ds, dv, dw_o, dx0, dw_in, dw_out, rest @ ..] = dins else {
-            unreachable!()
-        };
-        matmul(dw_out, &hidden, true, g, false, (m, n, d), true);
-        let mut dpre = vec![0.0f32; n * m];
-        matmul(&mut dpre, g, false, &w_out_v, true, (n, d, m), false);
-        // ReLU mask, and the softmax backward per example (into dscore [n, heads, 3]).
-        let mut dscore = vec![0.0f32; n * heads * 3];
-        dpre.par_chunks_mut(m * ROWS_PER_TASK)
-            .zip(dscore.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(c, (dpre, dscore))| {
-                let i0 = c * ROWS_PER_TASK;
-                let n_here = dscore.len() / (heads * 3);
-                table_rows_backward(
-                    shape,
-                    &rows[i0..i0 + n_here],
-                    &hidden[i0 * m..(i0 + n_here) * m],
-                    &g[i0 * d..(i0 + n_here) * d],
-                    &weights[i0 * heads * 3..(i0 + n_here) * heads * 3],
-                    &vo,
-                    &tt,
-                    dpre,
-                    dscore,
-                );
-            });
-        for (i, r) in rows.iter().enumerate() {
-            for h in 0..heads {
-                for j in 0..3 {
-                    ds[r[j] as usize * heads + h] += dscore[(i * heads + h) * 3 + j];
-                }
-            }
-        }
-        // Table gradients dT_h [tr, m] and dVO_h [tr, d]: scatter-adds, one task per
-        // (head, column block), each summing over the examples in order.
-        const COLS: usize = 128;
-        let scatter = |width: usize, src: &[f32]| -> Vec<f32> {
-            let blocks = width.div_ceil(COLS);
-            let parts: Vec<Vec<f32>> = (0..heads * blocks)
-                .into_par_iter()
-                .map(|task| {
-                    let (h, b) = (task / blocks, task % blocks);
-                    let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                    let mut acc = vec![0.0f32; tr * (c1 - c0)];
-                    scatter_rows(&rows, &weights, src, heads, h, width, c0, c1, &mut acc);
-                    acc
-                })
-                .collect();
-            let mut out = vec![0.0f32; heads * tr * width];
-            for (task, acc) in parts.into_iter().enumerate() {
-                let (h, b) = (task / blocks, task % blocks);
-                let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                for t in 0..tr {
-                    out[(h * tr + t) * width + c0..(h * tr + t) * width + c1]
-                        .copy_from_slice(&acc[t * (c1 - c0)..(t + 1) * (c1 - c0)]);
-                }
-            }
-            out
-        };
-        let dtt = scatter(m, &dpre);
-        let mut dvo = scatter(d, g);
-        // Through T_h = VO_h · W_in (all heads stacked: [heads·tr, ·]), then
-        // VO_h = V_h · W_O[head h].
-        let ht = heads * tr;
-        matmul(&mut dvo, &dtt, false, &w_in_v, true, (ht, m, d), true);
-        matmul(dw_in, &vo, true, &dtt, false, (d, ht, m), true);
-        for h in 0..heads {
-            let dvo_h = &mut dvo[h * tr * d..(h + 1) * tr * d];
-            let mut dv_h = vec![0.0f32; tr * dh];
-            matmul(
-                &mut dv_h,
-                dvo_h,
-                false,
-                &w_o_v[h * dh * d..],
-                true,
-                (tr, d, dh),
-                false,
-            );
-            for t in 0..tr {
-                add_into_serial(
-                    &mut dv[t * d + h * dh..t * d + (h + 1) * dh],
-                    &dv_h[t * dh..(t + 1) * dh],
-                );
-            }
-            matmul(
-                &mut dw_o[h * dh * d..(h + 1) * dh * d],
-                &v_heads[h],
-                true,
-                dvo_h,
-                false,
-                (dh, tr, d),
-                true,
-            );
-        }
-        // The constant parts: x0_query feeds x1 directly and through W_in.
-        let mut dch = vec![0.0f32; m];
-        add_column_sums(&mut dch, &dpre, m);
-        add_column_sums(dx0, g, d);
-        matmul(dx0, &dch, false, &w_in_v, true, (1, m, d), true);
-        matmul(dw_in, &cx, true, &dch, false, (d, 1, m), true);
-        if has_bias {
-            add_into(rest[0], &dch);
-            add_column_sums(rest[1], g, d);
-        }
-    })
-}
-
-fn add_into_serial(dst: &mut [f32], src: &[f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += s;
-    }
 }

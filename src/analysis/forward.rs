@@ -231,6 +231,34 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
     }
 }
 
+/// Position-2 attention weights over every input `[a, b, =]`: row `a·p + b` holds,
+/// per head, the weights on positions 0, 1 and 2 (`p² × heads × 3`).
+pub fn attention_all(w: &ModelWeights) -> Vec<f32> {
+    let (p, h) = (w.modulus(), w.heads);
+    let q = vec_mat(&input_vector(w, 2, p), &w.w_q);
+    let tokens: Vec<usize> = (0..p).collect();
+    let t0 = position_table(w, 0, &tokens, &q);
+    let t1 = position_table(w, 1, &tokens, &q);
+    let t2 = position_table(w, 2, &[p], &q);
+    let mut out = Vec::with_capacity(p * p * h * 3);
+    for a in 0..p {
+        for b in 0..p {
+            for head in 0..h {
+                let s = [
+                    t0.scores[a * h + head],
+                    t1.scores[b * h + head],
+                    t2.scores[head],
+                ];
+                let m = s[0].max(s[1]).max(s[2]);
+                let e = s.map(|x| (x - m).exp());
+                let z = e[0] + e[1] + e[2];
+                out.extend(e.map(|x| (x / z) as f32));
+            }
+        }
+    }
+    out
+}
+
 /// Logits at position 2 for three explicit input vectors, computed the plain way:
 /// every position's query, key and value, the architecture's mask, the MLP and the
 /// norm at every position. The reference the fast paths are tested against.

@@ -14,6 +14,8 @@ use crate::sweep::grid;
 use crate::sweep::spec::{self, Sweep};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod report;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,6 +65,9 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Train one cell of a Slurm submission (what each array task runs).
     RunCell(RunCellArgs),
+    /// Write the sweep's HTML report (report.html, figures/*.svg, cells/*.html) from
+    /// the stored cells, without training.
+    Report(report::ReportArgs),
 }
 
 /// The artifacts directory, for every command that reads or writes artifacts.
@@ -285,6 +290,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Gc(args) => gc(&args),
         Command::Submit(args) => submit(&args),
         Command::RunCell(args) => run_cell(&args),
+        Command::Report(args) => report::report(&args),
     };
     match result {
         Ok(code) => code,
@@ -797,7 +803,7 @@ fn write_tables(sweep: &Sweep, cells: &[grid::Cell], artifacts: &Artifacts) -> R
     let out = artifacts.root.join("sweeps").join(&sweep.name);
     let report = crate::report::aggregate::aggregate_sweep(&artifacts.root, sweep, cells, &out)?;
     eprintln!("tables: {} ({report})", out.display());
-    Ok(())
+    report::write(sweep, cells, artifacts)
 }
 
 fn diff_cmd(args: &DiffArgs) -> Result<ExitCode> {
@@ -823,7 +829,8 @@ fn diff_cmd(args: &DiffArgs) -> Result<ExitCode> {
         Format::Text => DiffFormat::Text,
         Format::Markdown => DiffFormat::Markdown,
     };
-    print!("{}", diff::render(&changes, format));
+    let tables = diff::compared_tables(&args.old, &args.new)?;
+    print!("{}", diff::render(&changes, &tables, format));
     Ok(if changes.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -316,53 +316,185 @@ pub enum DiffFormat {
     Markdown,
 }
 
-/// Render changes as an aligned text table or a Markdown table.
-pub fn render(changes: &[Change], format: DiffFormat) -> String {
-    let header = ["table", "row", "column", "old", "new", "change"];
-    let rows: Vec<[&str; 6]> = changes
-        .iter()
-        .map(|c| [&*c.table, &*c.row, &*c.column, &*c.old, &*c.new, &*c.delta])
-        .collect();
-    let mut out = String::new();
+/// The tables `diff_paths` compares: the file names of both folders, or the new
+/// file's name.
+pub fn compared_tables(old: &Path, new: &Path) -> Result<Vec<String>> {
+    if old.is_dir() && new.is_dir() {
+        let mut names: BTreeSet<String> = csv_files(old)?.into_keys().collect();
+        names.extend(csv_files(new)?.into_keys());
+        Ok(names.into_iter().collect())
+    } else {
+        Ok(vec![new
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()])
+    }
+}
+
+/// The per-cell table: its changes lead the Markdown summary.
+const CELLS_TABLE: &str = "cells.csv";
+
+/// Change rows shown per Markdown section; the counts still cover every change.
+const MARKDOWN_ROWS: usize = 200;
+
+/// Render changes as an aligned text table, or as a Markdown review summary: one
+/// header line, the changed cells (`cells.csv`), per-table counts over `tables`,
+/// then the other changes.
+pub fn render(changes: &[Change], tables: &[String], format: DiffFormat) -> String {
     match format {
-        DiffFormat::Markdown => {
-            if changes.is_empty() {
-                return "No changes beyond tolerance.\n".to_string();
-            }
-            writeln!(out, "| {} |", header.join(" | ")).unwrap();
-            writeln!(out, "|{}", "---|".repeat(header.len())).unwrap();
-            for r in &rows {
-                let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
-                writeln!(out, "| {} |", cells.join(" | ")).unwrap();
-            }
-            writeln!(out, "\n{} change(s).", changes.len()).unwrap();
-        }
-        DiffFormat::Text => {
-            if changes.is_empty() {
-                return "no changes beyond tolerance\n".to_string();
-            }
-            let mut widths = header.map(str::len);
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.len());
-                }
-            }
-            let line = |cells: [&str; 6]| {
-                let parts: Vec<String> = cells
-                    .iter()
-                    .zip(widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                parts.join("  ").trim_end().to_string()
-            };
-            writeln!(out, "{}", line(header)).unwrap();
-            for r in &rows {
-                writeln!(out, "{}", line(*r)).unwrap();
-            }
-            writeln!(out, "{} change(s)", changes.len()).unwrap();
+        DiffFormat::Markdown => markdown(changes, tables),
+        DiffFormat::Text => text(changes),
+    }
+}
+
+fn text(changes: &[Change]) -> String {
+    let header = ["table", "row", "column", "old", "new", "change"];
+    if changes.is_empty() {
+        return "no changes beyond tolerance\n".to_string();
+    }
+    let rows: Vec<[&str; 6]> = changes.iter().map(cells_of).collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
         }
     }
+    let line = |cells: [&str; 6]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = String::new();
+    writeln!(out, "{}", line(header)).unwrap();
+    for r in &rows {
+        writeln!(out, "{}", line(*r)).unwrap();
+    }
+    writeln!(out, "{} change(s)", changes.len()).unwrap();
     out
+}
+
+fn cells_of(c: &Change) -> [&str; 6] {
+    [&*c.table, &*c.row, &*c.column, &*c.old, &*c.new, &*c.delta]
+}
+
+/// What happened to one table.
+#[derive(Default)]
+struct TableCounts {
+    changed_rows: BTreeSet<String>,
+    added: usize,
+    removed: usize,
+    values: usize,
+    structure: usize,
+}
+
+fn markdown(changes: &[Change], tables: &[String]) -> String {
+    let mut counts: BTreeMap<&str, TableCounts> = tables
+        .iter()
+        .map(|t| (t.as_str(), TableCounts::default()))
+        .collect();
+    for c in changes {
+        let t = counts.entry(&c.table).or_default();
+        match c.column.as_str() {
+            "row added" => t.added += 1,
+            "row removed" => t.removed += 1,
+            _ if c.row.is_empty() => t.structure += 1,
+            _ => {
+                t.values += 1;
+                t.changed_rows.insert(c.row.clone());
+            }
+        }
+    }
+    let mut out = String::new();
+    let touched = counts
+        .values()
+        .filter(|t| t.values + t.added + t.removed + t.structure > 0)
+        .count();
+    if changes.is_empty() {
+        writeln!(
+            out,
+            "**bitgrok diff: no changes beyond tolerance** ({} table(s) compared).",
+            counts.len()
+        )
+        .unwrap();
+        return out;
+    }
+    let cells = counts.get(CELLS_TABLE);
+    let cell_part = cells
+        .map(|t| {
+            format!(
+                "; {} cell(s) changed, {} added, {} removed",
+                t.changed_rows.len(),
+                t.added,
+                t.removed
+            )
+        })
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "**bitgrok diff: {} change(s) beyond tolerance in {touched} of {} table(s){cell_part}.**",
+        changes.len(),
+        counts.len()
+    )
+    .unwrap();
+    let (first, rest): (Vec<&Change>, Vec<&Change>) =
+        changes.iter().partition(|c| c.table == CELLS_TABLE);
+    if !first.is_empty() {
+        writeln!(out, "\n#### Changed cells ({CELLS_TABLE})\n").unwrap();
+        markdown_rows(&mut out, &first);
+    }
+    writeln!(out, "\n#### Per table\n").unwrap();
+    writeln!(
+        out,
+        "| table | rows changed | rows added | rows removed | values changed | columns/table changed |\n|---|---|---|---|---|---|"
+    )
+    .unwrap();
+    for (name, t) in &counts {
+        writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            name.replace('|', "\\|"),
+            t.changed_rows.len(),
+            t.added,
+            t.removed,
+            t.values,
+            t.structure
+        )
+        .unwrap();
+    }
+    if !rest.is_empty() {
+        writeln!(
+            out,
+            "\n#### {} changes\n",
+            if first.is_empty() { "All" } else { "Other" }
+        )
+        .unwrap();
+        markdown_rows(&mut out, &rest);
+    }
+    out
+}
+
+/// A Markdown table of changes, at most `MARKDOWN_ROWS` rows.
+fn markdown_rows(out: &mut String, changes: &[&Change]) {
+    writeln!(
+        out,
+        "| table | row | column | old | new | change |\n|---|---|---|---|---|---|"
+    )
+    .unwrap();
+    for c in changes.iter().take(MARKDOWN_ROWS) {
+        let cells: Vec<String> = cells_of(c).iter().map(|x| x.replace('|', "\\|")).collect();
+        writeln!(out, "| {} |", cells.join(" | ")).unwrap();
+    }
+    if changes.len() > MARKDOWN_ROWS {
+        writeln!(
+            out,
+            "\n... and {} more (`bitgrok diff` without `--format markdown` lists all).",
+            changes.len() - MARKDOWN_ROWS
+        )
+        .unwrap();
+    }
 }
 
 #[cfg(test)]
@@ -507,10 +639,30 @@ mod tests {
             (c[1].table.as_str(), c[1].column.as_str()),
             ("summary.csv", "table added")
         );
-        let text = render(&c, DiffFormat::Markdown);
+        let tables = compared_tables(x.path(), y.path()).unwrap();
+        assert_eq!(tables, ["cells.csv", "summary.csv"]);
+        let md = render(&c, &tables, DiffFormat::Markdown);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(
+            lines[0],
+            "**bitgrok diff: 2 change(s) beyond tolerance in 2 of 2 table(s); 1 cell(s) changed, 0 added, 0 removed.**"
+        );
+        // Changed cells first, then the counts, then the other tables' changes.
+        let at = |s: &str| {
+            md.find(s)
+                .unwrap_or_else(|| panic!("{s} missing from {md}"))
+        };
         assert!(
-            text.starts_with("| table | row | column | old | new | change |"),
-            "{text}"
+            at("#### Changed cells")
+                < at("| cells.csv | precision=fp32,seed=0 | loss | 0.5 | 0.9 |")
+        );
+        assert!(at("| cells.csv | precision=fp32,seed=0 | loss") < at("#### Per table"));
+        assert!(at("| cells.csv | 1 | 0 | 0 | 1 | 0 |") < at("#### Other changes"));
+        assert!(at("| summary.csv | 0 | 0 | 0 | 0 | 1 |") < at("| summary.csv |  | table added |"));
+        let none = render(&[], &tables, DiffFormat::Markdown);
+        assert_eq!(
+            none,
+            "**bitgrok diff: no changes beyond tolerance** (2 table(s) compared).\n"
         );
     }
 }

@@ -1,4 +1,7 @@
-//! What a sweep produces for people: CSV tables (`aggregate`) and their diff.
+//! What a sweep produces for people: CSV tables (`aggregate`), their diff, and the
+//! HTML report with its figures.
 
 pub mod aggregate;
 pub mod diff;
+pub mod figures;
+pub mod html;

@@ -106,6 +106,7 @@ pub fn draw_panel(
     let mut loss = ChartBuilder::on(&top)
         .caption(title, font(15))
         .margin(6)
+        .margin_right(18)
         .x_label_area_size(18)
         .y_label_area_size(52)
         .build_cartesian_2d(0f64..max_step, (lo..hi).log_scale())
@@ -120,6 +121,7 @@ pub fn draw_panel(
         .map_err(plot_err)?;
     let mut acc = ChartBuilder::on(&bottom)
         .margin(6)
+        .margin_right(18)
         .x_label_area_size(34)
         .y_label_area_size(52)
         .build_cartesian_2d(0f64..max_step, -0.02f64..1.05)
@@ -128,6 +130,7 @@ pub fn draw_panel(
         .x_desc("step")
         .y_desc("accuracy")
         .x_labels(5)
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .label_style(font(11))
         .light_line_style(WHITE)
         .draw()

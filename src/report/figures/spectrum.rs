@@ -51,6 +51,8 @@ pub fn draw_spectrum(
         .configure_mesh()
         .x_desc("frequency k")
         .y_desc("‖W_E‖ at k")
+        .x_labels(kmax.min(12))
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .label_style(font(10))
         .y_label_formatter(&|v| format!("{v:.2}"))
         .light_line_style(WHITE)
@@ -87,9 +89,10 @@ pub fn matrix(view: &SweepView) -> Result<Option<Figure>> {
         .unwrap_or(1)
         .max(1);
     let n = cells.len();
-    let label_width = cells.iter().map(|c| c.name.len()).max().unwrap_or(4) as u32 * 7 + 16;
-    let row_h = 14u32;
-    let width = (label_width + 60 + 14 * kmax as u32).max(480);
+    let label_width = cells.iter().map(|c| c.name.len()).max().unwrap_or(4) as u32 * 8 + 20;
+    let row_h = if n <= 24 { 22u32 } else { 14 };
+    let col_w = (700 / kmax as u32).clamp(12, 40);
+    let width = label_width + 60 + col_w * kmax as u32;
     let height = 90 + row_h * n as u32;
     let text = svg((width, height), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -116,7 +119,7 @@ pub fn matrix(view: &SweepView) -> Result<Option<Figure>> {
                     String::new()
                 }
             })
-            .label_style(font(10))
+            .label_style(font(12))
             .draw()
             .map_err(plot_err)?;
         for (i, cell) in cells.iter().enumerate() {

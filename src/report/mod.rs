@@ -3,5 +3,6 @@
 
 pub mod aggregate;
 pub mod diff;
+pub mod diff_markdown;
 pub mod figures;
 pub mod html;

@@ -5,7 +5,8 @@
 //! Prints the time and size of the first report (every cell page written) and of a
 //! second one (cell pages unchanged).
 //!
-//! `cargo run --release --example report_bench`
+//! `cargo run --release --example report_bench [DIR]` (DIR keeps the artifacts, to
+//! look at the report; default a temporary folder).
 
 use bitgrok::analysis::{analyze, signature_json, CurvePoint};
 use bitgrok::config::{AnalysisConfig, Arch};
@@ -48,7 +49,9 @@ fn main() {
     let base = analyze(&w, None, None, &AnalysisConfig::default()).expect("analysis");
 
     let tmp = tempfile::tempdir().expect("temporary folder");
-    let root = tmp.path();
+    let kept = std::env::args().nth(1).map(std::path::PathBuf::from);
+    let root = kept.as_deref().unwrap_or(tmp.path());
+    std::fs::create_dir_all(root).unwrap();
     let sweep_path = root.join("bench.toml");
     std::fs::write(
         &sweep_path,
@@ -70,7 +73,21 @@ fn main() {
             row.clustered = i % 8 < keys.len();
             row.best_frequency = row.clustered.then(|| keys[i % 8]).or(row.best_frequency);
         }
+        sig.neurons.neurons_per_key_frequency = keys
+            .iter()
+            .map(|&k| bitgrok::analysis::KeyFrequency {
+                frequency: k,
+                neurons: sig
+                    .neuron_table
+                    .iter()
+                    .filter(|r| r.clustered && r.best_frequency == Some(k))
+                    .count(),
+            })
+            .collect();
+        sig.neurons.clustered = sig.neuron_table.iter().filter(|r| r.clustered).count();
+        sig.neurons.fraction_clustered = sig.neurons.clustered as f64 / d_mlp as f64;
         sig.neurons.key_frequencies = keys;
+        sig.algorithm.label = "mixed".into();
         sig.algorithm.gradient_symmetricity = rng.gen();
         sig.algorithm.distance_irrelevance = Some(rng.gen());
         let grok = rng.gen_range(1_000.0..9_000.0);

@@ -6,6 +6,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 const PANEL: (u32, u32) = (380, 440);
+/// Panels with more cells than this have no legend (the caption explains colours).
+const MAX_LEGEND: usize = 6;
 
 /// Small multiples: one panel per group of cells equal but for the seed (seeds
 /// overlaid), panels grouped by precision; one panel per precision past
@@ -60,7 +62,9 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             } else {
                 title.clone()
             };
-            draw_panel(&areas[slot], &title, &cells, thr, !aggregated)?;
+            // A legend of more than a few seeds hides the curves.
+            let legend = !aggregated && cells.len() <= MAX_LEGEND;
+            draw_panel(&areas[slot], &title, &cells, thr, legend)?;
         }
         Ok(())
     })?;
@@ -70,7 +74,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             groups(with_curves.iter().map(|c| c.group.clone())).len()
         )
     } else {
-        "Train (thin) and test (thick) loss and accuracy per group, seeds overlaid; ○ memorised (train accuracy ≥ threshold), ▲ generalised (test accuracy ≥ threshold): grokking is a test curve that drops long after the train curve.".to_string()
+        "Train (thin) and test (thick) loss and accuracy per group, seeds overlaid (one colour each); ○ memorised (train accuracy ≥ threshold), ▲ generalised (test accuracy ≥ threshold): grokking is a test curve that drops long after the train curve.".to_string()
     };
     Ok(Some(Figure {
         id: "curves",

@@ -4,6 +4,7 @@
 
 use super::{bounds, font, plot_err, svg, Figure, SweepView};
 use crate::analysis::Signature;
+use crate::report::aggregate::fmt_fraction;
 use anyhow::Result;
 use plotters::prelude::*;
 
@@ -49,7 +50,13 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     let a = &view.analysis;
     let (ylo, _) = bounds(points.iter().map(|p| p.2));
     let ylo = ylo.min(0.0) - 0.02;
-    let (slo, shi) = bounds(points.iter().filter_map(|p| p.3));
+    let (slo, shi) = points
+        .iter()
+        .filter_map(|p| p.3)
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
     let radius = |v: Option<f64>| match v {
         Some(v) if shi > slo => 3.0 + 6.0 * ((v - slo) / (shi - slo)).clamp(0.0, 1.0),
         _ => 5.0,
@@ -143,10 +150,13 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         id: "algorithm_plane",
         title: "Algorithm plane".into(),
         caption: format!(
-            "One point per cell, colour = precision, size = {} ({}–{}), hollow = did not generalise (label none); pizza needs symmetricity ≥ {} and distance irrelevance < {}, clock symmetricity ≤ {} and distance irrelevance ≥ {}: do the precisions fall in the same region? Symmetricity is informative only when attention is not uniform.",
+            "One point per cell, colour = precision, size = {} ({}), hollow = did not generalise (label none); pizza needs symmetricity ≥ {} and distance irrelevance < {}, clock symmetricity ≤ {} and distance irrelevance ≥ {}: do the precisions fall in the same region? Symmetricity is informative only when attention is not uniform.",
             SIZE_BY.name,
-            crate::report::aggregate::fmt_fraction(slo),
-            crate::report::aggregate::fmt_fraction(shi),
+            match (slo.is_finite(), slo < shi) {
+                (false, _) => "absent".to_string(),
+                (true, false) => fmt_fraction(slo),
+                (true, true) => format!("{}–{}", fmt_fraction(slo), fmt_fraction(shi)),
+            },
             a.pizza_min_symmetricity,
             a.clock_min_distance_irrelevance,
             a.clock_max_symmetricity,

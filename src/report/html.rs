@@ -188,11 +188,11 @@ fn figure_html(out: &mut String, f: &Figure) {
     );
 }
 
+/// A column whose cells become links: its name, and the target of a cell value.
+type LinkColumn<'a> = (&'a str, &'a dyn Fn(&str) -> Option<String>);
+
 /// A CSV table as an HTML table; `link` turns a column's cells into links.
-fn table_html(
-    csv_bytes: &[u8],
-    link: Option<(&str, &dyn Fn(&str) -> Option<String>)>,
-) -> Result<String> {
+fn table_html(csv_bytes: &[u8], link: Option<LinkColumn>) -> Result<String> {
     let mut r = csv::ReaderBuilder::new().from_reader(csv_bytes);
     let header: Vec<String> = r.headers()?.iter().map(str::to_string).collect();
     let link_col = link.and_then(|(name, _)| header.iter().position(|h| h == name));
@@ -275,11 +275,8 @@ fn main_page(
         ("cells.csv", "Cells (key links to the cell's page)", true),
     ] {
         let Some(bytes) = table(name) else { continue };
-        let _ = write!(
-            out,
-            "<h3>{title} <span class=\"meta\">({name})</span></h3>\n"
-        );
-        let link: Option<(&str, &dyn Fn(&str) -> Option<String>)> =
+        let _ = writeln!(out, "<h3>{title} <span class=\"meta\">({name})</span></h3>");
+        let link: Option<LinkColumn> =
             link.then_some(("key", &page_link as &dyn Fn(&str) -> Option<String>));
         out.push_str(&table_html(bytes, link)?);
     }

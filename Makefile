@@ -8,7 +8,7 @@ BITGROK := $(or $(CARGO_TARGET_DIR),target)/release/bitgrok
 # Where `make ci` trains the smoke sweep from scratch.
 CI_ARTIFACTS := target/ci-artifacts
 
-.PHONY: sweep test ci release accept-smoke test-slurm bench
+.PHONY: sweep test ci release accept-smoke test-slurm test-report bench
 
 # Build (release) and run a sweep: trains every cell not already done, then writes
 # its tables under $(ARTIFACTS)/sweeps/NAME/.
@@ -46,6 +46,12 @@ accept-smoke: release
 # as a job array (installs Debian's slurm packages when missing; needs root).
 test-slurm: release
 	tests/slurm/run.sh
+
+# A real browser renders the smoke sweep's report: headless chromium screenshots of
+# report.html and one cell page (installs Debian's chromium when missing), checked
+# not blank; the screenshots stay in target/report-test/.
+test-report: release
+	BITGROK=$(BITGROK) tests/report/screenshot.sh
 
 # Median milliseconds per training step of the seed study's cell, per precision.
 bench: release

@@ -27,5 +27,5 @@ pub fn write_tables(sweep: &Sweep, artifacts: &Artifacts) -> Result<()> {
     let out = artifacts.root.join("sweeps").join(&sweep.name);
     let report = crate::report::aggregate::aggregate_sweep(&artifacts.root, sweep, &out)?;
     eprintln!("tables: {} ({report})", out.display());
-    Ok(())
+    super::report::write(sweep, artifacts)
 }

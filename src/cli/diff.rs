@@ -65,7 +65,8 @@ pub fn diff(args: &DiffArgs) -> CmdResult {
         Format::Text => DiffFormat::Text,
         Format::Markdown => DiffFormat::Markdown,
     };
-    print!("{}", render(&changes, format));
+    let tables = crate::report::diff::compared_tables(&args.old, &args.new)?;
+    print!("{}", render(&changes, &tables, format));
     if changes.is_empty() {
         Ok(())
     } else {

@@ -14,6 +14,7 @@ mod diff;
 mod export;
 mod gc;
 mod plan;
+mod report;
 mod run;
 mod submit;
 
@@ -72,6 +73,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Train one cell of a Slurm submission (what each array task runs).
     RunCell(submit::RunCellArgs),
+    /// Write the sweep's HTML report (report.html, figures/*.svg, cells/*.html) from
+    /// the stored cells, without training.
+    Report(report::ReportArgs),
 }
 
 /// Parse the command line and run it.
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Submit(args) => submit::submit(&args),
         Command::RunCell(args) => submit::run_cell(&args),
         Command::Export(args) => export::export(&args),
+        Command::Report(args) => report::report(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -134,15 +134,22 @@ pub fn aggregate_sweep(
     )
 }
 
-/// One cell with what was read for it.
-struct Row {
+/// One cell with what was read for it (also what the HTML report draws).
+pub struct Row {
     /// Values of the identity columns.
-    ids: Vec<String>,
-    key: String,
-    status: Status,
-    seconds: Option<f64>,
-    error: Option<String>,
-    sig: Option<Signature>,
+    pub ids: Vec<String>,
+    pub key: String,
+    pub status: Status,
+    pub seconds: Option<f64>,
+    pub error: Option<String>,
+    pub sig: Option<Signature>,
+}
+
+/// Every cell of a sweep as read from the store, in grid order.
+pub struct SweepRows {
+    /// Identity column names (see the module doc).
+    pub columns: Vec<String>,
+    pub rows: Vec<Row>,
 }
 
 /// Which files exist under `<artifacts>/cells`, from one walk.
@@ -260,26 +267,12 @@ pub fn aggregate(
     cells: &[SweepCell],
     out_dir: &Path,
 ) -> Result<AggregateReport> {
-    let index = index_cells(&artifacts_root.join("cells"))?;
-    let cols = identity_columns(axis_names, cells);
-    let ids = |c: &SweepCell| -> Vec<String> {
-        cols.iter()
-            .map(|name| {
-                c.axes
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
-    let rows = read_rows(artifacts_root, &index, cells, &ids)?;
-
+    let read = read_sweep(artifacts_root, axis_names, cells)?;
     let mut report = AggregateReport {
-        cells: rows.len(),
+        cells: read.rows.len(),
         ..Default::default()
     };
-    for r in &rows {
+    for r in &read.rows {
         match r.status {
             Status::Done => report.done += 1,
             Status::Unanalysed => report.unanalysed += 1,
@@ -298,18 +291,50 @@ pub fn aggregate(
         );
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
-    let tables = [
-        ("cells.csv", cells_table(&cols, &rows)),
-        ("frequencies.csv", frequencies_table(&cols, &rows)),
-        ("compare.csv", compare_table(&cols, &rows)),
-        ("summary.csv", summary_table(&cols, &rows)),
-    ];
-    for (name, table) in tables {
+    for (name, table) in tables(&read)? {
         let path = out_dir.join(name);
-        write_atomic(&path, &table?)?;
+        write_atomic(&path, &table)?;
         report.tables.push(path);
     }
     Ok(report)
+}
+
+/// Read every cell's verified status, manifest and signature, in grid order.
+pub fn read_sweep(
+    artifacts_root: &Path,
+    axis_names: &[String],
+    cells: &[SweepCell],
+) -> Result<SweepRows> {
+    let index = index_cells(&artifacts_root.join("cells"))?;
+    let cols = identity_columns(axis_names, cells);
+    let ids = |c: &SweepCell| -> Vec<String> {
+        cols.iter()
+            .map(|name| {
+                c.axes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let rows = read_rows(artifacts_root, &index, cells, &ids)?;
+    Ok(SweepRows {
+        columns: cols,
+        rows,
+    })
+}
+
+/// The four tables' file names and CSV bytes, in the order cells, frequencies,
+/// compare, summary.
+pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let (cols, rows) = (&read.columns, &read.rows);
+    Ok(vec![
+        ("cells.csv", cells_table(cols, rows)?),
+        ("frequencies.csv", frequencies_table(cols, rows)?),
+        ("compare.csv", compare_table(cols, rows)?),
+        ("summary.csv", summary_table(cols, rows)?),
+    ])
 }
 
 /// Read the rows, spreading the cells over the available cores; the result is in

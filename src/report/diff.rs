@@ -316,53 +316,62 @@ pub enum DiffFormat {
     Markdown,
 }
 
-/// Render changes as an aligned text table or a Markdown table.
-pub fn render(changes: &[Change], format: DiffFormat) -> String {
-    let header = ["table", "row", "column", "old", "new", "change"];
-    let rows: Vec<[&str; 6]> = changes
-        .iter()
-        .map(|c| [&*c.table, &*c.row, &*c.column, &*c.old, &*c.new, &*c.delta])
-        .collect();
-    let mut out = String::new();
+/// The tables `diff_paths` compares: the file names of both folders, or the new
+/// file's name.
+pub fn compared_tables(old: &Path, new: &Path) -> Result<Vec<String>> {
+    if old.is_dir() && new.is_dir() {
+        let mut names: BTreeSet<String> = csv_files(old)?.into_keys().collect();
+        names.extend(csv_files(new)?.into_keys());
+        Ok(names.into_iter().collect())
+    } else {
+        Ok(vec![new
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()])
+    }
+}
+
+/// Render changes as an aligned text table, or as a Markdown review summary: one
+/// header line, the changed cells (`cells.csv`), per-table counts over `tables`,
+/// then the other changes.
+pub fn render(changes: &[Change], tables: &[String], format: DiffFormat) -> String {
     match format {
-        DiffFormat::Markdown => {
-            if changes.is_empty() {
-                return "No changes beyond tolerance.\n".to_string();
-            }
-            writeln!(out, "| {} |", header.join(" | ")).unwrap();
-            writeln!(out, "|{}", "---|".repeat(header.len())).unwrap();
-            for r in &rows {
-                let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
-                writeln!(out, "| {} |", cells.join(" | ")).unwrap();
-            }
-            writeln!(out, "\n{} change(s).", changes.len()).unwrap();
-        }
-        DiffFormat::Text => {
-            if changes.is_empty() {
-                return "no changes beyond tolerance\n".to_string();
-            }
-            let mut widths = header.map(str::len);
-            for r in &rows {
-                for (w, c) in widths.iter_mut().zip(r) {
-                    *w = (*w).max(c.len());
-                }
-            }
-            let line = |cells: [&str; 6]| {
-                let parts: Vec<String> = cells
-                    .iter()
-                    .zip(widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                parts.join("  ").trim_end().to_string()
-            };
-            writeln!(out, "{}", line(header)).unwrap();
-            for r in &rows {
-                writeln!(out, "{}", line(*r)).unwrap();
-            }
-            writeln!(out, "{} change(s)", changes.len()).unwrap();
+        DiffFormat::Markdown => super::diff_markdown::render(changes, tables),
+        DiffFormat::Text => text(changes),
+    }
+}
+
+fn text(changes: &[Change]) -> String {
+    let header = ["table", "row", "column", "old", "new", "change"];
+    if changes.is_empty() {
+        return "no changes beyond tolerance\n".to_string();
+    }
+    let rows: Vec<[&str; 6]> = changes.iter().map(cells_of).collect();
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
         }
     }
+    let line = |cells: [&str; 6]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_string()
+    };
+    let mut out = String::new();
+    writeln!(out, "{}", line(header)).unwrap();
+    for r in &rows {
+        writeln!(out, "{}", line(*r)).unwrap();
+    }
+    writeln!(out, "{} change(s)", changes.len()).unwrap();
     out
+}
+
+pub(crate) fn cells_of(c: &Change) -> [&str; 6] {
+    [&*c.table, &*c.row, &*c.column, &*c.old, &*c.new, &*c.delta]
 }
 
 #[cfg(test)]
@@ -507,10 +516,30 @@ mod tests {
             (c[1].table.as_str(), c[1].column.as_str()),
             ("summary.csv", "table added")
         );
-        let text = render(&c, DiffFormat::Markdown);
+        let tables = compared_tables(x.path(), y.path()).unwrap();
+        assert_eq!(tables, ["cells.csv", "summary.csv"]);
+        let md = render(&c, &tables, DiffFormat::Markdown);
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(
+            lines[0],
+            "**bitgrok diff: 2 change(s) beyond tolerance in 2 of 2 table(s); 1 cell(s) changed, 0 added, 0 removed.**"
+        );
+        // Changed cells first, then the counts, then the other tables' changes.
+        let at = |s: &str| {
+            md.find(s)
+                .unwrap_or_else(|| panic!("{s} missing from {md}"))
+        };
         assert!(
-            text.starts_with("| table | row | column | old | new | change |"),
-            "{text}"
+            at("#### Changed cells")
+                < at("| cells.csv | precision=fp32,seed=0 | loss | 0.5 | 0.9 |")
+        );
+        assert!(at("| cells.csv | precision=fp32,seed=0 | loss") < at("#### Per table"));
+        assert!(at("| cells.csv | 1 | 0 | 0 | 1 | 0 |") < at("#### Other changes"));
+        assert!(at("| summary.csv | 0 | 0 | 0 | 0 | 1 |") < at("| summary.csv |  | table added |"));
+        let none = render(&[], &tables, DiffFormat::Markdown);
+        assert_eq!(
+            none,
+            "**bitgrok diff: no changes beyond tolerance** (2 table(s) compared).\n"
         );
     }
 }

@@ -1,0 +1,32 @@
+//! `bitgrok report`: the sweep's HTML report and figures from the stored cells.
+
+use super::{load_sweep, CmdResult};
+use crate::store::Artifacts;
+use crate::sweep::Sweep;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The sweep file.
+    #[arg(value_name = "SWEEP.toml")]
+    pub sweep: PathBuf,
+    #[command(flatten)]
+    pub artifacts: super::ArtifactsArg,
+}
+
+pub fn report(args: &ReportArgs) -> CmdResult {
+    let sweep = load_sweep(&args.sweep)?;
+    write(&sweep, &args.artifacts.open()?)?;
+    Ok(())
+}
+
+/// Write ARTIFACTS/sweeps/NAME/report.html, figures/ and cells/ (also the last step
+/// of `run` and `aggregate`).
+pub fn write(sweep: &Sweep, artifacts: &Artifacts) -> Result<()> {
+    let out = artifacts.root.join("sweeps").join(&sweep.name);
+    let summary = crate::report::html::write_report(&artifacts.root, sweep, &out)?;
+    eprintln!("report: {summary}");
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Figure 3: neurons per key frequency and the fraction of neurons clustered, per
+//! precision.
+
+use super::{font, plot_err, svg, Figure, SweepView};
+use crate::report::aggregate::median;
+use anyhow::Result;
+use plotters::prelude::*;
+
+pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
+    let cells: Vec<_> = view.analysed().collect();
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    let kmax = cells
+        .iter()
+        .map(|c| {
+            c.sig()
+                .map_or(0, |s| s.embedding.norm_by_frequency.len().saturating_sub(1))
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let np = view.precisions.len().max(1);
+    let max_neurons = cells
+        .iter()
+        .flat_map(|c| {
+            c.sig()
+                .into_iter()
+                .flat_map(|s| s.neurons.neurons_per_key_frequency.iter())
+        })
+        .map(|k| k.neurons)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    // Precision i sits at an offset within each frequency's slot.
+    let offset = |p: &str| {
+        let i = view.precisions.iter().position(|x| x == p).unwrap_or(0);
+        (i as f64 + 0.5) / np as f64 - 0.5
+    };
+    let text = svg((1100, 380), |root| {
+        let (left, right) = root.split_horizontally(760);
+        let mut chart = ChartBuilder::on(&left)
+            .caption("neurons per key frequency", font(14))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(0.5f64..kmax as f64 + 0.5, 0f64..max_neurons * 1.1)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("frequency k")
+            .y_desc("clustered neurons")
+            .x_labels(kmax.min(30))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .label_style(font(11))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(plot_err)?;
+        for p in &view.precisions {
+            let color = view.color(p);
+            let pts: Vec<(f64, f64)> = cells
+                .iter()
+                .filter(|c| &c.precision == p)
+                .flat_map(|c| {
+                    c.sig()
+                        .into_iter()
+                        .flat_map(|s| s.neurons.neurons_per_key_frequency.iter())
+                })
+                .map(|k| (k.frequency as f64 + 0.8 * offset(p), k.neurons as f64))
+                .collect();
+            chart
+                .draw_series(pts.iter().map(|&(x, y)| {
+                    Rectangle::new(
+                        [(x - 0.35 / np as f64, 0.0), (x + 0.35 / np as f64, y)],
+                        color.mix(0.45).filled(),
+                    )
+                }))
+                .map_err(plot_err)?
+                .label(p.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .label_font(font(11))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(plot_err)?;
+
+        let mut frac = ChartBuilder::on(&right)
+            .caption("fraction of neurons clustered", font(14))
+            .margin(8)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(-0.5f64..np as f64 - 0.5, 0f64..1.05)
+            .map_err(plot_err)?;
+        let names = view.precisions.clone();
+        frac.configure_mesh()
+            .x_desc("precision")
+            .y_desc("clustered / all neurons")
+            .x_labels(np * 2 + 1)
+            .x_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                    names[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .label_style(font(11))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(plot_err)?;
+        for (i, p) in view.precisions.iter().enumerate() {
+            let color = view.color(p);
+            let mut xs: Vec<f64> = cells
+                .iter()
+                .filter(|c| &c.precision == p)
+                .filter_map(|c| c.sig().map(|s| s.neurons.fraction_clustered))
+                .collect();
+            let n = xs.len().max(1) as f64;
+            frac.draw_series(xs.iter().enumerate().map(|(j, &y)| {
+                let x = i as f64 + 0.5 * ((j as f64 + 0.5) / n - 0.5);
+                Circle::new((x, y), 4, color.filled())
+            }))
+            .map_err(plot_err)?;
+            if let Some(m) = median(&mut xs) {
+                frac.draw_series(std::iter::once(PathElement::new(
+                    vec![(i as f64 - 0.35, m), (i as f64 + 0.35, m)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(plot_err)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Some(Figure {
+        id: "neurons",
+        title: "Neuron clusters".into(),
+        caption: "Left: MLP neurons owned by each key frequency, one bar per cell (colour = precision); right: fraction of neurons clustered per cell, bar = median: quantized models with fewer, less populated clusters use a noisier Fourier algorithm.".into(),
+        svg: text,
+    }))
+}

@@ -7,6 +7,8 @@ CARGO ?= cargo
 BITGROK := $(or $(CARGO_TARGET_DIR),target)/release/bitgrok
 # Where `make ci` trains the smoke sweep from scratch.
 CI_ARTIFACTS := target/ci-artifacts
+# The smoke sweep's expected tables, which CI diffs a fresh run against.
+EXPECTED_SMOKE := tests/expected/smoke
 
 .PHONY: sweep test ci release accept-smoke test-slurm test-report bench
 
@@ -25,22 +27,22 @@ test:
 	$(CARGO) test
 
 # Sweep files valid, formatting, lints, then the smoke sweep trained from a clean
-# artifacts dir and its tables diffed against the committed ones.
+# artifacts dir and its tables diffed against the expected ones in tests/expected/.
 ci: release
 	$(BITGROK) check sweeps/*.toml
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	rm -rf $(CI_ARTIFACTS)
 	$(BITGROK) run sweeps/smoke.toml --artifacts $(CI_ARTIFACTS)
-	$(BITGROK) diff artifacts/sweeps/smoke $(CI_ARTIFACTS)/sweeps/smoke --ignore train_seconds
+	$(BITGROK) diff $(EXPECTED_SMOKE) $(CI_ARTIFACTS)/sweeps/smoke --ignore train_seconds
 
 # Accept the smoke sweep's current tables as the expected ones (after `make ci`
 # showed an intended change).
 accept-smoke: release
 	rm -rf $(CI_ARTIFACTS)
 	$(BITGROK) run sweeps/smoke.toml --artifacts $(CI_ARTIFACTS)
-	mkdir -p artifacts/sweeps/smoke
-	cp $(CI_ARTIFACTS)/sweeps/smoke/*.csv artifacts/sweeps/smoke/
+	mkdir -p $(EXPECTED_SMOKE)
+	cp $(CI_ARTIFACTS)/sweeps/smoke/*.csv $(EXPECTED_SMOKE)/
 
 # The cluster test: a single-node Slurm cluster on this machine runs the smoke sweep
 # as a job array (installs Debian's slurm packages when missing; needs root).

@@ -380,7 +380,12 @@ impl CellConfig {
                 ),
             );
         }
-        if let Some(m) = out_of_range(t.steps, 1, MAX_STEPS) {
+        if t.steps == 0 {
+            bad(
+                &["train.steps"],
+                format!("0 is not allowed (allowed: an integer >= 1 and <= {MAX_STEPS})"),
+            );
+        } else if let Some(m) = out_of_range(t.steps, 1, MAX_STEPS) {
             bad(&["train.steps"], m);
         }
         if let Some(m) = out_of_range(t.warmup_steps, 0, MAX_STEPS) {

@@ -103,7 +103,14 @@ fn plan_shows_each_cell_with_its_cache_status() {
     let cells = artifacts.path().join("cells");
     // Cell 0 done, cell 1 partial (directory without a done manifest), others missing.
     std::fs::create_dir_all(cells.join(&keys[0])).unwrap();
-    let manifest = bitgrok::store::new_manifest(&keys[0], 0, 1);
+    // A done manifest lists (and checks) every file of a trained cell.
+    let mut manifest = bitgrok::store::new_manifest(&keys[0], 0, 1);
+    for name in bitgrok::store::CELL_FILES {
+        let path = cells.join(&keys[0]).join(name);
+        std::fs::write(&path, name).unwrap();
+        let sum = bitgrok::store::hash_file(&path).unwrap();
+        manifest.files.insert(name.to_string(), sum);
+    }
     std::fs::write(
         cells.join(&keys[0]).join("manifest.json"),
         serde_json::to_string(&manifest).unwrap(),

@@ -184,7 +184,7 @@ fn a_damaged_checkpoint_is_named_and_training_resumes_from_a_good_state() {
     let sw = sweep(
         t.path(),
         "ck",
-        "precision = \"ternary\"\n[train]\nsteps = 3000\neval_every = 50\ncheckpoint_every = 50\n",
+        "precision = \"ternary\"\n[train]\nsteps = 1000\neval_every = 50\ncheckpoint_every = 50\n",
     );
     let clean = t.path().join("clean");
     assert!(run(&sw, &clean).status.success());
@@ -192,16 +192,18 @@ fn a_damaged_checkpoint_is_named_and_training_resumes_from_a_good_state() {
         let art = t.path().join(format!("damaged-{damage_both}"));
         // Killed while both checkpoints exist (not between replacing one and
         // writing the other).
-        let cell = loop {
-            let mut child = spawn_run(&sw, &art);
-            let cell = first_cell(&art);
-            wait_for(&cell.join("checkpoint.previous.safetensors"));
+        let mut child = spawn_run(&sw, &art);
+        let cell = first_cell(&art);
+        wait_for(&cell.join("checkpoint.previous.safetensors"));
+        loop {
             child.kill().unwrap();
             child.wait().unwrap();
             if cell.join("checkpoint.safetensors").exists() {
-                break cell;
+                break;
             }
-        };
+            child = spawn_run(&sw, &art);
+            wait_for(&cell.join("checkpoint.safetensors"));
+        }
         let mut names = vec!["checkpoint.safetensors"];
         if damage_both {
             names.push("checkpoint.previous.safetensors");
@@ -472,7 +474,7 @@ fn random_kills_resume_to_the_same_files_and_tables() {
     let sw = sweep(
         t.path(),
         "crash",
-        "[grid]\nprecision = [\"fp32\", \"binary\"]\n[train]\nsteps = 1500\neval_every = 50\ncheckpoint_every = 50\n",
+        "[grid]\nprecision = [\"fp32\", \"binary\"]\n[train]\nsteps = 600\neval_every = 50\ncheckpoint_every = 50\n",
     );
     let clean = t.path().join("clean");
     let start = Instant::now();
@@ -483,9 +485,9 @@ fn random_kills_resume_to_the_same_files_and_tables() {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("crash test seed {seed}, uninterrupted run {full} ms");
-    for round in 0..2 {
+    for round in 0..1 {
         let art = t.path().join(format!("killed-{round}"));
-        for _ in 0..6 {
+        for _ in 0..5 {
             let child = spawn_run(&sw, &art);
             let mut child = child;
             std::thread::sleep(Duration::from_millis(next(&mut seed) % full.max(1)));
@@ -505,7 +507,7 @@ fn gc_and_status_in_a_loop_while_runners_work() {
     let sw = sweep(
         &sweeps,
         "busy",
-        "[grid]\nprecision = [\"fp32\", \"binary\", \"ternary\"]\nseed = [0, 1]\n[train]\nsteps = 300\neval_every = 50\n",
+        "[grid]\nprecision = [\"fp32\", \"binary\", \"ternary\"]\nseed = [0, 1]\n[train]\nsteps = 200\neval_every = 50\n",
     );
     let art = t.path().join("art");
     let mut runners: Vec<Child> = (0..3).map(|_| spawn_run(&sw, &art)).collect();
@@ -523,6 +525,8 @@ fn gc_and_status_in_a_loop_while_runners_work() {
         let status = bitgrok(&["status", s(&sw), "--artifacts", s(&art)]);
         assert!(status.status.success(), "{}", text(&status.stderr));
         rounds += 1;
+        // Leave the runners most of the (possibly few) cores.
+        std::thread::sleep(Duration::from_millis(200));
     }
     for c in runners {
         let out = c.wait_with_output().unwrap();

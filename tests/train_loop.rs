@@ -21,7 +21,7 @@ fn tiny(precision: Precision, steps: u64) -> CellConfig {
     cfg.train.steps = steps;
     cfg.train.lr = 3e-3;
     cfg.train.train_fraction = 0.7;
-    cfg.train.eval_every = 100;
+    cfg.train.eval_every = 100.min(steps);
     cfg
 }
 

@@ -10,6 +10,7 @@
 
 use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::train::{self, Checkpoint, Progress, TrainHooks};
+use crate::engine::weights::ModelWeights;
 use crate::store::{self, Artifacts, CellStatus};
 use anyhow::{Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -307,17 +308,32 @@ fn train_locked(
             ));
         }
     };
+    let mut on_snapshot =
+        |step: u64, w: &ModelWeights| store::write_snapshot(&dir, &cell.key, step, w);
     let hooks = TrainHooks {
         threads: opts.threads,
         resume,
         on_checkpoint: &mut on_checkpoint,
         on_progress: &mut on_progress,
+        on_snapshot: &mut on_snapshot,
         stop,
     };
     let output = train::train_cell(&cell.config, hooks);
     bar.finish_and_clear();
     let output = output?;
-    store::save_trained_cell(&dir, &cell.key, &output, started, opts.threads, &log)?;
+    let snapshots: Vec<String> = train::snapshot_steps(&cell.config)
+        .into_iter()
+        .map(store::snapshot_file)
+        .collect();
+    store::save_trained_cell(
+        &dir,
+        &cell.key,
+        &output,
+        started,
+        opts.threads,
+        &log,
+        &snapshots,
+    )?;
     let _ = std::fs::remove_file(&checkpoint_path);
     Ok(())
 }
@@ -331,8 +347,18 @@ pub fn ensure_analysis(cell: &CellJob, artifacts: &Artifacts) -> Result<bool> {
     if store::verify_manifest_dir(&dir).is_ok() {
         return Ok(false);
     }
-    let sig = crate::analysis::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
-    store::write_dir_atomic(&dir, |tmp| crate::analysis::write_tables(&sig, tmp))?;
+    let cell_dir = artifacts.cell_dir(&cell.key);
+    let mut sig = crate::analysis::analyze_cell(&cell_dir, &cell.analysis)?;
+    let progress =
+        crate::analysis::progress::cell_progress(&cell_dir, &cell.config, &mut sig, &cell.analysis)
+            .with_context(|| format!("progress measures of {}", cell_dir.display()))?;
+    store::write_dir_atomic(&dir, |tmp| {
+        crate::analysis::write_tables(&sig, tmp)?;
+        match &progress {
+            Some(rows) => crate::analysis::progress::write_progress(rows, tmp),
+            None => Ok(()),
+        }
+    })?;
     Ok(true)
 }
 

@@ -407,7 +407,51 @@ pub const CELL_FILES: [&str; 6] = [
     "train.log",
 ];
 
+/// A snapshot's file, relative to its cell folder.
+pub fn snapshot_file(step: u64) -> String {
+    format!("snapshots/step-{step:08}.safetensors")
+}
+
+/// Write the effective weights of `step` as a snapshot of the cell in `dir`
+/// (atomically; written again with the same bits after a resume).
+pub fn write_snapshot(
+    dir: &Path,
+    key: &str,
+    step: u64,
+    w: &crate::engine::weights::ModelWeights,
+) -> Result<()> {
+    let path = dir.join(snapshot_file(step));
+    std::fs::create_dir_all(path.parent().expect("snapshots/ has a parent"))?;
+    let meta = BTreeMap::from([
+        ("bitgrok.key".to_string(), key.to_string()),
+        ("bitgrok.step".to_string(), step.to_string()),
+    ]);
+    let tensors = crate::engine::weights::model_tensors(w, None);
+    write_atomic(
+        &path,
+        &crate::engine::weights::to_safetensors_bytes(&tensors, &meta)?,
+    )
+}
+
+/// The snapshots of a cell, ascending by step, as its config asks for them.
+pub fn read_snapshots(
+    dir: &Path,
+    cfg: &crate::config::CellConfig,
+) -> Result<Vec<(u64, crate::engine::weights::ModelWeights)>> {
+    crate::engine::train::snapshot_steps(cfg)
+        .into_iter()
+        .map(|step| {
+            let path = dir.join(snapshot_file(step));
+            let (tensors, _) = crate::engine::weights::read_safetensors(&path)?;
+            let w = crate::engine::weights::ModelWeights::from_named(&tensors, "")
+                .with_context(|| format!("reading snapshot {}", path.display()))?;
+            Ok((step, w))
+        })
+        .collect()
+}
+
 /// Write a trained cell's outputs, each atomically, then its manifest (the commit point).
+/// `snapshots` are the cell's snapshot files (already written), checksummed with the rest.
 pub fn save_trained_cell(
     dir: &Path,
     key: &str,
@@ -415,6 +459,7 @@ pub fn save_trained_cell(
     started: u64,
     threads: usize,
     log: &[String],
+    snapshots: &[String],
 ) -> Result<Manifest> {
     let meta = BTreeMap::from([("bitgrok.key".to_string(), key.to_string())]);
     // Latent weights only where they differ from the effective ones (quantized cells).
@@ -435,7 +480,11 @@ pub fn save_trained_cell(
     let mut manifest = new_manifest(key, started, threads);
     manifest.seconds = output.seconds;
     manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
-    for name in CELL_FILES {
+    for name in CELL_FILES
+        .iter()
+        .copied()
+        .chain(snapshots.iter().map(String::as_str))
+    {
         manifest
             .files
             .insert(name.to_string(), hash_file(&dir.join(name))?);

@@ -3,10 +3,10 @@
 
 use bitgrok::config::{Arch, CellConfig, ModelConfig, Precision};
 use bitgrok::engine::data::split;
-use bitgrok::engine::model::{init_weights, params, params_mut, run, Batch};
+use bitgrok::engine::model::{init_weights, run, Batch};
 use bitgrok::engine::quant::quantize;
 use bitgrok::engine::reference::{loss_and_grads, Params64};
-use bitgrok::engine::weights::ModelWeights;
+use bitgrok::engine::weights::{Init, ModelWeights};
 
 fn tiny(arch: Arch) -> CellConfig {
     CellConfig {
@@ -26,8 +26,8 @@ fn tiny(arch: Arch) -> CellConfig {
 /// parameter matters.
 fn weights(cfg: &CellConfig) -> ModelWeights {
     let mut w = init_weights(cfg);
-    for (name, p) in params_mut(&mut w) {
-        if name.starts_with("b_") || name == "ln_final.w" {
+    for (spec, p) in w.params_mut() {
+        if matches!(spec.init, Init::Zeros | Init::Ones) {
             for (i, x) in p.iter_mut().enumerate() {
                 *x += 0.3 * ((i * 7 % 5) as f32 - 2.0) / 2.0;
             }
@@ -38,8 +38,8 @@ fn weights(cfg: &CellConfig) -> ModelWeights {
 
 fn quantized(cfg: &CellConfig, w: &ModelWeights, precision: Precision) -> ModelWeights {
     let mut e = w.clone();
-    for (name, p) in params_mut(&mut e) {
-        if bitgrok::engine::model::PROJECTIONS.contains(&name) {
+    for (spec, p) in e.params_mut() {
+        if spec.quantized {
             let q = quantize(precision, &cfg.quant, p);
             p.copy_from_slice(&q);
         }
@@ -78,9 +78,10 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
             );
             let fg = fast.grads.unwrap();
             let rg = grads.unwrap();
-            let (fnamed, rnamed) = (params(&fg), rg.named());
+            let (fnamed, rnamed) = (fg.params(), rg.params());
             assert_eq!(fnamed.len(), rnamed.len());
-            for ((n1, f), (n2, r)) in fnamed.iter().zip(&rnamed) {
+            for ((p1, f), (p2, r)) in fnamed.iter().zip(&rnamed) {
+                let (n1, n2) = (p1.name, p2.name);
                 assert_eq!(n1, n2);
                 let scale = max_abs(r.iter().copied());
                 assert!(scale > 0.0, "{ctx}: reference gradient of {n1} is zero");
@@ -103,13 +104,14 @@ fn reference_gradients_match_finite_differences() {
         let (_, _, g) = loss_and_grads(&w, &pairs, 0, 1e-5, true);
         let g = g.unwrap();
         let h = 1e-6;
-        for (name, gv) in g.named() {
+        for (spec, gv) in g.params() {
+            let name = spec.name;
             for idx in (0..gv.len()).step_by(3) {
                 let mut plus = w.clone();
                 let mut minus = w.clone();
                 for (m, sign) in [(&mut plus, 1.0), (&mut minus, -1.0)] {
-                    for (n, p) in m.named_mut() {
-                        if n == name {
+                    for (n, p) in m.params_mut() {
+                        if n.name == name {
                             p[idx] += sign * h;
                         }
                     }
@@ -136,7 +138,8 @@ fn fast_path_gradient_matches_f32_finite_differences() {
         let pairs = split(&cfg).train;
         let batch = Batch::new(arch, cfg.modulus, &pairs);
         let g = run(&w, 0, 1e-5, &batch, true, false).grads.unwrap();
-        let gn: f64 = params(&g)
+        let gn: f64 = g
+            .params()
             .iter()
             .flat_map(|(_, v)| v.iter())
             .map(|x| (*x as f64).powi(2))
@@ -144,7 +147,7 @@ fn fast_path_gradient_matches_f32_finite_differences() {
         let eps = 1e-2 / gn.sqrt();
         let shifted = |sign: f32| {
             let mut m = w.clone();
-            for ((_, p), (_, gv)) in params_mut(&mut m).into_iter().zip(params(&g)) {
+            for ((_, p), (_, gv)) in m.params_mut().into_iter().zip(g.params()) {
                 for (x, d) in p.iter_mut().zip(gv) {
                     *x += sign * eps as f32 * d;
                 }
@@ -212,7 +215,8 @@ fn fast_path_matches_reference_with_quantized_activations() {
         );
         let fg = fast.grads.unwrap();
         let rg = grads.unwrap();
-        for ((n1, f), (_, r)) in params(&fg).iter().zip(&rg.named()) {
+        for ((p1, f), (_, r)) in fg.params().iter().zip(&rg.params()) {
+            let n1 = p1.name;
             let scale = max_abs(r.iter().copied());
             let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
             assert!(

@@ -2,7 +2,7 @@
 //! straight-through estimator updates the latent weights with the gradient w.r.t. Q(W).
 
 use bitgrok::config::{CellConfig, Precision};
-use bitgrok::engine::model::{params, run, PROJECTIONS};
+use bitgrok::engine::model::run;
 use bitgrok::engine::quant::scale;
 use bitgrok::engine::train::{
     effective_weights, train_cell, Checkpoint, Interrupted, TrainHooks, TrainOutput, Trainer,
@@ -63,8 +63,10 @@ fn ternary_and_binary_models_train() {
             last.train_loss
         );
         // The effective weights are quantized.
-        for ((name, eff), (_, lat)) in params(&out.effective).into_iter().zip(params(&out.latent)) {
-            if PROJECTIONS.contains(&name) {
+        let pairs = out.effective.params().into_iter().zip(out.latent.params());
+        for ((spec, eff), (_, lat)) in pairs {
+            let name = spec.name;
+            if spec.quantized {
                 let s = scale(precision, &cfg.quant, lat).unwrap() as f32;
                 let allowed: &[f32] = if precision == Precision::Ternary {
                     &[-s, 0.0, s]

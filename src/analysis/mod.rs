@@ -22,7 +22,7 @@ pub mod progress;
 
 use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
-use crate::engine::weights::{read_safetensors, Mat, ModelWeights};
+use crate::engine::weights::{legacy_arch, read_safetensors, ModelWeights};
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -209,10 +209,10 @@ fn finite(x: f64) -> Option<f64> {
 }
 
 /// Quantization statistics of one matrix.
-pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
-    let n = m.data.len().max(1) as f64;
+pub fn matrix_stats(name: &str, data: &[f32]) -> MatrixStats {
+    let n = data.len().max(1) as f64;
     let mut distinct = std::collections::BTreeSet::new();
-    for &v in &m.data {
+    for &v in data {
         if distinct.len() > DISTINCT_VALUES_CAP {
             break;
         }
@@ -221,11 +221,11 @@ pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
     }
     MatrixStats {
         name: name.to_string(),
-        zero_fraction: m.data.iter().filter(|&&v| v == 0.0).count() as f64 / n,
+        zero_fraction: data.iter().filter(|&&v| v == 0.0).count() as f64 / n,
         distinct_values: distinct.len().min(DISTINCT_VALUES_CAP),
         distinct_values_over_cap: distinct.len() > DISTINCT_VALUES_CAP,
-        max_abs: m.data.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)),
-        mean_abs: m.data.iter().map(|&v| v.abs() as f64).sum::<f64>() / n,
+        max_abs: data.iter().fold(0f64, |a, &v| a.max(v.abs() as f64)),
+        mean_abs: data.iter().map(|&v| v.abs() as f64).sum::<f64>() / n,
     }
 }
 
@@ -502,9 +502,10 @@ pub fn analyze(
     };
 
     let quantization = w
-        .projections()
-        .iter()
-        .map(|(name, m)| matrix_stats(name, m))
+        .params()
+        .into_iter()
+        .filter(|(spec, _)| spec.quantized)
+        .map(|(spec, data)| matrix_stats(spec.name, data))
         .collect();
 
     let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
@@ -582,7 +583,7 @@ pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
     let model = dir.join("model.safetensors");
     let (tensors, _) = read_safetensors(&model)?;
-    let w = ModelWeights::from_named(&tensors, "")
+    let w = ModelWeights::from_named(&tensors, "", legacy_arch(&tensors, ""))
         .with_context(|| format!("reading model weights from {}", model.display()))?;
     let curves = crate::store::read_curves(&dir.join("curves.csv"))?;
     let split = crate::store::read_split(&dir.join("split.csv"))?;
@@ -601,7 +602,7 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
 /// the plain names) and write the signature and tables into `out_dir`.
 pub fn analyze_file(path: &Path, cfg: &AnalysisConfig, out_dir: &Path) -> Result<Signature> {
     let (tensors, _) = read_safetensors(path)?;
-    let w = ModelWeights::from_named(&tensors, "")
+    let w = ModelWeights::from_named(&tensors, "", legacy_arch(&tensors, ""))
         .with_context(|| format!("reading model weights from {}", path.display()))?;
     let sig =
         analyze(&w, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;

@@ -1,5 +1,6 @@
 use super::forward::tests::random_model;
 use super::*;
+use crate::engine::weights::Mat;
 
 fn small_cfg() -> AnalysisConfig {
     AnalysisConfig {
@@ -91,7 +92,7 @@ fn label_thresholds() {
 #[test]
 fn quantization_stats_of_a_ternary_matrix() {
     let m = Mat::from_vec(2, 4, vec![0.5, -0.5, 0.0, -0.0, 0.5, 0.5, 0.0, -0.5]);
-    let s = matrix_stats("blocks.0.attn.W_Q", &m);
+    let s = matrix_stats("blocks.0.attn.W_Q", &m.data);
     assert_eq!(s.zero_fraction, 0.375);
     assert_eq!(s.distinct_values, 3);
     assert!(!s.distinct_values_over_cap);

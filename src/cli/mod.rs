@@ -723,11 +723,12 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
             target.with_file_name(format!("{stem}.analysis"))
         });
         let sig = crate::analysis::analyze(
-            &crate::engine::weights::ModelWeights::from_named(
-                &crate::engine::weights::read_safetensors(target)?.0,
-                "",
-            )
-            .with_context(|| format!("reading model weights from {}", target.display()))?,
+            &crate::engine::weights::read_safetensors(target)
+                .and_then(|(t, _)| {
+                    let arch = crate::engine::weights::legacy_arch(&t, "");
+                    crate::engine::weights::ModelWeights::from_named(&t, "", arch)
+                })
+                .with_context(|| format!("reading model weights from {}", target.display()))?,
             None,
             None,
             &cfg,

@@ -51,7 +51,10 @@ pub fn peak_rss_mib() -> f64 {
             }
         }
     }
+    // SAFETY: `rusage` is a plain C struct of integers, for which all-zero bytes are
+    // a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable `rusage` that outlives the call.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     ru.ru_maxrss as f64 / 1024.0
 }

@@ -28,79 +28,21 @@
 
 use crate::config::{Arch, CellConfig};
 use crate::engine::data::{cell_rng, label, INIT_STREAM};
-use crate::engine::weights::{Mat, ModelWeights};
+use crate::engine::weights::{
+    Dims, Init, ModelWeights, B_IN, B_OUT, LN_FINAL_W, W_E, W_IN, W_K, W_O, W_OUT, W_POS, W_Q, W_U,
+    W_V,
+};
 use dfdx::prelude::*;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+mod kernels;
 pub mod ops;
 
 pub(crate) type Tp = OwnedTape<f32, Cpu>;
 pub(crate) type T2 = Tensor<(usize, usize), f32, Cpu, Tp>;
 type Leaf = Tensor<(usize, usize), f32, Cpu>;
-
-/// The parameters of a model as named flat slices, in a fixed order (the in-memory
-/// layout of [`ModelWeights`]). Optimizer state is kept per entry of this list.
-pub fn params(w: &ModelWeights) -> Vec<(&'static str, &[f32])> {
-    let mut out: Vec<(&'static str, &[f32])> = vec![("W_E", &w.w_e.data)];
-    if let Some(m) = &w.w_pos {
-        out.push(("W_pos", &m.data));
-    }
-    out.push(("W_Q", &w.w_q.data));
-    out.push(("W_K", &w.w_k.data));
-    out.push(("W_V", &w.w_v.data));
-    out.push(("W_O", &w.w_o.data));
-    out.push(("W_in", &w.w_in.data));
-    if let Some(b) = &w.b_in {
-        out.push(("b_in", b));
-    }
-    out.push(("W_out", &w.w_out.data));
-    if let Some(b) = &w.b_out {
-        out.push(("b_out", b));
-    }
-    if let Some(g) = &w.ln_final_w {
-        out.push(("ln_final.w", g));
-    }
-    out.push(("W_U", &w.w_u.data));
-    out
-}
-
-/// Mutable counterpart of [`params`], same order.
-pub fn params_mut(w: &mut ModelWeights) -> Vec<(&'static str, &mut [f32])> {
-    let mut out: Vec<(&'static str, &mut [f32])> = vec![("W_E", &mut w.w_e.data)];
-    if let Some(m) = &mut w.w_pos {
-        out.push(("W_pos", &mut m.data));
-    }
-    out.push(("W_Q", &mut w.w_q.data));
-    out.push(("W_K", &mut w.w_k.data));
-    out.push(("W_V", &mut w.w_v.data));
-    out.push(("W_O", &mut w.w_o.data));
-    out.push(("W_in", &mut w.w_in.data));
-    if let Some(b) = &mut w.b_in {
-        out.push(("b_in", b));
-    }
-    out.push(("W_out", &mut w.w_out.data));
-    if let Some(b) = &mut w.b_out {
-        out.push(("b_out", b));
-    }
-    if let Some(g) = &mut w.ln_final_w {
-        out.push(("ln_final.w", g));
-    }
-    out.push(("W_U", &mut w.w_u.data));
-    out
-}
-
-/// Names of the six projection matrices that quantized precisions quantize.
-pub const PROJECTIONS: [&str; 6] = ["W_Q", "W_K", "W_V", "W_O", "W_in", "W_out"];
-
-/// A model of the same shape with every parameter zero.
-pub fn zeros_like(w: &ModelWeights) -> ModelWeights {
-    let mut z = w.clone();
-    for (_, p) in params_mut(&mut z) {
-        p.fill(0.0);
-    }
-    z
-}
 
 /// Check the shape settings of a cell; the error names the setting.
 pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
@@ -135,48 +77,35 @@ pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
 /// Initial weights (science.md §2): Gaussian with std `1/sqrt(fan_in)`, where fan_in is
 /// the input dimension of `x @ W` (d for W_Q, W_K, W_V, W_O, W_in, W_U; d_mlp for W_out)
 /// and `1/sqrt(d)` for the embeddings W_E and W_pos (Nanda's choice); biases 0, RMSNorm
-/// gain 1. Draws come from ChaCha20 stream [`INIT_STREAM`] of the cell seed, in the
-/// order W_E, W_pos, W_Q, W_K, W_V, W_O, W_in, W_out, W_U (Box–Muller, f64).
+/// gain 1 (each parameter's [`Init`]). Draws come from ChaCha20 stream [`INIT_STREAM`]
+/// of the cell seed, parameter after parameter in [`crate::engine::weights::PARAMS`]
+/// order (Box–Muller, f64).
 pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
-    let (p, d, m) = (cfg.modulus, cfg.width, cfg.d_mlp());
-    let nanda = cfg.model.arch == Arch::Nanda2023;
-    let mut rng = cell_rng(cfg.seed, INIT_STREAM);
-    let mut gauss = |rows: usize, cols: usize, fan_in: usize| -> Mat {
-        let std = 1.0 / (fan_in as f64).sqrt();
-        let data = (0..rows * cols)
-            .map(|_| {
-                let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
-                let u2: f64 = rng.gen::<f64>();
-                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
-            })
-            .collect();
-        Mat::from_vec(rows, cols, data)
-    };
-    let w_e = gauss(p + 1, d, d);
-    let w_pos = nanda.then(|| gauss(3, d, d));
-    let w_q = gauss(d, d, d);
-    let w_k = gauss(d, d, d);
-    let w_v = gauss(d, d, d);
-    let w_o = gauss(d, d, d);
-    let w_in = gauss(d, m, d);
-    let w_out = gauss(m, d, m);
-    let w_u = gauss(d, p, d);
-    ModelWeights {
-        arch: cfg.model.arch,
+    let dims = Dims {
+        modulus: cfg.modulus,
+        d_model: cfg.width,
         heads: cfg.model.heads,
-        w_e,
-        w_pos,
-        w_q,
-        w_k,
-        w_v,
-        w_o,
-        w_in,
-        b_in: nanda.then(|| vec![0.0; m]),
-        w_out,
-        b_out: nanda.then(|| vec![0.0; d]),
-        ln_final_w: (!nanda).then(|| vec![1.0; d]),
-        w_u,
-    }
+        d_mlp: cfg.d_mlp(),
+    };
+    let mut rng = cell_rng(cfg.seed, INIT_STREAM);
+    ModelWeights::try_build(cfg.model.arch, &dims, |spec, (rows, cols)| {
+        let n = rows * cols;
+        Ok(match spec.init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal(fan_in) => {
+                let std = 1.0 / (dims.of(fan_in) as f64).sqrt();
+                (0..n)
+                    .map(|_| {
+                        let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
+                        let u2: f64 = rng.gen::<f64>();
+                        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * std) as f32
+                    })
+                    .collect()
+            }
+        })
+    })
+    .expect("initialisation builds every parameter at its own shape")
 }
 
 /// A batch in the fast path's form: for every distinct example the rows of the input
@@ -286,21 +215,24 @@ pub fn run(
     assert_eq!(w.arch, batch.arch, "batch and model architecture differ");
     let nanda = w.arch == Arch::Nanda2023;
 
-    let w_e = leaf(&dev, &w.w_e.data, p + 1, d);
-    let w_pos = w.w_pos.as_ref().map(|m| leaf(&dev, &m.data, 3, d));
-    let w_q = leaf(&dev, &w.w_q.data, d, d);
-    let w_k = leaf(&dev, &w.w_k.data, d, d);
-    let w_v = leaf(&dev, &w.w_v.data, d, d);
-    let w_o = leaf(&dev, &w.w_o.data, d, d);
-    let w_in = leaf(&dev, &w.w_in.data, d, w.d_mlp());
-    let b_in = w.b_in.as_ref().map(|b| leaf(&dev, b, 1, b.len()));
-    let w_out = leaf(&dev, &w.w_out.data, w.d_mlp(), d);
-    let b_out = w.b_out.as_ref().map(|b| leaf(&dev, b, 1, b.len()));
-    let gain = w.ln_final_w.as_ref().map(|g| leaf(&dev, g, 1, d));
-    let w_u = leaf(&dev, &w.w_u.data, d, p);
+    // One leaf per parameter, by TransformerLens name; the gradients come back per leaf.
+    let dims = w.dims();
+    let leaves: HashMap<&'static str, Leaf> = w
+        .params()
+        .into_iter()
+        .map(|(spec, data)| {
+            let (rows, cols) = spec.shape(&dims);
+            (spec.name, leaf(&dev, data, rows, cols))
+        })
+        .collect();
+    let w_e = &leaves[W_E];
+    let w_pos = leaves.get(W_POS);
+    let (w_q, w_k, w_v, w_o) = (&leaves[W_Q], &leaves[W_K], &leaves[W_V], &leaves[W_O]);
+    let (w_in, w_out, w_u) = (&leaves[W_IN], &leaves[W_OUT], &leaves[W_U]);
+    let (b_in, b_out, gain) = (leaves.get(B_IN), leaves.get(B_OUT), leaves.get(LN_FINAL_W));
 
     // Input table: one row per (position, token) that can occur.
-    let x0tab: T2 = if let Some(w_pos) = &w_pos {
+    let x0tab: T2 = if let Some(w_pos) = w_pos {
         let v = p + 1;
         let mut sel_e = vec![0.0f32; r * v];
         let mut sel_p = vec![0.0f32; r * 3];
@@ -354,9 +286,9 @@ pub fn run(
             w_o.leaky_trace(),
             x0_query,
             w_in.leaky_trace(),
-            b_in.as_ref().map(|b| b.leaky_trace()),
+            b_in.map(|b| b.leaky_trace()),
             w_out.leaky_trace(),
-            b_out.as_ref().map(|b| b.leaky_trace()),
+            b_out.map(|b| b.leaky_trace()),
             batch.rows.clone(),
             h,
         )
@@ -369,14 +301,14 @@ pub fn run(
         ops::mlp_block(
             x1,
             w_in.leaky_trace(),
-            b_in.as_ref().map(|b| b.leaky_trace()),
+            b_in.map(|b| b.leaky_trace()),
             w_out.leaky_trace(),
-            b_out.as_ref().map(|b| b.leaky_trace()),
+            b_out.map(|b| b.leaky_trace()),
             act_bits,
             eps,
         )
     };
-    let xn = match &gain {
+    let xn = match gain {
         Some(g) => ops::rms_norm(x2, g.leaky_trace()),
         None => x2,
     };
@@ -393,24 +325,7 @@ pub fn run(
     let loss_value = loss.as_vec()[0] as f64;
     let grads = want_grads.then(|| {
         let g = loss.backward();
-        let get = |t: &Leaf| g.get(t).as_vec();
-        let mat = |t: &Leaf, like: &Mat| Mat::from_vec(like.rows, like.cols, get(t));
-        ModelWeights {
-            arch: w.arch,
-            heads: w.heads,
-            w_e: mat(&w_e, &w.w_e),
-            w_pos: w_pos.as_ref().zip(w.w_pos.as_ref()).map(|(t, m)| mat(t, m)),
-            w_q: mat(&w_q, &w.w_q),
-            w_k: mat(&w_k, &w.w_k),
-            w_v: mat(&w_v, &w.w_v),
-            w_o: mat(&w_o, &w.w_o),
-            w_in: mat(&w_in, &w.w_in),
-            b_in: b_in.as_ref().map(get),
-            w_out: mat(&w_out, &w.w_out),
-            b_out: b_out.as_ref().map(get),
-            ln_final_w: gain.as_ref().map(get),
-            w_u: mat(&w_u, &w.w_u),
-        }
+        w.map(|spec, _| g.get(&leaves[spec.name]).as_vec())
     });
     PassResult {
         loss: loss_value,

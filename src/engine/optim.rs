@@ -8,7 +8,6 @@
 //! Moments are stored in f32 (as torch does); each update is computed in f64.
 
 use crate::config::TrainConfig;
-use crate::engine::model::{params, params_mut, zeros_like};
 use crate::engine::weights::ModelWeights;
 use rayon::prelude::*;
 
@@ -34,8 +33,8 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(like: &ModelWeights) -> AdamW {
         AdamW {
-            m: zeros_like(like),
-            v: zeros_like(like),
+            m: like.zeros_like(),
+            v: like.zeros_like(),
             t: 0,
         }
     }
@@ -48,11 +47,12 @@ impl AdamW {
         let [b1, b2] = cfg.betas;
         let (c1, c2) = (1.0 - b1.powi(self.t as i32), 1.0 - b2.powi(self.t as i32));
         let (eps, wd) = (cfg.eps, cfg.weight_decay);
-        let groups = params_mut(theta)
+        let groups = theta
+            .params_mut()
             .into_iter()
-            .zip(params_mut(&mut self.m))
-            .zip(params_mut(&mut self.v))
-            .zip(params(grads));
+            .zip(self.m.params_mut())
+            .zip(self.v.params_mut())
+            .zip(grads.params());
         // Element-wise, so splitting across threads cannot change a bit.
         const BLOCK: usize = 4096;
         for ((((_, th), (_, m)), (_, v)), (_, g)) in groups {
@@ -88,7 +88,7 @@ impl GrokfastEma {
         match &mut self.mu {
             None => self.mu = Some(grads.clone()),
             Some(mu) => {
-                for ((_, m), (_, g)) in params_mut(mu).into_iter().zip(params(grads)) {
+                for ((_, m), (_, g)) in mu.params_mut().into_iter().zip(grads.params()) {
                     for (mi, gi) in m.iter_mut().zip(g) {
                         *mi = (alpha * *mi as f64 + (1.0 - alpha) * *gi as f64) as f32;
                     }
@@ -96,7 +96,7 @@ impl GrokfastEma {
             }
         }
         let mu = self.mu.as_ref().unwrap();
-        for ((_, g), (_, m)) in params_mut(grads).into_iter().zip(params(mu)) {
+        for ((_, g), (_, m)) in grads.params_mut().into_iter().zip(mu.params()) {
             for (gi, mi) in g.iter_mut().zip(m) {
                 *gi = (*gi as f64 + lambda * *mi as f64) as f32;
             }
@@ -136,7 +136,7 @@ mod tests {
         };
         let theta0 = init_weights(&cell);
         let mut grads = theta0.clone();
-        for (_, g) in params_mut(&mut grads) {
+        for (_, g) in grads.params_mut() {
             for (i, x) in g.iter_mut().enumerate() {
                 *x = (i as f32 * 0.37).sin() * 0.1;
             }
@@ -150,10 +150,11 @@ mod tests {
         let theta1 = theta.clone();
         opt.step(&cfg, &mut theta, &grads);
         let lr = 0.01 * 0.25;
-        for (((_, th), (_, t1)), (_, g)) in params(&theta)
+        for (((_, th), (_, t1)), (_, g)) in theta
+            .params()
             .into_iter()
-            .zip(params(&theta1))
-            .zip(params(&grads))
+            .zip(theta1.params())
+            .zip(grads.params())
         {
             for i in 0..th.len() {
                 let g = g[i] as f64;
@@ -180,10 +181,10 @@ mod tests {
         let mut ema = GrokfastEma::default();
         let mut g = g0.clone();
         ema.filter(0.9, 2.0, &mut g);
-        assert_eq!(params(&g)[0].1[0], params(&g0)[0].1[0] * 3.0);
-        let mut g1 = zeros_like(&g0);
+        assert_eq!(g.params()[0].1[0], g0.params()[0].1[0] * 3.0);
+        let mut g1 = g0.zeros_like();
         ema.filter(0.9, 2.0, &mut g1);
-        let want = 2.0 * 0.9 * params(&g0)[0].1[0];
-        assert!((params(&g1)[0].1[0] - want).abs() < 1e-6);
+        let want = 2.0 * 0.9 * g0.params()[0].1[0];
+        assert!((g1.params()[0].1[0] - want).abs() < 1e-6);
     }
 }

@@ -8,41 +8,10 @@
 //! token, with a straight-through backward pass, as the fast path does.
 
 use crate::config::Arch;
-use crate::engine::weights::ModelWeights;
+use crate::engine::weights::{Mat, ModelWeights};
 
 /// A dense row-major f64 matrix.
-#[derive(Clone, Debug, PartialEq)]
-pub struct M64 {
-    pub rows: usize,
-    pub cols: usize,
-    pub data: Vec<f64>,
-}
-
-impl M64 {
-    pub fn zeros(rows: usize, cols: usize) -> M64 {
-        M64 {
-            rows,
-            cols,
-            data: vec![0.0; rows * cols],
-        }
-    }
-    fn from_f32(rows: usize, cols: usize, d: &[f32]) -> M64 {
-        M64 {
-            rows,
-            cols,
-            data: d.iter().map(|&x| x as f64).collect(),
-        }
-    }
-    pub fn at(&self, r: usize, c: usize) -> f64 {
-        self.data[r * self.cols + c]
-    }
-    fn row(&self, r: usize) -> &[f64] {
-        &self.data[r * self.cols..(r + 1) * self.cols]
-    }
-    fn row_mut(&mut self, r: usize) -> &mut [f64] {
-        &mut self.data[r * self.cols..(r + 1) * self.cols]
-    }
-}
+pub type M64 = Mat<f64>;
 
 /// `x @ W` for one row vector.
 fn vec_mat(x: &[f64], w: &M64) -> Vec<f64> {
@@ -89,115 +58,11 @@ fn act_quant(x: &[f64], bits: u32, eps: f64) -> Vec<f64> {
 }
 
 /// All parameters in f64, same layout as [`ModelWeights`]; also used for gradients.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Params64 {
-    pub arch: Arch,
-    pub heads: usize,
-    pub w_e: M64,
-    pub w_pos: Option<M64>,
-    pub w_q: M64,
-    pub w_k: M64,
-    pub w_v: M64,
-    pub w_o: M64,
-    pub w_in: M64,
-    pub b_in: Option<Vec<f64>>,
-    pub w_out: M64,
-    pub b_out: Option<Vec<f64>>,
-    pub ln_final_w: Option<Vec<f64>>,
-    pub w_u: M64,
-}
+pub type Params64 = ModelWeights<f64>;
 
-impl Params64 {
+impl ModelWeights<f64> {
     pub fn from_weights(w: &ModelWeights) -> Params64 {
-        let m = |x: &crate::engine::weights::Mat| M64::from_f32(x.rows, x.cols, &x.data);
-        let v = |x: &Vec<f32>| x.iter().map(|&a| a as f64).collect::<Vec<f64>>();
-        Params64 {
-            arch: w.arch,
-            heads: w.heads,
-            w_e: m(&w.w_e),
-            w_pos: w.w_pos.as_ref().map(m),
-            w_q: m(&w.w_q),
-            w_k: m(&w.w_k),
-            w_v: m(&w.w_v),
-            w_o: m(&w.w_o),
-            w_in: m(&w.w_in),
-            b_in: w.b_in.as_ref().map(v),
-            w_out: m(&w.w_out),
-            b_out: w.b_out.as_ref().map(v),
-            ln_final_w: w.ln_final_w.as_ref().map(v),
-            w_u: m(&w.w_u),
-        }
-    }
-
-    pub fn zeros_like(&self) -> Params64 {
-        let z = |x: &M64| M64::zeros(x.rows, x.cols);
-        let zv = |x: &Vec<f64>| vec![0.0; x.len()];
-        Params64 {
-            arch: self.arch,
-            heads: self.heads,
-            w_e: z(&self.w_e),
-            w_pos: self.w_pos.as_ref().map(z),
-            w_q: z(&self.w_q),
-            w_k: z(&self.w_k),
-            w_v: z(&self.w_v),
-            w_o: z(&self.w_o),
-            w_in: z(&self.w_in),
-            b_in: self.b_in.as_ref().map(zv),
-            w_out: z(&self.w_out),
-            b_out: self.b_out.as_ref().map(zv),
-            ln_final_w: self.ln_final_w.as_ref().map(zv),
-            w_u: z(&self.w_u),
-        }
-    }
-
-    /// Named flat views, in the order and under the names of [`crate::engine::model::params`].
-    pub fn named(&self) -> Vec<(&'static str, &[f64])> {
-        let mut out: Vec<(&'static str, &[f64])> = vec![("W_E", &self.w_e.data)];
-        if let Some(m) = &self.w_pos {
-            out.push(("W_pos", &m.data));
-        }
-        out.push(("W_Q", &self.w_q.data));
-        out.push(("W_K", &self.w_k.data));
-        out.push(("W_V", &self.w_v.data));
-        out.push(("W_O", &self.w_o.data));
-        out.push(("W_in", &self.w_in.data));
-        if let Some(b) = &self.b_in {
-            out.push(("b_in", b));
-        }
-        out.push(("W_out", &self.w_out.data));
-        if let Some(b) = &self.b_out {
-            out.push(("b_out", b));
-        }
-        if let Some(g) = &self.ln_final_w {
-            out.push(("ln_final.w", g));
-        }
-        out.push(("W_U", &self.w_u.data));
-        out
-    }
-
-    /// Mutable counterpart of [`Params64::named`].
-    pub fn named_mut(&mut self) -> Vec<(&'static str, &mut [f64])> {
-        let mut out: Vec<(&'static str, &mut [f64])> = vec![("W_E", &mut self.w_e.data)];
-        if let Some(m) = &mut self.w_pos {
-            out.push(("W_pos", &mut m.data));
-        }
-        out.push(("W_Q", &mut self.w_q.data));
-        out.push(("W_K", &mut self.w_k.data));
-        out.push(("W_V", &mut self.w_v.data));
-        out.push(("W_O", &mut self.w_o.data));
-        out.push(("W_in", &mut self.w_in.data));
-        if let Some(b) = &mut self.b_in {
-            out.push(("b_in", b));
-        }
-        out.push(("W_out", &mut self.w_out.data));
-        if let Some(b) = &mut self.b_out {
-            out.push(("b_out", b));
-        }
-        if let Some(g) = &mut self.ln_final_w {
-            out.push(("ln_final.w", g));
-        }
-        out.push(("W_U", &mut self.w_u.data));
-        out
+        w.map(|_, d| d.iter().map(|&x| x as f64).collect())
     }
 }
 

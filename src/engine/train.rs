@@ -7,7 +7,7 @@
 
 use crate::config::CellConfig;
 use crate::engine::data::{self, Split};
-use crate::engine::model::{self, init_weights, params_mut, Batch, PROJECTIONS};
+use crate::engine::model::{self, init_weights, Batch};
 use crate::engine::optim::{AdamW, GrokfastEma};
 use crate::engine::quant::quantize;
 use crate::engine::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
@@ -100,17 +100,21 @@ impl Checkpoint {
         }
         let curves: Vec<[u64; 5]> = serde_json::from_str(get("curves")?)?;
         let has_mu = tensors.keys().any(|k| k.starts_with("grokfast.mu."));
+        let arch = serde_json::from_str::<CellConfig>(get("config")?)
+            .context("checkpoint config")?
+            .model
+            .arch;
         Ok(Checkpoint {
             step: get("step")?.parse()?,
-            latent: ModelWeights::from_named(&tensors, "latent.")?,
+            latent: ModelWeights::from_named(&tensors, "latent.", arch)?,
             adam: AdamW {
-                m: ModelWeights::from_named(&tensors, "adam.m.")?,
-                v: ModelWeights::from_named(&tensors, "adam.v.")?,
+                m: ModelWeights::from_named(&tensors, "adam.m.", arch)?,
+                v: ModelWeights::from_named(&tensors, "adam.v.", arch)?,
                 t: get("adam_t")?.parse()?,
             },
             grokfast: GrokfastEma {
                 mu: if has_mu {
-                    Some(ModelWeights::from_named(&tensors, "grokfast.mu.")?)
+                    Some(ModelWeights::from_named(&tensors, "grokfast.mu.", arch)?)
                 } else {
                     None
                 },
@@ -215,8 +219,8 @@ pub struct TrainOutput {
 pub fn effective_weights(cfg: &CellConfig, latent: &ModelWeights) -> ModelWeights {
     let mut e = latent.clone();
     if cfg.precision != crate::config::Precision::Fp32 {
-        for (name, p) in params_mut(&mut e) {
-            if PROJECTIONS.contains(&name) {
+        for (spec, p) in e.params_mut() {
+            if spec.quantized {
                 let q = quantize(cfg.precision, &cfg.quant, p);
                 p.copy_from_slice(&q);
             }

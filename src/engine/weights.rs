@@ -1,17 +1,17 @@
-//! Model weights in plain row-major matrices, and their safetensors form under
-//! TransformerLens names and shapes, so users can load bitgrok models in the tools
-//! they already use.
+//! Model weights in plain row-major matrices, the one list of the model's parameters
+//! ([`PARAMS`]), and their safetensors form under TransformerLens names and shapes, so
+//! users can load bitgrok models in the tools they already use.
+//!
+//! Every "for each parameter" (initialisation, AdamW, Grokfast, quantization, the
+//! f64 reference, safetensors import and export) goes through [`ModelWeights::params`],
+//! [`ModelWeights::params_mut`], [`ModelWeights::map`] or [`ModelWeights::try_build`],
+//! all generated from the single list in the `model_weights!` invocation below: adding
+//! a parameter is one edit there.
 //!
 //! In memory every projection is one matrix applied on the right (`x @ W`): the
 //! heads of `W_Q`, `W_K`, `W_V` are column blocks of a d × d matrix and the heads
 //! of `W_O` are row blocks. On disk they take TransformerLens shapes:
 //! `W_Q|W_K|W_V` [n_heads, d_model, d_head] and `W_O` [n_heads, d_head, d_model].
-//!
-//! A bitgrok model file holds the *effective* weights (what the forward pass used,
-//! quantized for quantized precisions) under the plain TransformerLens names, so a
-//! model loaded elsewhere behaves exactly as it did here. For quantized models the
-//! latent fp32 weights the optimizer updated are stored too, under the same names
-//! with the prefix `latent.`.
 
 use crate::config::Arch;
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,63 +19,352 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// A dense row-major f32 matrix.
+/// A dense row-major matrix (f32 for the model, f64 for the reference).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Mat {
+pub struct Mat<T = f32> {
     pub rows: usize,
     pub cols: usize,
-    pub data: Vec<f32>,
+    pub data: Vec<T>,
 }
 
-impl Mat {
-    pub fn zeros(rows: usize, cols: usize) -> Mat {
+impl<T: Copy + Default> Mat<T> {
+    pub fn zeros(rows: usize, cols: usize) -> Mat<T> {
         Mat {
             rows,
             cols,
-            data: vec![0.0; rows * cols],
+            data: vec![T::default(); rows * cols],
         }
     }
-    pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Mat {
+    pub fn from_vec(rows: usize, cols: usize, data: Vec<T>) -> Mat<T> {
         assert_eq!(data.len(), rows * cols, "matrix data length");
         Mat { rows, cols, data }
     }
-    pub fn get(&self, r: usize, c: usize) -> f32 {
+    pub fn get(&self, r: usize, c: usize) -> T {
         self.data[r * self.cols + c]
     }
-    pub fn row(&self, r: usize) -> &[f32] {
+    pub fn row(&self, r: usize) -> &[T] {
         &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+    pub fn row_mut(&mut self, r: usize) -> &mut [T] {
+        &mut self.data[r * self.cols..(r + 1) * self.cols]
     }
 }
 
-/// All parameters of a one-layer model (science.md §2). Optional parts exist for
-/// one architecture only: `w_pos`, `b_in`, `b_out` for nanda2023, `ln_final_w` for li2024.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ModelWeights {
-    pub arch: Arch,
-    pub heads: usize,
-    /// [p + 1, d]: tokens 0..p-1 and `=` (id p).
-    pub w_e: Mat,
-    /// [3, d].
-    pub w_pos: Option<Mat>,
-    /// [d, d] each, heads as column blocks.
-    pub w_q: Mat,
-    pub w_k: Mat,
-    pub w_v: Mat,
-    /// [d, d], heads as row blocks.
-    pub w_o: Mat,
-    /// [d, d_mlp].
-    pub w_in: Mat,
-    pub b_in: Option<Vec<f32>>,
-    /// [d_mlp, d].
-    pub w_out: Mat,
-    pub b_out: Option<Vec<f32>>,
-    /// RMSNorm gain [d].
-    pub ln_final_w: Option<Vec<f32>>,
-    /// [d, p].
-    pub w_u: Mat,
+/// A dimension of the model, resolved by [`Dims`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dim {
+    /// p + 1 input tokens.
+    Vocab,
+    /// 3 positions.
+    Positions,
+    Model,
+    Mlp,
+    /// p output classes.
+    Classes,
+    One,
 }
 
-impl ModelWeights {
+/// The sizes of one model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub modulus: usize,
+    pub d_model: usize,
+    pub heads: usize,
+    pub d_mlp: usize,
+}
+
+impl Dims {
+    pub fn of(self, dim: Dim) -> usize {
+        match dim {
+            Dim::Vocab => self.modulus + 1,
+            Dim::Positions => 3,
+            Dim::Model => self.d_model,
+            Dim::Mlp => self.d_mlp,
+            Dim::Classes => self.modulus,
+            Dim::One => 1,
+        }
+    }
+}
+
+/// How a parameter is laid out under its TransformerLens name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// [rows, cols] as in memory.
+    Matrix,
+    /// [cols] (a vector; rows = 1 in memory).
+    Vector,
+    /// Heads as column blocks in memory, [n_heads, rows, d_head] on disk.
+    HeadCols,
+    /// Heads as row blocks in memory, [n_heads, d_head, cols] on disk (same bytes).
+    HeadRows,
+}
+
+/// Initial value of a parameter (science.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Gaussian with std `1/sqrt(fan_in)`; fan_in is the given dimension.
+    Normal(Dim),
+    Zeros,
+    Ones,
+}
+
+/// Everything bitgrok knows about one parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// TransformerLens state-dict name.
+    pub name: &'static str,
+    /// In-memory shape.
+    pub rows: Dim,
+    pub cols: Dim,
+    pub layout: Layout,
+    /// Present only in this architecture (`None`: both).
+    pub only: Option<Arch>,
+    /// Quantized by quantized precisions (the six projections, science.md §3).
+    pub quantized: bool,
+    pub init: Init,
+}
+
+impl Param {
+    pub fn present(&self, arch: Arch) -> bool {
+        self.only.is_none_or(|a| a == arch)
+    }
+    /// In-memory (rows, cols).
+    pub fn shape(&self, dims: &Dims) -> (usize, usize) {
+        (dims.of(self.rows), dims.of(self.cols))
+    }
+    /// Shape under the TransformerLens name.
+    pub fn disk_shape(&self, dims: &Dims) -> Vec<usize> {
+        let (r, c) = self.shape(dims);
+        let h = dims.heads;
+        match self.layout {
+            Layout::Matrix => vec![r, c],
+            Layout::Vector => vec![c],
+            Layout::HeadCols => vec![h, r, c / h],
+            Layout::HeadRows => vec![h, r / h, c],
+        }
+    }
+}
+
+const fn param(name: &'static str, rows: Dim, cols: Dim, layout: Layout, init: Init) -> Param {
+    Param {
+        name,
+        rows,
+        cols,
+        layout,
+        only: None,
+        quantized: false,
+        init,
+    }
+}
+
+const fn projection(name: &'static str, rows: Dim, cols: Dim, layout: Layout) -> Param {
+    Param {
+        quantized: true,
+        ..param(name, rows, cols, layout, Init::Normal(rows))
+    }
+}
+
+const fn only(arch: Arch, p: Param) -> Param {
+    Param {
+        only: Some(arch),
+        ..p
+    }
+}
+
+/// The field types of the three kinds of parameter, and how each kind is visited.
+macro_rules! param_kind {
+    (slice mat $x:expr) => {
+        Some(&$x.data[..])
+    };
+    (slice opt_mat $x:expr) => {
+        $x.as_ref().map(|m| &m.data[..])
+    };
+    (slice opt_vec $x:expr) => {
+        $x.as_deref()
+    };
+    (slice_mut mat $x:expr) => {
+        Some(&mut $x.data[..])
+    };
+    (slice_mut opt_mat $x:expr) => {
+        $x.as_mut().map(|m| &mut m.data[..])
+    };
+    (slice_mut opt_vec $x:expr) => {
+        $x.as_deref_mut()
+    };
+    (map mat $x:expr, $f:expr) => {
+        Mat {
+            rows: $x.rows,
+            cols: $x.cols,
+            data: $f(&$x.data),
+        }
+    };
+    (map opt_mat $x:expr, $f:expr) => {
+        $x.as_ref().map(|m| Mat {
+            rows: m.rows,
+            cols: m.cols,
+            data: $f(&m.data),
+        })
+    };
+    (map opt_vec $x:expr, $f:expr) => {
+        $x.as_ref().map(|v| $f(v))
+    };
+    (build mat $spec:expr, $arch:expr, $dims:expr, $f:expr) => {
+        build_one($spec, $dims, &mut *$f).map(|(r, c, v)| Mat {
+            rows: r,
+            cols: c,
+            data: v,
+        })?
+    };
+    (build opt_mat $spec:expr, $arch:expr, $dims:expr, $f:expr) => {
+        if $spec.present($arch) {
+            Some(build_one($spec, $dims, &mut *$f).map(|(r, c, v)| Mat {
+                rows: r,
+                cols: c,
+                data: v,
+            })?)
+        } else {
+            None
+        }
+    };
+    (build opt_vec $spec:expr, $arch:expr, $dims:expr, $f:expr) => {
+        if $spec.present($arch) {
+            Some(build_one($spec, $dims, &mut *$f)?.2)
+        } else {
+            None
+        }
+    };
+}
+
+type BuildFn<'a, T> = dyn FnMut(&'static Param, (usize, usize)) -> Result<Vec<T>> + 'a;
+
+fn build_one<T>(
+    spec: &'static Param,
+    dims: &Dims,
+    f: &mut BuildFn<'_, T>,
+) -> Result<(usize, usize, Vec<T>)> {
+    let (r, c) = spec.shape(dims);
+    let v = f(spec, (r, c))?;
+    if v.len() != r * c {
+        bail!("{}: {} values, expected {r} × {c}", spec.name, v.len());
+    }
+    Ok((r, c, v))
+}
+
+/// Declares [`ModelWeights`] and [`PARAMS`] from one list, and the visitors over it.
+macro_rules! model_weights {
+    ($($(#[$doc:meta])* $field:ident: $kind:ident $ty:ty = $spec:expr;)*) => {
+        /// All parameters of a one-layer model (science.md §2), f32 for the model and
+        /// f64 for the reference. Optional parts exist for one architecture only.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct ModelWeights<T = f32> {
+            pub arch: Arch,
+            pub heads: usize,
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        /// Every parameter, in the fixed order of all visitors (and of the random draws
+        /// of initialisation).
+        pub const PARAMS: &[Param] = &[$($spec),*];
+
+        impl<T> ModelWeights<T> {
+            /// The parameters present, with their flat data, in [`PARAMS`] order.
+            pub fn params(&self) -> Vec<(&'static Param, &[T])> {
+                let mut specs = PARAMS.iter();
+                let mut out = Vec::with_capacity(PARAMS.len());
+                $(
+                    let spec = specs.next().expect("one spec per field");
+                    if let Some(s) = param_kind!(slice $kind self.$field) {
+                        out.push((spec, s));
+                    }
+                )*
+                out
+            }
+
+            /// Mutable counterpart of [`ModelWeights::params`], same order.
+            pub fn params_mut(&mut self) -> Vec<(&'static Param, &mut [T])> {
+                let mut specs = PARAMS.iter();
+                let mut out = Vec::with_capacity(PARAMS.len());
+                $(
+                    let spec = specs.next().expect("one spec per field");
+                    if let Some(s) = param_kind!(slice_mut $kind self.$field) {
+                        out.push((spec, s));
+                    }
+                )*
+                out
+            }
+
+            /// A model of the same shape whose every parameter is `f(param, data)`,
+            /// called in [`PARAMS`] order.
+            pub fn map<U>(&self, mut f: impl FnMut(&'static Param, &[T]) -> Vec<U>) -> ModelWeights<U> {
+                let mut specs = PARAMS.iter();
+                ModelWeights {
+                    arch: self.arch,
+                    heads: self.heads,
+                    $($field: {
+                        let spec = specs.next().expect("one spec per field");
+                        param_kind!(map $kind self.$field, |d: &[T]| f(spec, d))
+                    },)*
+                }
+            }
+
+            /// A model of architecture `arch` and sizes `dims` whose every present
+            /// parameter is `f(param, (rows, cols))`, called in [`PARAMS`] order.
+            pub fn try_build(
+                arch: Arch,
+                dims: &Dims,
+                mut f: impl FnMut(&'static Param, (usize, usize)) -> Result<Vec<T>>,
+            ) -> Result<ModelWeights<T>> {
+                let mut specs = PARAMS.iter();
+                let f: &mut BuildFn<'_, T> = &mut f;
+                Ok(ModelWeights {
+                    arch,
+                    heads: dims.heads,
+                    $($field: {
+                        let spec = specs.next().expect("one spec per field");
+                        param_kind!(build $kind spec, arch, dims, f)
+                    },)*
+                })
+            }
+        }
+    };
+}
+
+model_weights! {
+    /// [p + 1, d]: tokens 0..p-1 and `=` (id p).
+    w_e: mat Mat<T> = param(W_E, Dim::Vocab, Dim::Model, Layout::Matrix, Init::Normal(Dim::Model));
+    /// [3, d].
+    w_pos: opt_mat Option<Mat<T>> = only(
+        Arch::Nanda2023,
+        param(W_POS, Dim::Positions, Dim::Model, Layout::Matrix, Init::Normal(Dim::Model)),
+    );
+    /// [d, d], heads as column blocks.
+    w_q: mat Mat<T> = projection(W_Q, Dim::Model, Dim::Model, Layout::HeadCols);
+    w_k: mat Mat<T> = projection(W_K, Dim::Model, Dim::Model, Layout::HeadCols);
+    w_v: mat Mat<T> = projection(W_V, Dim::Model, Dim::Model, Layout::HeadCols);
+    /// [d, d], heads as row blocks.
+    w_o: mat Mat<T> = projection(W_O, Dim::Model, Dim::Model, Layout::HeadRows);
+    /// [d, d_mlp].
+    w_in: mat Mat<T> = projection(W_IN, Dim::Model, Dim::Mlp, Layout::Matrix);
+    b_in: opt_vec Option<Vec<T>> = only(
+        Arch::Nanda2023,
+        param(B_IN, Dim::One, Dim::Mlp, Layout::Vector, Init::Zeros),
+    );
+    /// [d_mlp, d].
+    w_out: mat Mat<T> = projection(W_OUT, Dim::Mlp, Dim::Model, Layout::Matrix);
+    b_out: opt_vec Option<Vec<T>> = only(
+        Arch::Nanda2023,
+        param(B_OUT, Dim::One, Dim::Model, Layout::Vector, Init::Zeros),
+    );
+    /// RMSNorm gain [d].
+    ln_final_w: opt_vec Option<Vec<T>> = only(
+        Arch::Li2024,
+        param(LN_FINAL_W, Dim::One, Dim::Model, Layout::Vector, Init::Ones),
+    );
+    /// [d, p].
+    w_u: mat Mat<T> = param(W_U, Dim::Model, Dim::Classes, Layout::Matrix, Init::Normal(Dim::Model));
+}
+
+impl<T> ModelWeights<T> {
     pub fn modulus(&self) -> usize {
         self.w_u.cols
     }
@@ -88,131 +377,108 @@ impl ModelWeights {
     pub fn d_mlp(&self) -> usize {
         self.w_in.cols
     }
-
-    /// The six matrices that quantized precisions quantize, by TransformerLens name.
-    pub fn projections(&self) -> [(&'static str, &Mat); 6] {
-        [
-            (W_Q, &self.w_q),
-            (W_K, &self.w_k),
-            (W_V, &self.w_v),
-            (W_O, &self.w_o),
-            (W_IN, &self.w_in),
-            (W_OUT, &self.w_out),
-        ]
+    pub fn dims(&self) -> Dims {
+        Dims {
+            modulus: self.modulus(),
+            d_model: self.width(),
+            heads: self.heads,
+            d_mlp: self.d_mlp(),
+        }
     }
+}
 
-    /// The tensors of this model under TransformerLens names and shapes, in a fixed order.
+impl<T: Copy + Default> ModelWeights<T> {
+    /// A model of the same shape with every parameter zero.
+    pub fn zeros_like(&self) -> ModelWeights<T> {
+        self.map(|_, d| vec![T::default(); d.len()])
+    }
+}
+
+impl ModelWeights {
+    /// The tensors of this model under TransformerLens names and shapes, in [`PARAMS`] order.
     pub fn to_named(&self) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-        let (d, h, dh) = (self.width(), self.heads, self.d_head());
-        let mut out = vec![(
-            W_E.to_string(),
-            vec![self.w_e.rows, d],
-            self.w_e.data.clone(),
-        )];
-        if let Some(w) = &self.w_pos {
-            out.push((W_POS.into(), vec![w.rows, d], w.data.clone()));
-        }
-        for (name, m) in [(W_Q, &self.w_q), (W_K, &self.w_k), (W_V, &self.w_v)] {
-            out.push((name.into(), vec![h, d, dh], split_cols_by_head(m, h)));
-        }
-        // W_O's head blocks are row blocks, so the row-major layout already is [h, dh, d].
-        out.push((W_O.into(), vec![h, dh, d], self.w_o.data.clone()));
-        out.push((W_IN.into(), vec![d, self.d_mlp()], self.w_in.data.clone()));
-        if let Some(b) = &self.b_in {
-            out.push((B_IN.into(), vec![b.len()], b.clone()));
-        }
-        out.push((W_OUT.into(), vec![self.d_mlp(), d], self.w_out.data.clone()));
-        if let Some(b) = &self.b_out {
-            out.push((B_OUT.into(), vec![b.len()], b.clone()));
-        }
-        if let Some(g) = &self.ln_final_w {
-            out.push((LN_FINAL_W.into(), vec![g.len()], g.clone()));
-        }
-        out.push((W_U.into(), vec![d, self.modulus()], self.w_u.data.clone()));
-        out
+        let dims = self.dims();
+        self.params()
+            .into_iter()
+            .map(|(spec, data)| {
+                let data = match spec.layout {
+                    Layout::HeadCols => {
+                        let (r, c) = spec.shape(&dims);
+                        split_cols_by_head(data, r, c, dims.heads)
+                    }
+                    _ => data.to_vec(),
+                };
+                (spec.name.to_string(), spec.disk_shape(&dims), data)
+            })
+            .collect()
     }
 
-    /// Rebuild a model from tensors under TransformerLens names (optionally all
-    /// prefixed by `prefix`). The architecture is inferred: `pos_embed.W_pos` present
-    /// means nanda2023, otherwise li2024. Shapes are checked against each other.
-    pub fn from_named(
-        tensors: &HashMap<String, (Vec<usize>, Vec<f32>)>,
-        prefix: &str,
-    ) -> Result<ModelWeights> {
-        let get = |name: &str| -> Result<&(Vec<usize>, Vec<f32>)> {
-            tensors
-                .get(&format!("{prefix}{name}"))
-                .ok_or_else(|| anyhow!("missing tensor {prefix}{name}"))
-        };
-        let opt = |name: &str| tensors.get(&format!("{prefix}{name}"));
-        let mat = |name: &str, rows: usize, cols: usize| -> Result<Mat> {
-            let (shape, data) = get(name)?;
-            if shape.as_slice() != [rows, cols] {
-                bail!("tensor {prefix}{name} has shape {shape:?}, expected [{rows}, {cols}]");
+    /// Rebuild a model of architecture `arch` from tensors under TransformerLens names
+    /// (optionally all prefixed by `prefix`). Sizes come from `embed.W_E`,
+    /// `unembed.W_U`, `blocks.0.attn.W_Q` and `blocks.0.mlp.W_in`; every tensor's
+    /// shape is checked against them. Tensors the architecture does not have are
+    /// not read (see `model_file` for the strict reader).
+    pub fn from_named(tensors: &NamedTensors, prefix: &str, arch: Arch) -> Result<ModelWeights> {
+        let dims = infer_dims(tensors, prefix)?;
+        ModelWeights::try_build(arch, &dims, |spec, (r, c)| {
+            let name = format!("{prefix}{}", spec.name);
+            let (shape, data) = tensors
+                .get(&name)
+                .ok_or_else(|| anyhow!("missing tensor {name}"))?;
+            let want = spec.disk_shape(&dims);
+            if *shape != want {
+                bail!("tensor {name} has shape {shape:?}, expected {want:?}");
             }
-            Ok(Mat::from_vec(rows, cols, data.clone()))
-        };
-        let vector = |name: &str, len: usize| -> Result<Option<Vec<f32>>> {
-            match opt(name) {
-                None => Ok(None),
-                Some((shape, data)) if shape.as_slice() == [len] => Ok(Some(data.clone())),
-                Some((shape, _)) => {
-                    bail!("tensor {prefix}{name} has shape {shape:?}, expected [{len}]")
-                }
-            }
-        };
-        let (e_shape, _) = get(W_E)?;
-        let (u_shape, _) = get(W_U)?;
-        let (q_shape, _) = get(W_Q)?;
-        if e_shape.len() != 2 || u_shape.len() != 2 || q_shape.len() != 3 {
-            bail!("embed.W_E, unembed.W_U must be 2-D and blocks.0.attn.W_Q 3-D");
-        }
-        let (vocab, d) = (e_shape[0], e_shape[1]);
-        let p = u_shape[1];
-        let (h, dh) = (q_shape[0], q_shape[2]);
-        if h * dh != d {
-            bail!("blocks.0.attn.W_Q shape {q_shape:?} does not match d_model {d}");
-        }
-        let d_mlp = get(W_IN)?.0.get(1).copied().unwrap_or(0);
-        let head_mat = |name: &str| -> Result<Mat> {
-            let (shape, data) = get(name)?;
-            if shape.as_slice() != [h, d, dh] {
-                bail!("tensor {prefix}{name} has shape {shape:?}, expected [{h}, {d}, {dh}]");
-            }
-            Ok(join_cols_by_head(data, h, d, dh))
-        };
-        let w_o = {
-            let (shape, data) = get(W_O)?;
-            if shape.as_slice() != [h, dh, d] {
-                bail!("tensor {prefix}{W_O} has shape {shape:?}, expected [{h}, {dh}, {d}]");
-            }
-            Mat::from_vec(d, d, data.clone())
-        };
-        let w_pos = match opt(W_POS) {
-            Some(_) => Some(mat(W_POS, 3, d)?),
-            None => None,
-        };
-        Ok(ModelWeights {
-            arch: if w_pos.is_some() {
-                Arch::Nanda2023
-            } else {
-                Arch::Li2024
-            },
-            heads: h,
-            w_e: mat(W_E, vocab, d)?,
-            w_pos,
-            w_q: head_mat(W_Q)?,
-            w_k: head_mat(W_K)?,
-            w_v: head_mat(W_V)?,
-            w_o,
-            w_in: mat(W_IN, d, d_mlp)?,
-            b_in: vector(B_IN, d_mlp)?,
-            w_out: mat(W_OUT, d_mlp, d)?,
-            b_out: vector(B_OUT, d)?,
-            ln_final_w: vector(LN_FINAL_W, d)?,
-            w_u: mat(W_U, d, p)?,
+            Ok(match spec.layout {
+                Layout::HeadCols => join_cols_by_head(data, r, c, dims.heads),
+                _ => data.clone(),
+            })
         })
     }
+}
+
+/// The architecture of a file without metadata, as bitgrok files before format 2 are
+/// read: `pos_embed.W_pos` present means nanda2023.
+pub fn legacy_arch(tensors: &NamedTensors, prefix: &str) -> Arch {
+    if tensors.contains_key(&format!("{prefix}{W_POS}")) {
+        Arch::Nanda2023
+    } else {
+        Arch::Li2024
+    }
+}
+
+/// The sizes of a model from its tensors under TransformerLens names.
+pub fn infer_dims(tensors: &NamedTensors, prefix: &str) -> Result<Dims> {
+    let shape = |name: &str| -> Result<&Vec<usize>> {
+        tensors
+            .get(&format!("{prefix}{name}"))
+            .map(|t| &t.0)
+            .ok_or_else(|| anyhow!("missing tensor {prefix}{name}"))
+    };
+    let (e, u, q, m) = (shape(W_E)?, shape(W_U)?, shape(W_Q)?, shape(W_IN)?);
+    if e.len() != 2 || u.len() != 2 || q.len() != 3 || m.len() != 2 {
+        bail!("{W_E}, {W_U} and {W_IN} must be 2-D and {W_Q} 3-D");
+    }
+    let dims = Dims {
+        modulus: u[1],
+        d_model: e[1],
+        heads: q[0],
+        d_mlp: m[1],
+    };
+    for (what, n) in [
+        ("d_vocab_out (unembed.W_U columns)", dims.modulus),
+        ("d_model", dims.d_model),
+        ("n_heads", dims.heads),
+        ("d_mlp", dims.d_mlp),
+    ] {
+        if n == 0 {
+            bail!("{what} is 0: a model needs every dimension at least 1");
+        }
+    }
+    if q[0] * q[2] != dims.d_model {
+        bail!("{W_Q} shape {q:?} does not match d_model {}", dims.d_model);
+    }
+    Ok(dims)
 }
 
 pub const W_E: &str = "embed.W_E";
@@ -231,24 +497,25 @@ pub const W_U: &str = "unembed.W_U";
 pub const LATENT_PREFIX: &str = "latent.";
 
 /// [d, h*dh] (heads as column blocks) -> [h, d, dh] row-major.
-fn split_cols_by_head(m: &Mat, h: usize) -> Vec<f32> {
-    let (d, dh) = (m.rows, m.cols / h);
-    let mut out = Vec::with_capacity(m.data.len());
+fn split_cols_by_head(m: &[f32], d: usize, cols: usize, h: usize) -> Vec<f32> {
+    let dh = cols / h;
+    let mut out = Vec::with_capacity(m.len());
     for head in 0..h {
         for r in 0..d {
-            out.extend_from_slice(&m.row(r)[head * dh..(head + 1) * dh]);
+            out.extend_from_slice(&m[r * cols + head * dh..r * cols + (head + 1) * dh]);
         }
     }
     out
 }
 
 /// [h, d, dh] row-major -> [d, h*dh].
-fn join_cols_by_head(data: &[f32], h: usize, d: usize, dh: usize) -> Mat {
-    let mut m = Mat::zeros(d, h * dh);
+fn join_cols_by_head(data: &[f32], d: usize, cols: usize, h: usize) -> Vec<f32> {
+    let dh = cols / h;
+    let mut m = vec![0.0; d * cols];
     for head in 0..h {
         for r in 0..d {
             let src = &data[(head * d + r) * dh..(head * d + r + 1) * dh];
-            m.data[r * h * dh + head * dh..r * h * dh + (head + 1) * dh].copy_from_slice(src);
+            m[r * cols + head * dh..r * cols + (head + 1) * dh].copy_from_slice(src);
         }
     }
     m
@@ -374,8 +641,11 @@ mod tests {
             let bytes = to_safetensors_bytes(&model_tensors(&w, Some(&latent)), &meta).unwrap();
             let (t, m) = from_safetensors_bytes(&bytes).unwrap();
             assert_eq!(m, meta);
-            assert_eq!(ModelWeights::from_named(&t, "").unwrap(), w);
-            assert_eq!(ModelWeights::from_named(&t, LATENT_PREFIX).unwrap(), latent);
+            assert_eq!(ModelWeights::from_named(&t, "", arch).unwrap(), w);
+            assert_eq!(
+                ModelWeights::from_named(&t, LATENT_PREFIX, arch).unwrap(),
+                latent
+            );
         }
     }
 
@@ -403,7 +673,9 @@ mod tests {
             .map(|(n, s, d)| (n, (s, d)))
             .collect();
         t.get_mut(W_U).unwrap().0 = vec![5, 8];
-        let err = ModelWeights::from_named(&t, "").unwrap_err().to_string();
+        let err = ModelWeights::from_named(&t, "", Arch::Li2024)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unembed.W_U"), "{err}");
     }
 }

@@ -9,38 +9,14 @@
 //! which splits the output, not the summation. Results therefore do not depend on
 //! the thread count (a test checks this bit for bit at the seed study's cell size).
 
+use super::kernels::{
+    rms_gain_partial, rms_rows_backward, rms_rows_forward, scatter_rows, table_rows_backward,
+    table_rows_forward, TableShape,
+};
 use super::{Tp, T2};
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::sync::Arc;
-
-/// Defines `fn $name(args)` that runs its body compiled with AVX2 and FMA enabled when
-/// the CPU has them (bitgrok is built for baseline x86-64). Rust never contracts
-/// `a * b + c` into an FMA, so both versions compute the same bits.
-macro_rules! simd_fn {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn fast($($arg: $ty),*) {
-                    body($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the enabled features.
-                    return unsafe { fast($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
 
 /// Rows per parallel task. Fixed, so that chunked reductions sum in the same order
 /// whatever the number of threads.
@@ -69,13 +45,29 @@ fn record<S: Shape>(
             grads.try_alloc_for(g)?;
         }
         let dout = grads.get_or_alloc_mut(&out_ghost)?;
-        // SAFETY: the gradient buffers of distinct tensors are distinct heap buffers,
-        // and no gradient is inserted or removed while these slices live.
+        let mut seen: Vec<(*const f32, usize)> = vec![(dout.as_ptr(), dout.len())];
+        // SAFETY: `dout` points into the heap buffer of the output's gradient, which
+        // lives in `grads` for the whole backward op: no gradient is inserted or removed
+        // below (every input was allocated above), and inserting would move only the
+        // `Vec` header, not its heap buffer. Aliasing with the `&mut` slices below is
+        // ruled out by the distinct-buffer assert.
         let dout: &[f32] = unsafe { std::slice::from_raw_parts(dout.as_ptr(), dout.len()) };
         let mut dins: Vec<&mut [f32]> = Vec::with_capacity(ghosts.len());
         for g in &ghosts {
             let buf = grads.get_or_alloc_mut(g)?;
-            dins.push(unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr(), buf.len()) });
+            let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+            // Distinct tensor ids have distinct gradient buffers; dfdx's own
+            // `many_and_ref` asserts the ids, which it does not expose, so the buffers
+            // are compared instead (empty buffers cannot alias).
+            assert!(
+                len == 0 || seen.iter().all(|&(q, n)| n == 0 || q != ptr as *const f32),
+                "record: two tensors of one op share a gradient buffer (same tensor id)"
+            );
+            seen.push((ptr, len));
+            // SAFETY: `ptr..ptr+len` is the live heap buffer of this input's gradient
+            // (see above), and the assert guarantees that no other slice handed to
+            // `backward` overlaps it.
+            dins.push(unsafe { std::slice::from_raw_parts_mut(ptr, len) });
         }
         backward(dout, &mut dins);
         Ok(())
@@ -108,6 +100,9 @@ pub fn matmul(
     // (row stride, column stride) of op(a) and op(b).
     let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    // SAFETY: the assert above bounds every index gemm touches: op(a) is m × k and
+    // op(b) k × n with the strides given, c is m × n row-major; c does not overlap a or
+    // b (it is a distinct `&mut` borrow).
     unsafe {
         gemm::gemm(
             m,
@@ -491,48 +486,6 @@ pub fn cross_entropy(
     )
 }
 
-/// Softmax over the three positions of every head, from the score table.
-fn position_weights(s: &[f32], r: [usize; 3], heads: usize, out: &mut [f32]) {
-    for h in 0..heads {
-        let sj = r.map(|rj| s[rj * heads + h]);
-        let mx = sj[0].max(sj[1]).max(sj[2]);
-        let e = sj.map(|x| (x - mx).exp());
-        let inv = 1.0 / (e[0] + e[1] + e[2]);
-        for j in 0..3 {
-            out[h * 3 + j] = e[j] * inv;
-        }
-    }
-}
-
-/// `acc += w · row` over a slice.
-#[inline(always)]
-fn axpy(acc: &mut [f32], w: f32, row: &[f32]) {
-    for (a, v) in acc.iter_mut().zip(row) {
-        *a += w * v;
-    }
-}
-
-/// Dot product with 32 independent partial sums (vectorises into independent FMA
-/// chains; fixed order, so deterministic).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 32;
-    let mut acc = [0.0f32; L];
-    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..L {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Attention read-out, attention output projection, residual and MLP in one op, for
 /// unquantized activations, on per-token tables:
 ///
@@ -737,163 +690,5 @@ pub fn attention_mlp(
 fn add_into_serial(dst: &mut [f32], src: &[f32]) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d += s;
-    }
-}
-
-#[derive(Clone, Copy)]
-struct TableShape {
-    heads: usize,
-    tr: usize,
-    d: usize,
-    m: usize,
-}
-
-simd_fn! {
-    /// Forward rows of [`attention_mlp`]: position weights, x1 and relu(pre) per example.
-    fn table_rows_forward(
-        shape: TableShape,
-        rows: &[[u32; 3]],
-        s: &[f32],
-        cx: &[f32],
-        ch: &[f32],
-        vo: &[f32],
-        tt: &[f32],
-        b_out: Option<&[f32]>,
-        out: &mut [f32],
-        hidden: &mut [f32],
-        weights: &mut [f32],
-    ) {
-        let TableShape { heads, tr, d, m } = shape;
-        let chunk = out
-            .chunks_exact_mut(d)
-            .zip(hidden.chunks_exact_mut(m))
-            .zip(weights.chunks_exact_mut(heads * 3));
-        for (k, ((x, a), w)) in chunk.enumerate() {
-            let r = rows[k].map(|x| x as usize);
-            position_weights(s, r, heads, w);
-            x.copy_from_slice(cx);
-            a.copy_from_slice(ch);
-            for h in 0..heads {
-                for j in 0..3 {
-                    let wj = w[h * 3 + j];
-                    axpy(x, wj, &vo[(h * tr + r[j]) * d..][..d]);
-                    axpy(a, wj, &tt[(h * tr + r[j]) * m..][..m]);
-                }
-            }
-            for v in a.iter_mut() {
-                *v = v.max(0.0);
-            }
-            if let Some(b) = b_out {
-                for (v, b) in x.iter_mut().zip(b) {
-                    *v += b;
-                }
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
-    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]).
-    fn table_rows_backward(
-        shape: TableShape,
-        rows: &[[u32; 3]],
-        hidden: &[f32],
-        g: &[f32],
-        weights: &[f32],
-        vo: &[f32],
-        tt: &[f32],
-        dpre: &mut [f32],
-        dscore: &mut [f32],
-    ) {
-        let TableShape { heads, tr, d, m } = shape;
-        let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
-        for (i, (dp, dsc)) in chunk.enumerate() {
-            let r = rows[i].map(|x| x as usize);
-            for (x, a) in dp.iter_mut().zip(&hidden[i * m..(i + 1) * m]) {
-                *x = if *a > 0.0 { *x } else { 0.0 };
-            }
-            let gi = &g[i * d..(i + 1) * d];
-            let w = &weights[i * heads * 3..(i + 1) * heads * 3];
-            for h in 0..heads {
-                let mut dw = [0.0f32; 3];
-                for j in 0..3 {
-                    dw[j] = dot(dp, &tt[(h * tr + r[j]) * m..][..m])
-                        + dot(gi, &vo[(h * tr + r[j]) * d..][..d]);
-                }
-                let wh = &w[h * 3..h * 3 + 3];
-                let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
-                for j in 0..3 {
-                    dsc[h * 3 + j] = wh[j] * (dw[j] - s);
-                }
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// `acc[t, c0..c1] += Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` for head `h`, over
-    /// the examples in order.
-    fn scatter_rows(
-        rows: &[[u32; 3]],
-        weights: &[f32],
-        src: &[f32],
-        heads: usize,
-        h: usize,
-        width: usize,
-        c0: usize,
-        c1: usize,
-        acc: &mut [f32],
-    ) {
-        let cw = c1 - c0;
-        for (i, r) in rows.iter().enumerate() {
-            let src_row = &src[i * width + c0..i * width + c1];
-            for j in 0..3 {
-                let wj = weights[(i * heads + h) * 3 + j];
-                let t = r[j] as usize;
-                axpy(&mut acc[t * cw..(t + 1) * cw], wj, src_row);
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// RMSNorm forward on a chunk of rows: `r = sqrt(d)/‖x‖`, `y = x·r ⊙ g`.
-    fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
-        for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
-            *r = sd / dot(row, row).sqrt();
-            for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(g)) {
-                *o = v * *r * gj;
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// RMSNorm backward to the input on a chunk of rows:
-    /// `dx += r·(dy⊙g − x·((dy⊙g)·x)/‖x‖²)`, with `‖x‖² = d/r²`.
-    fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
-        let mut dyg = vec![0.0f32; d];
-        let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
-        for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
-            for ((o, a), b) in dyg.iter_mut().zip(dyr).zip(g) {
-                *o = a * b;
-            }
-            let c = dot(&dyg, row) * r * r / (d as f32);
-            for ((o, a), x) in dxr.iter_mut().zip(&dyg).zip(row) {
-                *o += r * (a - x * c);
-            }
-        }
-    }
-}
-
-simd_fn! {
-    /// RMSNorm gain gradient of a chunk of rows: `acc += Σ_rows dy ⊙ x·r` (in f64).
-    fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
-        for ((row, dyr), &r) in xv.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rs) {
-            for ((a, x), g) in acc.iter_mut().zip(row).zip(dyr) {
-                *a += (g * x * r) as f64;
-            }
-        }
     }
 }

@@ -1,0 +1,372 @@
+//! Row kernels of the fused ops ([`super::ops`]): plain Rust loops compiled twice,
+//! for baseline x86-64 and with AVX2 + FMA, and dispatched on the CPU at run time.
+//! Rust never contracts `a * b + c` into an FMA, so both versions compute the same
+//! bits (a test checks every kernel).
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the baseline version of every kernel on this thread.
+    static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a kernel may take its SIMD version (always, outside tests).
+#[inline(always)]
+fn simd_allowed() -> bool {
+    #[cfg(test)]
+    if BASELINE_ONLY.with(|b| b.get()) {
+        return false;
+    }
+    true
+}
+
+/// Defines `fn $name(args)` that runs its body compiled with AVX2 and FMA enabled when
+/// the CPU has them (bitgrok is built for baseline x86-64). Rust never contracts
+/// `a * b + c` into an FMA, so both versions compute the same bits.
+macro_rules! simd_fn {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if simd_allowed()
+                && std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("fma")
+            {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked just above), the only
+                    // requirement of calling a `target_feature` function.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// Softmax over the three positions of every head, from the score table.
+pub(super) fn position_weights(s: &[f32], r: [usize; 3], heads: usize, out: &mut [f32]) {
+    for h in 0..heads {
+        let sj = r.map(|rj| s[rj * heads + h]);
+        let mx = sj[0].max(sj[1]).max(sj[2]);
+        let e = sj.map(|x| (x - mx).exp());
+        let inv = 1.0 / (e[0] + e[1] + e[2]);
+        for j in 0..3 {
+            out[h * 3 + j] = e[j] * inv;
+        }
+    }
+}
+
+/// `acc += w · row` over a slice.
+#[inline(always)]
+fn axpy(acc: &mut [f32], w: f32, row: &[f32]) {
+    for (a, v) in acc.iter_mut().zip(row) {
+        *a += w * v;
+    }
+}
+
+/// Dot product with 32 independent partial sums (vectorises into independent FMA
+/// chains; fixed order, so deterministic).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 32;
+    let mut acc = [0.0f32; L];
+    let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..L {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[derive(Clone, Copy)]
+pub(super) struct TableShape {
+    pub heads: usize,
+    pub tr: usize,
+    pub d: usize,
+    pub m: usize,
+}
+
+simd_fn! {
+    /// Forward rows of [`attention_mlp`]: position weights, x1 and relu(pre) per example.
+    fn table_rows_forward(
+        shape: TableShape,
+        rows: &[[u32; 3]],
+        s: &[f32],
+        cx: &[f32],
+        ch: &[f32],
+        vo: &[f32],
+        tt: &[f32],
+        b_out: Option<&[f32]>,
+        out: &mut [f32],
+        hidden: &mut [f32],
+        weights: &mut [f32],
+    ) {
+        let TableShape { heads, tr, d, m } = shape;
+        let chunk = out
+            .chunks_exact_mut(d)
+            .zip(hidden.chunks_exact_mut(m))
+            .zip(weights.chunks_exact_mut(heads * 3));
+        for (k, ((x, a), w)) in chunk.enumerate() {
+            let r = rows[k].map(|x| x as usize);
+            position_weights(s, r, heads, w);
+            x.copy_from_slice(cx);
+            a.copy_from_slice(ch);
+            for h in 0..heads {
+                for j in 0..3 {
+                    let wj = w[h * 3 + j];
+                    axpy(x, wj, &vo[(h * tr + r[j]) * d..][..d]);
+                    axpy(a, wj, &tt[(h * tr + r[j]) * m..][..m]);
+                }
+            }
+            for v in a.iter_mut() {
+                *v = v.max(0.0);
+            }
+            if let Some(b) = b_out {
+                for (v, b) in x.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
+    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]).
+    fn table_rows_backward(
+        shape: TableShape,
+        rows: &[[u32; 3]],
+        hidden: &[f32],
+        g: &[f32],
+        weights: &[f32],
+        vo: &[f32],
+        tt: &[f32],
+        dpre: &mut [f32],
+        dscore: &mut [f32],
+    ) {
+        let TableShape { heads, tr, d, m } = shape;
+        let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
+        for (i, (dp, dsc)) in chunk.enumerate() {
+            let r = rows[i].map(|x| x as usize);
+            for (x, a) in dp.iter_mut().zip(&hidden[i * m..(i + 1) * m]) {
+                *x = if *a > 0.0 { *x } else { 0.0 };
+            }
+            let gi = &g[i * d..(i + 1) * d];
+            let w = &weights[i * heads * 3..(i + 1) * heads * 3];
+            for h in 0..heads {
+                let mut dw = [0.0f32; 3];
+                for j in 0..3 {
+                    dw[j] = dot(dp, &tt[(h * tr + r[j]) * m..][..m])
+                        + dot(gi, &vo[(h * tr + r[j]) * d..][..d]);
+                }
+                let wh = &w[h * 3..h * 3 + 3];
+                let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
+                for j in 0..3 {
+                    dsc[h * 3 + j] = wh[j] * (dw[j] - s);
+                }
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// `acc[t, c0..c1] += Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` for head `h`, over
+    /// the examples in order.
+    fn scatter_rows(
+        rows: &[[u32; 3]],
+        weights: &[f32],
+        src: &[f32],
+        heads: usize,
+        h: usize,
+        width: usize,
+        c0: usize,
+        c1: usize,
+        acc: &mut [f32],
+    ) {
+        let cw = c1 - c0;
+        for (i, r) in rows.iter().enumerate() {
+            let src_row = &src[i * width + c0..i * width + c1];
+            for j in 0..3 {
+                let wj = weights[(i * heads + h) * 3 + j];
+                let t = r[j] as usize;
+                axpy(&mut acc[t * cw..(t + 1) * cw], wj, src_row);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm forward on a chunk of rows: `r = sqrt(d)/‖x‖`, `y = x·r ⊙ g`.
+    fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
+        for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
+            *r = sd / dot(row, row).sqrt();
+            for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(g)) {
+                *o = v * *r * gj;
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm backward to the input on a chunk of rows:
+    /// `dx += r·(dy⊙g − x·((dy⊙g)·x)/‖x‖²)`, with `‖x‖² = d/r²`.
+    fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
+        let mut dyg = vec![0.0f32; d];
+        let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
+        for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
+            for ((o, a), b) in dyg.iter_mut().zip(dyr).zip(g) {
+                *o = a * b;
+            }
+            let c = dot(&dyg, row) * r * r / (d as f32);
+            for ((o, a), x) in dxr.iter_mut().zip(&dyg).zip(row) {
+                *o += r * (a - x * c);
+            }
+        }
+    }
+}
+
+simd_fn! {
+    /// RMSNorm gain gradient of a chunk of rows: `acc += Σ_rows dy ⊙ x·r` (in f64).
+    fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
+        for ((row, dyr), &r) in xv.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rs) {
+            for ((a, x), g) in acc.iter_mut().zip(row).zip(dyr) {
+                *a += (g * x * r) as f64;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.gen_range(-2.0f32..2.0)).collect()
+    }
+
+    /// Runs `f` once with the SIMD versions allowed and once baseline-only.
+    fn both<T>(f: impl Fn() -> T) -> (T, T) {
+        let simd = f();
+        BASELINE_ONLY.with(|b| b.set(true));
+        let base = f();
+        BASELINE_ONLY.with(|b| b.set(false));
+        (simd, base)
+    }
+
+    fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn every_simd_kernel_gives_the_bits_of_its_baseline() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            eprintln!("skipped: this CPU lacks AVX2/FMA, so only the baseline kernels run");
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        // Sizes that are not multiples of the vector width or of dot's 32 lanes.
+        let shape = TableShape {
+            heads: 3,
+            tr: 7,
+            d: 45,
+            m: 70,
+        };
+        let (n, TableShape { heads, tr, d, m }) = (13, shape);
+        let rows: Vec<[u32; 3]> = (0..n)
+            .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
+            .collect();
+        let s = rand_vec(&mut rng, tr * heads);
+        let (cx, ch) = (rand_vec(&mut rng, d), rand_vec(&mut rng, m));
+        let (vo, tt) = (
+            rand_vec(&mut rng, heads * tr * d),
+            rand_vec(&mut rng, heads * tr * m),
+        );
+        let b_out = rand_vec(&mut rng, d);
+        let (simd, base) = both(|| {
+            let (mut out, mut hid, mut w) =
+                (vec![0.0; n * d], vec![0.0; n * m], vec![0.0; n * heads * 3]);
+            table_rows_forward(
+                shape,
+                &rows,
+                &s,
+                &cx,
+                &ch,
+                &vo,
+                &tt,
+                Some(&b_out),
+                &mut out,
+                &mut hid,
+                &mut w,
+            );
+            [out, hid, w].map(|v| bits(&v))
+        });
+        assert_eq!(simd, base, "table_rows_forward");
+        let (hidden, g) = (rand_vec(&mut rng, n * m), rand_vec(&mut rng, n * d));
+        let weights = rand_vec(&mut rng, n * heads * 3);
+        let dpre0 = rand_vec(&mut rng, n * m);
+        let (simd, base) = both(|| {
+            let (mut dpre, mut dscore) = (dpre0.clone(), vec![0.0; n * heads * 3]);
+            table_rows_backward(
+                shape,
+                &rows,
+                &hidden,
+                &g,
+                &weights,
+                &vo,
+                &tt,
+                &mut dpre,
+                &mut dscore,
+            );
+            [dpre, dscore].map(|v| bits(&v))
+        });
+        assert_eq!(simd, base, "table_rows_backward");
+        let src = rand_vec(&mut rng, n * m);
+        let (simd, base) = both(|| {
+            let mut acc = rand_vec(&mut ChaCha8Rng::seed_from_u64(1), tr * 50);
+            scatter_rows(&rows, &weights, &src, heads, 1, m, 10, 60, &mut acc);
+            bits(&acc)
+        });
+        assert_eq!(simd, base, "scatter_rows");
+        let (gain, xv, dy) = (
+            rand_vec(&mut rng, d),
+            rand_vec(&mut rng, n * d),
+            rand_vec(&mut rng, n * d),
+        );
+        let (simd, base) = both(|| {
+            let (mut rs, mut out) = (vec![0.0; n], vec![0.0; n * d]);
+            rms_rows_forward(d, (d as f32).sqrt(), &gain, &xv, &mut rs, &mut out);
+            [rs, out].map(|v| bits(&v))
+        });
+        assert_eq!(simd, base, "rms_rows_forward");
+        let rs = rand_vec(&mut rng, n);
+        let (simd, base) = both(|| {
+            let mut dx = xv.clone();
+            rms_rows_backward(d, &gain, &xv, &rs, &dy, &mut dx);
+            bits(&dx)
+        });
+        assert_eq!(simd, base, "rms_rows_backward");
+        let (simd, base) = both(|| {
+            let mut acc = vec![0.5f64; d];
+            rms_gain_partial(d, &xv, &rs, &dy, &mut acc);
+            acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        });
+        assert_eq!(simd, base, "rms_gain_partial");
+    }
+}

@@ -124,7 +124,10 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
     assert!(close(last.excluded_loss, sig.logits.excluded_loss));
     assert!(close(last.gini, sig.embedding.gini));
     assert_eq!(last.n_key_frequencies, sig.neurons.key_frequencies.len());
-    assert!(close(last.train_loss, sig.outcome.final_train_loss.unwrap()));
+    assert!(close(
+        last.train_loss,
+        sig.outcome.final_train_loss.unwrap()
+    ));
     assert!(close(last.test_loss, sig.outcome.final_test_loss.unwrap()));
     assert_eq!(
         last.gradient_symmetricity,
@@ -181,10 +184,18 @@ fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
     }
     let progress = std::fs::read_to_string(art.join("sweeps/snap/progress.csv")).unwrap();
     let lines: Vec<&str> = progress.lines().collect();
-    assert!(lines[0].starts_with("precision,key,step,train_loss,"), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with("precision,key,step,train_loss,"),
+        "{}",
+        lines[0]
+    );
     assert_eq!(lines.len(), 1 + 2 * 4, "{progress}");
     let cells_csv = std::fs::read_to_string(art.join("sweeps/snap/cells.csv")).unwrap();
-    assert!(cells_csv.lines().next().unwrap().contains("step_circuit_start"));
+    assert!(cells_csv
+        .lines()
+        .next()
+        .unwrap()
+        .contains("step_circuit_start"));
 
     // A damaged snapshot makes the cell count as corrupt: it is named and rebuilt.
     let snap = cells[0].join("snapshots/step-00000050.safetensors");

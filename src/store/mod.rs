@@ -443,7 +443,7 @@ pub fn read_snapshots(
         .map(|step| {
             let path = dir.join(snapshot_file(step));
             let (tensors, _) = crate::engine::weights::read_safetensors(&path)?;
-            let w = crate::engine::weights::ModelWeights::from_named(&tensors, "")
+            let w = crate::engine::weights::ModelWeights::from_named(&tensors, "", cfg.model.arch)
                 .with_context(|| format!("reading snapshot {}", path.display()))?;
             Ok((step, w))
         })

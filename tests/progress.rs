@@ -218,3 +218,24 @@ fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
     );
     assert_eq!(std::fs::read(&snap).unwrap(), good);
 }
+
+#[test]
+fn weights_files_with_metadata_have_the_same_bytes_every_time() {
+    use bitgrok::engine::weights::{from_safetensors_bytes, to_safetensors_bytes};
+    let tensors = vec![
+        ("b".to_string(), vec![2, 3], vec![1.5f32; 6]),
+        ("a".to_string(), vec![3], vec![-2.0f32; 3]),
+    ];
+    let meta: std::collections::BTreeMap<String, String> = (0..12)
+        .map(|i| (format!("bitgrok.k{i}"), format!("v{i}")))
+        .collect();
+    let first = to_safetensors_bytes(&tensors, &meta).unwrap();
+    for _ in 0..20 {
+        assert_eq!(to_safetensors_bytes(&tensors, &meta).unwrap(), first);
+    }
+    let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + n) % 8, 0, "data starts 8-byte aligned");
+    let (back, back_meta) = from_safetensors_bytes(&first).unwrap();
+    assert_eq!(back_meta, meta);
+    assert_eq!(back.len(), 2);
+}

@@ -549,9 +549,25 @@ pub fn to_safetensors_bytes(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let meta = if meta.is_empty() { None } else { Some(meta) };
-    Ok(safetensors::serialize(views, &meta)?)
+    let plain = safetensors::serialize(views, &None)?;
+    if metadata.is_empty() {
+        return Ok(plain);
+    }
+    // safetensors writes `__metadata__` from a HashMap, whose order changes from one
+    // process to the next; the same weights must give the same bytes, so the header
+    // is rewritten here with the metadata in key order.
+    let n = u64::from_le_bytes(plain[..8].try_into().expect("8-byte header length")) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&plain[8..8 + n])?;
+    header.insert("__metadata__".into(), serde_json::to_value(metadata)?);
+    let mut header = serde_json::to_vec(&header)?;
+    // The data must start at a multiple of 8 bytes, as safetensors aligns it.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + plain.len() - 8 - n);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&plain[8 + n..]);
+    Ok(out)
 }
 
 /// Parse safetensors bytes holding f32 tensors.

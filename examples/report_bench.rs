@@ -10,14 +10,13 @@
 
 use bitgrok::analysis::{analyze, signature_json, CurvePoint};
 use bitgrok::config::{AnalysisConfig, Arch};
-use bitgrok::engine::weights::{model_tensors, to_safetensors_bytes, Mat, ModelWeights};
+use bitgrok::engine::model_file::{cell_model_files, Model};
+use bitgrok::engine::weights::{Mat, ModelWeights};
 use bitgrok::report::aggregate::SweepCell;
 use bitgrok::report::html::write_report;
 use bitgrok::store;
-use bitgrok::sweep::{grid, spec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 
 fn main() {
     let (p, d, heads, d_mlp) = (113, 128, 4, 512);
@@ -45,8 +44,13 @@ fn main() {
         ln_final_w: Some(vec![1.0; d]),
         w_u: mat(d, p),
     };
-    let model = to_safetensors_bytes(&model_tensors(&w, None), &BTreeMap::new()).unwrap();
-    let base = analyze(&w, None, None, &AnalysisConfig::default()).expect("analysis");
+    let base = analyze(
+        &Model::plain(w.clone()),
+        None,
+        None,
+        &AnalysisConfig::default(),
+    )
+    .expect("analysis");
 
     let tmp = tempfile::tempdir().expect("temporary folder");
     let kept = std::env::args().nth(1).map(std::path::PathBuf::from);
@@ -60,8 +64,8 @@ fn main() {
          seed = [0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24]\n",
     )
     .unwrap();
-    let sweep = spec::load(&sweep_path).expect("sweep");
-    let cells = grid::expand(&sweep);
+    let sweep = bitgrok::sweep::load(&sweep_path).expect("sweep");
+    let cells = sweep.cells.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for cell in &cells {
         let sc = SweepCell::from(cell);
@@ -108,7 +112,20 @@ fn main() {
         sig.outcome.final_test_acc = Some(1.0);
         let dir = root.join("cells").join(&sc.key);
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("model.safetensors"), &model).unwrap();
+        // Every file a done cell lists (the model files as training writes them;
+        // the others placeholders: the report reads curves, model and signature).
+        let mut files: Vec<(String, Vec<u8>)> = cell_model_files(&cell.config, &sc.key, &w, &w)
+            .unwrap()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect();
+        files.push(("cell.toml".into(), cell.canonical_toml().into_bytes()));
+        for f in ["split.csv", "init.safetensors", "train.log"] {
+            files.push((f.into(), Vec::new()));
+        }
+        for (name, bytes) in &files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
         std::fs::write(dir.join("curves.csv"), store::curves_csv(&curves).unwrap()).unwrap();
         let json = signature_json(&sig).unwrap();
         store::write_dir_atomic(&dir.join("analysis").join(&sc.analysis_key), |t| {
@@ -118,7 +135,7 @@ fn main() {
         .unwrap();
         let mut manifest = store::new_manifest(&sc.key, 0, 1);
         manifest.steps = 10_000;
-        for f in ["curves.csv", "model.safetensors"] {
+        for f in files.iter().map(|(n, _)| n.as_str()).chain(["curves.csv"]) {
             manifest
                 .files
                 .insert(f.into(), store::hash_file(&dir.join(f)).unwrap());
@@ -134,7 +151,7 @@ fn main() {
         "first report (all cell pages written)",
         "second report (cell pages kept)",
     ] {
-        let s = write_report(root, &sweep, &cells, &out).expect("report");
+        let s = write_report(root, &sweep, &out).expect("report");
         let figures: u64 = std::fs::read_dir(out.join("figures"))
             .unwrap()
             .map(|e| e.unwrap().metadata().unwrap().len())

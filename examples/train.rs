@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             },
+            on_snapshot: &mut |_, _| Ok(()),
             stop: &stop,
         },
     )?;

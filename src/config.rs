@@ -89,7 +89,7 @@ impl fmt::Display for Arch {
 
 /// `[model]`: shape settings other than the width, which is a grid axis.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     pub arch: Arch,
     pub heads: usize,
@@ -111,7 +111,7 @@ impl Default for ModelConfig {
 /// formulas; the seed study's released code uses `binary_scale = false` and
 /// `ternary_center = true`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct QuantConfig {
     /// Binary: multiply sign(W - mean W) by beta = mean|W| (BitNet). false gives ±1.
     pub binary_scale: bool,
@@ -137,7 +137,7 @@ impl Default for QuantConfig {
 
 /// `[train]`: optimizer, data split and schedule (science.md §1, §4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub steps: u64,
     pub lr: f64,
@@ -157,6 +157,10 @@ pub struct TrainConfig {
     pub grokfast: bool,
     pub grokfast_alpha: f64,
     pub grokfast_lambda: f64,
+    /// Store the effective weights every this many steps (and at step 0 and the
+    /// end) under `snapshots/`, for the progress measures; 0 = off. Part of the cell
+    /// key when non-zero, so a sweep asking for snapshots never gets a cell without.
+    pub snapshot_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -174,6 +178,7 @@ impl Default for TrainConfig {
             grokfast: false,
             grokfast_alpha: 0.98,
             grokfast_lambda: 2.0,
+            snapshot_every: 0,
         }
     }
 }
@@ -181,7 +186,7 @@ impl Default for TrainConfig {
 /// Everything that defines one trained model. `seed` seeds both the train/test
 /// split and the initialisation (through separate derived streams).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct CellConfig {
     pub precision: Precision,
     pub modulus: usize,
@@ -219,7 +224,7 @@ impl CellConfig {
 /// `[analysis]`: thresholds of the learned-algorithm signatures (science.md §5).
 /// Not part of the training key: changing these re-analyses, never retrains.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
     /// A neuron belongs to its best frequency when that frequency explains at least
     /// this fraction of its variance.

@@ -114,6 +114,7 @@ fn signature(p: &Planted) -> Signature {
             })
             .collect(),
         neuron_table: vec![],
+        phases: None,
     }
 }
 

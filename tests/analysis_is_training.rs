@@ -41,6 +41,7 @@ fn train_and_store(cfg: &CellConfig, dir: &Path) -> TrainOutput {
             resume: None,
             on_checkpoint: &mut |_| Ok(()),
             on_progress: &mut |_| {},
+            on_snapshot: &mut |_, _| Ok(()),
             stop: &stop,
         },
     )

@@ -1,10 +1,6 @@
 //! The HTML report of the smoke sweep: every file parses as XML, is self-contained,
 //! and every figure draws the data of the cells it is about.
 
-use bitgrok::analysis::forward::{attention_all, attention_scale, input_vector};
-use bitgrok::config::Arch;
-use bitgrok::engine::weights::{Mat, ModelWeights};
-use rand::{Rng, SeedableRng};
 use std::path::Path;
 
 mod common;
@@ -164,61 +160,4 @@ fn smoke_report_draws_every_figure_from_the_cells() {
     assert!(again.status.success(), "{}", text(&again.stderr));
     let err = text(&again.stderr);
     assert!(err.contains("0 cell pages written, 6 unchanged"), "{err}");
-}
-
-#[test]
-fn attention_weights_are_the_softmax_of_the_position_2_scores() {
-    let (p, d, heads) = (5, 8, 2);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-    let mut mat = |r: usize, c: usize| {
-        Mat::from_vec(r, c, (0..r * c).map(|_| rng.gen_range(-1.0..1.0)).collect())
-    };
-    let w = ModelWeights {
-        arch: Arch::Nanda2023,
-        heads,
-        w_e: mat(p + 1, d),
-        w_pos: Some(mat(3, d)),
-        w_q: mat(d, d),
-        w_k: mat(d, d),
-        w_v: mat(d, d),
-        w_o: mat(d, d),
-        w_in: mat(d, 4 * d),
-        b_in: None,
-        w_out: mat(4 * d, d),
-        b_out: None,
-        ln_final_w: None,
-        w_u: mat(d, p),
-    };
-    let att = attention_all(&w);
-    assert_eq!(att.len(), p * p * heads * 3);
-    let proj = |x: &[f64], m: &Mat| -> Vec<f64> {
-        (0..d)
-            .map(|j| (0..d).map(|i| x[i] * m.row(i)[j] as f64).sum())
-            .collect()
-    };
-    let q = proj(&input_vector(&w, 2, p), &w.w_q);
-    let dh = d / heads;
-    for (a, b) in [(0, 0), (1, 4), (3, 2)] {
-        let keys = [
-            proj(&input_vector(&w, 0, a), &w.w_k),
-            proj(&input_vector(&w, 1, b), &w.w_k),
-            proj(&input_vector(&w, 2, p), &w.w_k),
-        ];
-        for h in 0..heads {
-            let s: Vec<f64> = keys
-                .iter()
-                .map(|k| {
-                    attention_scale(&w) * (h * dh..(h + 1) * dh).map(|i| q[i] * k[i]).sum::<f64>()
-                })
-                .collect();
-            let z: f64 = s.iter().map(|x| x.exp()).sum();
-            for pos in 0..3 {
-                let got = att[((a * p + b) * heads + h) * 3 + pos] as f64;
-                assert!(
-                    (got - s[pos].exp() / z).abs() < 1e-5,
-                    "({a},{b}) head {h} pos {pos}"
-                );
-            }
-        }
-    }
 }

@@ -34,6 +34,7 @@ fn train(cfg: &CellConfig, threads: usize) -> TrainOutput {
             resume: None,
             on_checkpoint: &mut |_| Ok(()),
             on_progress: &mut |_| {},
+            on_snapshot: &mut |_, _| Ok(()),
             stop: &stop,
         },
     )
@@ -158,6 +159,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
                         stop.store(true, Ordering::SeqCst);
                     }
                 },
+                on_snapshot: &mut |_, _| Ok(()),
                 stop: &stop,
             },
         )
@@ -178,6 +180,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
                     resume: Some(Checkpoint::from_bytes(bytes).unwrap()),
                     on_checkpoint: &mut |_| Ok(()),
                     on_progress: &mut |_| {},
+                    on_snapshot: &mut |_, _| Ok(()),
                     stop: &stop,
                 },
             )
@@ -196,6 +199,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
                 resume: Some(ck),
                 on_checkpoint: &mut |_| Ok(()),
                 on_progress: &mut |_| {},
+                on_snapshot: &mut |_, _| Ok(()),
                 stop: &stop,
             },
         )
@@ -216,6 +220,7 @@ fn bad_configs_and_checkpoints_are_refused_with_clear_errors() {
             resume: None,
             on_checkpoint: &mut |_| Ok(()),
             on_progress: &mut |_| {},
+            on_snapshot: &mut |_, _| Ok(()),
             stop: &stop,
         },
     )

@@ -18,6 +18,7 @@
 pub mod forward;
 pub mod fourier;
 pub mod measures;
+pub mod progress;
 
 use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
@@ -199,6 +200,9 @@ pub struct Signature {
     pub quantization: Vec<MatrixStats>,
     pub frequency_table: Vec<FrequencyRow>,
     pub neuron_table: Vec<NeuronRow>,
+    /// Phase boundaries over training, for cells with snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<progress::Phases>,
 }
 
 fn finite(x: f64) -> Option<f64> {
@@ -304,7 +308,7 @@ fn outcome_from_curves(
 type Pairs = Vec<(usize, usize)>;
 
 /// Split the p² pairs into (train, test), checking the train pairs.
-fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
+pub(crate) fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
     let mut is_train = vec![false; p * p];
     for &(a, b) in &split.train {
         if a >= p || b >= p {
@@ -535,6 +539,7 @@ pub fn analyze(
         quantization,
         frequency_table,
         neuron_table,
+        phases: None,
     })
 }
 
@@ -556,7 +561,7 @@ pub fn write_tables(sig: &Signature, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     let mut w =
         csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
     for r in rows {

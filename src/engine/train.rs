@@ -179,6 +179,10 @@ pub struct TrainHooks<'a> {
     pub on_checkpoint: &'a mut dyn FnMut(&Checkpoint) -> Result<()>,
     /// Called after every update and at every evaluation.
     pub on_progress: &'a mut dyn FnMut(&Progress),
+    /// Called with the effective weights at step 0, every `train.snapshot_every`
+    /// steps and at the last step, when `snapshot_every` > 0. After a resume the
+    /// snapshot of the resumed step is passed again (same bits).
+    pub on_snapshot: &'a mut dyn FnMut(u64, &ModelWeights) -> Result<()>,
     /// When set: write a checkpoint via `on_checkpoint` and return `Err(Interrupted)`.
     pub stop: &'a AtomicBool,
 }
@@ -311,10 +315,21 @@ impl Trainer {
 /// The config as a checkpoint records it; `steps` and `checkpoint_every` are left
 /// out, so a run may be resumed with a longer schedule.
 fn resume_key(cfg: &CellConfig) -> Result<String> {
+    Ok(serde_json::to_string(&resumable(cfg))?)
+}
+
+fn resumable(cfg: &CellConfig) -> CellConfig {
     let mut c = cfg.clone();
     c.train.steps = 0;
     c.train.checkpoint_every = 0;
-    Ok(serde_json::to_string(&c)?)
+    c
+}
+
+/// Whether a checkpoint's recorded config is this one's. Compared as configs, not
+/// text, so a checkpoint written before a setting existed (it parses with that
+/// setting's default) still resumes.
+fn same_config(recorded: &str, cfg: &CellConfig) -> bool {
+    serde_json::from_str::<CellConfig>(recorded).is_ok_and(|c| resumable(&c) == resumable(cfg))
 }
 
 /// A pool with `threads` threads for the matrix products.
@@ -322,6 +337,27 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
     Ok(rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()?)
+}
+
+/// Whether the weights at `step` are a snapshot: step 0, every
+/// `train.snapshot_every` steps and the last step, when snapshots are on.
+pub fn is_snapshot_step(cfg: &CellConfig, step: u64) -> bool {
+    let every = cfg.train.snapshot_every;
+    every > 0 && step <= cfg.train.steps && (step.is_multiple_of(every) || step == cfg.train.steps)
+}
+
+/// The steps of a cell's snapshots, ascending (empty when snapshots are off).
+pub fn snapshot_steps(cfg: &CellConfig) -> Vec<u64> {
+    if cfg.train.snapshot_every == 0 {
+        return Vec::new();
+    }
+    (0..=cfg.train.steps)
+        .step_by(cfg.train.snapshot_every as usize)
+        .chain(std::iter::once(cfg.train.steps))
+        .filter(|&s| is_snapshot_step(cfg, s))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Train one cell.
@@ -332,6 +368,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         resume,
         on_checkpoint,
         on_progress,
+        on_snapshot,
         stop,
     } = hooks;
     let split = data::split(cfg);
@@ -340,7 +377,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     let mut curves = Vec::new();
     let mut seconds_before = 0.0;
     if let Some(ck) = resume {
-        if ck.config != resume_key(cfg)? {
+        if !same_config(&ck.config, cfg) {
             bail!(
                 "the checkpoint belongs to a different config; it cannot be resumed with this one"
             );
@@ -375,6 +412,9 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
                 train_loss: point.train_loss,
                 test_acc: Some(point.test_acc),
             });
+        }
+        if is_snapshot_step(cfg, step) {
+            on_snapshot(step, &effective_weights(cfg, &trainer.latent))?;
         }
         if step >= steps {
             break;

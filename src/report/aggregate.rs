@@ -1,5 +1,5 @@
-//! Aggregate a sweep's cells into four CSV tables: `cells.csv`, `frequencies.csv`,
-//! `compare.csv` and `summary.csv`.
+//! Aggregate a sweep's cells into five CSV tables: `cells.csv`, `frequencies.csv`,
+//! `compare.csv`, `summary.csv` and `progress.csv`.
 //!
 //! Input: the sweep's cells in grid order, each with its axis values, cell key and
 //! analysis key. For every cell we read `cells/<key>/manifest.json` and
@@ -53,6 +53,16 @@
 //!   Shares are over analysed cells; statistics over analysed cells that have the
 //!   number; the median of an even count is the mean of the middle two.
 //!
+//! - `progress.csv`: one row per (cell, snapshot) for cells trained with
+//!   `train.snapshot_every` > 0, grid order then step: identity, `key`, `step`,
+//!   then the progress measures of `analysis::progress::ProgressRow`
+//!   (`train_loss`, `test_loss`, `test_acc`, `restricted_loss`, `excluded_loss`,
+//!   `gini`, `n_key_frequencies`, `final_keys_embedding_energy`,
+//!   `final_keys_neurons`, `weight_sq_sum`, `gradient_symmetricity`). `cells.csv`
+//!   carries the phase boundaries `step_circuit_start`, `step_cleanup_start`,
+//!   `step_cleanup_end` after `grokking_gap`, and `compare.csv` their
+//!   `diff_step_circuit_start` after `diff_step_generalised`.
+//!
 //! Rounding (fixed, so files are stable): accuracies, fractions, shares, ratios,
 //! Gini, symmetricity, distance irrelevance and their differences: 4 decimals
 //! (`0.1235`); losses and embedding norms: scientific with 4 significant digits
@@ -61,6 +71,7 @@
 //! and `NaN` spelled out. Files are written atomically (temporary file in the same
 //! folder, then rename).
 
+use crate::analysis::progress::{Phases, ProgressRow};
 use crate::analysis::Signature;
 use crate::store::{self, write_atomic, Artifacts, CellState as Status, CellStatus};
 use anyhow::{Context, Result};
@@ -143,6 +154,8 @@ pub struct Row {
     pub seconds: Option<f64>,
     pub error: Option<String>,
     pub sig: Option<Signature>,
+    /// Progress rows of the analysis (cells with snapshots).
+    pub progress: Vec<ProgressRow>,
 }
 
 /// Every cell of a sweep as read from the store, in grid order.
@@ -221,6 +234,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
         seconds: None,
         error: None,
         sig: None,
+        progress: Vec::new(),
     };
     if !index.dirs.contains(&cell.key) {
         return Ok(row);
@@ -253,6 +267,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
                     .with_context(|| format!("{} is not a valid signature", path.display()))?;
                 row.sig = Some(sig);
                 row.status = Status::Done;
+                row.progress = read_progress(&dir.join("progress.csv"))?;
             }
         }
     }
@@ -325,8 +340,8 @@ pub fn read_sweep(
     })
 }
 
-/// The four tables' file names and CSV bytes, in the order cells, frequencies,
-/// compare, summary.
+/// The tables' file names and CSV bytes, in the order cells, frequencies,
+/// compare, summary, progress.
 pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let (cols, rows) = (&read.columns, &read.rows);
     Ok(vec![
@@ -334,6 +349,7 @@ pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
         ("frequencies.csv", frequencies_table(cols, rows)?),
         ("compare.csv", compare_table(cols, rows)?),
         ("summary.csv", summary_table(cols, rows)?),
+        ("progress.csv", progress_table(cols, rows)?),
     ])
 }
 
@@ -371,6 +387,18 @@ fn read_rows(
         rows.extend(p?);
     }
     Ok(rows)
+}
+
+/// A verified analysis's progress rows (empty for cells without snapshots).
+fn read_progress(path: &Path) -> Result<Vec<ProgressRow>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    r.deserialize()
+        .collect::<Result<Vec<ProgressRow>, _>>()
+        .with_context(|| format!("{} is not a valid progress table", path.display()))
 }
 
 /// CSV bytes of a header and rows.
@@ -446,6 +474,9 @@ const CELL_COLUMNS: &[&str] = &[
     "step_memorised",
     "step_generalised",
     "grokking_gap",
+    "step_circuit_start",
+    "step_cleanup_start",
+    "step_cleanup_end",
     "gini",
     "frequencies_for_coverage",
     "n_key_frequencies",
@@ -498,6 +529,9 @@ fn signature_columns(s: &Signature) -> Vec<String> {
         opt(o.step_memorised, |v| v.to_string()),
         opt(o.step_generalised, |v| v.to_string()),
         opt(o.grokking_gap, |v| v.to_string()),
+        opt(phase(s, |p| p.step_circuit_start), |v| v.to_string()),
+        opt(phase(s, |p| p.step_cleanup_start), |v| v.to_string()),
+        opt(phase(s, |p| p.step_cleanup_end), |v| v.to_string()),
         fmt_fraction(s.embedding.gini),
         s.embedding.frequencies_for_coverage.to_string(),
         s.neurons.key_frequencies.len().to_string(),
@@ -515,6 +549,11 @@ fn signature_columns(s: &Signature) -> Vec<String> {
         opt(zero_mean, fmt_fraction),
         distinct_max.unwrap_or_default(),
     ]
+}
+
+/// A phase boundary of a signature (none without snapshots).
+fn phase(s: &Signature, f: fn(&Phases) -> Option<u64>) -> Option<u64> {
+    s.phases.as_ref().and_then(f)
 }
 
 fn key_frequency_list(keys: &[usize]) -> String {
@@ -618,6 +657,51 @@ fn groups_by<K: PartialEq + Eq + std::hash::Hash + Clone>(
     order
 }
 
+/// `progress.csv`: one row per (cell, snapshot), grid order then step.
+fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let h = header(
+        cols,
+        &[
+            "key",
+            "step",
+            "train_loss",
+            "test_loss",
+            "test_acc",
+            "restricted_loss",
+            "excluded_loss",
+            "gini",
+            "n_key_frequencies",
+            "final_keys_embedding_energy",
+            "final_keys_neurons",
+            "weight_sq_sum",
+            "gradient_symmetricity",
+        ],
+    );
+    let mut out = Vec::new();
+    for r in rows {
+        for p in &r.progress {
+            let mut v = r.ids.clone();
+            v.extend([
+                r.key.clone(),
+                p.step.to_string(),
+                fmt_magnitude(p.train_loss),
+                fmt_magnitude(p.test_loss),
+                fmt_fraction(p.test_acc),
+                fmt_magnitude(p.restricted_loss),
+                fmt_magnitude(p.excluded_loss),
+                fmt_fraction(p.gini),
+                p.n_key_frequencies.to_string(),
+                fmt_fraction(p.final_keys_embedding_energy),
+                p.final_keys_neurons.to_string(),
+                fmt_magnitude(p.weight_sq_sum),
+                fmt_fraction(p.gradient_symmetricity),
+            ]);
+            out.push(v);
+        }
+    }
+    csv_bytes(&h, &out)
+}
+
 fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     let p_col = cols.iter().position(|c| c == "precision");
     let group_cols: Vec<String> = cols.iter().filter(|c| *c != "precision").cloned().collect();
@@ -630,6 +714,7 @@ fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             "diff_n_key_frequencies",
             "diff_restricted_ratio",
             "diff_step_generalised",
+            "diff_step_circuit_start",
             "diff_gradient_symmetricity",
             "same_label",
         ],
@@ -671,7 +756,7 @@ fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
 
 fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
     let (Some(a), Some(b)) = (a, b) else {
-        return vec![String::new(); 6];
+        return vec![String::new(); 7];
     };
     let diff = |x: Option<f64>, y: Option<f64>| opt(x.zip(y), |(x, y)| fmt_fraction(y - x));
     let ka = &a.neurons.key_frequencies;
@@ -682,6 +767,10 @@ fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
         diff(a.logits.restricted_ratio, b.logits.restricted_ratio),
         opt(
             a.outcome.step_generalised.zip(b.outcome.step_generalised),
+            |(x, y)| (y as i64 - x as i64).to_string(),
+        ),
+        opt(
+            phase(a, |p| p.step_circuit_start).zip(phase(b, |p| p.step_circuit_start)),
             |(x, y)| (y as i64 - x as i64).to_string(),
         ),
         diff(

@@ -9,6 +9,7 @@
 //! this run trains the cell from its last checkpoint.
 
 use crate::engine::train::{self, Checkpoint, Progress, TrainHooks};
+use crate::engine::weights::ModelWeights;
 use crate::run::progress::Reporter;
 use crate::store::{self, Artifacts, CellStatus};
 use crate::sweep::cell::{short, Cell};
@@ -290,11 +291,14 @@ fn train_locked(
     let bar = progress.cell_started(cell, resume.as_ref().map(|c| c.step).unwrap_or(0));
     let mut on_checkpoint = |c: &Checkpoint| save_checkpoint(&dir, c);
     let mut on_progress = |p: &Progress| progress.cell_progress(&bar, cell, p);
+    let mut on_snapshot =
+        |step: u64, w: &ModelWeights| store::write_snapshot(&dir, &cell.key, step, w);
     let hooks = TrainHooks {
         threads: opts.threads,
         resume,
         on_checkpoint: &mut on_checkpoint,
         on_progress: &mut on_progress,
+        on_snapshot: &mut on_snapshot,
         stop,
     };
     let output = train::train_cell(&cell.config, hooks);
@@ -399,8 +403,18 @@ pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
     if !matches!(artifacts.status(&cell.key), CellStatus::Done(_)) {
         bail!("cell {} is no longer done", short(&cell.key));
     }
-    let sig = crate::analysis::analyze_cell(&artifacts.cell_dir(&cell.key), &cell.analysis)?;
-    store::write_dir_atomic(&dir, |tmp| crate::analysis::write_tables(&sig, tmp))?;
+    let cell_dir = artifacts.cell_dir(&cell.key);
+    let mut sig = crate::analysis::analyze_cell(&cell_dir, &cell.analysis)?;
+    let progress =
+        crate::analysis::progress::cell_progress(&cell_dir, &cell.config, &mut sig, &cell.analysis)
+            .with_context(|| format!("progress measures of {}", cell_dir.display()))?;
+    store::write_dir_atomic(&dir, |tmp| {
+        crate::analysis::write_tables(&sig, tmp)?;
+        match &progress {
+            Some(rows) => crate::analysis::progress::write_progress(rows, tmp),
+            None => Ok(()),
+        }
+    })?;
     Ok(true)
 }
 

@@ -110,8 +110,14 @@ pub fn save_trained_cell(
     let mut manifest = new_manifest(key, started, threads);
     manifest.seconds = output.seconds;
     manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
+    // Snapshots were written during training (`store::write_snapshot`).
+    let snapshots = crate::store::snapshot_files(&output.config);
     let written = models.iter().map(|(name, _)| *name);
-    for name in CELL_FILES.into_iter().chain(written) {
+    for name in CELL_FILES
+        .into_iter()
+        .chain(written)
+        .chain(snapshots.iter().map(String::as_str))
+    {
         manifest
             .files
             .insert(name.to_string(), hash_file(&dir.join(name))?);

@@ -22,6 +22,7 @@ pub mod gc;
 pub mod lock;
 pub mod manifest;
 pub mod nearest;
+pub mod snapshots;
 
 pub use atomic::{
     check_sealed, dir_size, hash_file, hostname, is_sealed, now_secs, remove_temporaries,
@@ -33,6 +34,7 @@ pub use lock::CellLock;
 pub use manifest::{
     new_manifest, save_trained_cell, train_log, Manifest, CELL_FILES, DFDX_VERSION, STORE_FORMAT,
 };
+pub use snapshots::{read_snapshots, snapshot_file, snapshot_files, write_snapshot};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,231 @@
+//! Progress measures over training (science.md §7, Nanda et al. 2023): the same
+//! measures as the final signature, taken on every stored snapshot of a cell, plus
+//! the restricted and excluded loss on the key frequencies of the *final* model,
+//! and the phase boundaries read from them.
+//!
+//! Phase rule (ours, documented in README "Progress measures"), with `L = ln p`
+//! (the loss of a uniform guess):
+//! - memorisation ends at `step_memorised` (first evaluation with train accuracy
+//!   at or above the threshold);
+//! - circuit formation starts at `step_circuit_start`: the first snapshot at or after
+//!   the end of memorisation whose excluded loss (final key frequencies removed,
+//!   train pairs) is at least L/2, i.e. the training fit has moved onto the final
+//!   key frequencies;
+//! - cleanup starts at `step_cleanup_start`: the first snapshot at or after the
+//!   circuit start whose test loss is at most L/2;
+//! - cleanup ends at `step_cleanup_end`: the first snapshot at or after the cleanup
+//!   start from which the total sum of squared weights stays within 10 % of its
+//!   final value.
+
+use super::{analyze, forward, measures, Signature, TrainSplit};
+use crate::config::{AnalysisConfig, CellConfig};
+use crate::engine::model_file::Model;
+use crate::engine::weights::ModelWeights;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The progress measures of one snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProgressRow {
+    pub step: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_acc: f64,
+    /// Loss on the test pairs with only the final key frequencies' cos/sin(k(a+b))
+    /// components of the logits kept.
+    pub restricted_loss: f64,
+    /// Loss on the train pairs with those components removed.
+    pub excluded_loss: f64,
+    /// Gini coefficient of the embedding's per-frequency norms.
+    pub gini: f64,
+    /// Key frequencies of this snapshot (frequencies owning clustered neurons).
+    pub n_key_frequencies: usize,
+    /// Share of the embedding's non-constant energy on the final key frequencies.
+    pub final_keys_embedding_energy: f64,
+    /// Clustered neurons of this snapshot whose frequency is a final key frequency.
+    pub final_keys_neurons: usize,
+    /// Sum of squares of every parameter of the effective weights.
+    pub weight_sq_sum: f64,
+    pub gradient_symmetricity: f64,
+}
+
+/// Phase boundaries of one cell (see the module doc); `None` when not reached or
+/// when the cell has no snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Phases {
+    pub step_circuit_start: Option<u64>,
+    pub step_cleanup_start: Option<u64>,
+    pub step_cleanup_end: Option<u64>,
+}
+
+/// Total sum of squared parameters.
+pub fn weight_sq_sum(w: &ModelWeights) -> f64 {
+    w.to_named()
+        .iter()
+        .flat_map(|(_, _, v)| v.iter())
+        .map(|&x| x as f64 * x as f64)
+        .sum()
+}
+
+/// The progress measures of every snapshot, given the final signature (for its key
+/// frequencies) and the cell's split.
+pub fn progress_rows(
+    snapshots: &[(u64, Model)],
+    final_sig: &Signature,
+    split: &TrainSplit,
+    cfg: &AnalysisConfig,
+) -> Result<Vec<ProgressRow>> {
+    let keys = &final_sig.neurons.key_frequencies;
+    snapshots
+        .iter()
+        .map(|(step, w)| {
+            let sig = analyze(w, None, Some(split), cfg)
+                .with_context(|| format!("analysing the snapshot of step {step}"))?;
+            let p = w.weights.modulus();
+            let (train, test) = super::split_pairs(p, split)?;
+            let logits = forward::forward_all(w).logits;
+            let nonconstant: f64 = sig.embedding.norm_by_frequency[1..]
+                .iter()
+                .map(|n| n * n)
+                .sum();
+            let on_keys: f64 = keys
+                .iter()
+                .map(|&k| sig.embedding.norm_by_frequency[k].powi(2))
+                .sum();
+            Ok(ProgressRow {
+                step: *step,
+                train_loss: sig.outcome.final_train_loss.unwrap_or(f64::NAN),
+                test_loss: sig.outcome.final_test_loss.unwrap_or(f64::NAN),
+                test_acc: sig.outcome.final_test_acc.unwrap_or(f64::NAN),
+                restricted_loss: measures::restricted_loss(&logits, p, keys, &test),
+                excluded_loss: measures::excluded_loss(&logits, p, keys, &train),
+                gini: sig.embedding.gini,
+                n_key_frequencies: sig.neurons.key_frequencies.len(),
+                final_keys_embedding_energy: if nonconstant > 0.0 {
+                    on_keys / nonconstant
+                } else {
+                    0.0
+                },
+                final_keys_neurons: sig
+                    .neuron_table
+                    .iter()
+                    .filter(|r| r.clustered && r.best_frequency.is_some_and(|k| keys.contains(&k)))
+                    .count(),
+                weight_sq_sum: weight_sq_sum(&w.weights),
+                gradient_symmetricity: sig.algorithm.gradient_symmetricity,
+            })
+        })
+        .collect()
+}
+
+/// The progress of a trained cell folder from its snapshots, or `None` when its
+/// config stores none; sets `sig.phases` from them.
+pub fn cell_progress(
+    dir: &Path,
+    cell: &CellConfig,
+    sig: &mut Signature,
+    cfg: &AnalysisConfig,
+) -> Result<Option<Vec<ProgressRow>>> {
+    if cell.train.snapshot_every == 0 {
+        return Ok(None);
+    }
+    let snapshots: Vec<(u64, Model)> = crate::store::read_snapshots(dir, cell)?
+        .into_iter()
+        .map(|(step, w)| (step, Model::of_cell(cell, w)))
+        .collect();
+    let split = crate::store::read_split(&dir.join("split.csv"))?;
+    let split = TrainSplit {
+        train: split
+            .train
+            .iter()
+            .map(|&(a, b)| (a as usize, b as usize))
+            .collect(),
+    };
+    let rows = progress_rows(&snapshots, sig, &split, cfg)?;
+    sig.phases = Some(phases(&rows, cell.modulus, sig.outcome.step_memorised));
+    Ok(Some(rows))
+}
+
+/// Write `progress.csv` (one row per snapshot) into `dir`.
+pub fn write_progress(rows: &[ProgressRow], dir: &Path) -> Result<()> {
+    super::write_csv(&dir.join("progress.csv"), rows)
+}
+
+/// Phase boundaries from the progress rows (ascending by step) and the step at
+/// which memorisation ended (see the module doc).
+pub fn phases(rows: &[ProgressRow], modulus: usize, step_memorised: Option<u64>) -> Phases {
+    let half = (modulus as f64).ln() / 2.0;
+    let Some(memorised) = step_memorised else {
+        return Phases::default();
+    };
+    let circuit = rows
+        .iter()
+        .find(|r| r.step >= memorised && r.excluded_loss >= half)
+        .map(|r| r.step);
+    let cleanup_start = circuit.and_then(|c| {
+        rows.iter()
+            .find(|r| r.step >= c && r.test_loss <= half)
+            .map(|r| r.step)
+    });
+    let cleanup_end = cleanup_start.and_then(|s| {
+        let last = rows.last()?.weight_sq_sum;
+        let within = |r: &ProgressRow| (r.weight_sq_sum - last).abs() <= 0.1 * last;
+        let from = rows.iter().rposition(|r| !within(r)).map_or(0, |i| i + 1);
+        rows.get(from).map(|r| r.step.max(s))
+    });
+    Phases {
+        step_circuit_start: circuit,
+        step_cleanup_start: cleanup_start,
+        step_cleanup_end: cleanup_end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64, test_loss: f64, excluded_loss: f64, weight_sq_sum: f64) -> ProgressRow {
+        ProgressRow {
+            step,
+            train_loss: 0.0,
+            test_loss,
+            test_acc: 0.0,
+            restricted_loss: 0.0,
+            excluded_loss,
+            gini: 0.0,
+            n_key_frequencies: 0,
+            final_keys_embedding_energy: 0.0,
+            final_keys_neurons: 0,
+            weight_sq_sum,
+            gradient_symmetricity: 0.0,
+        }
+    }
+
+    #[test]
+    fn phases_follow_the_documented_rule() {
+        // ln 7 / 2 ≈ 0.973.
+        let rows = [
+            row(0, 2.0, 2.0, 50.0),
+            row(10, 3.0, 0.1, 60.0), // memorised: fit not on the key frequencies
+            row(20, 3.0, 1.5, 40.0), // excluded loss ≥ L/2: circuit formation
+            row(30, 0.5, 2.0, 30.0), // test loss ≤ L/2: cleanup starts
+            row(40, 0.1, 2.0, 21.0), // within 10 % of the final norm from here on
+            row(50, 0.05, 2.0, 20.0), //
+        ];
+        let ph = phases(&rows, 7, Some(10));
+        assert_eq!(ph.step_circuit_start, Some(20));
+        assert_eq!(ph.step_cleanup_start, Some(30));
+        assert_eq!(ph.step_cleanup_end, Some(40));
+        assert_eq!(phases(&rows, 7, None), Phases::default());
+        // Excluded loss never rises: no circuit, no cleanup.
+        let flat: Vec<_> = rows
+            .iter()
+            .map(|r| ProgressRow {
+                excluded_loss: 0.1,
+                ..r.clone()
+            })
+            .collect();
+        assert_eq!(phases(&flat, 7, Some(10)), Phases::default());
+    }
+}

@@ -80,6 +80,7 @@ fn split_of(out: &TrainOutput) -> TrainSplit {
 fn snapshots_are_the_weights_of_a_run_stopped_there_and_survive_a_resume() {
     let mut cfg = grokking_cell(60, 25);
     cfg.precision = Precision::Ternary;
+    cfg.train.eval_every = 20;
     assert_eq!(snapshot_steps(&cfg), [0, 25, 50, 60]);
     let (whole, snaps, _) = train(&cfg, None, None);
     let whole = whole.unwrap();
@@ -89,6 +90,7 @@ fn snapshots_are_the_weights_of_a_run_stopped_there_and_survive_a_resume() {
     // The snapshot at 25 equals the final effective weights of a 25-step run.
     let mut short = cfg.clone();
     short.train.steps = 25;
+    short.train.eval_every = 25;
     let (short_out, _, _) = train(&short, None, None);
     assert_eq!(snaps[1].1, short_out.unwrap().effective);
 

@@ -578,16 +578,21 @@ pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
     let (_, model) = read_cell_model(dir)?;
     let curves = crate::store::read_curves(&dir.join("curves.csv"))?;
+    let train = read_train_split(dir)?;
+    analyze(&model, Some(&curves), Some(&train), cfg)
+        .with_context(|| format!("analysing {}", dir.display()))
+}
+
+/// The training pairs of a trained cell folder (its split.csv).
+pub fn read_train_split(dir: &Path) -> Result<TrainSplit> {
     let split = crate::store::read_split(&dir.join("split.csv"))?;
-    let train = TrainSplit {
+    Ok(TrainSplit {
         train: split
             .train
             .iter()
             .map(|&(a, b)| (a as usize, b as usize))
             .collect(),
-    };
-    analyze(&model, Some(&curves), Some(&train), cfg)
-        .with_context(|| format!("analysing {}", dir.display()))
+    })
 }
 
 /// Analyse a safetensors file with TransformerLens names, read strictly (see

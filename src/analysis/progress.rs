@@ -134,14 +134,7 @@ pub fn cell_progress(
         .into_iter()
         .map(|(step, w)| (step, Model::of_cell(cell, w)))
         .collect();
-    let split = crate::store::read_split(&dir.join("split.csv"))?;
-    let split = TrainSplit {
-        train: split
-            .train
-            .iter()
-            .map(|&(a, b)| (a as usize, b as usize))
-            .collect(),
-    };
+    let split = super::read_train_split(dir)?;
     let rows = progress_rows(&snapshots, sig, &split, cfg)?;
     sig.phases = Some(phases(&rows, cell.modulus, sig.outcome.step_memorised));
     Ok(Some(rows))

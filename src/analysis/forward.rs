@@ -9,6 +9,9 @@
 //! for nanda2023), and keys and values at positions 0 and 1 depend on one token
 //! each, so they are computed per distinct token and gathered. The causal mask of
 //! nanda2023 hides nothing from position 2, the last one.
+//!
+//! `rate` is the cell's `model.attention_rate`: attention is `rate·softmax + (1 −
+//! rate)·uniform` over the positions a query may attend to.
 
 use crate::config::Arch;
 use crate::engine::weights::{Mat, ModelWeights};
@@ -21,6 +24,9 @@ pub struct ForwardPass {
     pub neurons: Vec<f32>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,
+    /// With a final RMSNorm: the correct class's logit with the norm's division by
+    /// ‖x2‖ left out, `(x2 ⊙ g)·W_U[:, (a+b) mod p]`, per input (science.md §6).
+    pub pre_norm_correct_logit: Option<Vec<f64>>,
 }
 
 /// Score scale of the attention: 1/sqrt(d_model) for li2024, 1/sqrt(d_head) for nanda2023.
@@ -100,6 +106,53 @@ pub(crate) fn matmul(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &m
     }
 }
 
+/// Attention weights from the scores of the positions a query may attend to:
+/// `rate·softmax(s) + (1 − rate)/len`, and the softmax itself (for backward passes).
+pub fn rated_softmax(s: &[f64], rate: f64) -> (Vec<f64>, Vec<f64>) {
+    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+    let total: f64 = e.iter().sum();
+    let sm: Vec<f64> = e.iter().map(|x| x / total).collect();
+    let uniform = (1.0 - rate) / s.len() as f64;
+    (sm.iter().map(|x| rate * x + uniform).collect(), sm)
+}
+
+/// Position-2 attention of every input `[a, b, =]`: `weights[((a·p + b)·heads + h)·3 + j]`
+/// is head `h`'s weight on position `j`.
+pub struct AttentionPattern {
+    pub p: usize,
+    pub heads: usize,
+    pub weights: Vec<f64>,
+}
+
+impl AttentionPattern {
+    /// The three weights of head `h` for input `i = a·p + b`.
+    pub fn get(&self, i: usize, h: usize) -> &[f64] {
+        &self.weights[(i * self.heads + h) * 3..(i * self.heads + h + 1) * 3]
+    }
+}
+
+/// The position-2 attention pattern over all p² inputs (the one place the analysis
+/// computes it).
+pub fn position_two_attention(w: &ModelWeights, rate: f64) -> AttentionPattern {
+    let (p, h) = (w.modulus(), w.heads);
+    let q = vec_mat(&input_vector(w, 2, p), &w.w_q);
+    let tokens: Vec<usize> = (0..p).collect();
+    let s0 = position_table(w, 0, &tokens, &q).scores;
+    let s1 = position_table(w, 1, &tokens, &q).scores;
+    let s2 = position_table(w, 2, &[p], &q).scores;
+    let mut weights = Vec::with_capacity(p * p * h * 3);
+    for a in 0..p {
+        for b in 0..p {
+            for head in 0..h {
+                let s = [s0[a * h + head], s1[b * h + head], s2[head]];
+                weights.extend(rated_softmax(&s, rate).0);
+            }
+        }
+    }
+    AttentionPattern { p, heads: h, weights }
+}
+
 /// Per-token attention ingredients at one position: scores against the constant
 /// position-2 query (`tokens × heads`) and value vectors already passed through
 /// their head's block of `W_O` (`tokens × heads × d`).
@@ -139,7 +192,7 @@ fn position_table(w: &ModelWeights, pos: usize, tokens: &[usize], q: &[f64]) -> 
 }
 
 /// Forward pass over every input `[a, b, =]`, `a, b ∈ 0..p`.
-pub fn forward_all(w: &ModelWeights) -> ForwardPass {
+pub fn forward_all(w: &ModelWeights, rate: f64) -> ForwardPass {
     let (p, d, h, d_mlp) = (w.modulus(), w.width(), w.heads, w.d_mlp());
     let n = p * p;
     let x_eq = input_vector(w, 2, p);
@@ -148,6 +201,7 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
     let t0 = position_table(w, 0, &tokens, &q);
     let t1 = position_table(w, 1, &tokens, &q);
     let t2 = position_table(w, 2, &[p], &q);
+    let pattern = position_two_attention(w, rate);
 
     // Residual stream at position 2 after attention.
     let mut resid = vec![0f32; n * d];
@@ -156,21 +210,12 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
         for b in 0..p {
             acc.copy_from_slice(&x_eq);
             for head in 0..h {
-                let s = [
-                    t0.scores[a * h + head],
-                    t1.scores[b * h + head],
-                    t2.scores[head],
-                ];
-                let m = s[0].max(s[1]).max(s[2]);
-                let e = s.map(|x| (x - m).exp());
-                let z = e[0] + e[1] + e[2];
                 let rows = [
                     &t0.outputs[(a * h + head) * d..(a * h + head + 1) * d],
                     &t1.outputs[(b * h + head) * d..(b * h + head + 1) * d],
                     &t2.outputs[head * d..(head + 1) * d],
                 ];
-                for (weight, row) in e.iter().zip(rows) {
-                    let weight = weight / z;
+                for (&weight, row) in pattern.get(a * p + b, head).iter().zip(rows) {
                     for (o, &v) in acc.iter_mut().zip(row) {
                         *o += weight * v;
                     }
@@ -200,7 +245,8 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
     }
     let mut mlp_out = vec![0f32; n * d];
     matmul(n, d_mlp, d, &neurons, &w.w_out.data, &mut mlp_out);
-    for (r, m) in resid.chunks_exact_mut(d).zip(mlp_out.chunks_exact(d)) {
+    let mut pre_norm = w.ln_final_w.as_ref().map(|_| vec![0f64; n]);
+    for (i, (r, m)) in resid.chunks_exact_mut(d).zip(mlp_out.chunks_exact(d)).enumerate() {
         for (x, &y) in r.iter_mut().zip(m) {
             *x += y;
         }
@@ -210,6 +256,12 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
             }
         }
         if let Some(g) = &w.ln_final_w {
+            let c = (i / p + i % p) % p;
+            if let Some(pre) = pre_norm.as_mut() {
+                pre[i] = (0..d)
+                    .map(|j| r[j] as f64 * g[j] as f64 * w.w_u.get(j, c) as f64)
+                    .sum();
+            }
             let norm = r.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
             let s = if norm > 0.0 {
                 (d as f64).sqrt() / norm
@@ -228,13 +280,14 @@ pub fn forward_all(w: &ModelWeights) -> ForwardPass {
         d_mlp,
         neurons,
         logits,
+        pre_norm_correct_logit: pre_norm,
     }
 }
 
 /// Logits at position 2 for three explicit input vectors, computed the plain way:
 /// every position's query, key and value, the architecture's mask, the MLP and the
 /// norm at every position. The reference the fast paths are tested against.
-pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3]) -> Vec<f64> {
+pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3], rate: f64) -> Vec<f64> {
     let (d, h, dh) = (w.width(), w.heads, w.d_head());
     let scale = attention_scale(w);
     let q: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_q)).collect();
@@ -252,10 +305,7 @@ pub fn reference_logits(w: &ModelWeights, inputs: &[Vec<f64>; 3]) -> Vec<f64> {
             let s: Vec<f64> = (0..visible)
                 .map(|j| scale * cols.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>())
                 .collect();
-            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = s.iter().map(|x| (x - m).exp()).sum();
-            for (j, sj) in s.iter().enumerate() {
-                let a = (sj - m).exp() / total;
+            for (j, a) in rated_softmax(&s, rate).0.into_iter().enumerate() {
                 for c in cols.clone() {
                     z[c] += a * v[j][c];
                 }
@@ -298,6 +348,7 @@ pub fn logit_input_gradients(
     w: &ModelWeights,
     inputs: &[Vec<f64>; 3],
     c: usize,
+    rate: f64,
 ) -> (Vec<f64>, Vec<f64>) {
     let (d, h, dh) = (w.width(), w.heads, w.d_head());
     let scale = attention_scale(w);
@@ -305,22 +356,21 @@ pub fn logit_input_gradients(
     let q = vec_mat(&inputs[2], &w.w_q);
     let k: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_k)).collect();
     let v: Vec<Vec<f64>> = inputs.iter().map(|x| vec_mat(x, &w.w_v)).collect();
-    let mut attn_w = vec![[0.0f64; 3]; h];
+    // Per head: the (rate-mixed) attention weights and their softmax part.
+    let mut attn_w = Vec::with_capacity(h);
     let mut z = vec![0.0; d];
-    for (head, weights) in attn_w.iter_mut().enumerate() {
+    for head in 0..h {
         let cols = head * dh..(head + 1) * dh;
         let s: Vec<f64> = (0..3)
             .map(|j| scale * cols.clone().map(|col| q[col] * k[j][col]).sum::<f64>())
             .collect();
-        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
-        let total: f64 = e.iter().sum();
-        for (j, (wj, ej)) in weights.iter_mut().zip(&e).enumerate() {
-            *wj = ej / total;
+        let (weights, sm) = rated_softmax(&s, rate);
+        for (j, wj) in weights.iter().enumerate() {
             for col in cols.clone() {
-                z[col] += *wj * v[j][col];
+                z[col] += wj * v[j][col];
             }
         }
+        attn_w.push((weights, sm));
     }
     let attn = vec_mat(&z, &w.w_o);
     let x1: Vec<f64> = inputs[2].iter().zip(&attn).map(|(a, b)| a + b).collect();
@@ -360,13 +410,13 @@ pub fn logit_input_gradients(
     for (j, grad) in grads.iter_mut().enumerate() {
         let mut dk = vec![0.0; d];
         let mut dv = vec![0.0; d];
-        for (head, weights) in attn_w.iter().enumerate() {
+        for (head, (weights, sm)) in attn_w.iter().enumerate() {
             let cols = head * dh..(head + 1) * dh;
             let da: Vec<f64> = (0..3)
                 .map(|l| cols.clone().map(|col| dz[col] * v[l][col]).sum())
                 .collect();
-            let mean_da: f64 = weights.iter().zip(&da).map(|(a, g)| a * g).sum();
-            let ds = weights[j] * (da[j] - mean_da);
+            let mean_da: f64 = sm.iter().zip(&da).map(|(a, g)| a * g).sum();
+            let ds = rate * sm[j] * (da[j] - mean_da);
             for col in cols {
                 dv[col] = weights[j] * dz[col];
                 dk[col] = ds * scale * q[col];
@@ -450,22 +500,34 @@ pub(crate) mod tests {
 
     #[test]
     fn fast_forward_matches_position_by_position_reference() {
-        for arch in [Arch::Li2024, Arch::Nanda2023] {
+        for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+            .into_iter()
+            .flat_map(|a| [(a, 1.0), (a, 0.3)])
+        {
             let w = random_model(arch, 7, 8, 2, 32, 1);
-            let f = forward_all(&w);
+            let f = forward_all(&w, rate);
+            let pattern = position_two_attention(&w, rate);
             let p = 7;
             for a in 0..p {
                 for b in 0..p {
-                    let want = reference_logits(&w, &inputs(&w, a, b));
+                    let want = reference_logits(&w, &inputs(&w, a, b), rate);
                     for (c, want) in want.iter().enumerate() {
                         let got = f.logits[(a * p + b) * p + c] as f64;
                         assert!(
                             (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{arch:?} a={a} b={b} c={c}: {got} vs {want}"
+                            "{arch:?} rate {rate} a={a} b={b} c={c}: {got} vs {want}"
                         );
+                    }
+                    for h in 0..2 {
+                        let wts = pattern.get(a * p + b, h);
+                        assert!((wts.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+                        // Mixing with uniform keeps every weight at least (1 − rate)/3.
+                        assert!(wts.iter().all(|&x| x >= (1.0 - rate) / 3.0 - 1e-12));
                     }
                 }
             }
+            // The pre-norm correct logit is the correct logit times ‖x2‖/sqrt(d).
+            assert_eq!(f.pre_norm_correct_logit.is_some(), arch == Arch::Li2024);
         }
     }
 
@@ -477,12 +539,12 @@ pub(crate) mod tests {
         // absorbs the scale ratio sqrt(d / d_head) = 2 (d = 8, 4 heads).
         let mut w = random_model(Arch::Nanda2023, 5, 8, 4, 16, 2);
         let x = inputs(&w, 1, 3);
-        let nanda = reference_logits(&w, &x);
+        let nanda = reference_logits(&w, &x, 1.0);
         w.arch = Arch::Li2024;
         for v in w.w_q.data.iter_mut() {
             *v *= 2.0;
         }
-        let li = reference_logits(&w, &x);
+        let li = reference_logits(&w, &x, 1.0);
         for (a, b) in nanda.iter().zip(&li) {
             assert!((a - b).abs() < 1e-9);
         }
@@ -490,11 +552,14 @@ pub(crate) mod tests {
 
     #[test]
     fn analytic_gradient_matches_finite_differences() {
-        for arch in [Arch::Li2024, Arch::Nanda2023] {
+        for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+            .into_iter()
+            .flat_map(|a| [(a, 1.0), (a, 0.3)])
+        {
             let w = random_model(arch, 7, 8, 2, 32, 3);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                 let x = inputs(&w, a, b);
-                let (g0, g1) = logit_input_gradients(&w, &x, c);
+                let (g0, g1) = logit_input_gradients(&w, &x, c, rate);
                 for (pos, g) in [(0, &g0), (1, &g1)] {
                     for i in 0..8 {
                         let eps = 1e-6;
@@ -502,7 +567,8 @@ pub(crate) mod tests {
                         plus[pos][i] += eps;
                         let mut minus = x.clone();
                         minus[pos][i] -= eps;
-                        let fd = (reference_logits(&w, &plus)[c] - reference_logits(&w, &minus)[c])
+                        let fd = (reference_logits(&w, &plus, rate)[c]
+                            - reference_logits(&w, &minus, rate)[c])
                             / (2.0 * eps);
                         assert!(
                             (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),

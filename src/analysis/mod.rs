@@ -8,13 +8,13 @@
 //!   As in Nanda's code, restricted loss is measured on the test pairs and excluded
 //!   loss on the training pairs when a split is given; both use all p² pairs
 //!   otherwise. Each ratio divides by the full loss on the same pairs;
-//! - the label is `none` unless the model generalised (final test accuracy, or
-//!   all-pairs accuracy without a split or curves, ≥ `accuracy_threshold`), then
-//!   `pizza` when gradient symmetricity ≥ `pizza_min_symmetricity` and distance
-//!   irrelevance < `clock_min_distance_irrelevance`, `clock` when symmetricity ≤
-//!   `clock_max_symmetricity` and distance irrelevance ≥
-//!   `clock_min_distance_irrelevance`, `mixed` otherwise.
+//! - generalised means final test accuracy (all-pairs accuracy without a split or
+//!   curves) ≥ `accuracy_threshold`; the memorised and generalised steps are the
+//!   first evaluated steps from which train (test) accuracy stays at or above it to
+//!   the end, so a generalised step exists exactly when the model generalised;
+//! - the label rule is [`clock_pizza::algorithm_label`].
 
+pub mod clock_pizza;
 pub mod forward;
 pub mod fourier;
 pub mod measures;
@@ -23,8 +23,6 @@ use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
 use crate::engine::weights::{read_safetensors, Mat, ModelWeights};
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -65,12 +63,14 @@ pub struct Outcome {
     pub all_pairs_acc: f64,
     /// Final test accuracy (all-pairs accuracy when there is no test set) ≥ threshold.
     pub generalised: bool,
-    /// Generalised, after first memorising (curves only: step_generalised exists
-    /// and is later than step_memorised); without curves equal to `generalised`.
+    /// Generalised later than it memorised (curves only: step_generalised is later
+    /// than step_memorised); without curves equal to `generalised`.
     pub grokked: bool,
-    /// First evaluated step with train accuracy ≥ threshold (curves only).
+    /// First evaluated step from which train accuracy stays ≥ threshold to the end
+    /// (curves only).
     pub step_memorised: Option<u64>,
-    /// First evaluated step with test accuracy ≥ threshold (curves only).
+    /// First evaluated step from which test accuracy stays ≥ threshold to the end
+    /// (curves only; present exactly when generalised).
     pub step_generalised: Option<u64>,
     /// step_generalised − step_memorised.
     pub grokking_gap: Option<i64>,
@@ -132,11 +132,21 @@ pub struct LogitSummary {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlgorithmSummary {
-    /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed random triples.
+    /// The attention rate the model was trained and analysed with.
+    pub attention_rate: f64,
+    /// Position-2 attention statistics.
+    pub attention: clock_pizza::AttentionSummary,
+    /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
+    /// How many (a, b, c) triples that mean is over.
+    pub symmetricity_triples: usize,
     /// None when the correct logit is constant over all pairs.
     pub distance_irrelevance: Option<f64>,
-    /// "clock", "pizza", "mixed" or "none" (did not generalise).
+    /// The correct logit's dependence on a − b, from the logits.
+    pub difference: clock_pizza::DifferenceProfile,
+    /// The same before the final RMSNorm (li2024 only).
+    pub difference_pre_norm: Option<clock_pizza::DifferenceProfile>,
+    /// See [`clock_pizza::algorithm_label`].
     pub label: String,
 }
 
@@ -225,65 +235,19 @@ pub fn matrix_stats(name: &str, m: &Mat) -> MatrixStats {
     }
 }
 
-/// Gradient symmetricity over `cfg.symmetricity_triples` random triples drawn from
-/// a ChaCha8 stream seeded by `cfg.symmetricity_seed`.
-pub fn gradient_symmetricity(w: &ModelWeights, cfg: &AnalysisConfig) -> f64 {
-    let p = w.modulus();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.symmetricity_seed);
-    let x_eq = forward::input_vector(w, 2, p);
-    let pairs: Vec<(Vec<f64>, Vec<f64>)> = (0..cfg.symmetricity_triples)
-        .map(|_| {
-            let (a, b, c) = (
-                rng.gen_range(0..p),
-                rng.gen_range(0..p),
-                rng.gen_range(0..p),
-            );
-            let inputs = [
-                forward::input_vector(w, 0, a),
-                forward::input_vector(w, 1, b),
-                x_eq.clone(),
-            ];
-            forward::logit_input_gradients(w, &inputs, c)
-        })
-        .collect();
-    measures::mean_cosine(&pairs)
-}
-
-/// The clock/pizza label from the thresholds in `cfg` (see the module doc).
-pub fn algorithm_label(
-    generalised: bool,
-    symmetricity: f64,
-    distance_irrelevance: Option<f64>,
-    cfg: &AnalysisConfig,
-) -> &'static str {
-    if !generalised {
-        return "none";
-    }
-    let di = distance_irrelevance.unwrap_or(0.0);
-    if symmetricity >= cfg.pizza_min_symmetricity && di < cfg.clock_min_distance_irrelevance {
-        "pizza"
-    } else if symmetricity <= cfg.clock_max_symmetricity && di >= cfg.clock_min_distance_irrelevance
-    {
-        "clock"
-    } else {
-        "mixed"
-    }
-}
-
 fn outcome_from_curves(
     curves: &[CurvePoint],
     all_pairs: (f64, f64),
     threshold: f64,
 ) -> Result<Outcome> {
     let last = curves.last().context("training curves are empty")?;
-    let step_memorised = curves
-        .iter()
-        .find(|c| c.train_acc >= threshold)
-        .map(|c| c.step);
-    let step_generalised = curves
-        .iter()
-        .find(|c| c.test_acc >= threshold)
-        .map(|c| c.step);
+    // The first step of the final run of evaluations at or above the threshold.
+    let stays = |acc: fn(&CurvePoint) -> f64| {
+        let below = curves.iter().rposition(|c| !(acc(c) >= threshold));
+        curves.get(below.map_or(0, |i| i + 1)).map(|c| c.step)
+    };
+    let step_memorised = stays(|c| c.train_acc);
+    let step_generalised = stays(|c| c.test_acc);
     let generalised = last.test_acc >= threshold;
     let grokking_gap = match (step_memorised, step_generalised) {
         (Some(m), Some(g)) => Some(g as i64 - m as i64),
@@ -329,11 +293,15 @@ fn split_pairs(p: usize, split: &TrainSplit) -> Result<(Pairs, Pairs)> {
 /// all pairs). `split` also selects the pairs of the excluded loss.
 pub fn analyze(
     w: &ModelWeights,
+    attention_rate: f64,
     curves: Option<&[CurvePoint]>,
     split: Option<&TrainSplit>,
     cfg: &AnalysisConfig,
 ) -> Result<Signature> {
     let p = w.modulus();
+    if !(0.0..=1.0).contains(&attention_rate) {
+        bail!("attention rate {attention_rate} is out of range (allowed: 0 to 1)");
+    }
     if p < 3 {
         bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
     }
@@ -356,7 +324,7 @@ pub fn analyze(
         }
     }
     let basis = FourierBasis::new(p);
-    let fwd = forward::forward_all(w);
+    let fwd = forward::forward_all(w, attention_rate);
     let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
     let all_pairs = measures::full_loss(&fwd.logits, p, &all);
     let split_sets = split.map(|s| split_pairs(p, s)).transpose()?;
@@ -489,12 +457,43 @@ pub fn analyze(
     };
 
     // Clock or pizza.
-    let symmetricity = gradient_symmetricity(w, cfg);
+    let pattern = forward::position_two_attention(w, attention_rate);
+    let attention =
+        clock_pizza::attention_summary(&pattern, &clock_pizza::qk_norms(w), cfg);
+    let (symmetricity, triples) = clock_pizza::gradient_symmetricity(w, attention_rate, cfg);
     let di = measures::distance_irrelevance(&fwd.logits, p);
+    let correct = clock_pizza::correct_logits(&fwd.logits, p);
+    let difference = clock_pizza::difference_profile(&correct, p, &key_frequencies);
+    let difference_pre_norm = fwd
+        .pre_norm_correct_logit
+        .as_ref()
+        .map(|c| clock_pizza::difference_profile(c, p, &key_frequencies));
+    let pizza_fit = [Some(&difference), difference_pre_norm.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.pizza_fit)
+        .reduce(f64::max);
+    let label = clock_pizza::algorithm_label(
+        &clock_pizza::LabelInputs {
+            generalised: outcome.generalised,
+            n_key_frequencies: key_frequencies.len(),
+            logits_explained: explained,
+            uniform_attention: attention.uniform,
+            symmetricity,
+            distance_irrelevance: di,
+            pizza_fit,
+        },
+        cfg,
+    );
     let algorithm = AlgorithmSummary {
+        attention_rate,
+        attention,
         gradient_symmetricity: symmetricity,
+        symmetricity_triples: triples,
         distance_irrelevance: di,
-        label: algorithm_label(outcome.generalised, symmetricity, di, cfg).to_string(),
+        difference,
+        difference_pre_norm,
+        label: label.to_string(),
     };
 
     let quantization = w
@@ -573,8 +572,13 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 }
 
 /// Analyse a trained cell folder: its effective weights (model.safetensors), its
-/// curves (curves.csv) and its split (split.csv).
+/// curves (curves.csv), its split (split.csv) and its attention rate (cell.toml).
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
+    let config_path = dir.join("cell.toml");
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let config: crate::config::CellConfig =
+        toml::from_str(&text).with_context(|| format!("parsing {}", config_path.display()))?;
     let model = dir.join("model.safetensors");
     let (tensors, _) = read_safetensors(&model)?;
     let w = ModelWeights::from_named(&tensors, "")
@@ -588,18 +592,30 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
             .map(|&(a, b)| (a as usize, b as usize))
             .collect(),
     };
-    analyze(&w, Some(&curves), Some(&train), cfg)
+    analyze(
+        &w,
+        config.model.attention_rate,
+        Some(&curves),
+        Some(&train),
+        cfg,
+    )
         .with_context(|| format!("analysing {}", dir.display()))
 }
 
 /// Analyse a safetensors file with TransformerLens names (effective weights under
-/// the plain names) and write the signature and tables into `out_dir`.
-pub fn analyze_file(path: &Path, cfg: &AnalysisConfig, out_dir: &Path) -> Result<Signature> {
+/// the plain names) of a model trained with `attention_rate`, and write the
+/// signature and tables into `out_dir`.
+pub fn analyze_file(
+    path: &Path,
+    attention_rate: f64,
+    cfg: &AnalysisConfig,
+    out_dir: &Path,
+) -> Result<Signature> {
     let (tensors, _) = read_safetensors(path)?;
     let w = ModelWeights::from_named(&tensors, "")
         .with_context(|| format!("reading model weights from {}", path.display()))?;
     let sig =
-        analyze(&w, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;
+        analyze(&w, attention_rate, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;
     write_tables(&sig, out_dir)?;
     Ok(sig)
 }

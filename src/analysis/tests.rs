@@ -1,3 +1,4 @@
+use super::clock_pizza::gradient_symmetricity;
 use super::forward::tests::random_model;
 use super::*;
 
@@ -14,23 +15,57 @@ fn uniform_attention_is_pizza_like_and_content_attention_is_not() {
     // x₀ + x₁ only (the "pizza" condition): both gradients are equal.
     let mut pizza = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     pizza.w_q.data.iter_mut().for_each(|v| *v = 0.0);
-    let s_pizza = gradient_symmetricity(&pizza, &small_cfg());
+    let (s_pizza, n) = gradient_symmetricity(&pizza, 1.0, &small_cfg());
     assert!((s_pizza - 1.0).abs() < 1e-9, "pizza symmetricity {s_pizza}");
-    // Strong content-dependent attention multiplies a-terms and b-terms.
+    assert_eq!(n, 20);
+    // Strong content-dependent attention multiplies a-terms and b-terms...
     let mut clock = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     clock.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
-    let s_clock = gradient_symmetricity(&clock, &small_cfg());
+    let (s_clock, _) = gradient_symmetricity(&clock, 1.0, &small_cfg());
     assert!(s_clock < 0.9, "content attention symmetricity {s_clock}");
+    // ... unless attention rate 0 makes it uniform.
+    let (s_rate0, _) = gradient_symmetricity(&clock, 0.0, &small_cfg());
+    assert!((s_rate0 - 1.0).abs() < 1e-9, "rate 0 symmetricity {s_rate0}");
+    // All p³ triples when there are few enough.
+    let all = AnalysisConfig {
+        symmetricity_triples: 11 * 11 * 11,
+        ..small_cfg()
+    };
+    assert_eq!(gradient_symmetricity(&clock, 1.0, &all).1, 1331);
+}
+
+#[test]
+fn attention_statistics_see_uniform_and_content_attention() {
+    let mut w = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    w.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
+    let content = analyze(&w, 1.0, None, None, &small_cfg()).unwrap();
+    let att = &content.algorithm.attention;
+    assert!(!att.uniform && att.tv_from_uniform > 0.05, "{att:?}");
+    assert_eq!(att.heads.len(), 4);
+    let rate0 = analyze(&w, 0.0, None, None, &small_cfg()).unwrap();
+    let att0 = &rate0.algorithm.attention;
+    assert!(att0.uniform && att0.constant && att0.tv_from_uniform < 1e-12);
+    // W_Q·W_Kᵀ does not depend on the rate; it scales with W_Q.
+    assert_eq!(att0.qk_norm, att.qk_norm);
+    w.w_q.data.iter_mut().for_each(|v| *v *= 0.5);
+    let half = analyze(&w, 1.0, None, None, &small_cfg()).unwrap();
+    let ratio = half.algorithm.attention.qk_norm / att.qk_norm;
+    assert!((ratio - 0.5).abs() < 1e-5, "{ratio}");
+    // li2024 has a final norm: a pre-norm profile exists; nanda2023 has none.
+    assert!(content.algorithm.difference_pre_norm.is_some());
+    let nanda = random_model(Arch::Nanda2023, 11, 16, 4, 32, 5);
+    let sig = analyze(&nanda, 1.0, None, None, &small_cfg()).unwrap();
+    assert!(sig.algorithm.difference_pre_norm.is_none());
 }
 
 #[test]
 fn random_weights_have_no_clusters_and_a_flat_spectrum() {
     let w = random_model(Arch::Nanda2023, 31, 32, 4, 64, 7);
-    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    let sig = analyze(&w, 1.0, None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.clustered, 0, "{:?}", sig.neurons);
     assert!(sig.neurons.key_frequencies.is_empty());
     assert!(sig.embedding.gini < 0.35, "gini {}", sig.embedding.gini);
-    assert_eq!(sig.algorithm.label, "none");
+    assert_eq!(sig.algorithm.label, "not-generalised");
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsAllPairs);
     assert_eq!(sig.quantization.len(), 6);
     assert!(sig.quantization.iter().all(|q| q.distinct_values_over_cap));
@@ -42,8 +77,8 @@ fn analysing_twice_gives_identical_json() {
     let split = TrainSplit {
         train: (0..13 * 13).step_by(3).map(|i| (i / 13, i % 13)).collect(),
     };
-    let a = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
-    let b = signature_json(&analyze(&w, None, Some(&split), &small_cfg()).unwrap()).unwrap();
+    let a = signature_json(&analyze(&w, 1.0, None, Some(&split), &small_cfg()).unwrap()).unwrap();
+    let b = signature_json(&analyze(&w, 1.0, None, Some(&split), &small_cfg()).unwrap()).unwrap();
     assert_eq!(a, b);
     let sig: Signature = serde_json::from_str(&a).unwrap();
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsSplit);
@@ -68,24 +103,29 @@ fn outcome_timings_come_from_the_curves() {
         point(300, 1.0, 0.999),
         point(400, 1.0, 1.0),
     ];
-    let sig = analyze(&w, Some(&curves), None, &small_cfg()).unwrap();
+    let sig = analyze(&w, 1.0, Some(&curves), None, &small_cfg()).unwrap();
     let o = &sig.outcome;
     assert_eq!(o.step_memorised, Some(100));
     assert_eq!(o.step_generalised, Some(300));
     assert_eq!(o.grokking_gap, Some(200));
     assert!(o.generalised && o.grokked);
     assert_eq!(o.final_test_acc, Some(1.0));
-    assert!(analyze(&w, Some(&[]), None, &small_cfg()).is_err());
-}
-
-#[test]
-fn label_thresholds() {
-    let cfg = AnalysisConfig::default();
-    assert_eq!(algorithm_label(false, 0.99, Some(0.1), &cfg), "none");
-    assert_eq!(algorithm_label(true, 0.99, Some(0.3), &cfg), "pizza");
-    assert_eq!(algorithm_label(true, 0.4, Some(0.85), &cfg), "clock");
-    assert_eq!(algorithm_label(true, 0.95, Some(0.85), &cfg), "mixed");
-    assert_eq!(algorithm_label(true, 0.4, Some(0.3), &cfg), "mixed");
+    assert!(analyze(&w, 1.0, Some(&[]), None, &small_cfg()).is_err());
+    // Test accuracy that reaches the threshold and falls back: the generalised step
+    // is where it stays, and a model that ends below it has none (and did not grok).
+    let dip = [
+        point(0, 0.1, 0.0),
+        point(100, 1.0, 0.995),
+        point(200, 0.98, 0.9),
+        point(300, 1.0, 1.0),
+    ];
+    let o = analyze(&w, 1.0, Some(&dip), None, &small_cfg()).unwrap().outcome;
+    assert_eq!((o.step_memorised, o.step_generalised), (Some(300), Some(300)));
+    assert!(o.generalised && !o.grokked);
+    let fell = &dip[..3];
+    let o = analyze(&w, 1.0, Some(fell), None, &small_cfg()).unwrap().outcome;
+    assert_eq!((o.step_generalised, o.grokking_gap), (None, None));
+    assert!(!o.generalised && !o.grokked);
 }
 
 #[test]
@@ -105,11 +145,11 @@ fn bad_split_and_non_finite_weights_are_reported() {
     let split = TrainSplit {
         train: vec![(0, 9)],
     };
-    let err = analyze(&w, None, Some(&split), &small_cfg()).unwrap_err();
+    let err = analyze(&w, 1.0, None, Some(&split), &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("(0, 9)"), "{err}");
     let mut diverged = w.clone();
     diverged.w_in.data[5] = f32::NAN;
-    let err = analyze(&diverged, None, None, &small_cfg()).unwrap_err();
+    let err = analyze(&diverged, 1.0, None, None, &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("blocks.0.mlp.W_in"), "{err}");
 }
 
@@ -122,7 +162,7 @@ fn analyze_file_writes_signature_and_tables() {
         crate::engine::weights::to_safetensors_bytes(&w.to_named(), &Default::default()).unwrap();
     std::fs::write(&model, bytes).unwrap();
     let out = dir.path().join("analysis");
-    let sig = analyze_file(&model, &small_cfg(), &out).unwrap();
+    let sig = analyze_file(&model, 1.0, &small_cfg(), &out).unwrap();
     assert_eq!(sig.arch, Arch::Nanda2023);
     let json = std::fs::read_to_string(out.join("signature.json")).unwrap();
     assert_eq!(json, signature_json(&sig).unwrap());
@@ -131,7 +171,7 @@ fn analyze_file_writes_signature_and_tables() {
     assert_eq!(freqs.lines().count(), 1 + 4);
     let neurons = std::fs::read_to_string(out.join("neurons.csv")).unwrap();
     assert_eq!(neurons.lines().count(), 1 + 16);
-    let missing = analyze_file(&dir.path().join("nope.safetensors"), &small_cfg(), &out);
+    let missing = analyze_file(&dir.path().join("nope.safetensors"), 1.0, &small_cfg(), &out);
     assert!(missing
         .unwrap_err()
         .to_string()
@@ -175,7 +215,7 @@ fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() 
     b_in[d_mlp - 1] = -10.0;
     w.b_in = Some(b_in);
 
-    let sig = analyze(&w, None, None, &small_cfg()).unwrap();
+    let sig = analyze(&w, 1.0, None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.key_frequencies, keys.to_vec());
     assert_eq!(sig.neurons.dead, 1);
     assert_eq!(sig.neurons.clustered, d_mlp - 1);

@@ -143,6 +143,10 @@ pub struct AnalyzeArgs {
     /// Output folder for a file target [default: FILE's folder/<file stem>.analysis].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// The `model.attention_rate` a file target was trained with (a cell's comes from
+    /// its cell.toml).
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub attention_rate: f64,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -728,6 +732,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<ExitCode> {
                 "",
             )
             .with_context(|| format!("reading model weights from {}", target.display()))?,
+            args.attention_rate,
             None,
             None,
             &cfg,

@@ -941,6 +941,15 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
             "0 is not allowed (allowed: an integer >= 1)".into(),
         );
     }
+    if !(0.0..=1.0).contains(&c.model.attention_rate) {
+        bad(
+            &["model.attention_rate"],
+            format!(
+                "{} is not allowed (allowed: a number from 0 to 1)",
+                f(c.model.attention_rate)
+            ),
+        );
+    }
     if c.quant.eps <= 0.0 {
         bad(
             &["quant.eps"],

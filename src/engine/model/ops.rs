@@ -195,33 +195,33 @@ pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
 
 /// Attention read-out at position 2: for every example `i` with table rows
 /// `rows[i] = [r0, r1, r2]` and every head `h`, the weights are
-/// `softmax_j(scores[r_j, h])` and the output's head block is `Σ_j w_j · v[r_j, head h]`.
+/// `rate·softmax_j(scores[r_j, h]) + (1 − rate)/3` ([`position_weights`]) and the
+/// output's head block is `Σ_j w_j · v[r_j, head h]`.
 /// `scores` [table rows, heads] (already scaled), `v` [table rows, d] -> [n, d].
-pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
+pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize, rate: f32) -> T2 {
     let (_, d) = *v.shape();
     let dh = d / heads;
     let n = rows.len();
     let s = data(&scores);
     let vv = data(&v);
     let mut weights = vec![0.0f32; n * heads * 3];
+    let mut probs = vec![0.0f32; n * heads * 3];
     let mut out = vec![0.0f32; n * d];
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .zip(probs.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(c, (out, weights))| {
-            for (k, (o_row, w_row)) in out
+        .for_each(|(c, ((out, weights), probs))| {
+            for (k, ((o_row, w_row), p_row)) in out
                 .chunks_exact_mut(d)
                 .zip(weights.chunks_exact_mut(heads * 3))
+                .zip(probs.chunks_exact_mut(heads * 3))
                 .enumerate()
             {
                 let r = rows[c * ROWS_PER_TASK + k].map(|x| x as usize);
+                position_weights(&s, r, heads, rate, w_row, p_row);
                 for h in 0..heads {
-                    let sj = r.map(|rj| s[rj * heads + h]);
-                    let mx = sj[0].max(sj[1]).max(sj[2]);
-                    let e = sj.map(|x| (x - mx).exp());
-                    let inv = 1.0 / (e[0] + e[1] + e[2]);
-                    let w = e.map(|x| x * inv);
-                    w_row[h * 3..h * 3 + 3].copy_from_slice(&w);
+                    let w = &w_row[h * 3..h * 3 + 3];
                     let o = &mut o_row[h * dh..(h + 1) * dh];
                     let v0 = &vv[r[0] * d + h * dh..][..dh];
                     let v1 = &vv[r[1] * d + h * dh..][..dh];
@@ -244,6 +244,7 @@ pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
                 for (i, r) in rows.iter().enumerate() {
                     let r = r.map(|x| x as usize);
                     let w = &weights[(i * heads + h) * 3..(i * heads + h) * 3 + 3];
+                    let sm = &probs[(i * heads + h) * 3..(i * heads + h) * 3 + 3];
                     let g = &dout[i * d + h * dh..i * d + (h + 1) * dh];
                     let mut dw = [0.0f32; 3];
                     for j in 0..3 {
@@ -254,9 +255,9 @@ pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
                             dvj[c] += w[j] * g[c];
                         }
                     }
-                    let dot = w[0] * dw[0] + w[1] * dw[1] + w[2] * dw[2];
+                    let dot = sm[0] * dw[0] + sm[1] * dw[1] + sm[2] * dw[2];
                     for j in 0..3 {
-                        dsh[r[j]] += w[j] * (dw[j] - dot);
+                        dsh[r[j]] += (rate * sm[j]) * (dw[j] - dot);
                     }
                 }
                 (dvh, dsh)
@@ -491,15 +492,28 @@ pub fn cross_entropy(
     )
 }
 
-/// Softmax over the three positions of every head, from the score table.
-fn position_weights(s: &[f32], r: [usize; 3], heads: usize, out: &mut [f32]) {
+/// Attention weights over the three positions of every head, from the score table:
+/// `out = rate·softmax + (1 − rate)/3` (Zhong et al.'s attention rate; position 2 may
+/// attend to all three positions in both architectures), and the softmax itself in
+/// `softmax`, which the backward pass needs. At rate 1 `out` equals the softmax bit
+/// for bit.
+fn position_weights(
+    s: &[f32],
+    r: [usize; 3],
+    heads: usize,
+    rate: f32,
+    out: &mut [f32],
+    softmax: &mut [f32],
+) {
+    let uniform = (1.0 - rate) * (1.0 / 3.0);
     for h in 0..heads {
         let sj = r.map(|rj| s[rj * heads + h]);
         let mx = sj[0].max(sj[1]).max(sj[2]);
         let e = sj.map(|x| (x - mx).exp());
         let inv = 1.0 / (e[0] + e[1] + e[2]);
         for j in 0..3 {
-            out[h * 3 + j] = e[j] * inv;
+            softmax[h * 3 + j] = e[j] * inv;
+            out[h * 3 + j] = rate * softmax[h * 3 + j] + uniform;
         }
     }
 }
@@ -538,7 +552,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 ///
 /// `x1 = x0_query + Σ_{h,j} w_hj · VO_h[r_j]` with `VO_h = V[:, head h] · W_O[head h, :]`,
 /// `pre = x0_query·W_in + b_in + Σ_{h,j} w_hj · T_h[r_j]` with `T_h = VO_h · W_in`,
-/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = softmax_j(scores[r_j, h])`.
+/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = rate·softmax_j(scores[r_j, h]) +
+/// (1 − rate)/3` ([`position_weights`]).
 ///
 /// This is `x1·W_in` regrouped (a linear map of a weighted sum of table rows is the
 /// weighted sum of the mapped rows): the N × d × d_mlp product becomes a
@@ -555,6 +570,7 @@ pub fn attention_mlp(
     b_out: Option<T2>,
     rows: Arc<Vec<[u32; 3]>>,
     heads: usize,
+    rate: f32,
 ) -> T2 {
     let (tr, d) = *v.shape();
     let m = w_in.shape().1;
@@ -607,19 +623,26 @@ pub fn attention_mlp(
         add_into(&mut ch, b);
     }
     let mut weights = vec![0.0f32; n * heads * 3];
+    let mut probs = vec![0.0f32; n * heads * 3];
     let mut out = vec![0.0f32; n * d];
     let mut hidden = vec![0.0f32; n * m];
-    let shape = TableShape { heads, tr, d, m };
+    let shape = TableShape {
+        heads,
+        tr,
+        d,
+        m,
+        rate,
+    };
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))
         .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .zip(probs.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(c, ((out, hidden), weights))| {
+        .for_each(|(c, (((out, hidden), weights), probs))| {
             let rows = &rows[c * ROWS_PER_TASK..];
             let b_out = b_out_v.as_deref();
-            table_rows_forward(
-                shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights,
-            );
+            let w = (weights, probs);
+            table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, w);
         });
     matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
     let has_bias = b_in.is_some();
@@ -646,7 +669,7 @@ pub fn attention_mlp(
                     &rows[i0..i0 + n_here],
                     &hidden[i0 * m..(i0 + n_here) * m],
                     &g[i0 * d..(i0 + n_here) * d],
-                    &weights[i0 * heads * 3..(i0 + n_here) * heads * 3],
+                    &probs[i0 * heads * 3..(i0 + n_here) * heads * 3],
                     &vo,
                     &tt,
                     dpre,
@@ -746,6 +769,8 @@ struct TableShape {
     tr: usize,
     d: usize,
     m: usize,
+    /// The attention rate (see [`position_weights`]).
+    rate: f32,
 }
 
 simd_fn! {
@@ -761,16 +786,17 @@ simd_fn! {
         b_out: Option<&[f32]>,
         out: &mut [f32],
         hidden: &mut [f32],
-        weights: &mut [f32],
+        weights: (&mut [f32], &mut [f32]),
     ) {
-        let TableShape { heads, tr, d, m } = shape;
+        let TableShape { heads, tr, d, m, rate } = shape;
         let chunk = out
             .chunks_exact_mut(d)
             .zip(hidden.chunks_exact_mut(m))
-            .zip(weights.chunks_exact_mut(heads * 3));
-        for (k, ((x, a), w)) in chunk.enumerate() {
+            .zip(weights.0.chunks_exact_mut(heads * 3))
+            .zip(weights.1.chunks_exact_mut(heads * 3));
+        for (k, (((x, a), w), sm)) in chunk.enumerate() {
             let r = rows[k].map(|x| x as usize);
-            position_weights(s, r, heads, w);
+            position_weights(s, r, heads, rate, w, sm);
             x.copy_from_slice(cx);
             a.copy_from_slice(ch);
             for h in 0..heads {
@@ -794,19 +820,20 @@ simd_fn! {
 
 simd_fn! {
     /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
-    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]).
+    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]) from
+    /// the softmax weights `probs`.
     fn table_rows_backward(
         shape: TableShape,
         rows: &[[u32; 3]],
         hidden: &[f32],
         g: &[f32],
-        weights: &[f32],
+        probs: &[f32],
         vo: &[f32],
         tt: &[f32],
         dpre: &mut [f32],
         dscore: &mut [f32],
     ) {
-        let TableShape { heads, tr, d, m } = shape;
+        let TableShape { heads, tr, d, m, rate } = shape;
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
@@ -814,7 +841,7 @@ simd_fn! {
                 *x = if *a > 0.0 { *x } else { 0.0 };
             }
             let gi = &g[i * d..(i + 1) * d];
-            let w = &weights[i * heads * 3..(i + 1) * heads * 3];
+            let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
                 let mut dw = [0.0f32; 3];
                 for j in 0..3 {
@@ -824,7 +851,7 @@ simd_fn! {
                 let wh = &w[h * 3..h * 3 + 3];
                 let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
                 for j in 0..3 {
-                    dsc[h * 3 + j] = wh[j] * (dw[j] - s);
+                    dsc[h * 3 + j] = (rate * wh[j]) * (dw[j] - s);
                 }
             }
         }

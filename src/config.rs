@@ -256,9 +256,9 @@ pub struct AnalysisConfig {
     /// Label `no-fourier` when the key frequencies explain less than this share of
     /// the logits.
     pub fourier_min_logits_explained: f64,
-    /// Label `pizza` when the |cos(πk(a−b)/p)| profile explains at least this share
-    /// of the correct logit's variance (before or after the final norm).
-    pub pizza_min_fit: f64,
+    /// Label `pizza` when a − b explains at least this share of the correct logit's
+    /// variance (after or, with a final norm, before it).
+    pub pizza_min_difference_share: f64,
     /// Label `pizza` also when attention is not uniform, gradient symmetricity is at
     /// least this (Zhong et al.: pizza ≈ 0.99) and distance irrelevance is below
     /// `clock_min_distance_irrelevance`.
@@ -266,7 +266,8 @@ pub struct AnalysisConfig {
     /// Label `clock` needs gradient symmetricity at most this (Zhong et al.: clock
     /// ≈ 0.3–0.5) and distance irrelevance at least `clock_min_distance_irrelevance`.
     pub clock_max_symmetricity: f64,
-    /// Distance irrelevance separating clock (≈ 0.85) from pizza (0.17–0.65).
+    /// Distance irrelevance separating clock (≈ 0.85; 0.93–0.98 in the calibration
+    /// sweep) from pizza (0.17–0.65; 0.73–0.79 in the calibration sweep).
     pub clock_min_distance_irrelevance: f64,
 }
 
@@ -282,10 +283,10 @@ impl Default for AnalysisConfig {
             uniform_attention_max_tv: 0.01,
             constant_attention_max_variation: 0.01,
             fourier_min_logits_explained: 0.5,
-            pizza_min_fit: 0.5,
+            pizza_min_difference_share: 0.25,
             pizza_min_symmetricity: 0.98,
             clock_max_symmetricity: 0.9,
-            clock_min_distance_irrelevance: 0.7,
+            clock_min_distance_irrelevance: 0.85,
         }
     }
 }

@@ -348,8 +348,16 @@ fn summary_groups_by_precision() {
     done_cell(root, "a", &planted(&[1, 3], 1.0, Some(300), "clock"));
     done_cell(root, "b", &planted(&[1], 0.9, Some(500), "pizza"));
     done_cell(root, "c", &planted(&[1, 2, 3], 0.995, None, "clock"));
-    done_cell(root, "d", &planted(&[2], 0.2, Some(1000), "not-generalised"));
-    done_cell(root, "e", &planted(&[2, 3], 0.4, Some(1001), "not-generalised"));
+    done_cell(
+        root,
+        "d",
+        &planted(&[2], 0.2, Some(1000), "not-generalised"),
+    );
+    done_cell(
+        root,
+        "e",
+        &planted(&[2, 3], 0.4, Some(1001), "not-generalised"),
+    );
     let axes = vec!["precision".to_string(), "seed".to_string()];
     let cells = vec![
         cell("fp32", "0", "a"),

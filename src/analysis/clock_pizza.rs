@@ -113,7 +113,10 @@ pub fn attention_summary(
     AttentionSummary {
         tv_from_uniform: max(|h| h.tv_from_uniform),
         variation: max(|h| h.variation),
-        entropy: heads.iter().map(|h| h.entropy).fold(f64::INFINITY, f64::min),
+        entropy: heads
+            .iter()
+            .map(|h| h.entropy)
+            .fold(f64::INFINITY, f64::min),
         qk_norm: qk.iter().map(|x| x * x).sum::<f64>().sqrt(),
         constant: heads
             .iter()
@@ -249,7 +252,13 @@ fn explained_by_fit(y: &[f64], features: &[Vec<f64>]) -> f64 {
         }
     }
     let beta: Vec<f64> = (0..k)
-        .map(|i| if g[i][i] == 0.0 { 0.0 } else { g[i][k] / g[i][i] })
+        .map(|i| {
+            if g[i][i] == 0.0 {
+                0.0
+            } else {
+                g[i][k] / g[i][i]
+            }
+        })
         .collect();
     let fit: Vec<f64> = (0..y.len())
         .map(|t| (0..k).map(|i| beta[i] * cols[i][t]).sum())
@@ -284,14 +293,15 @@ pub struct LabelInputs {
     pub uniform_attention: bool,
     pub symmetricity: f64,
     pub distance_irrelevance: Option<f64>,
-    /// The larger of the pizza fits after and before the final norm.
-    pub pizza_fit: Option<f64>,
+    /// The larger of the difference shares after and before the final norm.
+    pub difference_share: Option<f64>,
 }
 
 /// The label (README, "Labels"), in this order:
 /// `not-generalised` (test accuracy below `accuracy_threshold`); `no-fourier` (no key
 /// frequency, or the key frequencies explain less than `fourier_min_logits_explained`
-/// of the logits); `pizza` (pizza fit ≥ `pizza_min_fit`, or, with attention that is
+/// of the logits); `pizza` (a − b explains ≥ `pizza_min_difference_share` of the
+/// correct logit's variance, after or before the final norm, or, with attention that is
 /// not uniform, gradient symmetricity ≥ `pizza_min_symmetricity` and distance
 /// irrelevance < `clock_min_distance_irrelevance`); `uniform-attention` (uniform
 /// attention: symmetric by construction, the clock test does not apply); `clock`
@@ -303,7 +313,9 @@ pub fn algorithm_label(x: &LabelInputs, cfg: &AnalysisConfig) -> &'static str {
         "not-generalised"
     } else if x.n_key_frequencies == 0 || x.logits_explained < cfg.fourier_min_logits_explained {
         "no-fourier"
-    } else if x.pizza_fit.is_some_and(|f| f >= cfg.pizza_min_fit)
+    } else if x
+        .difference_share
+        .is_some_and(|f| f >= cfg.pizza_min_difference_share)
         || (!x.uniform_attention
             && x.symmetricity >= cfg.pizza_min_symmetricity
             && di < cfg.clock_min_distance_irrelevance)
@@ -350,7 +362,10 @@ mod tests {
         let mixed: Vec<f64> = pizza.iter().zip(&clock).map(|(a, b)| a + b).collect();
         let share = difference_profile(&mixed, p, &keys).pizza_fit.unwrap();
         assert!(share > 0.2 && share < 0.8, "{share}");
-        assert_eq!(difference_profile(&vec![1.0; p * p], p, &keys).pizza_fit, None);
+        assert_eq!(
+            difference_profile(&vec![1.0; p * p], p, &keys).pizza_fit,
+            None
+        );
     }
 
     #[test]
@@ -397,7 +412,7 @@ mod tests {
             uniform_attention: false,
             symmetricity: 0.4,
             distance_irrelevance: Some(0.9),
-            pizza_fit: Some(0.01),
+            difference_share: Some(0.01),
         };
         assert_eq!(algorithm_label(&clock, &cfg), "clock");
         let with = |f: &dyn Fn(&mut LabelInputs)| {
@@ -408,7 +423,7 @@ mod tests {
         assert_eq!(with(&|x| x.generalised = false), "not-generalised");
         assert_eq!(with(&|x| x.n_key_frequencies = 0), "no-fourier");
         assert_eq!(with(&|x| x.logits_explained = 0.01), "no-fourier");
-        assert_eq!(with(&|x| x.pizza_fit = Some(0.9)), "pizza");
+        assert_eq!(with(&|x| x.difference_share = Some(0.9)), "pizza");
         assert_eq!(
             with(&|x| {
                 x.uniform_attention = true;

@@ -150,7 +150,11 @@ pub fn position_two_attention(w: &ModelWeights, rate: f64) -> AttentionPattern {
             }
         }
     }
-    AttentionPattern { p, heads: h, weights }
+    AttentionPattern {
+        p,
+        heads: h,
+        weights,
+    }
 }
 
 /// Per-token attention ingredients at one position: scores against the constant
@@ -246,7 +250,11 @@ pub fn forward_all(w: &ModelWeights, rate: f64) -> ForwardPass {
     let mut mlp_out = vec![0f32; n * d];
     matmul(n, d_mlp, d, &neurons, &w.w_out.data, &mut mlp_out);
     let mut pre_norm = w.ln_final_w.as_ref().map(|_| vec![0f64; n]);
-    for (i, (r, m)) in resid.chunks_exact_mut(d).zip(mlp_out.chunks_exact(d)).enumerate() {
+    for (i, (r, m)) in resid
+        .chunks_exact_mut(d)
+        .zip(mlp_out.chunks_exact(d))
+        .enumerate()
+    {
         for (x, &y) in r.iter_mut().zip(m) {
             *x += y;
         }

@@ -458,8 +458,7 @@ pub fn analyze(
 
     // Clock or pizza.
     let pattern = forward::position_two_attention(w, attention_rate);
-    let attention =
-        clock_pizza::attention_summary(&pattern, &clock_pizza::qk_norms(w), cfg);
+    let attention = clock_pizza::attention_summary(&pattern, &clock_pizza::qk_norms(w), cfg);
     let (symmetricity, triples) = clock_pizza::gradient_symmetricity(w, attention_rate, cfg);
     let di = measures::distance_irrelevance(&fwd.logits, p);
     let correct = clock_pizza::correct_logits(&fwd.logits, p);
@@ -468,10 +467,10 @@ pub fn analyze(
         .pre_norm_correct_logit
         .as_ref()
         .map(|c| clock_pizza::difference_profile(c, p, &key_frequencies));
-    let pizza_fit = [Some(&difference), difference_pre_norm.as_ref()]
+    let difference_share = [Some(&difference), difference_pre_norm.as_ref()]
         .into_iter()
         .flatten()
-        .filter_map(|d| d.pizza_fit)
+        .filter_map(|d| d.difference_share)
         .reduce(f64::max);
     let label = clock_pizza::algorithm_label(
         &clock_pizza::LabelInputs {
@@ -481,7 +480,7 @@ pub fn analyze(
             uniform_attention: attention.uniform,
             symmetricity,
             distance_irrelevance: di,
-            pizza_fit,
+            difference_share,
         },
         cfg,
     );
@@ -599,7 +598,7 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
         Some(&train),
         cfg,
     )
-        .with_context(|| format!("analysing {}", dir.display()))
+    .with_context(|| format!("analysing {}", dir.display()))
 }
 
 /// Analyse a safetensors file with TransformerLens names (effective weights under
@@ -614,8 +613,8 @@ pub fn analyze_file(
     let (tensors, _) = read_safetensors(path)?;
     let w = ModelWeights::from_named(&tensors, "")
         .with_context(|| format!("reading model weights from {}", path.display()))?;
-    let sig =
-        analyze(&w, attention_rate, None, None, cfg).with_context(|| format!("analysing {}", path.display()))?;
+    let sig = analyze(&w, attention_rate, None, None, cfg)
+        .with_context(|| format!("analysing {}", path.display()))?;
     write_tables(&sig, out_dir)?;
     Ok(sig)
 }

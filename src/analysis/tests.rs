@@ -25,7 +25,10 @@ fn uniform_attention_is_pizza_like_and_content_attention_is_not() {
     assert!(s_clock < 0.9, "content attention symmetricity {s_clock}");
     // ... unless attention rate 0 makes it uniform.
     let (s_rate0, _) = gradient_symmetricity(&clock, 0.0, &small_cfg());
-    assert!((s_rate0 - 1.0).abs() < 1e-9, "rate 0 symmetricity {s_rate0}");
+    assert!(
+        (s_rate0 - 1.0).abs() < 1e-9,
+        "rate 0 symmetricity {s_rate0}"
+    );
     // All p³ triples when there are few enough.
     let all = AnalysisConfig {
         symmetricity_triples: 11 * 11 * 11,
@@ -119,11 +122,18 @@ fn outcome_timings_come_from_the_curves() {
         point(200, 0.98, 0.9),
         point(300, 1.0, 1.0),
     ];
-    let o = analyze(&w, 1.0, Some(&dip), None, &small_cfg()).unwrap().outcome;
-    assert_eq!((o.step_memorised, o.step_generalised), (Some(300), Some(300)));
+    let o = analyze(&w, 1.0, Some(&dip), None, &small_cfg())
+        .unwrap()
+        .outcome;
+    assert_eq!(
+        (o.step_memorised, o.step_generalised),
+        (Some(300), Some(300))
+    );
     assert!(o.generalised && !o.grokked);
     let fell = &dip[..3];
-    let o = analyze(&w, 1.0, Some(fell), None, &small_cfg()).unwrap().outcome;
+    let o = analyze(&w, 1.0, Some(fell), None, &small_cfg())
+        .unwrap()
+        .outcome;
     assert_eq!((o.step_generalised, o.grokking_gap), (None, None));
     assert!(!o.generalised && !o.grokked);
 }
@@ -171,7 +181,12 @@ fn analyze_file_writes_signature_and_tables() {
     assert_eq!(freqs.lines().count(), 1 + 4);
     let neurons = std::fs::read_to_string(out.join("neurons.csv")).unwrap();
     assert_eq!(neurons.lines().count(), 1 + 16);
-    let missing = analyze_file(&dir.path().join("nope.safetensors"), 1.0, &small_cfg(), &out);
+    let missing = analyze_file(
+        &dir.path().join("nope.safetensors"),
+        1.0,
+        &small_cfg(),
+        &out,
+    );
     assert!(missing
         .unwrap_err()
         .to_string()

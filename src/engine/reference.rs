@@ -271,7 +271,11 @@ pub fn forward_from_inputs(
             let visible = if nanda { i + 1 } else { 3 };
             for j in 0..3 {
                 sm[i][j] = e[j] / tot;
-                let uniform = if j < visible { 1.0 / visible as f64 } else { 0.0 };
+                let uniform = if j < visible {
+                    1.0 / visible as f64
+                } else {
+                    0.0
+                };
                 pat[i][j] = rate * sm[i][j] + (1.0 - rate) * uniform;
                 for c in cols.clone() {
                     z[i][c] += pat[i][j] * v[j][c];

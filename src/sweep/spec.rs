@@ -1061,6 +1061,31 @@ pub fn check_cell(c: &CellConfig, a: &AnalysisConfig) -> Vec<Violation> {
             );
         }
     }
+    for (key, v) in [
+        (
+            "analysis.uniform_attention_max_tv",
+            a.uniform_attention_max_tv,
+        ),
+        (
+            "analysis.constant_attention_max_variation",
+            a.constant_attention_max_variation,
+        ),
+        (
+            "analysis.fourier_min_logits_explained",
+            a.fourier_min_logits_explained,
+        ),
+        (
+            "analysis.pizza_min_difference_share",
+            a.pizza_min_difference_share,
+        ),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            bad(
+                &[key],
+                format!("{} is not allowed (allowed: a number from 0 to 1)", f(v)),
+            );
+        }
+    }
     if a.symmetricity_triples == 0 {
         bad(
             &["analysis.symmetricity_triples"],

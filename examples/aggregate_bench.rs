@@ -47,7 +47,7 @@ fn main() {
     };
     let cfg = AnalysisConfig::default();
     let akey = bitgrok::key::analysis_key(&cfg);
-    let base = analyze(&w, None, None, &cfg).expect("analysis");
+    let base = analyze(&w, 1.0, None, None, &cfg).expect("analysis");
 
     let tmp = tempfile::tempdir().expect("temporary folder");
     let root = tmp.path();

@@ -63,7 +63,7 @@ fn main() {
     let mut sig = None;
     for _ in 0..runs {
         let t = Instant::now();
-        sig = Some(analyze(&w, None, Some(&split), &cfg).expect("analysis"));
+        sig = Some(analyze(&w, 1.0, None, Some(&split), &cfg).expect("analysis"));
         times.push(t.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);

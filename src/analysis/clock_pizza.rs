@@ -242,11 +242,12 @@ fn explained_by_fit(y: &[f64], features: &[Vec<f64>]) -> f64 {
         if g[c][c].abs() < 1e-300 {
             continue;
         }
-        for r in 0..k {
+        let pivot_row = g[c].clone();
+        for (r, row) in g.iter_mut().enumerate() {
             if r != c {
-                let f = g[r][c] / g[c][c];
-                for j in c..=k {
-                    g[r][j] -= f * g[c][j];
+                let f = row[c] / pivot_row[c];
+                for (x, p) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                    *x -= f * p;
                 }
             }
         }
@@ -293,7 +294,8 @@ pub struct LabelInputs {
     pub uniform_attention: bool,
     pub symmetricity: f64,
     pub distance_irrelevance: Option<f64>,
-    /// The larger of the difference shares after and before the final norm.
+    /// The share of the correct logit's variance explained by a − b, in the logits
+    /// the model outputs (after any final norm).
     pub difference_share: Option<f64>,
 }
 
@@ -301,7 +303,7 @@ pub struct LabelInputs {
 /// `not-generalised` (test accuracy below `accuracy_threshold`); `no-fourier` (no key
 /// frequency, or the key frequencies explain less than `fourier_min_logits_explained`
 /// of the logits); `pizza` (a − b explains ≥ `pizza_min_difference_share` of the
-/// correct logit's variance, after or before the final norm, or, with attention that is
+/// correct logit's variance, or, with attention that is
 /// not uniform, gradient symmetricity ≥ `pizza_min_symmetricity` and distance
 /// irrelevance < `clock_min_distance_irrelevance`); `uniform-attention` (uniform
 /// attention: symmetric by construction, the clock test does not apply); `clock`

@@ -9,9 +9,11 @@
 //!   loss on the training pairs when a split is given; both use all p² pairs
 //!   otherwise. Each ratio divides by the full loss on the same pairs;
 //! - generalised means final test accuracy (all-pairs accuracy without a split or
-//!   curves) ≥ `accuracy_threshold`; the memorised and generalised steps are the
-//!   first evaluated steps from which train (test) accuracy stays at or above it to
-//!   the end, so a generalised step exists exactly when the model generalised;
+//!   curves) ≥ `accuracy_threshold`; the memorised (generalised) step is the first
+//!   evaluated step with train (test) accuracy at or above it, whether or not it
+//!   stays there; grokked means the generalised step exists and is later than the
+//!   memorised one (so a model can have grokked and then fallen back: grokked, not
+//!   generalised);
 //! - the label rule is [`clock_pizza::algorithm_label`].
 
 pub mod clock_pizza;
@@ -63,14 +65,13 @@ pub struct Outcome {
     pub all_pairs_acc: f64,
     /// Final test accuracy (all-pairs accuracy when there is no test set) ≥ threshold.
     pub generalised: bool,
-    /// Generalised later than it memorised (curves only: step_generalised is later
-    /// than step_memorised); without curves equal to `generalised`.
+    /// Test accuracy reached the threshold at an evaluated step later than train
+    /// accuracy did (curves only: step_generalised > step_memorised), whether or not
+    /// it stayed there; without curves equal to `generalised`.
     pub grokked: bool,
-    /// First evaluated step from which train accuracy stays ≥ threshold to the end
-    /// (curves only).
+    /// First evaluated step with train accuracy ≥ threshold (curves only).
     pub step_memorised: Option<u64>,
-    /// First evaluated step from which test accuracy stays ≥ threshold to the end
-    /// (curves only; present exactly when generalised).
+    /// First evaluated step with test accuracy ≥ threshold (curves only).
     pub step_generalised: Option<u64>,
     /// step_generalised − step_memorised.
     pub grokking_gap: Option<i64>,
@@ -241,13 +242,10 @@ fn outcome_from_curves(
     threshold: f64,
 ) -> Result<Outcome> {
     let last = curves.last().context("training curves are empty")?;
-    // The first step of the final run of evaluations at or above the threshold.
-    let stays = |acc: fn(&CurvePoint) -> f64| {
-        let below = curves.iter().rposition(|c| !(acc(c) >= threshold));
-        curves.get(below.map_or(0, |i| i + 1)).map(|c| c.step)
-    };
-    let step_memorised = stays(|c| c.train_acc);
-    let step_generalised = stays(|c| c.test_acc);
+    let first =
+        |acc: fn(&CurvePoint) -> f64| curves.iter().find(|c| acc(c) >= threshold).map(|c| c.step);
+    let step_memorised = first(|c| c.train_acc);
+    let step_generalised = first(|c| c.test_acc);
     let generalised = last.test_acc >= threshold;
     let grokking_gap = match (step_memorised, step_generalised) {
         (Some(m), Some(g)) => Some(g as i64 - m as i64),
@@ -262,7 +260,7 @@ fn outcome_from_curves(
         all_pairs_loss: all_pairs.0,
         all_pairs_acc: all_pairs.1,
         generalised,
-        grokked: generalised && grokking_gap.is_some_and(|g| g > 0),
+        grokked: grokking_gap.is_some_and(|g| g > 0),
         step_memorised,
         step_generalised,
         grokking_gap,
@@ -467,11 +465,6 @@ pub fn analyze(
         .pre_norm_correct_logit
         .as_ref()
         .map(|c| clock_pizza::difference_profile(c, p, &key_frequencies));
-    let difference_share = [Some(&difference), difference_pre_norm.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|d| d.difference_share)
-        .reduce(f64::max);
     let label = clock_pizza::algorithm_label(
         &clock_pizza::LabelInputs {
             generalised: outcome.generalised,
@@ -480,7 +473,7 @@ pub fn analyze(
             uniform_attention: attention.uniform,
             symmetricity,
             distance_irrelevance: di,
-            difference_share,
+            difference_share: difference.difference_share,
         },
         cfg,
     );

@@ -534,7 +534,7 @@ pub(crate) mod tests {
                     }
                 }
             }
-            // The pre-norm correct logit is the correct logit times ‖x2‖/sqrt(d).
+            // Only li2024 has a final norm to measure before.
             assert_eq!(f.pre_norm_correct_logit.is_some(), arch == Arch::Li2024);
         }
     }

@@ -62,7 +62,6 @@ fn main() {
     let cfg = AnalysisConfig::default();
     let mut times = Vec::new();
     let mut sig = None;
-    let w = bitgrok::engine::model_file::Model::plain(w);
     for _ in 0..runs {
         let t = Instant::now();
         sig = Some(analyze(&model, None, Some(&split), &cfg).expect("analysis"));

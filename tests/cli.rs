@@ -102,8 +102,15 @@ fn plan_shows_each_cell_with_its_cache_status() {
     let artifacts = tempfile::tempdir().unwrap();
     let cells = artifacts.path().join("cells");
     // Cell 0 done, cell 1 partial (directory without a done manifest), others missing.
-    std::fs::create_dir_all(cells.join(&keys[0])).unwrap();
-    let manifest = bitgrok::store::new_manifest(&keys[0], 0, 1);
+    // A done manifest vouches only for the files it lists with their checksums.
+    let done = cells.join(&keys[0]);
+    std::fs::create_dir_all(&done).unwrap();
+    let mut manifest = bitgrok::store::new_manifest(&keys[0], 0, 1);
+    for name in bitgrok::store::CELL_FILES {
+        std::fs::write(done.join(name), name).unwrap();
+        let hash = bitgrok::store::hash_file(&done.join(name)).unwrap();
+        manifest.files.insert(name.to_string(), hash);
+    }
     std::fs::write(
         cells.join(&keys[0]).join("manifest.json"),
         serde_json::to_string(&manifest).unwrap(),

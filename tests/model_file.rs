@@ -17,6 +17,7 @@ fn cfg(arch: Arch) -> CellConfig {
             arch,
             heads: 2,
             mlp_ratio: 4,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -105,6 +106,37 @@ fn metadata_describes_the_file_and_flags_may_not_contradict_it() {
     );
     let err = read(&bytes, &li()).unwrap_err().to_string();
     assert!(err.contains("--arch li2024 contradicts"), "{err}");
+    // The attention rate is part of the description.
+    c.model.attention_rate = 0.25;
+    let bytes = to_safetensors_bytes(&w.to_named(), &metadata(&c, "k")).unwrap();
+    assert_eq!(
+        read(&bytes, &Described::default()).unwrap().attention_rate,
+        0.25
+    );
+    let said = Described {
+        attention_rate: Some(1.0),
+        ..Default::default()
+    };
+    let err = read(&bytes, &said).unwrap_err().to_string();
+    assert!(err.contains("--attention-rate 1.0 contradicts"), "{err}");
+    // A format-2 file written before the setting existed trained at rate 1.
+    let mut old = metadata(&c, "k");
+    old.remove("model.attention_rate");
+    let bytes = to_safetensors_bytes(&w.to_named(), &old).unwrap();
+    assert_eq!(
+        read(&bytes, &Described::default()).unwrap().attention_rate,
+        1.0
+    );
+    // Without metadata the flag says it.
+    let given = Described {
+        attention_rate: Some(0.5),
+        ..li()
+    };
+    let w = init_weights(&cfg(Arch::Li2024));
+    assert_eq!(
+        read(&tl_file(&w, |_| {}), &given).unwrap().attention_rate,
+        0.5
+    );
 }
 
 #[test]

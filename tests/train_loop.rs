@@ -21,7 +21,8 @@ fn tiny(precision: Precision, steps: u64) -> CellConfig {
     cfg.train.steps = steps;
     cfg.train.lr = 3e-3;
     cfg.train.train_fraction = 0.7;
-    cfg.train.eval_every = 100;
+    // At most train.steps (validation rule).
+    cfg.train.eval_every = steps.min(100);
     cfg
 }
 
@@ -94,7 +95,7 @@ fn the_latent_weights_receive_the_gradient_of_the_quantized_ones() {
         let mut adam = trainer.adam.clone();
         let eff = effective_weights(&cfg, &latent);
         assert_ne!(eff, latent);
-        let g = run(&eff, 0, cfg.quant.eps, &trainer.train, true, false)
+        let g = run(&eff, 0, cfg.quant.eps, 1.0, &trainer.train, true, false)
             .grads
             .unwrap();
         adam.step(&cfg.train, &mut latent, &g);

@@ -2,7 +2,7 @@
 //! buffers, zero biases, zero sizes) and the TransformerLens export.
 
 use bitgrok::config::{Arch, CellConfig, ModelConfig};
-use bitgrok::engine::export::{config, state_dict, state_dict_bytes};
+use bitgrok::engine::export::{config, state_dict, state_dict_bytes, usage};
 use bitgrok::engine::model::init_weights;
 use bitgrok::engine::model_file::{metadata, model_from_tensors, Described, Model};
 use bitgrok::engine::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
@@ -215,4 +215,18 @@ fn the_export_has_transformer_lens_names_and_shapes() {
         assert!((tl3["attn_scale"].as_f64().unwrap() - scale).abs() < 1e-12);
         assert_eq!(tl3["d_vocab"], 8);
     }
+}
+
+#[test]
+fn the_usage_names_the_attention_rate_hook_only_below_rate_one() {
+    let w = init_weights(&cfg(Arch::Nanda2023));
+    let plain = usage(&Model::plain(w.clone()));
+    assert_eq!(plain["attention_rate"], 1.0);
+    assert!(plain["attention_rate_hook"].is_null());
+    let mixed = usage(&Model {
+        attention_rate: 0.5,
+        ..Model::plain(w)
+    });
+    assert_eq!(mixed["attention_rate"], 0.5);
+    assert!(mixed["attention_rate_hook"]["blocks.0.attn.hook_pattern"].is_string());
 }

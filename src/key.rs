@@ -15,7 +15,7 @@ use toml::Value;
 pub const ENGINE_VERSION: u32 = 1;
 
 /// Bump when a change to the analysis changes its results for given weights.
-pub const ANALYSIS_VERSION: u32 = 2;
+pub const ANALYSIS_VERSION: u32 = 3;
 
 /// Settings that do not change the trained model and so are not in the cell key.
 pub const NOT_IN_CELL_KEY: &[&str] = &["train.checkpoint_every"];
@@ -24,7 +24,7 @@ pub const NOT_IN_CELL_KEY: &[&str] = &["train.checkpoint_every"];
 /// text only when it differs from its default, so adding one leaves the key of every
 /// existing cell unchanged (a cell trained before the setting existed trained with
 /// its default). Append a setting here when it is added to `config.rs`.
-pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &["train.snapshot_every"];
+pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &["train.snapshot_every", "model.attention_rate"];
 
 /// Hex digits of a key shown by `bitgrok plan`.
 pub const SHORT_KEY_LEN: usize = 12;

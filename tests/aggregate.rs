@@ -1,6 +1,7 @@
 //! Aggregation on a hand-made artifacts tree: exact table contents, statuses of
 //! missing/failed/partial/unanalysed cells, stable bytes, compare pairs, summary.
 
+use bitgrok::analysis::clock_pizza::{AttentionSummary, DifferenceProfile, HeadAttention};
 use bitgrok::analysis::{
     AlgorithmSummary, EmbeddingSummary, FrequencyRow, KeyFrequency, LogitSummary, MatrixStats,
     NeuronSummary, Outcome, OutcomeSource, Signature,
@@ -25,6 +26,12 @@ struct Planted {
 
 fn signature(p: &Planted) -> Signature {
     let owned = |k: usize| if p.keys.contains(&k) { 3 } else { 0 };
+    let head = HeadAttention {
+        tv_from_uniform: 0.25,
+        variation: 0.125,
+        entropy: 0.75,
+        qk_norm: 1.25,
+    };
     Signature {
         analysis_version: 1,
         arch: Arch::Li2024,
@@ -81,8 +88,27 @@ fn signature(p: &Planted) -> Signature {
             excluded_ratio: Some(100.0),
         },
         algorithm: AlgorithmSummary {
+            attention_rate: 1.0,
+            attention: AttentionSummary {
+                heads: vec![head.clone(), head.clone()],
+                tv_from_uniform: 0.25,
+                variation: 0.125,
+                entropy: 0.75,
+                qk_norm: 2.5,
+                constant: false,
+                uniform: false,
+            },
             gradient_symmetricity: p.symmetricity,
+            symmetricity_triples: 343,
             distance_irrelevance: None,
+            difference: DifferenceProfile {
+                difference_share: Some(0.0625),
+                pizza_fit: Some(0.03),
+            },
+            difference_pre_norm: Some(DifferenceProfile {
+                difference_share: Some(0.5),
+                pizza_fit: None,
+            }),
             label: p.label.into(),
         },
         quantization: vec![
@@ -209,7 +235,7 @@ fn tree(root: &Path) -> (Vec<String>, Vec<SweepCell>) {
             ..planted(&[2, 3], 0.995, Some(400), "pizza")
         },
     );
-    done_cell(root, "k2", &planted(&[3], 0.5, None, "none"));
+    done_cell(root, "k2", &planted(&[3], 0.5, None, "not-generalised"));
     // k3: missing.
     write(
         &root.join("cells/k4/manifest.json"),
@@ -262,15 +288,18 @@ fn cells_table_has_every_cell_with_its_status() {
          final_test_acc,grokked,step_memorised,step_generalised,grokking_gap,gini,\
          frequencies_for_coverage,n_key_frequencies,key_frequencies,fraction_clustered,\
          dead_neurons,logits_explained,restricted_loss,restricted_ratio,excluded_loss,\
-         excluded_ratio,gradient_symmetricity,distance_irrelevance,label,\
-         zero_fraction_mean,distinct_values_max,train_seconds,error"
+         excluded_ratio,gradient_symmetricity,distance_irrelevance,attention_tv,\
+         attention_tv_per_head,attention_variation,attention_entropy,qk_norm,\
+         qk_norm_per_head,difference_share,pizza_fit,difference_share_pre_norm,\
+         pizza_fit_pre_norm,label,zero_fraction_mean,distinct_values_max,train_seconds,error"
     );
     assert_eq!(
         lines[1],
         "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,0.1235,2,2,1;3,\
-         0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,clock,0.1250,3,12.3,"
+         0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.2500,0.2500;0.2500,\
+         0.1250,0.7500,2.500e0,1.250e0;1.250e0,0.0625,0.0300,0.5000,,clock,0.1250,3,12.3,"
     );
-    let empty_sig = ",".repeat(24);
+    let empty_sig = ",".repeat(34);
     assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
     assert_eq!(
         lines[4],
@@ -334,8 +363,16 @@ fn summary_groups_by_precision() {
     done_cell(root, "a", &planted(&[1, 3], 1.0, Some(300), "clock"));
     done_cell(root, "b", &planted(&[1], 0.9, Some(500), "pizza"));
     done_cell(root, "c", &planted(&[1, 2, 3], 0.995, None, "clock"));
-    done_cell(root, "d", &planted(&[2], 0.2, Some(1000), "none"));
-    done_cell(root, "e", &planted(&[2, 3], 0.4, Some(1001), "none"));
+    done_cell(
+        root,
+        "d",
+        &planted(&[2], 0.2, Some(1000), "not-generalised"),
+    );
+    done_cell(
+        root,
+        "e",
+        &planted(&[2, 3], 0.4, Some(1001), "not-generalised"),
+    );
     let axes = vec!["precision".to_string(), "seed".to_string()];
     let cells = vec![
         cell("fp32", "0", "a"),
@@ -351,7 +388,8 @@ fn summary_groups_by_precision() {
     let mut csv = csv::Reader::from_reader(text.as_bytes());
     let h = csv.headers().unwrap().clone();
     assert_eq!(&h[0], "precision");
-    assert_eq!(&h[h.len() - 1], "clock_share");
+    assert_eq!(&h[h.len() - 6], "clock_share");
+    assert_eq!(&h[h.len() - 1], "not_generalised_share");
     let rows: Vec<csv::StringRecord> = csv.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 2);
     let get = |r: &csv::StringRecord, name: &str| {
@@ -371,6 +409,9 @@ fn summary_groups_by_precision() {
     assert_eq!(get(fp, "step_generalised_min"), "300");
     assert_eq!(get(fp, "distance_irrelevance_median"), "");
     assert_eq!(get(fp, "clock_share"), "0.6667");
+    assert_eq!(get(fp, "pizza_share"), "0.3333");
+    assert_eq!(get(fp, "not_generalised_share"), "0.0000");
+    assert_eq!(get(fp, "attention_tv_median"), "0.2500");
     let t = &rows[1];
     assert_eq!(get(t, "precision"), "ternary");
     assert_eq!(get(t, "n_key_frequencies_median"), "1.5");
@@ -378,6 +419,7 @@ fn summary_groups_by_precision() {
     assert_eq!(get(t, "step_generalised_max"), "1001");
     assert_eq!(get(t, "test_acc_median"), "0.3000");
     assert_eq!(get(t, "clock_share"), "0.0000");
+    assert_eq!(get(t, "not_generalised_share"), "1.0000");
 }
 
 #[test]

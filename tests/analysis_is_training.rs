@@ -1,6 +1,6 @@
 //! The analysed model is the trained model: the analysis, reading a stored cell,
 //! computes the losses training reported, for every architecture, precision and
-//! activation quantizer; and cells stored before format 2 read the same.
+//! activation quantizer and attention rate; and cells stored before format 2 read the same.
 
 use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig, Precision};
@@ -21,6 +21,9 @@ fn cell(arch: Arch, precision: Precision, act_bits: u32) -> CellConfig {
             arch,
             heads: 2,
             mlp_ratio: 2,
+            // Attention mixed with uniform in the act_bits 4 cells, so the analysis
+            // must read the rate from the stored model to match training.
+            attention_rate: if act_bits == 4 { 0.5 } else { 1.0 },
         },
         ..Default::default()
     };

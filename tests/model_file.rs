@@ -2,7 +2,7 @@
 //! buffers, zero biases, zero sizes) and the TransformerLens export.
 
 use bitgrok::config::{Arch, CellConfig, ModelConfig};
-use bitgrok::engine::export::{config, state_dict, state_dict_bytes};
+use bitgrok::engine::export::{config, state_dict, state_dict_bytes, usage};
 use bitgrok::engine::model::init_weights;
 use bitgrok::engine::model_file::{metadata, model_from_tensors, Described, Model};
 use bitgrok::engine::weights::{from_safetensors_bytes, to_safetensors_bytes, ModelWeights};
@@ -17,6 +17,7 @@ fn cfg(arch: Arch) -> CellConfig {
             arch,
             heads: 2,
             mlp_ratio: 4,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -105,6 +106,37 @@ fn metadata_describes_the_file_and_flags_may_not_contradict_it() {
     );
     let err = read(&bytes, &li()).unwrap_err().to_string();
     assert!(err.contains("--arch li2024 contradicts"), "{err}");
+    // The attention rate is part of the description.
+    c.model.attention_rate = 0.25;
+    let bytes = to_safetensors_bytes(&w.to_named(), &metadata(&c, "k")).unwrap();
+    assert_eq!(
+        read(&bytes, &Described::default()).unwrap().attention_rate,
+        0.25
+    );
+    let said = Described {
+        attention_rate: Some(1.0),
+        ..Default::default()
+    };
+    let err = read(&bytes, &said).unwrap_err().to_string();
+    assert!(err.contains("--attention-rate 1.0 contradicts"), "{err}");
+    // A format-2 file written before the setting existed trained at rate 1.
+    let mut old = metadata(&c, "k");
+    old.remove("model.attention_rate");
+    let bytes = to_safetensors_bytes(&w.to_named(), &old).unwrap();
+    assert_eq!(
+        read(&bytes, &Described::default()).unwrap().attention_rate,
+        1.0
+    );
+    // Without metadata the flag says it.
+    let given = Described {
+        attention_rate: Some(0.5),
+        ..li()
+    };
+    let w = init_weights(&cfg(Arch::Li2024));
+    assert_eq!(
+        read(&tl_file(&w, |_| {}), &given).unwrap().attention_rate,
+        0.5
+    );
 }
 
 #[test]
@@ -183,4 +215,18 @@ fn the_export_has_transformer_lens_names_and_shapes() {
         assert!((tl3["attn_scale"].as_f64().unwrap() - scale).abs() < 1e-12);
         assert_eq!(tl3["d_vocab"], 8);
     }
+}
+
+#[test]
+fn the_usage_names_the_attention_rate_hook_only_below_rate_one() {
+    let w = init_weights(&cfg(Arch::Nanda2023));
+    let plain = usage(&Model::plain(w.clone()));
+    assert_eq!(plain["attention_rate"], 1.0);
+    assert!(plain["attention_rate_hook"].is_null());
+    let mixed = usage(&Model {
+        attention_rate: 0.5,
+        ..Model::plain(w)
+    });
+    assert_eq!(mixed["attention_rate"], 0.5);
+    assert!(mixed["attention_rate_hook"]["blocks.0.attn.hook_pattern"].is_string());
 }

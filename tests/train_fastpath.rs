@@ -6,7 +6,7 @@ use bitgrok::engine::data::split;
 use bitgrok::engine::model::{init_weights, run, Batch};
 use bitgrok::engine::quant::quantize;
 use bitgrok::engine::reference::{loss_and_grads, Params64};
-use bitgrok::engine::weights::{Init, ModelWeights};
+use bitgrok::engine::weights::{Init, ModelWeights, W_K, W_Q};
 
 fn tiny(arch: Arch) -> CellConfig {
     CellConfig {
@@ -17,6 +17,7 @@ fn tiny(arch: Arch) -> CellConfig {
             arch,
             heads: 2,
             mlp_ratio: 4,
+            ..Default::default()
         },
         ..Default::default()
     }
@@ -51,18 +52,25 @@ fn max_abs(x: impl Iterator<Item = f64>) -> f64 {
     x.fold(0.0, |a, v| a.max(v.abs()))
 }
 
+/// Attention rates the tests cover: the standard transformer and a mix (at rate 0
+/// W_Q and W_K get no gradient, which the checks below treat as a failure).
+const RATES: [f64; 2] = [1.0, 0.3];
+
 #[test]
 fn fast_path_matches_reference_logits_and_every_gradient() {
     for arch in [Arch::Li2024, Arch::Nanda2023] {
-        for precision in [Precision::Fp32, Precision::Ternary, Precision::Int(4)] {
+        for (precision, rate) in [Precision::Fp32, Precision::Ternary, Precision::Int(4)]
+            .into_iter()
+            .flat_map(|p| RATES.map(|r| (p, r)))
+        {
             let cfg = tiny(arch);
             let w = quantized(&cfg, &weights(&cfg), precision);
             let pairs = split(&cfg).train;
             let batch = Batch::new(arch, cfg.modulus, &pairs);
-            let fast = run(&w, 0, 1e-5, &batch, true, true);
+            let fast = run(&w, 0, 1e-5, rate, &batch, true, true);
             let (loss, logits, grads) =
-                loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, true);
-            let ctx = format!("{arch} {precision}");
+                loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, rate, true);
+            let ctx = format!("{arch} {precision} rate {rate}");
             assert!(
                 (fast.loss - loss).abs() <= 1e-4 * loss.abs(),
                 "{ctx}: loss {} vs {loss}",
@@ -97,11 +105,14 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
 
 #[test]
 fn reference_gradients_match_finite_differences() {
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+        .into_iter()
+        .flat_map(|a| RATES.map(|r| (a, r)))
+    {
         let cfg = tiny(arch);
         let w = Params64::from_weights(&weights(&cfg));
         let pairs: Vec<_> = split(&cfg).train.into_iter().take(12).collect();
-        let (_, _, g) = loss_and_grads(&w, &pairs, 0, 1e-5, true);
+        let (_, _, g) = loss_and_grads(&w, &pairs, 0, 1e-5, rate, true);
         let g = g.unwrap();
         let h = 1e-6;
         for (spec, gv) in g.params() {
@@ -116,12 +127,12 @@ fn reference_gradients_match_finite_differences() {
                         }
                     }
                 }
-                let lp = loss_and_grads(&plus, &pairs, 0, 1e-5, false).0;
-                let lm = loss_and_grads(&minus, &pairs, 0, 1e-5, false).0;
+                let lp = loss_and_grads(&plus, &pairs, 0, 1e-5, rate, false).0;
+                let lm = loss_and_grads(&minus, &pairs, 0, 1e-5, rate, false).0;
                 let fd = (lp - lm) / (2.0 * h);
                 assert!(
                     (fd - gv[idx]).abs() <= 1e-6 + 1e-5 * fd.abs(),
-                    "{arch} d{name}[{idx}]: analytic {} vs finite difference {fd}",
+                    "{arch} rate {rate} d{name}[{idx}]: analytic {} vs finite difference {fd}",
                     gv[idx]
                 );
             }
@@ -132,12 +143,15 @@ fn reference_gradients_match_finite_differences() {
 #[test]
 fn fast_path_gradient_matches_f32_finite_differences() {
     // Directional finite difference on the f32 fast path itself.
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+        .into_iter()
+        .flat_map(|a| RATES.map(|r| (a, r)))
+    {
         let cfg = tiny(arch);
         let w = weights(&cfg);
         let pairs = split(&cfg).train;
         let batch = Batch::new(arch, cfg.modulus, &pairs);
-        let g = run(&w, 0, 1e-5, &batch, true, false).grads.unwrap();
+        let g = run(&w, 0, 1e-5, rate, &batch, true, false).grads.unwrap();
         let gn: f64 = g
             .params()
             .iter()
@@ -152,12 +166,12 @@ fn fast_path_gradient_matches_f32_finite_differences() {
                     *x += sign * eps as f32 * d;
                 }
             }
-            run(&m, 0, 1e-5, &batch, false, false).loss
+            run(&m, 0, 1e-5, rate, &batch, false, false).loss
         };
         let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
         assert!(
             (fd - gn).abs() <= 2e-2 * gn,
-            "{arch}: directional derivative {fd} vs |g|² {gn}"
+            "{arch} rate {rate}: directional derivative {fd} vs |g|² {gn}"
         );
     }
 }
@@ -182,7 +196,7 @@ fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let r = pool.install(|| run(&w, act_bits, 1e-5, &batch, true, true));
+                let r = pool.install(|| run(&w, act_bits, 1e-5, 1.0, &batch, true, true));
                 (r.loss, r.logits.unwrap(), r.grads.unwrap())
             };
             let (l1, z1, g1) = go(1);
@@ -196,14 +210,18 @@ fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
 
 #[test]
 fn fast_path_matches_reference_with_quantized_activations() {
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+        .into_iter()
+        .flat_map(|a| RATES.map(|r| (a, r)))
+    {
         let cfg = tiny(arch);
         let w = quantized(&cfg, &weights(&cfg), Precision::Ternary);
         let pairs = split(&cfg).train;
         let batch = Batch::new(arch, cfg.modulus, &pairs);
-        let fast = run(&w, 8, 1e-5, &batch, true, true);
-        let (loss, _, grads) = loss_and_grads(&Params64::from_weights(&w), &pairs, 8, 1e-5, true);
-        let plain = run(&w, 0, 1e-5, &batch, false, false).loss;
+        let fast = run(&w, 8, 1e-5, rate, &batch, true, true);
+        let (loss, _, grads) =
+            loss_and_grads(&Params64::from_weights(&w), &pairs, 8, 1e-5, rate, true);
+        let plain = run(&w, 0, 1e-5, rate, &batch, false, false).loss;
         assert!(
             (fast.loss - loss).abs() <= 1e-4 * loss,
             "{arch}: loss {} vs {loss}",
@@ -224,5 +242,28 @@ fn fast_path_matches_reference_with_quantized_activations() {
                 "{arch}: d{n1} differs by {err} (scale {scale})"
             );
         }
+    }
+}
+
+#[test]
+fn attention_rate_zero_ignores_the_scores() {
+    // Rate 0 is constant attention: W_Q and W_K get no gradient and do not change the
+    // loss, which they do at rate 1.
+    for arch in [Arch::Li2024, Arch::Nanda2023] {
+        let cfg = tiny(arch);
+        let w = weights(&cfg);
+        let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
+        let at = |w: &ModelWeights, rate: f64| run(w, 0, 1e-5, rate, &batch, true, false);
+        let zero = at(&w, 0.0);
+        for (spec, g) in zero.grads.as_ref().unwrap().params() {
+            let name = spec.name;
+            if name == W_Q || name == W_K {
+                assert!(g.iter().all(|&x| x == 0.0), "{arch}: d{name} is not zero");
+            }
+        }
+        let mut scaled = w.clone();
+        scaled.w_q.data.iter_mut().for_each(|x| *x *= 3.0);
+        assert_eq!(at(&scaled, 0.0).loss, zero.loss, "{arch}");
+        assert_ne!(at(&scaled, 1.0).loss, at(&w, 1.0).loss, "{arch}");
     }
 }

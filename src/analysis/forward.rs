@@ -7,7 +7,8 @@
 //!   textbook way and is tested against training's pass.
 //!
 //! Both honour everything that changes the function: the architecture (attention
-//! scale and mask), `act_bits` and the quantizer's eps ([`Model`]).
+//! scale and mask), `act_bits`, the quantizer's eps and `model.attention_rate`
+//! (attention is `rate·softmax + (1 − rate)·uniform`) ([`Model`]).
 
 use crate::engine::model::{run, Batch};
 use crate::engine::model_file::Model;
@@ -24,9 +25,28 @@ pub struct ForwardPass {
     pub neurons: Vec<f64>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,
-    /// Attention of position 2 over positions 0, 1, 2, `heads × p² × 3`
-    /// (see [`attention_pattern`]).
-    pub attention: Vec<f64>,
+    /// Attention of position 2 over positions 0, 1, 2 (see [`attention_pattern`]).
+    pub attention: AttentionPattern,
+    /// With a final RMSNorm: the correct class's logit with the norm's division by
+    /// ‖x2‖ left out, `(x2 ⊙ g)·W_U[:, (a+b) mod p]`, per input (science.md §6).
+    pub pre_norm_correct_logit: Option<Vec<f64>>,
+}
+
+/// Position-2 attention of every input `[a, b, =]`: `weights[(h·p² + a·p + b)·3 + j]`
+/// is head `h`'s weight on position `j`; each triple sums to 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionPattern {
+    pub p: usize,
+    pub heads: usize,
+    pub weights: Vec<f64>,
+}
+
+impl AttentionPattern {
+    /// The three weights of head `h` for input `i = a·p + b`.
+    pub fn get(&self, i: usize, h: usize) -> &[f64] {
+        let n = self.p * self.p;
+        &self.weights[(h * n + i) * 3..(h * n + i + 1) * 3]
+    }
 }
 
 /// Every pair `(a, b)`, in row order `a·p + b`.
@@ -40,38 +60,67 @@ pub fn all_pairs(p: usize) -> Vec<(u32, u32)> {
 pub fn logits(m: &Model) -> Vec<f32> {
     let p = m.weights.modulus();
     let batch = Batch::new(m.weights.arch, p, &all_pairs(p));
-    run(&m.weights, m.act_bits, m.act_eps, &batch, false, true)
-        .logits
-        .expect("logits were asked for")
+    run(
+        &m.weights,
+        m.act_bits,
+        m.act_eps,
+        m.attention_rate,
+        &batch,
+        false,
+        true,
+    )
+    .logits
+    .expect("logits were asked for")
 }
 
-/// Per input, in row order: the reference's neuron activations (after ReLU) and
-/// attention weights of position 2 per head. Parallel over inputs, each computed
-/// alone, so the result does not depend on threads; only these parts of each trace
-/// are kept.
-fn position_two(m: &Model, w: &Params64) -> Vec<(Vec<f64>, Vec<[f64; 3]>)> {
+/// What the reference computes at position 2 for one input.
+struct PositionTwo {
+    neurons: Vec<f64>,
+    pattern: Vec<[f64; 3]>,
+    pre_norm_correct_logit: Option<f64>,
+}
+
+/// Per input, in row order: the reference's neuron activations (after ReLU),
+/// attention weights of position 2 per head and pre-norm correct logit. Parallel
+/// over inputs, each computed alone, so the result does not depend on threads; only
+/// these parts of each trace are kept.
+fn position_two(m: &Model, w: &Params64) -> Vec<PositionTwo> {
     let p = m.weights.modulus();
     (0..p * p)
         .into_par_iter()
         .map(|i| {
-            let t = reference::forward(w, i / p, i % p, m.act_bits, m.act_eps);
-            let neurons = t.hidden[2].iter().map(|x| x.max(0.0)).collect();
-            (neurons, t.pattern.iter().map(|pat| pat[2]).collect())
+            let (a, b) = (i / p, i % p);
+            let t = reference::forward(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
+            let c = (a + b) % p;
+            PositionTwo {
+                neurons: t.hidden[2].iter().map(|x| x.max(0.0)).collect(),
+                pattern: t.pattern.iter().map(|pat| pat[2]).collect(),
+                pre_norm_correct_logit: w.ln_final_w.as_ref().map(|g| {
+                    (0..g.len())
+                        .map(|j| t.x2[2][j] * g[j] * w.w_u.get(j, c))
+                        .sum()
+                }),
+            }
         })
         .collect()
 }
 
-/// Logits, neuron activations and attention patterns over all p² inputs.
+/// Logits, neuron activations, attention patterns and pre-norm correct logits over
+/// all p² inputs.
 pub fn forward_all(m: &Model) -> ForwardPass {
     let w = Params64::from_weights(&m.weights);
     let (p, h, d_mlp) = (m.weights.modulus(), m.weights.heads, m.weights.d_mlp());
     let n = p * p;
     let mut neurons = Vec::with_capacity(n * d_mlp);
     let mut attention = vec![0.0; h * n * 3];
-    for (i, (acts, pattern)) in position_two(m, &w).into_iter().enumerate() {
-        neurons.extend(acts);
-        for (head, pat) in pattern.iter().enumerate() {
+    let mut pre_norm = w.ln_final_w.as_ref().map(|_| Vec::with_capacity(n));
+    for (i, t) in position_two(m, &w).into_iter().enumerate() {
+        neurons.extend(t.neurons);
+        for (head, pat) in t.pattern.iter().enumerate() {
             attention[(head * n + i) * 3..(head * n + i + 1) * 3].copy_from_slice(pat);
+        }
+        if let (Some(all), Some(x)) = (pre_norm.as_mut(), t.pre_norm_correct_logit) {
+            all.push(x);
         }
     }
     ForwardPass {
@@ -80,16 +129,19 @@ pub fn forward_all(m: &Model) -> ForwardPass {
         heads: h,
         neurons,
         logits: logits(m),
-        attention,
+        attention: AttentionPattern {
+            p,
+            heads: h,
+            weights: attention,
+        },
+        pre_norm_correct_logit: pre_norm,
     }
 }
 
 /// The attention pattern of position 2 (the `=` token, the read-out position) over
-/// the key positions 0, 1, 2, for every head and every input: entry
-/// `(head·p² + a·p + b)·3 + j` is the weight head `head` puts on position `j` for
-/// input `[a, b, =]`. Each triple sums to 1. For reports and attention statistics
-/// (e.g. non-uniformity, science.md §6).
-pub fn attention_pattern(m: &Model) -> Vec<f64> {
+/// the key positions 0, 1, 2, for every head and every input, at the model's
+/// attention rate. For reports and attention statistics (science.md §6).
+pub fn attention_pattern(m: &Model) -> AttentionPattern {
     forward_all(m).attention
 }
 
@@ -104,7 +156,7 @@ pub fn logit_input_gradients(
     c: usize,
 ) -> (Vec<f64>, Vec<f64>) {
     let p = w.modulus();
-    let t = reference::forward(w, a, b, m.act_bits, m.act_eps);
+    let t = reference::forward(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
     let mut dlogit = vec![0.0; p];
     dlogit[c] = 1.0;
     let mut scratch = w.zeros_like();
@@ -183,40 +235,70 @@ pub(crate) mod tests {
         Model::plain(w)
     }
 
+    /// Every architecture at attention rates 1 and 0.3.
+    fn arch_rates() -> impl Iterator<Item = (Arch, f64)> {
+        [Arch::Li2024, Arch::Nanda2023]
+            .into_iter()
+            .flat_map(|a| [(a, 1.0), (a, 0.3)])
+    }
+
     #[test]
     fn training_logits_match_the_position_by_position_reference() {
-        for arch in [Arch::Li2024, Arch::Nanda2023] {
-            let m = plain(random_model(arch, 7, 8, 2, 32, 1));
+        for (arch, rate) in arch_rates() {
+            let m = Model {
+                attention_rate: rate,
+                ..plain(random_model(arch, 7, 8, 2, 32, 1))
+            };
             let w = Params64::from_weights(&m.weights);
             let f = forward_all(&m);
             let p = 7;
             for a in 0..p {
                 for b in 0..p {
-                    let want = &reference::forward(&w, a, b, 0, 1e-5).logits[2];
-                    for (c, want) in want.iter().enumerate() {
+                    let t = reference::forward(&w, a, b, 0, 1e-5, rate);
+                    for (c, want) in t.logits[2].iter().enumerate() {
                         let got = f.logits[(a * p + b) * p + c] as f64;
                         assert!(
                             (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{arch:?} a={a} b={b} c={c}: {got} vs {want}"
+                            "{arch:?} rate {rate} a={a} b={b} c={c}: {got} vs {want}"
                         );
+                    }
+                    for h in 0..2 {
+                        // Mixing with uniform keeps every weight at least (1 − rate)/3.
+                        let wts = f.attention.get(a * p + b, h);
+                        assert!(wts.iter().all(|&x| x >= (1.0 - rate) / 3.0 - 1e-12));
+                    }
+                    // The final norm only rescales the correct logit by sqrt(d)/‖x2‖.
+                    if let Some(pre) = &f.pre_norm_correct_logit {
+                        let norm = t.x2[2].iter().map(|x| x * x).sum::<f64>().sqrt();
+                        let got = pre[a * p + b] * 8f64.sqrt() / norm;
+                        let want = t.logits[2][(a + b) % p];
+                        assert!((got - want).abs() < 1e-9 * (1.0 + want.abs()));
                     }
                 }
             }
+            // Only li2024 has a final norm to measure before.
+            assert_eq!(f.pre_norm_correct_logit.is_some(), arch == Arch::Li2024);
         }
     }
 
     #[test]
     fn attention_patterns_are_distributions_and_uniform_without_queries() {
         let mut w = random_model(Arch::Li2024, 5, 8, 2, 16, 4);
-        let pat = attention_pattern(&plain(w.clone()));
+        let pat = attention_pattern(&plain(w.clone())).weights;
         assert_eq!(pat.len(), 2 * 25 * 3);
         for t in pat.chunks(3) {
             assert!((t.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         }
         assert!(pat.iter().any(|x| (x - 1.0 / 3.0).abs() > 1e-3));
+        // Attention rate 0 is uniform attention whatever the queries.
+        let rate0 = Model {
+            attention_rate: 0.0,
+            ..plain(w.clone())
+        };
+        let uniform = |pat: &[f64]| pat.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-12);
+        assert!(uniform(&attention_pattern(&rate0).weights));
         w.w_q.data.iter_mut().for_each(|v| *v = 0.0);
-        let pat = attention_pattern(&plain(w));
-        assert!(pat.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-12));
+        assert!(uniform(&attention_pattern(&plain(w)).weights));
     }
 
     #[test]
@@ -239,12 +321,13 @@ pub(crate) mod tests {
         // absorbs the scale ratio sqrt(d / d_head) = 2 (d = 8, 4 heads).
         let mut w = random_model(Arch::Nanda2023, 5, 8, 4, 16, 2);
         let x = reference::input_vectors(&Params64::from_weights(&w), 1, 3);
-        let nanda = reference::forward_from_inputs(&Params64::from_weights(&w), x.clone(), 0, 0.0);
+        let nanda =
+            reference::forward_from_inputs(&Params64::from_weights(&w), x.clone(), 0, 0.0, 1.0);
         w.arch = Arch::Li2024;
         for v in w.w_q.data.iter_mut() {
             *v *= 2.0;
         }
-        let li = reference::forward_from_inputs(&Params64::from_weights(&w), x, 0, 0.0);
+        let li = reference::forward_from_inputs(&Params64::from_weights(&w), x, 0, 0.0, 1.0);
         for (a, b) in nanda.logits[2].iter().zip(&li.logits[2]) {
             assert!((a - b).abs() < 1e-9);
         }
@@ -252,14 +335,18 @@ pub(crate) mod tests {
 
     #[test]
     fn input_gradient_matches_finite_differences() {
-        for arch in [Arch::Li2024, Arch::Nanda2023] {
-            let m = plain(random_model(arch, 7, 8, 2, 32, 3));
+        for (arch, rate) in arch_rates() {
+            let m = Model {
+                attention_rate: rate,
+                ..plain(random_model(arch, 7, 8, 2, 32, 3))
+            };
             let w = Params64::from_weights(&m.weights);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                 let x = reference::input_vectors(&w, a, b);
                 let (g0, g1) = logit_input_gradients(&m, &w, a, b, c);
-                let logit =
-                    |x: [Vec<f64>; 3]| reference::forward_from_inputs(&w, x, 0, 0.0).logits[2][c];
+                let logit = |x: [Vec<f64>; 3]| {
+                    reference::forward_from_inputs(&w, x, 0, 0.0, rate).logits[2][c]
+                };
                 for (pos, g) in [(0, &g0), (1, &g1)] {
                     for i in 0..8 {
                         let eps = 1e-6;
@@ -270,7 +357,7 @@ pub(crate) mod tests {
                         let fd = (logit(plus) - logit(minus)) / (2.0 * eps);
                         assert!(
                             (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
-                            "{arch:?} pos {pos} i {i}: fd {fd} vs analytic {}",
+                            "{arch:?} rate {rate} pos {pos} i {i}: fd {fd} vs analytic {}",
                             g[i]
                         );
                     }

@@ -8,13 +8,15 @@
 //!   As in Nanda's code, restricted loss is measured on the test pairs and excluded
 //!   loss on the training pairs when a split is given; both use all p² pairs
 //!   otherwise. Each ratio divides by the full loss on the same pairs;
-//! - the label is `none` unless the model generalised (final test accuracy, or
-//!   all-pairs accuracy without a split or curves, ≥ `accuracy_threshold`), then
-//!   `pizza` when gradient symmetricity ≥ `pizza_min_symmetricity` and distance
-//!   irrelevance < `clock_min_distance_irrelevance`, `clock` when symmetricity ≤
-//!   `clock_max_symmetricity` and distance irrelevance ≥
-//!   `clock_min_distance_irrelevance`, `mixed` otherwise.
+//! - generalised means final test accuracy (all-pairs accuracy without a split or
+//!   curves) ≥ `accuracy_threshold`; the memorised (generalised) step is the first
+//!   evaluated step with train (test) accuracy at or above it, whether or not it
+//!   stays there; grokked means the generalised step exists and is later than the
+//!   memorised one (so a model can have grokked and then fallen back: grokked, not
+//!   generalised);
+//! - the label rule is [`clock_pizza::algorithm_label`].
 
+pub mod clock_pizza;
 pub mod forward;
 pub mod fourier;
 pub mod measures;
@@ -23,10 +25,7 @@ pub mod progress;
 use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
 use crate::engine::model_file::{read_cell_model, read_model_file, Described, Model};
-use crate::engine::reference::Params64;
 use anyhow::{bail, Context, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -67,8 +66,9 @@ pub struct Outcome {
     pub all_pairs_acc: f64,
     /// Final test accuracy (all-pairs accuracy when there is no test set) ≥ threshold.
     pub generalised: bool,
-    /// Generalised, after first memorising (curves only: step_generalised exists
-    /// and is later than step_memorised); without curves equal to `generalised`.
+    /// Test accuracy reached the threshold at an evaluated step later than train
+    /// accuracy did (curves only: step_generalised > step_memorised), whether or not
+    /// it stayed there; without curves equal to `generalised`.
     pub grokked: bool,
     /// First evaluated step with train accuracy ≥ threshold (curves only).
     pub step_memorised: Option<u64>,
@@ -134,11 +134,21 @@ pub struct LogitSummary {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlgorithmSummary {
-    /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed random triples.
+    /// The attention rate the model was trained and analysed with.
+    pub attention_rate: f64,
+    /// Position-2 attention statistics.
+    pub attention: clock_pizza::AttentionSummary,
+    /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
+    /// How many (a, b, c) triples that mean is over.
+    pub symmetricity_triples: usize,
     /// None when the correct logit is constant over all pairs.
     pub distance_irrelevance: Option<f64>,
-    /// "clock", "pizza", "mixed" or "none" (did not generalise).
+    /// The correct logit's dependence on a − b, from the logits.
+    pub difference: clock_pizza::DifferenceProfile,
+    /// The same before the final RMSNorm (li2024 only).
+    pub difference_pre_norm: Option<clock_pizza::DifferenceProfile>,
+    /// See [`clock_pizza::algorithm_label`].
     pub label: String,
 }
 
@@ -230,60 +240,16 @@ pub fn matrix_stats(name: &str, data: &[f32]) -> MatrixStats {
     }
 }
 
-/// Gradient symmetricity over `cfg.symmetricity_triples` random triples drawn from
-/// a ChaCha8 stream seeded by `cfg.symmetricity_seed`.
-pub fn gradient_symmetricity(m: &Model, cfg: &AnalysisConfig) -> f64 {
-    let w = Params64::from_weights(&m.weights);
-    let p = w.modulus();
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.symmetricity_seed);
-    let pairs: Vec<(Vec<f64>, Vec<f64>)> = (0..cfg.symmetricity_triples)
-        .map(|_| {
-            let (a, b, c) = (
-                rng.gen_range(0..p),
-                rng.gen_range(0..p),
-                rng.gen_range(0..p),
-            );
-            forward::logit_input_gradients(m, &w, a, b, c)
-        })
-        .collect();
-    measures::mean_cosine(&pairs)
-}
-
-/// The clock/pizza label from the thresholds in `cfg` (see the module doc).
-pub fn algorithm_label(
-    generalised: bool,
-    symmetricity: f64,
-    distance_irrelevance: Option<f64>,
-    cfg: &AnalysisConfig,
-) -> &'static str {
-    if !generalised {
-        return "none";
-    }
-    let di = distance_irrelevance.unwrap_or(0.0);
-    if symmetricity >= cfg.pizza_min_symmetricity && di < cfg.clock_min_distance_irrelevance {
-        "pizza"
-    } else if symmetricity <= cfg.clock_max_symmetricity && di >= cfg.clock_min_distance_irrelevance
-    {
-        "clock"
-    } else {
-        "mixed"
-    }
-}
-
 fn outcome_from_curves(
     curves: &[CurvePoint],
     all_pairs: (f64, f64),
     threshold: f64,
 ) -> Result<Outcome> {
     let last = curves.last().context("training curves are empty")?;
-    let step_memorised = curves
-        .iter()
-        .find(|c| c.train_acc >= threshold)
-        .map(|c| c.step);
-    let step_generalised = curves
-        .iter()
-        .find(|c| c.test_acc >= threshold)
-        .map(|c| c.step);
+    let first =
+        |acc: fn(&CurvePoint) -> f64| curves.iter().find(|c| acc(c) >= threshold).map(|c| c.step);
+    let step_memorised = first(|c| c.train_acc);
+    let step_generalised = first(|c| c.test_acc);
     let generalised = last.test_acc >= threshold;
     let grokking_gap = match (step_memorised, step_generalised) {
         (Some(m), Some(g)) => Some(g as i64 - m as i64),
@@ -298,7 +264,7 @@ fn outcome_from_curves(
         all_pairs_loss: all_pairs.0,
         all_pairs_acc: all_pairs.1,
         generalised,
-        grokked: generalised && grokking_gap.is_some_and(|g| g > 0),
+        grokked: grokking_gap.is_some_and(|g| g > 0),
         step_memorised,
         step_generalised,
         grokking_gap,
@@ -335,6 +301,10 @@ pub fn analyze(
 ) -> Result<Signature> {
     let w = &m.weights;
     let p = w.modulus();
+    let attention_rate = m.attention_rate;
+    if !(0.0..=1.0).contains(&attention_rate) {
+        bail!("attention rate {attention_rate} is out of range (allowed: 0 to 1)");
+    }
     if p < 3 {
         bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
     }
@@ -488,12 +458,36 @@ pub fn analyze(
     };
 
     // Clock or pizza.
-    let symmetricity = gradient_symmetricity(m, cfg);
+    let attention = clock_pizza::attention_summary(&fwd.attention, &clock_pizza::qk_norms(w), cfg);
+    let (symmetricity, triples) = clock_pizza::gradient_symmetricity(m, cfg);
     let di = measures::distance_irrelevance(&fwd.logits, p);
+    let correct = clock_pizza::correct_logits(&fwd.logits, p);
+    let difference = clock_pizza::difference_profile(&correct, p, &key_frequencies);
+    let difference_pre_norm = fwd
+        .pre_norm_correct_logit
+        .as_ref()
+        .map(|c| clock_pizza::difference_profile(c, p, &key_frequencies));
+    let label = clock_pizza::algorithm_label(
+        &clock_pizza::LabelInputs {
+            generalised: outcome.generalised,
+            n_key_frequencies: key_frequencies.len(),
+            logits_explained: explained,
+            uniform_attention: attention.uniform,
+            symmetricity,
+            distance_irrelevance: di,
+            difference_share: difference.difference_share,
+        },
+        cfg,
+    );
     let algorithm = AlgorithmSummary {
+        attention_rate,
+        attention,
         gradient_symmetricity: symmetricity,
+        symmetricity_triples: triples,
         distance_irrelevance: di,
-        label: algorithm_label(outcome.generalised, symmetricity, di, cfg).to_string(),
+        difference,
+        difference_pre_norm,
+        label: label.to_string(),
     };
 
     let quantization = w

@@ -1,6 +1,15 @@
+use super::clock_pizza::gradient_symmetricity;
 use super::forward::tests::random_model;
 use super::*;
 use crate::engine::weights::Mat;
+
+/// `w` run without activation quantization at attention rate `rate`.
+fn at_rate(w: &crate::engine::weights::ModelWeights, rate: f64) -> Model {
+    Model {
+        attention_rate: rate,
+        ..Model::plain(w.clone())
+    }
+}
 
 fn small_cfg() -> AnalysisConfig {
     AnalysisConfig {
@@ -15,23 +24,60 @@ fn uniform_attention_is_pizza_like_and_content_attention_is_not() {
     // x₀ + x₁ only (the "pizza" condition): both gradients are equal.
     let mut pizza = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     pizza.w_q.data.iter_mut().for_each(|v| *v = 0.0);
-    let s_pizza = gradient_symmetricity(&Model::plain(pizza), &small_cfg());
+    let (s_pizza, n) = gradient_symmetricity(&at_rate(&pizza, 1.0), &small_cfg());
     assert!((s_pizza - 1.0).abs() < 1e-9, "pizza symmetricity {s_pizza}");
-    // Strong content-dependent attention multiplies a-terms and b-terms.
+    assert_eq!(n, 20);
+    // Strong content-dependent attention multiplies a-terms and b-terms...
     let mut clock = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
     clock.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
-    let s_clock = gradient_symmetricity(&Model::plain(clock), &small_cfg());
+    let (s_clock, _) = gradient_symmetricity(&at_rate(&clock, 1.0), &small_cfg());
     assert!(s_clock < 0.9, "content attention symmetricity {s_clock}");
+    // ... unless attention rate 0 makes it uniform.
+    let (s_rate0, _) = gradient_symmetricity(&at_rate(&clock, 0.0), &small_cfg());
+    assert!(
+        (s_rate0 - 1.0).abs() < 1e-9,
+        "rate 0 symmetricity {s_rate0}"
+    );
+    // All p³ triples when there are few enough.
+    let all = AnalysisConfig {
+        symmetricity_triples: 11 * 11 * 11,
+        ..small_cfg()
+    };
+    assert_eq!(gradient_symmetricity(&at_rate(&clock, 1.0), &all).1, 1331);
+}
+
+#[test]
+fn attention_statistics_see_uniform_and_content_attention() {
+    let mut w = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    w.w_q.data.iter_mut().for_each(|v| *v *= 4.0);
+    let content = analyze(&at_rate(&w, 1.0), None, None, &small_cfg()).unwrap();
+    let att = &content.algorithm.attention;
+    assert!(!att.uniform && att.tv_from_uniform > 0.05, "{att:?}");
+    assert_eq!(att.heads.len(), 4);
+    let rate0 = analyze(&at_rate(&w, 0.0), None, None, &small_cfg()).unwrap();
+    let att0 = &rate0.algorithm.attention;
+    assert!(att0.uniform && att0.constant && att0.tv_from_uniform < 1e-12);
+    // W_Q·W_Kᵀ does not depend on the rate; it scales with W_Q.
+    assert_eq!(att0.qk_norm, att.qk_norm);
+    w.w_q.data.iter_mut().for_each(|v| *v *= 0.5);
+    let half = analyze(&at_rate(&w, 1.0), None, None, &small_cfg()).unwrap();
+    let ratio = half.algorithm.attention.qk_norm / att.qk_norm;
+    assert!((ratio - 0.5).abs() < 1e-5, "{ratio}");
+    // li2024 has a final norm: a pre-norm profile exists; nanda2023 has none.
+    assert!(content.algorithm.difference_pre_norm.is_some());
+    let nanda = random_model(Arch::Nanda2023, 11, 16, 4, 32, 5);
+    let sig = analyze(&at_rate(&nanda, 1.0), None, None, &small_cfg()).unwrap();
+    assert!(sig.algorithm.difference_pre_norm.is_none());
 }
 
 #[test]
 fn random_weights_have_no_clusters_and_a_flat_spectrum() {
     let w = random_model(Arch::Nanda2023, 31, 32, 4, 64, 7);
-    let sig = analyze(&Model::plain(w.clone()), None, None, &small_cfg()).unwrap();
+    let sig = analyze(&at_rate(&w, 1.0), None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.clustered, 0, "{:?}", sig.neurons);
     assert!(sig.neurons.key_frequencies.is_empty());
     assert!(sig.embedding.gini < 0.35, "gini {}", sig.embedding.gini);
-    assert_eq!(sig.algorithm.label, "none");
+    assert_eq!(sig.algorithm.label, "not-generalised");
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsAllPairs);
     assert_eq!(sig.quantization.len(), 6);
     assert!(sig.quantization.iter().all(|q| q.distinct_values_over_cap));
@@ -43,14 +89,10 @@ fn analysing_twice_gives_identical_json() {
     let split = TrainSplit {
         train: (0..13 * 13).step_by(3).map(|i| (i / 13, i % 13)).collect(),
     };
-    let a = signature_json(
-        &analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap(),
-    )
-    .unwrap();
-    let b = signature_json(
-        &analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap(),
-    )
-    .unwrap();
+    let a = signature_json(&analyze(&at_rate(&w, 1.0), None, Some(&split), &small_cfg()).unwrap())
+        .unwrap();
+    let b = signature_json(&analyze(&at_rate(&w, 1.0), None, Some(&split), &small_cfg()).unwrap())
+        .unwrap();
     assert_eq!(a, b);
     let sig: Signature = serde_json::from_str(&a).unwrap();
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsSplit);
@@ -75,24 +117,37 @@ fn outcome_timings_come_from_the_curves() {
         point(300, 1.0, 0.999),
         point(400, 1.0, 1.0),
     ];
-    let sig = analyze(&Model::plain(w.clone()), Some(&curves), None, &small_cfg()).unwrap();
+    let sig = analyze(&at_rate(&w, 1.0), Some(&curves), None, &small_cfg()).unwrap();
     let o = &sig.outcome;
     assert_eq!(o.step_memorised, Some(100));
     assert_eq!(o.step_generalised, Some(300));
     assert_eq!(o.grokking_gap, Some(200));
     assert!(o.generalised && o.grokked);
     assert_eq!(o.final_test_acc, Some(1.0));
-    assert!(analyze(&Model::plain(w.clone()), Some(&[]), None, &small_cfg()).is_err());
-}
-
-#[test]
-fn label_thresholds() {
-    let cfg = AnalysisConfig::default();
-    assert_eq!(algorithm_label(false, 0.99, Some(0.1), &cfg), "none");
-    assert_eq!(algorithm_label(true, 0.99, Some(0.3), &cfg), "pizza");
-    assert_eq!(algorithm_label(true, 0.4, Some(0.85), &cfg), "clock");
-    assert_eq!(algorithm_label(true, 0.95, Some(0.85), &cfg), "mixed");
-    assert_eq!(algorithm_label(true, 0.4, Some(0.3), &cfg), "mixed");
+    assert!(analyze(&at_rate(&w, 1.0), Some(&[]), None, &small_cfg()).is_err());
+    // Test accuracy that reaches the threshold after memorisation and falls back:
+    // grokked, not generalised.
+    let fell = [
+        point(0, 0.1, 0.0),
+        point(100, 1.0, 0.5),
+        point(200, 1.0, 0.995),
+        point(300, 1.0, 0.97),
+    ];
+    let o = analyze(&at_rate(&w, 1.0), Some(&fell), None, &small_cfg())
+        .unwrap()
+        .outcome;
+    assert_eq!(
+        (o.step_memorised, o.step_generalised),
+        (Some(100), Some(200))
+    );
+    assert!(o.grokked && !o.generalised);
+    // Both at the same evaluation: generalised, not grokked.
+    let together = [point(0, 0.1, 0.0), point(100, 1.0, 1.0)];
+    let o = analyze(&at_rate(&w, 1.0), Some(&together), None, &small_cfg())
+        .unwrap()
+        .outcome;
+    assert_eq!(o.grokking_gap, Some(0));
+    assert!(o.generalised && !o.grokked);
 }
 
 #[test]
@@ -112,11 +167,11 @@ fn bad_split_and_non_finite_weights_are_reported() {
     let split = TrainSplit {
         train: vec![(0, 9)],
     };
-    let err = analyze(&Model::plain(w.clone()), None, Some(&split), &small_cfg()).unwrap_err();
+    let err = analyze(&at_rate(&w, 1.0), None, Some(&split), &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("(0, 9)"), "{err}");
     let mut diverged = w.clone();
     diverged.w_in.data[5] = f32::NAN;
-    let err = analyze(&Model::plain(diverged.clone()), None, None, &small_cfg()).unwrap_err();
+    let err = analyze(&at_rate(&diverged, 1.0), None, None, &small_cfg()).unwrap_err();
     assert!(err.to_string().contains("blocks.0.mlp.W_in"), "{err}");
 }
 
@@ -193,7 +248,7 @@ fn planted_model_neurons_and_embedding_are_recovered_through_the_forward_pass() 
     b_in[d_mlp - 1] = -10.0;
     w.b_in = Some(b_in);
 
-    let sig = analyze(&Model::plain(w.clone()), None, None, &small_cfg()).unwrap();
+    let sig = analyze(&at_rate(&w, 1.0), None, None, &small_cfg()).unwrap();
     assert_eq!(sig.neurons.key_frequencies, keys.to_vec());
     assert_eq!(sig.neurons.dead, 1);
     assert_eq!(sig.neurons.clustered, d_mlp - 1);

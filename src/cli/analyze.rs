@@ -25,6 +25,10 @@ pub struct AnalyzeArgs {
     /// Activation-quantizer bits of a file without bitgrok metadata [default: 0, off].
     #[arg(long, value_name = "BITS")]
     pub act_bits: Option<u32>,
+    /// The `model.attention_rate` of a file without bitgrok metadata [default: 1]
+    /// (a cell's comes from its model file or cell.toml).
+    #[arg(long, value_name = "R")]
+    pub attention_rate: Option<f64>,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -51,6 +55,7 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
             arch: args.arch,
             act_bits: args.act_bits,
             act_eps: None,
+            attention_rate: args.attention_rate,
         };
         let model = crate::engine::model_file::read_model_file(target, &given)?.model;
         let sig = crate::analysis::analyze(&model, None, None, &cfg)?;

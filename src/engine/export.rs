@@ -110,7 +110,8 @@ pub fn config(m: &Model, major: u32) -> Value {
 }
 
 /// What a user needs besides the config: the input format and, for cells trained
-/// with quantized activations, where TransformerLens must quantize to match.
+/// with quantized activations or an attention rate below 1, the hooks TransformerLens
+/// needs to match.
 pub fn usage(m: &Model) -> Value {
     let p = m.weights.modulus();
     json!({
@@ -120,6 +121,14 @@ pub fn usage(m: &Model) -> Value {
         "label": format!("(a + b) mod {p}"),
         "act_bits": m.act_bits,
         "act_eps": m.act_eps,
+        "attention_rate": m.attention_rate,
+        "attention_rate_hook": if m.attention_rate < 1.0 {
+            json!({
+                "blocks.0.attn.hook_pattern": "pattern -> rate * pattern + (1 - rate) * uniform over the positions each query may attend to (all 3 when bidirectional; positions <= the query's when causal)",
+            })
+        } else {
+            json!(null)
+        },
         "block_norms_to_replace_by_identity_in_3x": if m.weights.arch == Arch::Li2024 {
             json!(["blocks.0.ln1", "blocks.0.ln2"])
         } else {

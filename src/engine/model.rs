@@ -174,12 +174,14 @@ fn leaf(dev: &Cpu, data: &[f32], rows: usize, cols: usize) -> Leaf {
 
 /// One forward pass (and, when `want_grads`, the backward pass) of the model with
 /// weights `w` on `batch`. `act_bits > 0` quantizes the inputs of the six projections
-/// per token (straight-through). Matrix products use the threads of the current rayon
+/// per token (straight-through); `attention_rate` mixes the attention with uniform
+/// attention (`model.attention_rate`). Matrix products use the threads of the current rayon
 /// pool; the result does not depend on their number.
 pub fn run(
     w: &ModelWeights,
     act_bits: u32,
     eps: f64,
+    attention_rate: f64,
     batch: &Batch,
     want_grads: bool,
     want_logits: bool,
@@ -267,10 +269,11 @@ pub fn run(
             b_out.map(|b| b.leaky_trace()),
             batch.rows.clone(),
             h,
+            attention_rate as f32,
         )
     } else {
         // Quantized activations: the inputs of W_O and W_in must be materialised.
-        let z = ops::attend(scores, v, batch.rows.clone(), h); // [n, d]
+        let z = ops::attend(scores, v, batch.rows.clone(), h, attention_rate as f32); // [n, d]
         let zq = ops::quantize_activations(z, act_bits, eps);
         let attn_out: T2 = zq.matmul(w_o.leaky_trace());
         let x1: T2 = attn_out + broadcast_row(x0_query, n, d);

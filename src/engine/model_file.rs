@@ -35,6 +35,8 @@ pub struct Model {
     pub act_bits: u32,
     /// Floor of the activation quantizer's scale (`quant.eps`).
     pub act_eps: f64,
+    /// `model.attention_rate`: attention is `rate·softmax + (1 − rate)·uniform`.
+    pub attention_rate: f64,
 }
 
 impl Model {
@@ -44,6 +46,7 @@ impl Model {
             weights,
             act_bits: 0,
             act_eps: QuantConfig::default().eps,
+            attention_rate: 1.0,
         }
     }
     /// The effective weights of a cell, run as the cell was trained.
@@ -52,6 +55,7 @@ impl Model {
             weights,
             act_bits: cfg.quant.act_bits,
             act_eps: cfg.quant.eps,
+            attention_rate: cfg.model.attention_rate,
         }
     }
 }
@@ -88,6 +92,10 @@ pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
         ("quant.ternary_center", q.ternary_center.to_string()),
         ("quant.eps", format!("{:?}", q.eps)),
         ("quant.act_bits", q.act_bits.to_string()),
+        (
+            "model.attention_rate",
+            format!("{:?}", cfg.model.attention_rate),
+        ),
         ("modulus", p.to_string()),
         ("d_vocab", (p + 1).to_string()),
         ("d_vocab_out", p.to_string()),
@@ -151,6 +159,7 @@ pub struct Described {
     pub arch: Option<Arch>,
     pub act_bits: Option<u32>,
     pub act_eps: Option<f64>,
+    pub attention_rate: Option<f64>,
 }
 
 /// A model read from a file, and how.
@@ -190,7 +199,7 @@ pub fn model_from_tensors(
     if let Some(f) = meta.get("format").filter(|_| !self_described) {
         bail!("{what}: model format {f:?} is not one bitgrok reads ({MODEL_FORMAT})");
     }
-    let (arch, act_bits, act_eps) = if self_described {
+    let (arch, act_bits, act_eps, attention_rate) = if self_described {
         let arch = match meta_get(meta, "arch", what)? {
             "li2024" => Arch::Li2024,
             "nanda2023" => Arch::Nanda2023,
@@ -198,6 +207,11 @@ pub fn model_from_tensors(
         };
         let act_bits: u32 = meta_parse(meta, "quant.act_bits", what)?;
         let act_eps: f64 = meta_parse(meta, "quant.eps", what)?;
+        // Format-2 files written before the setting existed trained at rate 1.
+        let attention_rate: f64 = match meta.get("model.attention_rate") {
+            Some(_) => meta_parse(meta, "model.attention_rate", what)?,
+            None => 1.0,
+        };
         for (flag, said, has) in [
             (
                 "--arch",
@@ -209,12 +223,17 @@ pub fn model_from_tensors(
                 given.act_bits.map(|b| b.to_string()),
                 act_bits.to_string(),
             ),
+            (
+                "--attention-rate",
+                given.attention_rate.map(|r| format!("{r:?}")),
+                format!("{attention_rate:?}"),
+            ),
         ] {
             if let Some(said) = said.filter(|s| *s != has) {
                 bail!("{what}: {flag} {said} contradicts the file's metadata ({has})");
             }
         }
-        (arch, act_bits, act_eps)
+        (arch, act_bits, act_eps, attention_rate)
     } else {
         let arch = given.arch.ok_or_else(|| {
             anyhow!(
@@ -228,6 +247,7 @@ pub fn model_from_tensors(
             arch,
             given.act_bits.unwrap_or(0),
             given.act_eps.unwrap_or(QuantConfig::default().eps),
+            given.attention_rate.unwrap_or(1.0),
         )
     };
     // A format-1 bitgrok file: its latent weights sit beside the effective ones.
@@ -276,6 +296,7 @@ pub fn model_from_tensors(
             weights,
             act_bits,
             act_eps,
+            attention_rate,
         },
         self_described,
         skipped,
@@ -304,6 +325,7 @@ pub fn read_cell_model(dir: &Path) -> Result<(CellConfig, Model)> {
         arch: Some(cfg.model.arch),
         act_bits: Some(cfg.quant.act_bits),
         act_eps: Some(cfg.quant.eps),
+        attention_rate: Some(cfg.model.attention_rate),
     };
     let loaded = model_from_tensors(&tensors, &meta, &given, &path.display().to_string())?;
     Ok((cfg, loaded.model))

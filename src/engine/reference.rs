@@ -5,7 +5,10 @@
 //!
 //! It works on the weights the forward pass uses (the effective weights of a
 //! quantized model); `act_bits > 0` quantizes the inputs of the six projections per
-//! token, with a straight-through backward pass, as the fast path does.
+//! token, with a straight-through backward pass, as the fast path does; `rate` is
+//! `model.attention_rate`: every query's attention is `rate·softmax + (1 − rate)·uniform`
+//! over the positions it may attend to (all three for li2024, positions ≤ its own
+//! under nanda2023's causal mask).
 
 use crate::config::Arch;
 use crate::engine::model_file::attention_scale;
@@ -75,8 +78,11 @@ pub struct Trace {
     q: [Vec<f64>; 3],
     k: [Vec<f64>; 3],
     v: [Vec<f64>; 3],
-    /// attention weights [head][query][key]
+    /// attention weights [head][query][key] (rate-mixed)
     pub pattern: Vec<[[f64; 3]; 3]>,
+    /// the softmax part of `pattern`, [head][query][key]
+    softmax: Vec<[[f64; 3]; 3]>,
+    rate: f64,
     zq: [Vec<f64>; 3],
     pub x1: [Vec<f64>; 3],
     x1q: [Vec<f64>; 3],
@@ -91,7 +97,13 @@ pub struct Trace {
 
 /// Forward pass for the input `[a, b, =]`, with input vectors `x0` given explicitly
 /// (the embeddings plus positional embeddings, see [`input_vectors`]).
-pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: f64) -> Trace {
+pub fn forward_from_inputs(
+    w: &Params64,
+    x0: [Vec<f64>; 3],
+    act_bits: u32,
+    eps: f64,
+    rate: f64,
+) -> Trace {
     let d = w.w_e.cols;
     let h = w.heads;
     let dh = d / h;
@@ -103,8 +115,9 @@ pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: 
     let k = each(&|i| vec_mat(&xq0[i], &w.w_k));
     let v = each(&|i| vec_mat(&xq0[i], &w.w_v));
     let mut pattern = vec![[[0.0; 3]; 3]; h];
+    let mut softmax = pattern.clone();
     let mut z = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
-    for (head, pat) in pattern.iter_mut().enumerate() {
+    for (head, (pat, sm)) in pattern.iter_mut().zip(&mut softmax).enumerate() {
         let cols = head * dh..(head + 1) * dh;
         for i in 0..3 {
             let mut s = [f64::NEG_INFINITY; 3];
@@ -117,8 +130,15 @@ pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: 
             let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let e = s.map(|x| (x - mx).exp());
             let tot: f64 = e.iter().sum();
+            let visible = if nanda { i + 1 } else { 3 };
             for j in 0..3 {
-                pat[i][j] = e[j] / tot;
+                sm[i][j] = e[j] / tot;
+                let uniform = if j < visible {
+                    1.0 / visible as f64
+                } else {
+                    0.0
+                };
+                pat[i][j] = rate * sm[i][j] + (1.0 - rate) * uniform;
                 for c in cols.clone() {
                     z[i][c] += pat[i][j] * v[j][c];
                 }
@@ -167,6 +187,8 @@ pub fn forward_from_inputs(w: &Params64, x0: [Vec<f64>; 3], act_bits: u32, eps: 
         k,
         v,
         pattern,
+        softmax,
+        rate,
         zq,
         x1,
         x1q,
@@ -195,8 +217,8 @@ pub fn input_vectors(w: &Params64, a: usize, b: usize) -> [Vec<f64>; 3] {
 }
 
 /// Forward pass for the input `[a, b, =]`.
-pub fn forward(w: &Params64, a: usize, b: usize, act_bits: u32, eps: f64) -> Trace {
-    forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps)
+pub fn forward(w: &Params64, a: usize, b: usize, act_bits: u32, eps: f64, rate: f64) -> Trace {
+    forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps, rate)
 }
 
 /// Backward pass of one example: given `dlogits` at every position, add the parameter
@@ -263,6 +285,7 @@ pub fn backward(
         for head in 0..h {
             let cols = head * dh..(head + 1) * dh;
             let pat = &t.pattern[head][i];
+            let sm = &t.softmax[head][i];
             let mut dpat = [0.0; 3];
             for j in 0..3 {
                 dpat[j] = cols.clone().map(|c| dz[c] * t.v[j][c]).sum();
@@ -270,9 +293,10 @@ pub fn backward(
                     dv[j][c] += pat[j] * dz[c];
                 }
             }
-            let dot: f64 = (0..3).map(|j| pat[j] * dpat[j]).sum();
+            // d pat_j / d s_l = rate · sm_j (δ_jl − sm_l).
+            let dot: f64 = (0..3).map(|j| sm[j] * dpat[j]).sum();
             for j in 0..3 {
-                let ds = pat[j] * (dpat[j] - dot) * scale;
+                let ds = t.rate * sm[j] * (dpat[j] - dot) * scale;
                 for c in cols.clone() {
                     dq[i][c] += ds * t.k[j][c];
                     dk[j][c] += ds * t.q[i][c];
@@ -304,6 +328,7 @@ pub fn loss_and_grads(
     pairs: &[(u32, u32)],
     act_bits: u32,
     eps: f64,
+    rate: f64,
     want_grads: bool,
 ) -> (f64, Vec<Vec<f64>>, Option<Params64>) {
     let p = w.w_u.cols;
@@ -313,7 +338,7 @@ pub fn loss_and_grads(
     let mut all_logits = Vec::with_capacity(pairs.len());
     for &(a, b) in pairs {
         let (a, b) = (a as usize, b as usize);
-        let t = forward(w, a, b, act_bits, eps);
+        let t = forward(w, a, b, act_bits, eps, rate);
         let z = &t.logits[2];
         let y = (a + b) % p;
         let mx = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

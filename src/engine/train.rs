@@ -266,7 +266,15 @@ impl Trainer {
             &quantized
         };
         let q = &self.cfg.quant;
-        let out = model::run(eff, q.act_bits, q.eps, &self.train, true, false);
+        let out = model::run(
+            eff,
+            q.act_bits,
+            q.eps,
+            self.cfg.model.attention_rate,
+            &self.train,
+            true,
+            false,
+        );
         let mut grads = out.grads.expect("gradients were asked for");
         let t = &self.cfg.train;
         if t.grokfast {
@@ -283,11 +291,27 @@ impl Trainer {
     pub fn evaluate(&self) -> CurvePoint {
         let eff = effective_weights(&self.cfg, &self.latent);
         let q = &self.cfg.quant;
-        let tr = model::run(&eff, q.act_bits, q.eps, &self.train, false, false);
+        let tr = model::run(
+            &eff,
+            q.act_bits,
+            q.eps,
+            self.cfg.model.attention_rate,
+            &self.train,
+            false,
+            false,
+        );
         let (test_loss, test_acc) = if self.test.is_empty() {
             (f64::NAN, f64::NAN)
         } else {
-            let te = model::run(&eff, q.act_bits, q.eps, &self.test, false, false);
+            let te = model::run(
+                &eff,
+                q.act_bits,
+                q.eps,
+                self.cfg.model.attention_rate,
+                &self.test,
+                false,
+                false,
+            );
             (te.loss, te.accuracy)
         };
         CurvePoint {

@@ -25,7 +25,10 @@
 //!   `key_frequencies` (ascending, `;`-joined), `fraction_clustered`,
 //!   `dead_neurons`, `logits_explained`, `restricted_loss`, `restricted_ratio`,
 //!   `excluded_loss`, `excluded_ratio`, `gradient_symmetricity`,
-//!   `distance_irrelevance`, `label`, `zero_fraction_mean` (mean fraction of exact
+//!   `distance_irrelevance`, `attention_tv`, `attention_tv_per_head` (`;`-joined),
+//!   `attention_variation`, `attention_entropy`, `qk_norm`, `qk_norm_per_head`,
+//!   `difference_share`, `pizza_fit`, `difference_share_pre_norm`,
+//!   `pizza_fit_pre_norm`, `label`, `zero_fraction_mean` (mean fraction of exact
 //!   zeros over the quantized matrices), `distinct_values_max` (most distinct values
 //!   in any of them; `>256` past the count's cap), `train_seconds` and `error` (both
 //!   from the manifest). Signature columns are empty for cells without a signature.
@@ -49,7 +52,10 @@
 //!   done or unanalysed), `analysed`, `grokked_share`, then `<m>_median`, `<m>_min`,
 //!   `<m>_max` for m in `test_acc`, `n_key_frequencies`, `logits_explained`,
 //!   `restricted_ratio`, `excluded_ratio`, `step_generalised`,
-//!   `gradient_symmetricity`, `distance_irrelevance`, `gini`, and `clock_share`.
+//!   `gradient_symmetricity`, `distance_irrelevance`, `attention_tv`, `pizza_fit`,
+//!   `gini`, then the share of each label (`clock_share`, `pizza_share`,
+//!   `uniform_attention_share`, `mixed_share`, `no_fourier_share`,
+//!   `not_generalised_share`).
 //!   Shares are over analysed cells; statistics over analysed cells that have the
 //!   number; the median of an even count is the mean of the middle two.
 //!
@@ -71,6 +77,7 @@
 //! and `NaN` spelled out. Files are written atomically (temporary file in the same
 //! folder, then rename).
 
+use crate::analysis::clock_pizza::LABELS;
 use crate::analysis::progress::{Phases, ProgressRow};
 use crate::analysis::Signature;
 use crate::store::{self, write_atomic, Artifacts, CellState as Status, CellStatus};
@@ -490,6 +497,16 @@ const CELL_COLUMNS: &[&str] = &[
     "excluded_ratio",
     "gradient_symmetricity",
     "distance_irrelevance",
+    "attention_tv",
+    "attention_tv_per_head",
+    "attention_variation",
+    "attention_entropy",
+    "qk_norm",
+    "qk_norm_per_head",
+    "difference_share",
+    "pizza_fit",
+    "difference_share_pre_norm",
+    "pizza_fit_pre_norm",
     "label",
     "zero_fraction_mean",
     "distinct_values_max",
@@ -507,6 +524,11 @@ fn header(cols: &[String], rest: &[&str]) -> Vec<String> {
 fn signature_columns(s: &Signature) -> Vec<String> {
     let o = &s.outcome;
     let q = &s.quantization;
+    let att = &s.algorithm.attention;
+    let pre = s.algorithm.difference_pre_norm.as_ref();
+    let per_head = |f: fn(&crate::analysis::clock_pizza::HeadAttention) -> String| {
+        att.heads.iter().map(f).collect::<Vec<_>>().join(";")
+    };
     let zero_mean =
         (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64);
     let distinct_max = (!q.is_empty()).then(|| {
@@ -545,6 +567,16 @@ fn signature_columns(s: &Signature) -> Vec<String> {
         opt(s.logits.excluded_ratio, fmt_fraction),
         fmt_fraction(s.algorithm.gradient_symmetricity),
         opt(s.algorithm.distance_irrelevance, fmt_fraction),
+        fmt_fraction(att.tv_from_uniform),
+        per_head(|h| fmt_fraction(h.tv_from_uniform)),
+        fmt_fraction(att.variation),
+        fmt_fraction(att.entropy),
+        fmt_magnitude(att.qk_norm),
+        per_head(|h| fmt_magnitude(h.qk_norm)),
+        opt(s.algorithm.difference.difference_share, fmt_fraction),
+        opt(s.algorithm.difference.pizza_fit, fmt_fraction),
+        opt(pre.and_then(|d| d.difference_share), fmt_fraction),
+        opt(pre.and_then(|d| d.pizza_fit), fmt_fraction),
         s.algorithm.label.clone(),
         opt(zero_mean, fmt_fraction),
         distinct_max.unwrap_or_default(),
@@ -802,6 +834,10 @@ const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     ("distance_irrelevance", false, |s| {
         s.algorithm.distance_irrelevance
     }),
+    ("attention_tv", false, |s| {
+        Some(s.algorithm.attention.tv_from_uniform)
+    }),
+    ("pizza_fit", false, |s| s.algorithm.difference.pizza_fit),
     ("gini", false, |s| Some(s.embedding.gini)),
 ];
 
@@ -833,7 +869,9 @@ fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             rest.push(format!("{name}_{stat}"));
         }
     }
-    rest.push("clock_share".into());
+    for label in LABELS {
+        rest.push(format!("{}_share", label.replace('-', "_")));
+    }
     let mut h: Vec<String> = by.iter().map(|&i| cols[i].clone()).collect();
     h.extend(rest);
 
@@ -879,7 +917,9 @@ fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
                 v.push(opt(hi, fmt_fraction));
             }
         }
-        v.push(share(&|s| s.algorithm.label == "clock"));
+        for label in LABELS {
+            v.push(share(&|s| s.algorithm.label == label));
+        }
         out.push(v);
     }
     csv_bytes(&h, &out)

@@ -13,7 +13,8 @@ use std::sync::Arc;
 ///
 /// `x1 = x0_query + Σ_{h,j} w_hj · VO_h[r_j]` with `VO_h = V[:, head h] · W_O[head h, :]`,
 /// `pre = x0_query·W_in + b_in + Σ_{h,j} w_hj · T_h[r_j]` with `T_h = VO_h · W_in`,
-/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = softmax_j(scores[r_j, h])`.
+/// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = rate·softmax_j(scores[r_j, h]) +
+/// (1 − rate)/3` ([`super::kernels::position_weights`]).
 ///
 /// This is `x1·W_in` regrouped (a linear map of a weighted sum of table rows is the
 /// weighted sum of the mapped rows): the N × d × d_mlp product becomes a
@@ -30,6 +31,7 @@ pub fn attention_mlp(
     b_out: Option<T2>,
     rows: Arc<Vec<[u32; 3]>>,
     heads: usize,
+    rate: f32,
 ) -> T2 {
     let (tr, d) = *v.shape();
     let m = w_in.shape().1;
@@ -82,19 +84,26 @@ pub fn attention_mlp(
         add_into(&mut ch, b);
     }
     let mut weights = vec![0.0f32; n * heads * 3];
+    let mut probs = vec![0.0f32; n * heads * 3];
     let mut out = vec![0.0f32; n * d];
     let mut hidden = vec![0.0f32; n * m];
-    let shape = TableShape { heads, tr, d, m };
+    let shape = TableShape {
+        heads,
+        tr,
+        d,
+        m,
+        rate,
+    };
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))
         .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .zip(probs.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(c, ((out, hidden), weights))| {
+        .for_each(|(c, (((out, hidden), weights), probs))| {
             let rows = &rows[c * ROWS_PER_TASK..];
             let b_out = b_out_v.as_deref();
-            table_rows_forward(
-                shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, weights,
-            );
+            let w = (weights, probs);
+            table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, w);
         });
     matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
     let has_bias = b_in.is_some();
@@ -121,7 +130,7 @@ pub fn attention_mlp(
                     &rows[i0..i0 + n_here],
                     &hidden[i0 * m..(i0 + n_here) * m],
                     &g[i0 * d..(i0 + n_here) * d],
-                    &weights[i0 * heads * 3..(i0 + n_here) * heads * 3],
+                    &probs[i0 * heads * 3..(i0 + n_here) * heads * 3],
                     &vo,
                     &tt,
                     dpre,

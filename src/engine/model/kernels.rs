@@ -51,15 +51,28 @@ macro_rules! simd_fn {
     };
 }
 
-/// Softmax over the three positions of every head, from the score table.
-pub(super) fn position_weights(s: &[f32], r: [usize; 3], heads: usize, out: &mut [f32]) {
+/// Attention weights over the three positions of every head, from the score table:
+/// `out = rate·softmax + (1 − rate)/3` (Zhong et al.'s attention rate; position 2 may
+/// attend to all three positions in both architectures), and the softmax itself in
+/// `softmax`, which the backward pass needs. At rate 1 `out` equals the softmax bit
+/// for bit.
+pub(super) fn position_weights(
+    s: &[f32],
+    r: [usize; 3],
+    heads: usize,
+    rate: f32,
+    out: &mut [f32],
+    softmax: &mut [f32],
+) {
+    let uniform = (1.0 - rate) * (1.0 / 3.0);
     for h in 0..heads {
         let sj = r.map(|rj| s[rj * heads + h]);
         let mx = sj[0].max(sj[1]).max(sj[2]);
         let e = sj.map(|x| (x - mx).exp());
         let inv = 1.0 / (e[0] + e[1] + e[2]);
         for j in 0..3 {
-            out[h * 3 + j] = e[j] * inv;
+            softmax[h * 3 + j] = e[j] * inv;
+            out[h * 3 + j] = rate * softmax[h * 3 + j] + uniform;
         }
     }
 }
@@ -99,6 +112,8 @@ pub(super) struct TableShape {
     pub tr: usize,
     pub d: usize,
     pub m: usize,
+    /// The attention rate (see [`position_weights`]).
+    pub rate: f32,
 }
 
 simd_fn! {
@@ -114,16 +129,17 @@ simd_fn! {
         b_out: Option<&[f32]>,
         out: &mut [f32],
         hidden: &mut [f32],
-        weights: &mut [f32],
+        weights: (&mut [f32], &mut [f32]),
     ) {
-        let TableShape { heads, tr, d, m } = shape;
+        let TableShape { heads, tr, d, m, rate } = shape;
         let chunk = out
             .chunks_exact_mut(d)
             .zip(hidden.chunks_exact_mut(m))
-            .zip(weights.chunks_exact_mut(heads * 3));
-        for (k, ((x, a), w)) in chunk.enumerate() {
+            .zip(weights.0.chunks_exact_mut(heads * 3))
+            .zip(weights.1.chunks_exact_mut(heads * 3));
+        for (k, (((x, a), w), sm)) in chunk.enumerate() {
             let r = rows[k].map(|x| x as usize);
-            position_weights(s, r, heads, w);
+            position_weights(s, r, heads, rate, w, sm);
             x.copy_from_slice(cx);
             a.copy_from_slice(ch);
             for h in 0..heads {
@@ -147,19 +163,20 @@ simd_fn! {
 
 simd_fn! {
     /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
-    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]).
+    /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]) from
+    /// the softmax weights `probs`.
     fn table_rows_backward(
         shape: TableShape,
         rows: &[[u32; 3]],
         hidden: &[f32],
         g: &[f32],
-        weights: &[f32],
+        probs: &[f32],
         vo: &[f32],
         tt: &[f32],
         dpre: &mut [f32],
         dscore: &mut [f32],
     ) {
-        let TableShape { heads, tr, d, m } = shape;
+        let TableShape { heads, tr, d, m, rate } = shape;
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
@@ -167,7 +184,7 @@ simd_fn! {
                 *x = if *a > 0.0 { *x } else { 0.0 };
             }
             let gi = &g[i * d..(i + 1) * d];
-            let w = &weights[i * heads * 3..(i + 1) * heads * 3];
+            let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
                 let mut dw = [0.0f32; 3];
                 for j in 0..3 {
@@ -177,7 +194,7 @@ simd_fn! {
                 let wh = &w[h * 3..h * 3 + 3];
                 let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
                 for j in 0..3 {
-                    dsc[h * 3 + j] = wh[j] * (dw[j] - s);
+                    dsc[h * 3 + j] = (rate * wh[j]) * (dw[j] - s);
                 }
             }
         }
@@ -287,8 +304,14 @@ mod tests {
             tr: 7,
             d: 45,
             m: 70,
+            rate: 0.3,
         };
-        let (n, TableShape { heads, tr, d, m }) = (13, shape);
+        let (
+            n,
+            TableShape {
+                heads, tr, d, m, ..
+            },
+        ) = (13, shape);
         let rows: Vec<[u32; 3]> = (0..n)
             .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
             .collect();
@@ -300,8 +323,12 @@ mod tests {
         );
         let b_out = rand_vec(&mut rng, d);
         let (simd, base) = both(|| {
-            let (mut out, mut hid, mut w) =
-                (vec![0.0; n * d], vec![0.0; n * m], vec![0.0; n * heads * 3]);
+            let (mut out, mut hid, mut w, mut sm) = (
+                vec![0.0; n * d],
+                vec![0.0; n * m],
+                vec![0.0; n * heads * 3],
+                vec![0.0; n * heads * 3],
+            );
             table_rows_forward(
                 shape,
                 &rows,
@@ -313,9 +340,9 @@ mod tests {
                 Some(&b_out),
                 &mut out,
                 &mut hid,
-                &mut w,
+                (&mut w, &mut sm),
             );
-            [out, hid, w].map(|v| bits(&v))
+            [out, hid, w, sm].map(|v| bits(&v))
         });
         assert_eq!(simd, base, "table_rows_forward");
         let (hidden, g) = (rand_vec(&mut rng, n * m), rand_vec(&mut rng, n * d));

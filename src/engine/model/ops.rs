@@ -10,7 +10,7 @@
 //! the thread count (a test checks this bit for bit at the seed study's cell size).
 
 pub use super::fused::attention_mlp;
-use super::kernels::{rms_gain_partial, rms_rows_backward, rms_rows_forward};
+use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
 use super::{Tp, T2};
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -188,33 +188,33 @@ pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
 
 /// Attention read-out at position 2: for every example `i` with table rows
 /// `rows[i] = [r0, r1, r2]` and every head `h`, the weights are
-/// `softmax_j(scores[r_j, h])` and the output's head block is `Σ_j w_j · v[r_j, head h]`.
+/// `rate·softmax_j(scores[r_j, h]) + (1 − rate)/3` ([`position_weights`]) and the
+/// output's head block is `Σ_j w_j · v[r_j, head h]`.
 /// `scores` [table rows, heads] (already scaled), `v` [table rows, d] -> [n, d].
-pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
+pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize, rate: f32) -> T2 {
     let (_, d) = *v.shape();
     let dh = d / heads;
     let n = rows.len();
     let s = data(&scores);
     let vv = data(&v);
     let mut weights = vec![0.0f32; n * heads * 3];
+    let mut probs = vec![0.0f32; n * heads * 3];
     let mut out = vec![0.0f32; n * d];
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+        .zip(probs.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
         .enumerate()
-        .for_each(|(c, (out, weights))| {
-            for (k, (o_row, w_row)) in out
+        .for_each(|(c, ((out, weights), probs))| {
+            for (k, ((o_row, w_row), p_row)) in out
                 .chunks_exact_mut(d)
                 .zip(weights.chunks_exact_mut(heads * 3))
+                .zip(probs.chunks_exact_mut(heads * 3))
                 .enumerate()
             {
                 let r = rows[c * ROWS_PER_TASK + k].map(|x| x as usize);
+                position_weights(&s, r, heads, rate, w_row, p_row);
                 for h in 0..heads {
-                    let sj = r.map(|rj| s[rj * heads + h]);
-                    let mx = sj[0].max(sj[1]).max(sj[2]);
-                    let e = sj.map(|x| (x - mx).exp());
-                    let inv = 1.0 / (e[0] + e[1] + e[2]);
-                    let w = e.map(|x| x * inv);
-                    w_row[h * 3..h * 3 + 3].copy_from_slice(&w);
+                    let w = &w_row[h * 3..h * 3 + 3];
                     let o = &mut o_row[h * dh..(h + 1) * dh];
                     let v0 = &vv[r[0] * d + h * dh..][..dh];
                     let v1 = &vv[r[1] * d + h * dh..][..dh];
@@ -237,6 +237,7 @@ pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
                 for (i, r) in rows.iter().enumerate() {
                     let r = r.map(|x| x as usize);
                     let w = &weights[(i * heads + h) * 3..(i * heads + h) * 3 + 3];
+                    let sm = &probs[(i * heads + h) * 3..(i * heads + h) * 3 + 3];
                     let g = &dout[i * d + h * dh..i * d + (h + 1) * dh];
                     let mut dw = [0.0f32; 3];
                     for j in 0..3 {
@@ -247,9 +248,9 @@ pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize) -> T2 {
                             dvj[c] += w[j] * g[c];
                         }
                     }
-                    let dot = w[0] * dw[0] + w[1] * dw[1] + w[2] * dw[2];
+                    let dot = sm[0] * dw[0] + sm[1] * dw[1] + sm[2] * dw[2];
                     for j in 0..3 {
-                        dsh[r[j]] += w[j] * (dw[j] - dot);
+                        dsh[r[j]] += (rate * sm[j]) * (dw[j] - dot);
                     }
                 }
                 (dvh, dsh)

@@ -41,7 +41,7 @@ pub fn cell_activations(cell_dir: &Path) -> Result<Activations> {
     for head in 0..heads {
         for i in 0..p * p {
             for j in 0..3 {
-                attention[(i * heads + head) * 3 + j] = pattern[(head * p * p + i) * 3 + j] as f32;
+                attention[(i * heads + head) * 3 + j] = pattern.get(i, head)[j] as f32;
             }
         }
     }

@@ -285,7 +285,8 @@ fn cells_table_has_every_cell_with_its_status() {
     assert_eq!(
         lines[0],
         "precision,seed,key,status,final_train_loss,final_test_loss,final_train_acc,\
-         final_test_acc,grokked,step_memorised,step_generalised,grokking_gap,gini,\
+         final_test_acc,grokked,step_memorised,step_generalised,grokking_gap,\
+         step_circuit_start,step_cleanup_start,step_cleanup_end,gini,\
          frequencies_for_coverage,n_key_frequencies,key_frequencies,fraction_clustered,\
          dead_neurons,logits_explained,restricted_loss,restricted_ratio,excluded_loss,\
          excluded_ratio,gradient_symmetricity,distance_irrelevance,attention_tv,\
@@ -295,11 +296,11 @@ fn cells_table_has_every_cell_with_its_status() {
     );
     assert_eq!(
         lines[1],
-        "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,0.1235,2,2,1;3,\
+        "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,,,,0.1235,2,2,1;3,\
          0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.2500,0.2500;0.2500,\
          0.1250,0.7500,2.500e0,1.250e0;1.250e0,0.0625,0.0300,0.5000,,clock,0.1250,3,12.3,"
     );
-    let empty_sig = ",".repeat(34);
+    let empty_sig = ",".repeat(37);
     assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
     assert_eq!(
         lines[4],
@@ -342,16 +343,17 @@ fn compare_pairs_precisions_within_groups() {
     assert_eq!(
         read(&out, "compare.csv"),
         "seed,precision_a,precision_b,key_frequency_jaccard,diff_n_key_frequencies,\
-         diff_restricted_ratio,diff_step_generalised,diff_gradient_symmetricity,same_label\n\
-         0,fp32,ternary,0.3333,0,0.2500,100,0.5000,no\n\
-         0,fp32,binary,0.5000,-1,0.0000,,0.0000,no\n\
-         0,fp32,int4,,,,,,\n\
-         0,ternary,binary,0.5000,-1,-0.2500,,-0.5000,no\n\
-         0,ternary,int4,,,,,,\n\
-         0,binary,int4,,,,,,\n\
-         1,fp32,ternary,,,,,,\n\
-         1,fp32,binary,,,,,,\n\
-         1,ternary,binary,,,,,,\n"
+         diff_restricted_ratio,diff_step_generalised,diff_step_circuit_start,\
+         diff_gradient_symmetricity,same_label\n\
+         0,fp32,ternary,0.3333,0,0.2500,100,,0.5000,no\n\
+         0,fp32,binary,0.5000,-1,0.0000,,,0.0000,no\n\
+         0,fp32,int4,,,,,,,\n\
+         0,ternary,binary,0.5000,-1,-0.2500,,,-0.5000,no\n\
+         0,ternary,int4,,,,,,,\n\
+         0,binary,int4,,,,,,,\n\
+         1,fp32,ternary,,,,,,,\n\
+         1,fp32,binary,,,,,,,\n\
+         1,ternary,binary,,,,,,,\n"
     );
 }
 
@@ -430,7 +432,14 @@ fn running_twice_gives_identical_bytes() {
     aggregate(tmp.path(), &axes, &cells, &a).unwrap();
     aggregate(tmp.path(), &axes, &cells, &b).unwrap();
     aggregate(tmp.path(), &axes, &cells, &b).unwrap();
-    for name in ["cells.csv", "frequencies.csv", "compare.csv", "summary.csv"] {
+    let tables = [
+        "cells.csv",
+        "frequencies.csv",
+        "compare.csv",
+        "summary.csv",
+        "progress.csv",
+    ];
+    for name in tables {
         assert_eq!(read(&a, name), read(&b, name), "{name}");
     }
     // No temporary files are left behind.
@@ -438,7 +447,7 @@ fn running_twice_gives_identical_bytes() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), tables.len(), "{names:?}");
 }
 
 #[test]
@@ -456,7 +465,8 @@ fn no_precision_axis_gives_compare_header_only_and_one_summary_row() {
     assert_eq!(
         read(&out, "compare.csv"),
         "seed,precision_a,precision_b,key_frequency_jaccard,diff_n_key_frequencies,\
-         diff_restricted_ratio,diff_step_generalised,diff_gradient_symmetricity,same_label\n"
+         diff_restricted_ratio,diff_step_generalised,diff_step_circuit_start,\
+         diff_gradient_symmetricity,same_label\n"
     );
     let summary = read(&out, "summary.csv");
     assert_eq!(summary.lines().count(), 2);
@@ -563,7 +573,7 @@ precision = "ternary"
     let compare = read(&out, "compare.csv");
     assert_eq!(
         compare.lines().skip(1).collect::<Vec<_>>(),
-        ["0,,fp32,binary,,,,,,"]
+        ["0,,fp32,binary,,,,,,,"]
     );
 }
 

@@ -351,7 +351,7 @@ fn steps_zero() {
         "name = \"x\"\n[train]\nsteps = 0\n",
         "train.steps",
         3,
-        &["0 is too small", "allowed: an integer >= 1"],
+        &["0 is not allowed", "allowed: an integer >= 1"],
     );
 }
 

@@ -1,0 +1,514 @@
+//! The tables' columns: number formats, and one function per table turning the
+//! rows read by [`super::read_sweep`] into CSV bytes (see the parent's module doc).
+
+use super::{csv_bytes, Row, Status};
+use crate::analysis::clock_pizza::LABELS;
+use crate::analysis::progress::Phases;
+use crate::analysis::Signature;
+use anyhow::{Context, Result};
+use std::collections::{HashMap, HashSet};
+
+// ---- Number formats -------------------------------------------------------------
+
+pub(super) fn special(x: f64) -> Option<String> {
+    if x.is_nan() {
+        Some("NaN".into())
+    } else if x.is_infinite() {
+        Some(if x > 0.0 { "inf" } else { "-inf" }.into())
+    } else {
+        None
+    }
+}
+
+/// Accuracies, fractions, ratios and their differences: 4 decimals.
+pub fn fmt_fraction(x: f64) -> String {
+    if let Some(s) = special(x) {
+        return s;
+    }
+    let s = format!("{x:.4}");
+    if s == "-0.0000" {
+        "0.0000".into()
+    } else {
+        s
+    }
+}
+
+/// Losses and norms: scientific with 4 significant digits.
+pub fn fmt_magnitude(x: f64) -> String {
+    if let Some(s) = special(x) {
+        return s;
+    }
+    let x = if x == 0.0 { 0.0 } else { x };
+    format!("{x:.3e}")
+}
+
+pub(super) fn fmt_median_of_integers(x: f64) -> String {
+    // Medians of integers are integers or halves, which `{}` prints exactly.
+    let x = if x == 0.0 { 0.0 } else { x };
+    format!("{x}")
+}
+
+pub(super) fn opt<T>(x: Option<T>, f: impl Fn(T) -> String) -> String {
+    x.map(f).unwrap_or_default()
+}
+
+pub(super) fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+// ---- Tables ---------------------------------------------------------------------
+
+pub(super) const CELL_COLUMNS: &[&str] = &[
+    "key",
+    "status",
+    "final_train_loss",
+    "final_test_loss",
+    "final_train_acc",
+    "final_test_acc",
+    "grokked",
+    "step_memorised",
+    "step_generalised",
+    "grokking_gap",
+    "step_circuit_start",
+    "step_cleanup_start",
+    "step_cleanup_end",
+    "gini",
+    "frequencies_for_coverage",
+    "n_key_frequencies",
+    "key_frequencies",
+    "fraction_clustered",
+    "dead_neurons",
+    "logits_explained",
+    "restricted_loss",
+    "restricted_ratio",
+    "excluded_loss",
+    "excluded_ratio",
+    "gradient_symmetricity",
+    "distance_irrelevance",
+    "attention_tv",
+    "attention_tv_per_head",
+    "attention_variation",
+    "attention_entropy",
+    "qk_norm",
+    "qk_norm_per_head",
+    "difference_share",
+    "pizza_fit",
+    "difference_share_pre_norm",
+    "pizza_fit_pre_norm",
+    "label",
+    "zero_fraction_mean",
+    "distinct_values_max",
+    "train_seconds",
+    "error",
+];
+
+pub(super) fn header(cols: &[String], rest: &[&str]) -> Vec<String> {
+    cols.iter()
+        .cloned()
+        .chain(rest.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+pub(super) fn signature_columns(s: &Signature) -> Vec<String> {
+    let o = &s.outcome;
+    let q = &s.quantization;
+    let att = &s.algorithm.attention;
+    let pre = s.algorithm.difference_pre_norm.as_ref();
+    let per_head = |f: fn(&crate::analysis::clock_pizza::HeadAttention) -> String| {
+        att.heads.iter().map(f).collect::<Vec<_>>().join(";")
+    };
+    let zero_mean =
+        (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64);
+    let distinct_max = (!q.is_empty()).then(|| {
+        if q.iter().any(|m| m.distinct_values_over_cap) {
+            format!(">{}", crate::analysis::DISTINCT_VALUES_CAP)
+        } else {
+            q.iter()
+                .map(|m| m.distinct_values)
+                .max()
+                .unwrap_or(0)
+                .to_string()
+        }
+    });
+    vec![
+        opt(o.final_train_loss, fmt_magnitude),
+        opt(o.final_test_loss, fmt_magnitude),
+        opt(o.final_train_acc, fmt_fraction),
+        opt(o.final_test_acc, fmt_fraction),
+        yes_no(o.grokked),
+        opt(o.step_memorised, |v| v.to_string()),
+        opt(o.step_generalised, |v| v.to_string()),
+        opt(o.grokking_gap, |v| v.to_string()),
+        opt(phase(s, |p| p.step_circuit_start), |v| v.to_string()),
+        opt(phase(s, |p| p.step_cleanup_start), |v| v.to_string()),
+        opt(phase(s, |p| p.step_cleanup_end), |v| v.to_string()),
+        fmt_fraction(s.embedding.gini),
+        s.embedding.frequencies_for_coverage.to_string(),
+        s.neurons.key_frequencies.len().to_string(),
+        key_frequency_list(&s.neurons.key_frequencies),
+        fmt_fraction(s.neurons.fraction_clustered),
+        s.neurons.dead.to_string(),
+        fmt_fraction(s.logits.explained_by_key_frequencies),
+        fmt_magnitude(s.logits.restricted_loss),
+        opt(s.logits.restricted_ratio, fmt_fraction),
+        fmt_magnitude(s.logits.excluded_loss),
+        opt(s.logits.excluded_ratio, fmt_fraction),
+        fmt_fraction(s.algorithm.gradient_symmetricity),
+        opt(s.algorithm.distance_irrelevance, fmt_fraction),
+        fmt_fraction(att.tv_from_uniform),
+        per_head(|h| fmt_fraction(h.tv_from_uniform)),
+        fmt_fraction(att.variation),
+        fmt_fraction(att.entropy),
+        fmt_magnitude(att.qk_norm),
+        per_head(|h| fmt_magnitude(h.qk_norm)),
+        opt(s.algorithm.difference.difference_share, fmt_fraction),
+        opt(s.algorithm.difference.pizza_fit, fmt_fraction),
+        opt(pre.and_then(|d| d.difference_share), fmt_fraction),
+        opt(pre.and_then(|d| d.pizza_fit), fmt_fraction),
+        s.algorithm.label.clone(),
+        opt(zero_mean, fmt_fraction),
+        distinct_max.unwrap_or_default(),
+    ]
+}
+
+/// A phase boundary of a signature (none without snapshots).
+pub(super) fn phase(s: &Signature, f: fn(&Phases) -> Option<u64>) -> Option<u64> {
+    s.phases.as_ref().and_then(f)
+}
+
+pub(super) fn key_frequency_list(keys: &[usize]) -> String {
+    let mut k = keys.to_vec();
+    k.sort_unstable();
+    k.iter()
+        .map(|k| k.to_string())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+pub(super) fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let n_sig = CELL_COLUMNS.len() - 4;
+    let out: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut v = r.ids.clone();
+            v.push(r.key.clone());
+            v.push(r.status.word().into());
+            match &r.sig {
+                Some(s) => v.extend(signature_columns(s)),
+                None => v.extend(std::iter::repeat_n(String::new(), n_sig)),
+            }
+            v.push(opt(r.seconds, |s| format!("{s:.1}")));
+            // One line, so a long error does not break the table's layout.
+            v.push(opt(r.error.as_deref(), |e| {
+                e.split_whitespace().collect::<Vec<_>>().join(" ")
+            }));
+            v
+        })
+        .collect();
+    csv_bytes(&header(cols, CELL_COLUMNS), &out)
+}
+
+pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for r in rows {
+        let Some(s) = &r.sig else { continue };
+        let mut keys = s.neurons.key_frequencies.clone();
+        keys.sort_unstable();
+        for k in keys {
+            let f = s
+                .frequency_table
+                .iter()
+                .find(|f| f.frequency == k)
+                .with_context(|| {
+                    format!(
+                        "signature of cell {} has key frequency {k} but no frequency_table row for it",
+                        r.key
+                    )
+                })?;
+            let mut v = r.ids.clone();
+            v.extend([
+                k.to_string(),
+                r.key.clone(),
+                fmt_magnitude(f.embedding_norm),
+                fmt_fraction(f.embedding_energy_fraction),
+                f.neurons.to_string(),
+                fmt_fraction(f.logits_explained),
+            ]);
+            out.push(v);
+        }
+    }
+    let h = header(
+        cols,
+        &[
+            "frequency",
+            "key",
+            "embedding_norm",
+            "embedding_energy_fraction",
+            "neurons",
+            "logits_explained",
+        ],
+    );
+    csv_bytes(&h, &out)
+}
+
+/// Jaccard overlap |A ∩ B| / |A ∪ B|; None when both are empty.
+pub fn jaccard(a: &[usize], b: &[usize]) -> Option<f64> {
+    let a: HashSet<_> = a.iter().collect();
+    let b: HashSet<_> = b.iter().collect();
+    let union = a.union(&b).count();
+    (union > 0).then(|| a.intersection(&b).count() as f64 / union as f64)
+}
+
+/// Values in first-appearance order with the indices of the items holding them.
+pub(super) fn groups_by<K: PartialEq + Eq + std::hash::Hash + Clone>(
+    keys: impl Iterator<Item = K>,
+) -> Vec<(K, Vec<usize>)> {
+    let mut order: Vec<(K, Vec<usize>)> = Vec::new();
+    let mut at: HashMap<K, usize> = HashMap::new();
+    for (i, k) in keys.enumerate() {
+        match at.get(&k) {
+            Some(&g) => order[g].1.push(i),
+            None => {
+                at.insert(k.clone(), order.len());
+                order.push((k, vec![i]));
+            }
+        }
+    }
+    order
+}
+
+/// `progress.csv`: one row per (cell, snapshot), grid order then step.
+pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let h = header(
+        cols,
+        &[
+            "key",
+            "step",
+            "train_loss",
+            "test_loss",
+            "test_acc",
+            "restricted_loss",
+            "excluded_loss",
+            "gini",
+            "n_key_frequencies",
+            "final_keys_embedding_energy",
+            "final_keys_neurons",
+            "weight_sq_sum",
+            "gradient_symmetricity",
+        ],
+    );
+    let mut out = Vec::new();
+    for r in rows {
+        for p in &r.progress {
+            let mut v = r.ids.clone();
+            v.extend([
+                r.key.clone(),
+                p.step.to_string(),
+                fmt_magnitude(p.train_loss),
+                fmt_magnitude(p.test_loss),
+                fmt_fraction(p.test_acc),
+                fmt_magnitude(p.restricted_loss),
+                fmt_magnitude(p.excluded_loss),
+                fmt_fraction(p.gini),
+                p.n_key_frequencies.to_string(),
+                fmt_fraction(p.final_keys_embedding_energy),
+                p.final_keys_neurons.to_string(),
+                fmt_magnitude(p.weight_sq_sum),
+                fmt_fraction(p.gradient_symmetricity),
+            ]);
+            out.push(v);
+        }
+    }
+    csv_bytes(&h, &out)
+}
+
+pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let p_col = cols.iter().position(|c| c == "precision");
+    let group_cols: Vec<String> = cols.iter().filter(|c| *c != "precision").cloned().collect();
+    let h = header(
+        &group_cols,
+        &[
+            "precision_a",
+            "precision_b",
+            "key_frequency_jaccard",
+            "diff_n_key_frequencies",
+            "diff_restricted_ratio",
+            "diff_step_generalised",
+            "diff_step_circuit_start",
+            "diff_gradient_symmetricity",
+            "same_label",
+        ],
+    );
+    let Some(pc) = p_col else {
+        return csv_bytes(&h, &[]);
+    };
+    let precisions: Vec<String> = groups_by(rows.iter().map(|r| r.ids[pc].clone()))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    let group_ids = |r: &Row| -> Vec<String> {
+        r.ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pc)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (gid, members) in groups_by(rows.iter().map(group_ids)) {
+        // The first cell of each precision in the group, in sweep precision order.
+        let present: Vec<&Row> = precisions
+            .iter()
+            .filter_map(|p| members.iter().map(|&i| &rows[i]).find(|r| &r.ids[pc] == p))
+            .collect();
+        for (i, a) in present.iter().enumerate() {
+            for b in &present[i + 1..] {
+                let mut v = gid.clone();
+                v.push(a.ids[pc].clone());
+                v.push(b.ids[pc].clone());
+                v.extend(pair_columns(a.sig.as_ref(), b.sig.as_ref()));
+                out.push(v);
+            }
+        }
+    }
+    csv_bytes(&h, &out)
+}
+
+pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
+    let (Some(a), Some(b)) = (a, b) else {
+        return vec![String::new(); 7];
+    };
+    let diff = |x: Option<f64>, y: Option<f64>| opt(x.zip(y), |(x, y)| fmt_fraction(y - x));
+    let ka = &a.neurons.key_frequencies;
+    let kb = &b.neurons.key_frequencies;
+    vec![
+        opt(jaccard(ka, kb), fmt_fraction),
+        (kb.len() as i64 - ka.len() as i64).to_string(),
+        diff(a.logits.restricted_ratio, b.logits.restricted_ratio),
+        opt(
+            a.outcome.step_generalised.zip(b.outcome.step_generalised),
+            |(x, y)| (y as i64 - x as i64).to_string(),
+        ),
+        opt(
+            phase(a, |p| p.step_circuit_start).zip(phase(b, |p| p.step_circuit_start)),
+            |(x, y)| (y as i64 - x as i64).to_string(),
+        ),
+        diff(
+            Some(a.algorithm.gradient_symmetricity),
+            Some(b.algorithm.gradient_symmetricity),
+        ),
+        yes_no(a.algorithm.label == b.algorithm.label),
+    ]
+}
+
+/// The numbers summarised per group: name, whether integer-valued, and getter.
+pub(super) type Getter = fn(&Signature) -> Option<f64>;
+pub(super) const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
+    ("test_acc", false, |s| s.outcome.final_test_acc),
+    ("n_key_frequencies", true, |s| {
+        Some(s.neurons.key_frequencies.len() as f64)
+    }),
+    ("logits_explained", false, |s| {
+        Some(s.logits.explained_by_key_frequencies)
+    }),
+    ("restricted_ratio", false, |s| s.logits.restricted_ratio),
+    ("excluded_ratio", false, |s| s.logits.excluded_ratio),
+    ("step_generalised", true, |s| {
+        s.outcome.step_generalised.map(|v| v as f64)
+    }),
+    ("gradient_symmetricity", false, |s| {
+        Some(s.algorithm.gradient_symmetricity)
+    }),
+    ("distance_irrelevance", false, |s| {
+        s.algorithm.distance_irrelevance
+    }),
+    ("attention_tv", false, |s| {
+        Some(s.algorithm.attention.tv_from_uniform)
+    }),
+    ("pizza_fit", false, |s| s.algorithm.difference.pizza_fit),
+    ("gini", false, |s| Some(s.embedding.gini)),
+];
+
+/// Median of values (NaN-free), the mean of the middle two for an even count.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    let by: Vec<usize> = ["precision", "modulus", "width"]
+        .iter()
+        .filter_map(|name| cols.iter().position(|c| c == name))
+        .collect();
+    let mut rest: Vec<String> = ["cells", "done", "analysed", "grokked_share"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (name, _, _) in SUMMARY_NUMBERS {
+        for stat in ["median", "min", "max"] {
+            rest.push(format!("{name}_{stat}"));
+        }
+    }
+    for label in LABELS {
+        rest.push(format!("{}_share", label.replace('-', "_")));
+    }
+    let mut h: Vec<String> = by.iter().map(|&i| cols[i].clone()).collect();
+    h.extend(rest);
+
+    let mut out = Vec::new();
+    let groups = groups_by(
+        rows.iter()
+            .map(|r| by.iter().map(|&i| r.ids[i].clone()).collect::<Vec<_>>()),
+    );
+    for (gid, members) in groups {
+        let members: Vec<&Row> = members.iter().map(|&i| &rows[i]).collect();
+        let sigs: Vec<&Signature> = members.iter().filter_map(|r| r.sig.as_ref()).collect();
+        let done = members
+            .iter()
+            .filter(|r| matches!(r.status, Status::Done | Status::Unanalysed))
+            .count();
+        let share = |f: &dyn Fn(&Signature) -> bool| {
+            opt(
+                (!sigs.is_empty())
+                    .then(|| sigs.iter().filter(|s| f(s)).count() as f64 / sigs.len() as f64),
+                fmt_fraction,
+            )
+        };
+        let mut v = gid;
+        v.push(members.len().to_string());
+        v.push(done.to_string());
+        v.push(sigs.len().to_string());
+        v.push(share(&|s| s.outcome.grokked));
+        for (_, integer, get) in SUMMARY_NUMBERS {
+            let mut xs: Vec<f64> = sigs
+                .iter()
+                .filter_map(|s| get(s))
+                .filter(|x| !x.is_nan())
+                .collect();
+            let med = median(&mut xs);
+            let (lo, hi) = (xs.first().copied(), xs.last().copied());
+            if *integer {
+                v.push(opt(med, fmt_median_of_integers));
+                v.push(opt(lo, |x| format!("{}", x as i64)));
+                v.push(opt(hi, |x| format!("{}", x as i64)));
+            } else {
+                v.push(opt(med, fmt_fraction));
+                v.push(opt(lo, fmt_fraction));
+                v.push(opt(hi, fmt_fraction));
+            }
+        }
+        for label in LABELS {
+            v.push(share(&|s| s.algorithm.label == label));
+        }
+        out.push(v);
+    }
+    csv_bytes(&h, &out)
+}

@@ -150,7 +150,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         id: "algorithm_plane",
         title: "Algorithm plane".into(),
         caption: format!(
-            "One point per cell, colour = precision, size = {} ({}), hollow = did not generalise (label none); pizza needs symmetricity ≥ {} and distance irrelevance < {}, clock symmetricity ≤ {} and distance irrelevance ≥ {}: do the precisions fall in the same region? Symmetricity is informative only when attention is not uniform.",
+            "One point per cell, colour = precision, size = {} ({}), hollow = did not generalise (label not-generalised); the regions are the symmetricity rule of the labels (pizza: symmetricity ≥ {} and distance irrelevance < {}, clock: symmetricity ≤ {} and distance irrelevance ≥ {}; the label also reads the a − b share and attention uniformity, see the cells table): do the precisions fall in the same region? Symmetricity is informative only when attention is not uniform.",
             SIZE_BY.name,
             match (slo.is_finite(), slo < shi) {
                 (false, _) => "absent".to_string(),

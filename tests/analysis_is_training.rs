@@ -2,14 +2,14 @@
 //! computes the losses training reported, for every architecture, precision and
 //! activation quantizer and attention rate; and cells stored before format 2 read the same.
 
+mod common;
 use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig, Precision};
 use bitgrok::engine::model_file::{read_cell_model, LATENT_FILE, MODEL_FILE};
-use bitgrok::engine::train::{train_cell, TrainHooks, TrainOutput};
+use bitgrok::engine::train::TrainOutput;
 use bitgrok::engine::weights::{to_safetensors_bytes, LATENT_PREFIX};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 fn cell(arch: Arch, precision: Precision, act_bits: u32) -> CellConfig {
     let mut cfg = CellConfig {
@@ -36,19 +36,7 @@ fn cell(arch: Arch, precision: Precision, act_bits: u32) -> CellConfig {
 }
 
 fn train_and_store(cfg: &CellConfig, dir: &Path) -> TrainOutput {
-    let stop = AtomicBool::new(false);
-    let out = train_cell(
-        cfg,
-        TrainHooks {
-            threads: 1,
-            resume: None,
-            on_checkpoint: &mut |_| Ok(()),
-            on_progress: &mut |_| {},
-            on_snapshot: &mut |_, _| Ok(()),
-            stop: &stop,
-        },
-    )
-    .unwrap();
+    let out = common::train_quietly(cfg, 1).unwrap();
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("cell.toml"), bitgrok::key::cell_toml(cfg)).unwrap();
     let key = bitgrok::key::cell_key(cfg);

@@ -3,11 +3,10 @@
 //! attention) a pizza. Small versions of the calibration sweep's references
 //! (p = 23, width 32), a few seconds each.
 
+mod common;
 use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig};
 use bitgrok::engine::model_file::Model;
-use bitgrok::engine::train::{train_cell, TrainHooks};
-use std::sync::atomic::AtomicBool;
 
 fn reference(attention_rate: f64, seed: u64) -> CellConfig {
     let mut cfg = CellConfig {
@@ -29,19 +28,7 @@ fn reference(attention_rate: f64, seed: u64) -> CellConfig {
 
 /// Train `cfg` once and analyse it under each analysis setting.
 fn signatures(cfg: &CellConfig, analyses: &[AnalysisConfig]) -> Vec<bitgrok::analysis::Signature> {
-    let stop = AtomicBool::new(false);
-    let out = train_cell(
-        cfg,
-        TrainHooks {
-            threads: 1,
-            resume: None,
-            on_checkpoint: &mut |_| Ok(()),
-            on_progress: &mut |_| {},
-            on_snapshot: &mut |_, _| Ok(()),
-            stop: &stop,
-        },
-    )
-    .unwrap();
+    let out = common::train_quietly(cfg, 1).unwrap();
     let split = TrainSplit {
         train: out
             .split

@@ -1,6 +1,7 @@
 //! The training loop: it learns, it is deterministic (runs, threads, resume), and the
 //! straight-through estimator updates the latent weights with the gradient w.r.t. Q(W).
 
+mod common;
 use bitgrok::config::{CellConfig, Precision};
 use bitgrok::engine::model::run;
 use bitgrok::engine::quant::scale;
@@ -26,19 +27,7 @@ fn tiny(precision: Precision, steps: u64) -> CellConfig {
 }
 
 fn train(cfg: &CellConfig, threads: usize) -> TrainOutput {
-    let stop = AtomicBool::new(false);
-    train_cell(
-        cfg,
-        TrainHooks {
-            threads,
-            resume: None,
-            on_checkpoint: &mut |_| Ok(()),
-            on_progress: &mut |_| {},
-            on_snapshot: &mut |_, _| Ok(()),
-            stop: &stop,
-        },
-    )
-    .unwrap()
+    common::train_quietly(cfg, threads).unwrap()
 }
 
 #[test]
@@ -210,21 +199,9 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
 
 #[test]
 fn bad_configs_and_checkpoints_are_refused_with_clear_errors() {
-    let stop = AtomicBool::new(false);
     let mut cfg = tiny(Precision::Fp32, 1);
     cfg.width = 30; // not a multiple of 4 heads
-    let err = train_cell(
-        &cfg,
-        TrainHooks {
-            threads: 1,
-            resume: None,
-            on_checkpoint: &mut |_| Ok(()),
-            on_progress: &mut |_| {},
-            on_snapshot: &mut |_, _| Ok(()),
-            stop: &stop,
-        },
-    )
-    .unwrap_err();
+    let err = common::train_quietly(&cfg, 1).unwrap_err();
     assert!(err.to_string().contains("model.heads"), "{err}");
     let err = Checkpoint::from_bytes(b"not a checkpoint").unwrap_err();
     assert!(format!("{err:#}").contains("checkpoint"), "{err:#}");

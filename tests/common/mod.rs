@@ -24,3 +24,22 @@ pub fn cell_dirs(artifacts: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs
 }
+
+/// Train a cell with no checkpoints, progress or snapshots.
+pub fn train_quietly(
+    cfg: &bitgrok::config::CellConfig,
+    threads: usize,
+) -> anyhow::Result<bitgrok::engine::train::TrainOutput> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    bitgrok::engine::train::train_cell(
+        cfg,
+        bitgrok::engine::train::TrainHooks {
+            threads,
+            resume: None,
+            on_checkpoint: &mut |_| Ok(()),
+            on_progress: &mut |_| {},
+            on_snapshot: &mut |_, _| Ok(()),
+            stop: &stop,
+        },
+    )
+}

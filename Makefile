@@ -10,7 +10,7 @@ CI_ARTIFACTS := target/ci-artifacts
 # The smoke sweep's expected tables, which CI diffs a fresh run against.
 EXPECTED_SMOKE := tests/expected/smoke
 
-.PHONY: sweep test ci release accept-smoke test-slurm test-report bench
+.PHONY: sweep test ci release accept-smoke test-slurm test-report bench results results-check
 
 # Build (release) and run a sweep: trains every cell not already done, then writes
 # its tables under $(ARTIFACTS)/sweeps/NAME/.
@@ -58,3 +58,14 @@ test-report: release
 # Median milliseconds per training step of the seed study's cell, per precision.
 bench: release
 	for p in fp32 ternary binary; do $(BITGROK) bench --precision $$p --modulus 113 --width 128 --iters 50; done
+
+# Committed evidence: train (or reuse) every cell of sweeps/$(NAME).toml, then copy
+# its tables, report and figures to results/$(NAME)/ with their provenance.
+results: release
+	$(BITGROK) run sweeps/$(NAME).toml --artifacts $(ARTIFACTS)
+	BITGROK=$(BITGROK) scripts/publish_results.sh $(NAME) $(ARTIFACTS)
+
+# A re-run of sweeps/$(NAME).toml against the committed tables in results/$(NAME)/.
+results-check: release
+	$(BITGROK) run sweeps/$(NAME).toml --artifacts $(ARTIFACTS)
+	$(BITGROK) diff results/$(NAME) $(ARTIFACTS)/sweeps/$(NAME) --ignore train_seconds

@@ -425,6 +425,42 @@ fn summary_groups_by_precision() {
 }
 
 #[test]
+fn summary_splits_every_setting_but_the_seed() {
+    // Binary with and without the beta scale are both `precision = binary`: one
+    // summary row each, not one row for both.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    done_cell(root, "a", &planted(&[1], 1.0, Some(300), "clock"));
+    done_cell(root, "b", &planted(&[1], 1.0, Some(500), "clock"));
+    done_cell(root, "c", &planted(&[2], 1.0, Some(700), "pizza"));
+    let axes: Vec<String> = ["precision", "quant.binary_scale", "seed"]
+        .map(String::from)
+        .to_vec();
+    let at = |scale: &str, seed: &str, key: &str| SweepCell {
+        axes: vec![
+            ("precision".into(), "binary".into()),
+            ("quant.binary_scale".into(), scale.into()),
+            ("seed".into(), seed.into()),
+        ],
+        key: key.into(),
+        analysis_key: AKEY.into(),
+    };
+    let cells = vec![
+        at("false", "0", "a"),
+        at("false", "1", "b"),
+        at("true", "0", "c"),
+    ];
+    let out = root.join("out");
+    aggregate(root, &axes, &cells, &out).unwrap();
+    let text = read(&out, "summary.csv");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("precision,quant.binary_scale,cells,"));
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[1].starts_with("binary,false,2,2,2,"), "{text}");
+    assert!(lines[2].starts_with("binary,true,1,1,1,"), "{text}");
+}
+
+#[test]
 fn running_twice_gives_identical_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (axes, cells) = tree(tmp.path());

@@ -141,6 +141,8 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
         last.gradient_symmetricity,
         sig.algorithm.gradient_symmetricity
     );
+    assert_eq!(last.attention_tv, sig.algorithm.attention.tv_from_uniform);
+    assert_eq!(last.qk_norm, sig.algorithm.attention.qk_norm);
 
     // The ordering the progress-measures paper reports: after memorisation the
     // excluded loss (final key frequencies removed) rises before the test loss falls.

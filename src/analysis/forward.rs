@@ -90,7 +90,7 @@ fn position_two(m: &Model, w: &Params64) -> Vec<PositionTwo> {
         .into_par_iter()
         .map(|i| {
             let (a, b) = (i / p, i % p);
-            let t = reference::forward(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
+            let t = reference::forward_read_out(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
             let c = (a + b) % p;
             PositionTwo {
                 neurons: t.hidden[2].iter().map(|x| x.max(0.0)).collect(),
@@ -148,26 +148,19 @@ pub fn attention_pattern(m: &Model) -> AttentionPattern {
 /// Gradient of logit `c` at position 2 for input `[a, b, =]` with respect to the input
 /// vectors (embedding plus positional embedding) at positions 0 and 1, by the
 /// reference's backward pass (straight-through for quantized activations).
+/// `scratch` receives parameter gradients nobody reads (any `w.zeros_like()`, reused).
 pub fn logit_input_gradients(
     m: &Model,
     w: &Params64,
-    a: usize,
-    b: usize,
-    c: usize,
+    (a, b, c): (usize, usize, usize),
+    scratch: &mut Params64,
 ) -> (Vec<f64>, Vec<f64>) {
     let p = w.modulus();
-    let t = reference::forward(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
+    let t = reference::forward_read_out(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
     let mut dlogit = vec![0.0; p];
     dlogit[c] = 1.0;
-    let mut scratch = w.zeros_like();
-    let [g0, g1, _] = reference::backward(
-        w,
-        &t,
-        &[vec![0.0; p], vec![0.0; p], dlogit],
-        &mut scratch,
-        a,
-        b,
-    );
+    let [g0, g1, _] =
+        reference::backward(w, &t, &[vec![0.0; p], vec![0.0; p], dlogit], scratch, a, b);
     (g0, g1)
 }
 
@@ -282,6 +275,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_read_out_pass_is_the_full_pass_at_position_two() {
+        for (arch, rate) in arch_rates() {
+            for act_bits in [0, 4] {
+                let w = Params64::from_weights(&random_model(arch, 7, 8, 2, 32, 9));
+                for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
+                    let full = reference::forward(&w, a, b, act_bits, 1e-5, rate);
+                    let last = reference::forward_read_out(&w, a, b, act_bits, 1e-5, rate);
+                    assert_eq!(full.hidden[2], last.hidden[2]);
+                    assert_eq!(full.x2[2], last.x2[2]);
+                    assert_eq!(full.logits[2], last.logits[2]);
+                    for h in 0..2 {
+                        assert_eq!(full.pattern[h][2], last.pattern[h][2]);
+                    }
+                    assert!(last.hidden[0].is_empty() && last.logits[1].is_empty());
+                    // The backward pass from position 2 needs nothing else.
+                    let mut dl = [vec![0.0; 7], vec![0.0; 7], vec![0.0; 7]];
+                    dl[2][c] = 1.0;
+                    let (mut g_full, mut g_last) = (w.zeros_like(), w.zeros_like());
+                    let dx_full = reference::backward(&w, &full, &dl, &mut g_full, a, b);
+                    let dx_last = reference::backward(&w, &last, &dl, &mut g_last, a, b);
+                    assert_eq!(dx_full, dx_last);
+                    assert_eq!(g_full.w_q.data, g_last.w_q.data);
+                    assert_eq!(g_full.w_e.data, g_last.w_e.data);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn attention_patterns_are_distributions_and_uniform_without_queries() {
         let mut w = random_model(Arch::Li2024, 5, 8, 2, 16, 4);
         let pat = attention_pattern(&plain(w.clone())).weights;
@@ -343,7 +365,7 @@ pub(crate) mod tests {
             let w = Params64::from_weights(&m.weights);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                 let x = reference::input_vectors(&w, a, b);
-                let (g0, g1) = logit_input_gradients(&m, &w, a, b, c);
+                let (g0, g1) = logit_input_gradients(&m, &w, (a, b, c), &mut w.zeros_like());
                 let logit = |x: [Vec<f64>; 3]| {
                     reference::forward_from_inputs(&w, x, 0, 0.0, rate).logits[2][c]
                 };

@@ -47,6 +47,12 @@ pub struct ProgressRow {
     pub final_keys_neurons: usize,
     /// Sum of squares of every parameter of the effective weights.
     pub weight_sq_sum: f64,
+    /// Position-2 attention's distance from uniform, of the least uniform head (the
+    /// signature's `attention.tv_from_uniform`).
+    pub attention_tv: f64,
+    /// sqrt(Σ_h ‖W_Q,h·W_K,hᵀ‖²): what weight decay shrinks on the way to uniform
+    /// attention.
+    pub qk_norm: f64,
     pub gradient_symmetricity: f64,
 }
 
@@ -84,7 +90,7 @@ pub fn progress_rows(
                 .with_context(|| format!("analysing the snapshot of step {step}"))?;
             let p = w.weights.modulus();
             let (train, test) = super::split_pairs(p, split)?;
-            let logits = forward::forward_all(w).logits;
+            let logits = forward::logits(w);
             let nonconstant: f64 = sig.embedding.norm_by_frequency[1..]
                 .iter()
                 .map(|n| n * n)
@@ -113,6 +119,8 @@ pub fn progress_rows(
                     .filter(|r| r.clustered && r.best_frequency.is_some_and(|k| keys.contains(&k)))
                     .count(),
                 weight_sq_sum: weight_sq_sum(&w.weights),
+                attention_tv: sig.algorithm.attention.tv_from_uniform,
+                qk_norm: sig.algorithm.attention.qk_norm,
                 gradient_symmetricity: sig.algorithm.gradient_symmetricity,
             })
         })
@@ -191,6 +199,8 @@ mod tests {
             final_keys_embedding_energy: 0.0,
             final_keys_neurons: 0,
             weight_sq_sum,
+            attention_tv: 0.0,
+            qk_norm: 0.0,
             gradient_symmetricity: 0.0,
         }
     }

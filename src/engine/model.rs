@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod fused;
-mod kernels;
+pub(crate) mod kernels;
 pub mod ops;
 
 pub(crate) type Tp = OwnedTape<f32, Cpu>;

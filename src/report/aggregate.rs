@@ -45,10 +45,9 @@
 //!   A pair where either side lacks a signature keeps empty numbers; a group with
 //!   several cells of one precision (possible only through `[[cells]]`) uses the first. Without a
 //!   `precision` column the table is only its header.
-//! - `summary.csv`: one row per value of (`precision`, `modulus`, `width`), in
-//!   first-appearance order, using those of the three that are identity columns (a
-//!   setting that is not an axis has one value in the sweep, so it splits nothing; with
-//!   none of them the sweep is one row). Columns: those, `cells`, `done` (status
+//! - `summary.csv`: one row per group of cells equal on every identity column but
+//!   `seed` (the seeds of one setting), in first-appearance order; a sweep whose only
+//!   identity column is `seed` is one row. Columns: those identity columns, `cells`, `done` (status
 //!   done or unanalysed), `analysed`, `grokked_share`, then `<m>_median`, `<m>_min`,
 //!   `<m>_max` for m in `test_acc`, `n_key_frequencies`, `logits_explained`,
 //!   `restricted_ratio`, `excluded_ratio`, `step_generalised`,
@@ -64,7 +63,8 @@
 //!   then the progress measures of `analysis::progress::ProgressRow`
 //!   (`train_loss`, `test_loss`, `test_acc`, `restricted_loss`, `excluded_loss`,
 //!   `gini`, `n_key_frequencies`, `final_keys_embedding_energy`,
-//!   `final_keys_neurons`, `weight_sq_sum`, `gradient_symmetricity`). `cells.csv`
+//!   `final_keys_neurons`, `weight_sq_sum`, `attention_tv`, `qk_norm`,
+//!   `gradient_symmetricity`). `cells.csv`
 //!   carries the phase boundaries `step_circuit_start`, `step_cleanup_start`,
 //!   `step_cleanup_end` after `grokking_gap`, and `compare.csv` their
 //!   `diff_step_circuit_start` after `diff_step_generalised`.

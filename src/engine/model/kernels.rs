@@ -11,7 +11,7 @@ thread_local! {
 
 /// Whether a kernel may take its SIMD version (always, outside tests).
 #[inline(always)]
-fn simd_allowed() -> bool {
+pub(crate) fn simd_allowed() -> bool {
     #[cfg(test)]
     if BASELINE_ONLY.with(|b| b.get()) {
         return false;
@@ -23,21 +23,21 @@ fn simd_allowed() -> bool {
 /// the CPU has them (bitgrok is built for baseline x86-64). Rust never contracts
 /// `a * b + c` into an FMA, so both versions compute the same bits.
 macro_rules! simd_fn {
-    ($(#[$meta:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        pub(super) fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn body($($arg: $ty),*) $body
+            fn body($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn fast($($arg: $ty),*) {
+                unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if simd_allowed()
+                if $crate::engine::model::kernels::simd_allowed()
                 && std::is_x86_feature_detected!("avx2")
                 && std::is_x86_feature_detected!("fma")
             {
@@ -50,6 +50,7 @@ macro_rules! simd_fn {
         }
     };
 }
+pub(crate) use simd_fn;
 
 /// Attention weights over the three positions of every head, from the score table:
 /// `out = rate·softmax + (1 − rate)/3` (Zhong et al.'s attention rate; position 2 may
@@ -118,7 +119,7 @@ pub(super) struct TableShape {
 
 simd_fn! {
     /// Forward rows of [`attention_mlp`]: position weights, x1 and relu(pre) per example.
-    fn table_rows_forward(
+    pub(super) fn table_rows_forward(
         shape: TableShape,
         rows: &[[u32; 3]],
         s: &[f32],
@@ -165,7 +166,7 @@ simd_fn! {
     /// Backward rows of [`attention_mlp`]: the ReLU mask on `dpre`, and the gradient of
     /// the pre-softmax scores per example and head (`dscore` [rows, heads, 3]) from
     /// the softmax weights `probs`.
-    fn table_rows_backward(
+    pub(super) fn table_rows_backward(
         shape: TableShape,
         rows: &[[u32; 3]],
         hidden: &[f32],
@@ -204,7 +205,7 @@ simd_fn! {
 simd_fn! {
     /// `acc[t, c0..c1] += Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` for head `h`, over
     /// the examples in order.
-    fn scatter_rows(
+    pub(super) fn scatter_rows(
         rows: &[[u32; 3]],
         weights: &[f32],
         src: &[f32],
@@ -229,7 +230,7 @@ simd_fn! {
 
 simd_fn! {
     /// RMSNorm forward on a chunk of rows: `r = sqrt(d)/‖x‖`, `y = x·r ⊙ g`.
-    fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
+    pub(super) fn rms_rows_forward(d: usize, sd: f32, g: &[f32], xv: &[f32], rs: &mut [f32], out: &mut [f32]) {
         for ((o, r), row) in out.chunks_exact_mut(d).zip(rs).zip(xv.chunks_exact(d)) {
             *r = sd / dot(row, row).sqrt();
             for (o, (v, gj)) in o.iter_mut().zip(row.iter().zip(g)) {
@@ -242,7 +243,7 @@ simd_fn! {
 simd_fn! {
     /// RMSNorm backward to the input on a chunk of rows:
     /// `dx += r·(dy⊙g − x·((dy⊙g)·x)/‖x‖²)`, with `‖x‖² = d/r²`.
-    fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
+    pub(super) fn rms_rows_backward(d: usize, g: &[f32], xv: &[f32], rs: &[f32], dy: &[f32], dx: &mut [f32]) {
         let mut dyg = vec![0.0f32; d];
         let rows = dx.chunks_exact_mut(d).zip(dy.chunks_exact(d));
         for ((dxr, dyr), (row, &r)) in rows.zip(xv.chunks_exact(d).zip(rs)) {
@@ -259,7 +260,7 @@ simd_fn! {
 
 simd_fn! {
     /// RMSNorm gain gradient of a chunk of rows: `acc += Σ_rows dy ⊙ x·r` (in f64).
-    fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
+    pub(super) fn rms_gain_partial(d: usize, xv: &[f32], rs: &[f32], dy: &[f32], acc: &mut [f64]) {
         for ((row, dyr), &r) in xv.chunks_exact(d).zip(dy.chunks_exact(d)).zip(rs) {
             for ((a, x), g) in acc.iter_mut().zip(row).zip(dyr) {
                 *a += (g * x * r) as f64;

@@ -294,6 +294,8 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             "final_keys_embedding_energy",
             "final_keys_neurons",
             "weight_sq_sum",
+            "attention_tv",
+            "qk_norm",
             "gradient_symmetricity",
         ],
     );
@@ -314,6 +316,8 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
                 fmt_fraction(p.final_keys_embedding_energy),
                 p.final_keys_neurons.to_string(),
                 fmt_magnitude(p.weight_sq_sum),
+                fmt_fraction(p.attention_tv),
+                fmt_magnitude(p.qk_norm),
                 fmt_fraction(p.gradient_symmetricity),
             ]);
             out.push(v);
@@ -444,10 +448,8 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
 }
 
 pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    let by: Vec<usize> = ["precision", "modulus", "width"]
-        .iter()
-        .filter_map(|name| cols.iter().position(|c| c == name))
-        .collect();
+    // Seeds are what a summary summarises over: every other identity column splits.
+    let by: Vec<usize> = (0..cols.len()).filter(|&i| cols[i] != "seed").collect();
     let mut rest: Vec<String> = ["cells", "done", "analysed", "grokked_share"]
         .iter()
         .map(|s| s.to_string())

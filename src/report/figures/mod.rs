@@ -9,6 +9,7 @@ pub mod cell;
 mod curves;
 mod neurons;
 mod plane;
+mod progress;
 mod spectrum;
 
 use crate::analysis::{CurvePoint, Signature};
@@ -81,9 +82,7 @@ impl SweepView<'_> {
     }
 }
 
-/// The sweep-level figures in page order. Progress measures over training (loss
-/// restricted to / excluding the key frequencies, Gini, weight norm vs step) go
-/// here once the cells store them.
+/// The sweep-level figures in page order.
 type FigureFn = fn(&SweepView) -> Result<Option<Figure>>;
 pub const FIGURES: &[FigureFn] = &[
     curves::figure,
@@ -91,6 +90,7 @@ pub const FIGURES: &[FigureFn] = &[
     spectrum::matrix,
     neurons::figure,
     plane::figure,
+    progress::figure,
 ];
 
 /// Draw every figure that has data.

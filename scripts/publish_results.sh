@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Copy a finished sweep's tables, report and figures from an artifacts folder to
+# results/<name>/, with a PROVENANCE.md saying what produced them. Used by
+# `make results NAME=...`; the cell pages and weights stay in the artifacts folder
+# (`bitgrok report` rewrites the pages from the cells).
+set -euo pipefail
+name=$1
+artifacts=$2
+bitgrok=${BITGROK:-target/release/bitgrok}
+src="$artifacts/sweeps/$name"
+dst="results/$name"
+[ -f "$src/cells.csv" ] || { echo "no tables in $src: run the sweep first" >&2; exit 1; }
+# Only complete sweeps are published: committed evidence must be re-runnable as is.
+if "$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 | grep -qv ' 0 partial, 0 failed, 0 missing'; then
+    "$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 >&2
+    echo "sweep $name is not complete in $artifacts: not publishing" >&2
+    exit 1
+fi
+mkdir -p "$dst/figures"
+rm -f "$dst"/*.csv "$dst"/figures/*.svg
+cp "$src"/*.csv "$src/report.html" "$dst/"
+cp "$src"/figures/*.svg "$dst/figures/"
+commit=$(git rev-parse HEAD)
+git diff --quiet HEAD -- src Cargo.toml Cargo.lock "sweeps/$name.toml" || commit="$commit (with uncommitted changes)"
+cat > "$dst/PROVENANCE.md" <<MD
+# $name: provenance
+
+- sweep file: \`sweeps/$name.toml\`
+- produced by: \`make results NAME=$name\` (\`bitgrok run sweeps/$name.toml --artifacts ARTIFACTS\`, then \`scripts/publish_results.sh\`)
+- bitgrok: $("$bitgrok" --version), commit $commit
+- published: $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))
+- cells: $("$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 | sed 's/^total: //')
+
+Check a re-run against these tables (exit 0 when nothing changed beyond tolerance):
+
+    make results-check NAME=$name
+
+Training time (\`train_seconds\`) is the only column expected to differ.
+MD
+echo "published $src to $dst"

@@ -154,11 +154,12 @@ pub fn gradient_symmetricity(m: &Model, cfg: &AnalysisConfig) -> (f64, usize) {
             .collect()
     };
     // Each triple alone, collected in order: the mean does not depend on threads.
+    let read_out = forward::read_out(m, &w);
     let pairs: Vec<(Vec<f64>, Vec<f64>)> = triples
         .par_iter()
         .map_init(
             || w.zeros_like(),
-            |scratch, &abc| forward::logit_input_gradients(m, &w, abc, scratch),
+            |scratch, &abc| forward::logit_input_gradients(&read_out, abc, scratch),
         )
         .collect();
     (measures::mean_cosine(&pairs), triples.len())

@@ -12,7 +12,7 @@
 
 use crate::engine::model::{run, Batch};
 use crate::engine::model_file::Model;
-use crate::engine::reference::{self, Params64};
+use crate::engine::reference::{self, Params64, ReadOut};
 use rayon::prelude::*;
 
 /// What analysis reads from the model over all p² inputs.
@@ -73,6 +73,12 @@ pub fn logits(m: &Model) -> Vec<f32> {
     .expect("logits were asked for")
 }
 
+/// The reference's read-out pass of the model `m` (weights `w` in f64), with its
+/// activation bits, eps and attention rate.
+pub fn read_out<'a>(m: &Model, w: &'a Params64) -> ReadOut<'a> {
+    ReadOut::new(w, m.act_bits, m.act_eps, m.attention_rate)
+}
+
 /// What the reference computes at position 2 for one input.
 struct PositionTwo {
     neurons: Vec<f64>,
@@ -86,11 +92,12 @@ struct PositionTwo {
 /// these parts of each trace are kept.
 fn position_two(m: &Model, w: &Params64) -> Vec<PositionTwo> {
     let p = m.weights.modulus();
+    let read_out = read_out(m, w);
     (0..p * p)
         .into_par_iter()
         .map(|i| {
             let (a, b) = (i / p, i % p);
-            let t = reference::forward_read_out(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
+            let t = read_out.forward(a, b);
             let c = (a + b) % p;
             PositionTwo {
                 neurons: t.hidden[2].iter().map(|x| x.max(0.0)).collect(),
@@ -150,13 +157,13 @@ pub fn attention_pattern(m: &Model) -> AttentionPattern {
 /// reference's backward pass (straight-through for quantized activations).
 /// `scratch` receives parameter gradients nobody reads (any `w.zeros_like()`, reused).
 pub fn logit_input_gradients(
-    m: &Model,
-    w: &Params64,
+    read_out: &ReadOut,
     (a, b, c): (usize, usize, usize),
     scratch: &mut Params64,
 ) -> (Vec<f64>, Vec<f64>) {
+    let w = read_out.weights();
     let p = w.modulus();
-    let t = reference::forward_read_out(w, a, b, m.act_bits, m.act_eps, m.attention_rate);
+    let t = read_out.forward(a, b);
     let mut dlogit = vec![0.0; p];
     dlogit[c] = 1.0;
     let [g0, g1, _] =
@@ -281,7 +288,7 @@ pub(crate) mod tests {
                 let w = Params64::from_weights(&random_model(arch, 7, 8, 2, 32, 9));
                 for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                     let full = reference::forward(&w, a, b, act_bits, 1e-5, rate);
-                    let last = reference::forward_read_out(&w, a, b, act_bits, 1e-5, rate);
+                    let last = ReadOut::new(&w, act_bits, 1e-5, rate).forward(a, b);
                     assert_eq!(full.hidden[2], last.hidden[2]);
                     assert_eq!(full.x2[2], last.x2[2]);
                     assert_eq!(full.logits[2], last.logits[2]);
@@ -365,7 +372,8 @@ pub(crate) mod tests {
             let w = Params64::from_weights(&m.weights);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                 let x = reference::input_vectors(&w, a, b);
-                let (g0, g1) = logit_input_gradients(&m, &w, (a, b, c), &mut w.zeros_like());
+                let (g0, g1) =
+                    logit_input_gradients(&read_out(&m, &w), (a, b, c), &mut w.zeros_like());
                 let logit = |x: [Vec<f64>; 3]| {
                     reference::forward_from_inputs(&w, x, 0, 0.0, rate).logits[2][c]
                 };

@@ -116,15 +116,41 @@ pub fn forward_from_inputs(
     eps: f64,
     rate: f64,
 ) -> Trace {
-    trace(w, x0, act_bits, eps, rate, 0)
+    let slots = x0.map(|x| Slot::new(w, x, act_bits, eps));
+    trace(w, slots, act_bits, eps, rate, 0)
 }
 
-/// The forward pass computing position `first..3` only past the keys and values
-/// (which every query needs at all three positions); other positions' vectors are
-/// left empty. `first = 2` gives the read-out position alone, a third of the work.
+/// What one position brings to attention: its input vector, that vector as the
+/// projections see it (quantized when `act_bits > 0`), and its query, key and value.
+/// It depends only on the position and its token.
+#[derive(Clone)]
+struct Slot {
+    x0: Vec<f64>,
+    xq0: Vec<f64>,
+    q: Vec<f64>,
+    k: Vec<f64>,
+    v: Vec<f64>,
+}
+
+impl Slot {
+    fn new(w: &Params64, x0: Vec<f64>, act_bits: u32, eps: f64) -> Slot {
+        let xq0 = act_quant(&x0, act_bits, eps);
+        Slot {
+            q: vec_mat(&xq0, &w.w_q),
+            k: vec_mat(&xq0, &w.w_k),
+            v: vec_mat(&xq0, &w.w_v),
+            x0,
+            xq0,
+        }
+    }
+}
+
+/// The forward pass from the three positions' slots, computing positions `first..3`
+/// past attention's inputs; the other positions' later vectors are left empty.
+/// `first = 2` gives the read-out position alone ([`ReadOut`]).
 fn trace(
     w: &Params64,
-    x0: [Vec<f64>; 3],
+    slots: [Slot; 3],
     act_bits: u32,
     eps: f64,
     rate: f64,
@@ -135,12 +161,15 @@ fn trace(
     let dh = d / h;
     let nanda = w.arch == Arch::Nanda2023;
     let scale = attention_scale(w.arch, d, h);
-    let all = |f: &dyn Fn(usize) -> Vec<f64>| [f(0), f(1), f(2)];
-    let each = |f: &dyn Fn(usize) -> Vec<f64>| all(&|i| if i < first { Vec::new() } else { f(i) });
-    let xq0 = all(&|i| act_quant(&x0[i], act_bits, eps));
-    let q = each(&|i| vec_mat(&xq0[i], &w.w_q));
-    let k = all(&|i| vec_mat(&xq0[i], &w.w_k));
-    let v = all(&|i| vec_mat(&xq0[i], &w.w_v));
+    let each = |f: &dyn Fn(usize) -> Vec<f64>| {
+        [0, 1, 2].map(|i| if i < first { Vec::new() } else { f(i) })
+    };
+    let [s0, s1, s2] = slots;
+    let x0 = [s0.x0, s1.x0, s2.x0];
+    let xq0 = [s0.xq0, s1.xq0, s2.xq0];
+    let q = [s0.q, s1.q, s2.q];
+    let k = [s0.k, s1.k, s2.k];
+    let v = [s0.v, s1.v, s2.v];
     let mut pattern = vec![[[0.0; 3]; 3]; h];
     let mut softmax = pattern.clone();
     let mut z = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
@@ -248,25 +277,60 @@ pub fn forward(w: &Params64, a: usize, b: usize, act_bits: u32, eps: f64, rate: 
     forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps, rate)
 }
 
-/// [`forward`] at the read-out position only: the same numbers at position 2 (and
-/// the keys and values of every position); the other positions' vectors are empty,
-/// so the trace is for reading, not for [`backward`].
-pub fn forward_read_out(
-    w: &Params64,
-    a: usize,
-    b: usize,
+/// [`forward`] at the read-out position only, for passes over many inputs: the same
+/// numbers at position 2, with every (position, token) slot computed once up front
+/// instead of once per input. Positions 0 and 1 keep only their slots, so a trace is
+/// for reading position 2 and for [`backward`] from it.
+pub struct ReadOut<'a> {
+    w: &'a Params64,
     act_bits: u32,
     eps: f64,
     rate: f64,
-) -> Trace {
-    trace(w, input_vectors(w, a, b), act_bits, eps, rate, 2)
+    /// `slots[pos][token]`.
+    slots: [Vec<Slot>; 3],
+}
+
+impl<'a> ReadOut<'a> {
+    pub fn new(w: &'a Params64, act_bits: u32, eps: f64, rate: f64) -> ReadOut<'a> {
+        let tokens = w.w_e.rows;
+        let slots = [0, 1, 2].map(|pos| {
+            (0..tokens)
+                .map(|tok| {
+                    let mut x = w.w_e.row(tok).to_vec();
+                    if let Some(wp) = &w.w_pos {
+                        add(&mut x, wp.row(pos));
+                    }
+                    Slot::new(w, x, act_bits, eps)
+                })
+                .collect()
+        });
+        ReadOut {
+            w,
+            act_bits,
+            eps,
+            rate,
+            slots,
+        }
+    }
+
+    /// The weights this pass reads.
+    pub fn weights(&self) -> &'a Params64 {
+        self.w
+    }
+
+    /// The trace of `[a, b, =]` at position 2.
+    pub fn forward(&self, a: usize, b: usize) -> Trace {
+        let p = self.w.w_u.cols;
+        let slots = [(0, a), (1, b), (2, p)].map(|(pos, tok)| self.slots[pos][tok].clone());
+        trace(self.w, slots, self.act_bits, self.eps, self.rate, 2)
+    }
 }
 
 /// Backward pass of one example: given `dlogits` at every position, add the parameter
 /// gradients into `grads` and return the gradients with respect to the input vectors
 /// `x0` (straight-through for quantized activations). Positions whose `dlogits` are
-/// all zero add nothing and are skipped, so a [`forward_read_out`] trace serves when
-/// only position 2's are non-zero.
+/// all zero add nothing and are skipped, so a [`ReadOut`] trace serves when only
+/// position 2's are non-zero.
 pub fn backward(
     w: &Params64,
     t: &Trace,

@@ -50,9 +50,9 @@
 //!   identity column is `seed` is one row. Columns: those identity columns, `cells`, `done` (status
 //!   done or unanalysed), `analysed`, `grokked_share`, then `<m>_median`, `<m>_min`,
 //!   `<m>_max` for m in `test_acc`, `n_key_frequencies`, `logits_explained`,
-//!   `restricted_ratio`, `excluded_ratio`, `step_generalised`,
-//!   `gradient_symmetricity`, `distance_irrelevance`, `attention_tv`, `pizza_fit`,
-//!   `gini`, then the share of each label (`clock_share`, `pizza_share`,
+//!   `restricted_ratio`, `excluded_ratio`, `step_memorised`, `step_generalised`,
+//!   `gradient_symmetricity`, `distance_irrelevance`, `attention_tv`,
+//!   `difference_share`, `difference_share_pre_norm`, `pizza_fit`, `gini`, then the share of each label (`clock_share`, `pizza_share`,
 //!   `uniform_attention_share`, `mixed_share`, `no_fourier_share`,
 //!   `not_generalised_share`).
 //!   Shares are over analysed cells; statistics over analysed cells that have the

@@ -417,6 +417,9 @@ pub(super) const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     }),
     ("restricted_ratio", false, |s| s.logits.restricted_ratio),
     ("excluded_ratio", false, |s| s.logits.excluded_ratio),
+    ("step_memorised", true, |s| {
+        s.outcome.step_memorised.map(|v| v as f64)
+    }),
     ("step_generalised", true, |s| {
         s.outcome.step_generalised.map(|v| v as f64)
     }),
@@ -428,6 +431,15 @@ pub(super) const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     }),
     ("attention_tv", false, |s| {
         Some(s.algorithm.attention.tv_from_uniform)
+    }),
+    ("difference_share", false, |s| {
+        s.algorithm.difference.difference_share
+    }),
+    ("difference_share_pre_norm", false, |s| {
+        s.algorithm
+            .difference_pre_norm
+            .as_ref()
+            .and_then(|d| d.difference_share)
     }),
     ("pizza_fit", false, |s| s.algorithm.difference.pizza_fit),
     ("gini", false, |s| Some(s.embedding.gini)),

@@ -35,6 +35,9 @@ Check a re-run against these tables (exit 0 when nothing changed beyond toleranc
 
     make results-check NAME=$name
 
-Training time (\`train_seconds\`) is the only column expected to differ.
+Training time (\`train_seconds\`) is the only column expected to differ. Cells are
+found by content key, so a cell trained earlier, by any bitgrok with the same key
+rules, is reused rather than retrained; each cell's \`manifest.json\` records the
+version that trained it.
 MD
 echo "published $src to $dst"

@@ -259,15 +259,14 @@ fn trace(
 /// The input vectors of `[a, b, =]`: token embeddings plus positional embeddings.
 pub fn input_vectors(w: &Params64, a: usize, b: usize) -> [Vec<f64>; 3] {
     let p = w.w_u.cols;
-    let mut x = [
-        w.w_e.row(a).to_vec(),
-        w.w_e.row(b).to_vec(),
-        w.w_e.row(p).to_vec(),
-    ];
-    if let Some(pos) = &w.w_pos {
-        for (i, xi) in x.iter_mut().enumerate() {
-            add(xi, pos.row(i));
-        }
+    [(0, a), (1, b), (2, p)].map(|(pos, tok)| input_vector(w, pos, tok))
+}
+
+/// The input vector of token `tok` at position `pos`.
+fn input_vector(w: &Params64, pos: usize, tok: usize) -> Vec<f64> {
+    let mut x = w.w_e.row(tok).to_vec();
+    if let Some(wp) = &w.w_pos {
+        add(&mut x, wp.row(pos));
     }
     x
 }
@@ -295,13 +294,7 @@ impl<'a> ReadOut<'a> {
         let tokens = w.w_e.rows;
         let slots = [0, 1, 2].map(|pos| {
             (0..tokens)
-                .map(|tok| {
-                    let mut x = w.w_e.row(tok).to_vec();
-                    if let Some(wp) = &w.w_pos {
-                        add(&mut x, wp.row(pos));
-                    }
-                    Slot::new(w, x, act_bits, eps)
-                })
+                .map(|tok| Slot::new(w, input_vector(w, pos, tok), act_bits, eps))
                 .collect()
         });
         ReadOut {

@@ -600,16 +600,17 @@ precision = "ternary"
         .map(|l| l.split(',').take(5).collect())
         .collect();
     assert_eq!(rows[0], ["precision", "seed", "train.lr", "key", "status"]);
-    assert_eq!(rows[1][..3], ["fp32", "0", ""]);
+    // Cells that do not name train.lr show the value they have.
+    assert_eq!(rows[1][..3], ["fp32", "0", "0.001"]);
     assert_eq!(rows[1][4], "done");
-    assert_eq!(rows[2][..3], ["binary", "0", ""]);
+    assert_eq!(rows[2][..3], ["binary", "0", "0.001"]);
     assert_eq!(rows[3][..3], ["ternary", "0", "0.003"]);
     assert_eq!(rows[3][4], "missing");
     // Compare groups by seed and train.lr: the ternary cell has its own group.
     let compare = read(&out, "compare.csv");
     assert_eq!(
         compare.lines().skip(1).collect::<Vec<_>>(),
-        ["0,,fp32,binary,,,,,,,"]
+        ["0,0.001,fp32,binary,,,,,,,"]
     );
 }
 

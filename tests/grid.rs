@@ -86,13 +86,14 @@ seed = 5
     assert_eq!(
         shown(&c),
         [
-            "precision=fp32 seed=0",
-            "precision=fp32 seed=1",
-            "precision=binary seed=0",
-            "precision=binary seed=1",
+            // A setting one entry names is shown, with its value, in every cell.
+            "precision=fp32 seed=0 train.lr=0.001",
+            "precision=fp32 seed=1 train.lr=0.001",
+            "precision=binary seed=0 train.lr=0.001",
+            "precision=binary seed=1 train.lr=0.001",
             "precision=int4 seed=0 train.lr=0.003",
             "precision=int4 seed=1 train.lr=0.003",
-            "precision=ternary seed=5",
+            "precision=ternary seed=5 train.lr=0.001",
         ]
     );
     assert_eq!(c[4].config.train.lr, 3e-3);

@@ -9,7 +9,7 @@
 //! cell of its fixed settings, or, when it has `[[cells]]`, exactly those cells.
 
 pub use crate::sweep::cell::Cell;
-use crate::sweep::settings::{resolve, value_text};
+use crate::sweep::settings::{effective_value, resolve, value_text};
 use crate::sweep::spec::{Origin, Setting, Sweep};
 use std::collections::{BTreeMap, HashSet};
 use toml::Value;
@@ -64,7 +64,30 @@ pub(crate) fn expand_traced(sweep: &Sweep) -> Vec<Traced> {
     for (i, entry) in sweep.extra.iter().enumerate() {
         product(sweep, &base, &entry.settings, Some(i), &mut out, &mut seen);
     }
+    show_every_identity(&mut out);
     out
+}
+
+/// A setting one `[[cells]]` entry names is another cell's default or sweep-level
+/// value: write it out in every cell, so no identity column is ever blank (a blank
+/// would not say which value the cell has).
+fn show_every_identity(cells: &mut [Traced]) {
+    let mut names: Vec<String> = Vec::new();
+    for t in cells.iter() {
+        for (name, _) in &t.cell.axes {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    for t in cells.iter_mut() {
+        for name in &names {
+            if !t.cell.axes.iter().any(|(n, _)| n == name) {
+                let value = effective_value(&t.cell.config, &t.cell.analysis, name);
+                t.cell.axes.push((name.clone(), value));
+            }
+        }
+    }
 }
 
 fn origin(shown: &str, s: &Setting) -> Origin {

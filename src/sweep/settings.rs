@@ -214,6 +214,20 @@ fn clean(e: &toml::de::Error) -> String {
         })
 }
 
+/// The value of setting `key` (dotted name) in a resolved configuration, as shown to
+/// users ([`value_text`]); the inverse of [`resolve`] for one key.
+pub fn effective_value(cfg: &CellConfig, an: &AnalysisConfig, key: &str) -> String {
+    let (root, path) = match key.strip_prefix("analysis.") {
+        Some(rest) => (Value::try_from(an), rest),
+        None => (Value::try_from(cfg), key),
+    };
+    let root = root.expect("config structs serialise");
+    path.split('.')
+        .try_fold(&root, |node, part| node.get(part))
+        .map(value_text)
+        .unwrap_or_default()
+}
+
 /// A value as shown to users: strings bare, floats in their shortest spelling.
 pub fn value_text(v: &Value) -> String {
     match v {

@@ -167,3 +167,21 @@ fn plan_of_a_bad_file_fails_with_its_problems() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("width: width 30 is not divisible by model.heads = 4"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    // Like `bitgrok plan … | head -0`: the reader is gone before the first line.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitgrok"))
+        .args(["plan", "sweeps/paper.toml", "--artifacts"])
+        .arg(tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -80,6 +80,14 @@ pub enum Command {
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
+    // Output piped into `head` and closed early ends the process quietly, as other
+    // command-line tools do, instead of a panic on the next print.
+    // SAFETY: restoring a signal's default disposition at start-up, before any thread
+    // exists, is what `signal` is for.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     run(Cli::parse())
 }
 

@@ -126,7 +126,7 @@ fn smoke_report_draws_every_figure_from_the_cells() {
 
     // Tables and the sweep file.
     for title in [
-        "Summary per precision",
+        "Summary per setting, over seeds",
         "Precisions compared",
         "Cells (key links",
     ] {

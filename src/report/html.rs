@@ -263,7 +263,7 @@ fn main_page(
     let page_link = |key: &str| analysed.contains(key).then(|| cell_page_name(key));
     out.push_str("<h2 id=\"tables\">Tables</h2>\n");
     for (name, title, link) in [
-        ("summary.csv", "Summary per precision", false),
+        ("summary.csv", "Summary per setting, over seeds", false),
         ("compare.csv", "Precisions compared", false),
         ("cells.csv", "Cells (key links to the cell's page)", true),
     ] {

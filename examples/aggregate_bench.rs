@@ -6,9 +6,11 @@
 //!
 //! `cargo run --release --example aggregate_bench [runs]`
 
+#[path = "common/synthetic.rs"]
+mod synthetic;
+
 use bitgrok::analysis::{analyze, signature_json};
-use bitgrok::config::{AnalysisConfig, Arch};
-use bitgrok::engine::weights::{Mat, ModelWeights};
+use bitgrok::config::AnalysisConfig;
 use bitgrok::report::aggregate::{aggregate, SweepCell};
 use bitgrok::store;
 use rand::{Rng, SeedableRng};
@@ -20,31 +22,8 @@ fn main() {
         .nth(1)
         .map(|s| s.parse().expect("runs must be a number"))
         .unwrap_or(5);
-    let (p, d, heads, d_mlp) = (113, 128, 4, 512);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut mat = |rows: usize, cols: usize| {
-        let s = 1.0 / (rows as f64).sqrt();
-        let data = (0..rows * cols)
-            .map(|_| ((rng.gen::<f64>() - 0.5) * s) as f32)
-            .collect();
-        Mat::from_vec(rows, cols, data)
-    };
-    let w = ModelWeights {
-        arch: Arch::Li2024,
-        heads,
-        w_e: mat(p + 1, d),
-        w_pos: None,
-        w_q: mat(d, d),
-        w_k: mat(d, d),
-        w_v: mat(d, d),
-        w_o: mat(d, d),
-        w_in: mat(d, d_mlp),
-        b_in: None,
-        w_out: mat(d_mlp, d),
-        b_out: None,
-        ln_final_w: Some(vec![1.0; d]),
-        w_u: mat(d, p),
-    };
+    let w = synthetic::paper_size_model();
+    let p = w.modulus();
     let cfg = AnalysisConfig::default();
     let akey = bitgrok::key::analysis_key(&cfg);
     let base = analyze(
@@ -89,9 +68,9 @@ fn main() {
                 json_bytes += json.len();
                 // Written as the runner writes them: files with checksums in manifests.
                 store::write_dir_atomic(&dir.join("analysis").join(&akey), |tmp| {
-                    std::fs::write(tmp.join("signature.json"), &json)?;
-                    for other in ["frequencies.csv", "neurons.csv"] {
-                        std::fs::write(tmp.join(other), "x\n")?;
+                    for name in store::ANALYSIS_FILES {
+                        let placeholder = name != "signature.json";
+                        std::fs::write(tmp.join(name), if placeholder { "x\n" } else { &json })?;
                     }
                     Ok(())
                 })
@@ -99,7 +78,9 @@ fn main() {
                 let mut manifest = store::new_manifest(&key, 0, 1);
                 manifest.seconds = rng.gen_range(10.0..100.0);
                 manifest.steps = 10_000;
-                for other in ["cell.toml", "curves.csv", "split.csv", "model.safetensors"] {
+                // Every file a done cell must list, as placeholders (aggregate reads
+                // only the manifest and the signature).
+                for other in store::CELL_FILES {
                     std::fs::write(dir.join(other), "x\n").expect("write");
                     let hash = store::hash_file(&dir.join(other)).expect("hash");
                     manifest.files.insert(other.to_string(), hash);

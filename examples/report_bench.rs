@@ -8,10 +8,12 @@
 //! `cargo run --release --example report_bench [DIR]` (DIR keeps the artifacts, to
 //! look at the report; default a temporary folder).
 
+#[path = "common/synthetic.rs"]
+mod synthetic;
+
 use bitgrok::analysis::{analyze, signature_json, CurvePoint};
-use bitgrok::config::{AnalysisConfig, Arch};
+use bitgrok::config::AnalysisConfig;
 use bitgrok::engine::model_file::{cell_model_files, Model};
-use bitgrok::engine::weights::{Mat, ModelWeights};
 use bitgrok::report::aggregate::SweepCell;
 use bitgrok::report::html::write_report;
 use bitgrok::store;
@@ -19,31 +21,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn main() {
-    let (p, d, heads, d_mlp) = (113, 128, 4, 512);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut mat = |rows: usize, cols: usize| {
-        let s = 1.0 / (rows as f64).sqrt();
-        let data = (0..rows * cols)
-            .map(|_| ((rng.gen::<f64>() - 0.5) * s) as f32)
-            .collect();
-        Mat::from_vec(rows, cols, data)
-    };
-    let w = ModelWeights {
-        arch: Arch::Li2024,
-        heads,
-        w_e: mat(p + 1, d),
-        w_pos: None,
-        w_q: mat(d, d),
-        w_k: mat(d, d),
-        w_v: mat(d, d),
-        w_o: mat(d, d),
-        w_in: mat(d, d_mlp),
-        b_in: None,
-        w_out: mat(d_mlp, d),
-        b_out: None,
-        ln_final_w: Some(vec![1.0; d]),
-        w_u: mat(d, p),
-    };
+    let w = synthetic::paper_size_model();
+    let (p, d_mlp) = (w.modulus(), w.d_mlp());
     let base = analyze(
         &Model::plain(w.clone()),
         None,
@@ -128,8 +107,12 @@ fn main() {
         }
         std::fs::write(dir.join("curves.csv"), store::curves_csv(&curves).unwrap()).unwrap();
         let json = signature_json(&sig).unwrap();
+        // Every file a finished analysis has (the report reads only the signature).
         store::write_dir_atomic(&dir.join("analysis").join(&sc.analysis_key), |t| {
-            std::fs::write(t.join("signature.json"), &json)?;
+            for name in store::ANALYSIS_FILES {
+                let placeholder = name != "signature.json";
+                std::fs::write(t.join(name), if placeholder { "x\n" } else { &json })?;
+            }
             Ok(())
         })
         .unwrap();

@@ -11,11 +11,13 @@ src="$artifacts/sweeps/$name"
 dst="results/$name"
 [ -f "$src/cells.csv" ] || { echo "no tables in $src: run the sweep first" >&2; exit 1; }
 # Only complete sweeps are published: committed evidence must be re-runnable as is.
-if "$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 | grep -qv ' 0 partial, 0 failed, 0 missing'; then
-    "$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 >&2
-    echo "sweep $name is not complete in $artifacts: not publishing" >&2
-    exit 1
-fi
+total=$("$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1)
+case "$total" in
+    *" 0 partial, 0 failed, 0 missing") ;;
+    *) echo "$total" >&2
+       echo "sweep $name is not complete in $artifacts: not publishing" >&2
+       exit 1 ;;
+esac
 mkdir -p "$dst/figures"
 rm -f "$dst"/*.csv "$dst"/figures/*.svg
 cp "$src"/*.csv "$src/report.html" "$dst/"
@@ -29,7 +31,7 @@ cat > "$dst/PROVENANCE.md" <<MD
 - produced by: \`make results NAME=$name\` (\`bitgrok run sweeps/$name.toml --artifacts ARTIFACTS\`, then \`scripts/publish_results.sh\`)
 - bitgrok: $("$bitgrok" --version), commit $commit
 - published: $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))
-- cells: $("$bitgrok" plan "sweeps/$name.toml" --artifacts "$artifacts" | tail -1 | sed 's/^total: //')
+- cells: ${total#total: }
 
 Check a re-run against these tables (exit 0 when nothing changed beyond tolerance):
 

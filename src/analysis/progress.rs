@@ -21,7 +21,7 @@ use super::{analyze, forward, measures, Signature, TrainSplit};
 use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::model_file::Model;
 use crate::engine::weights::ModelWeights;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -83,13 +83,19 @@ pub fn progress_rows(
     cfg: &AnalysisConfig,
 ) -> Result<Vec<ProgressRow>> {
     let keys = &final_sig.neurons.key_frequencies;
+    let p = final_sig.modulus;
+    let (train, test) = super::split_pairs(p, split)?;
     snapshots
         .iter()
         .map(|(step, w)| {
             let sig = analyze(w, None, Some(split), cfg)
                 .with_context(|| format!("analysing the snapshot of step {step}"))?;
-            let p = w.weights.modulus();
-            let (train, test) = super::split_pairs(p, split)?;
+            if sig.modulus != p {
+                bail!(
+                    "the snapshot of step {step} has modulus {}, the cell {p}",
+                    sig.modulus
+                );
+            }
             let logits = forward::logits(w);
             let nonconstant: f64 = sig.embedding.norm_by_frequency[1..]
                 .iter()

@@ -206,6 +206,19 @@ fn analyze_reads_a_cell_by_key_prefix_and_a_model_file() {
     ] {
         assert!(out_dir.join(f).is_file(), "missing {f}");
     }
+    // Bare relative names, in and out: the output folder sits in the current folder.
+    std::fs::copy(&model, t.path().join("m.safetensors")).unwrap();
+    for args in [vec!["m.safetensors"], vec!["m.safetensors", "--out", "rel"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitgrok"))
+            .arg("analyze")
+            .args(&args)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    assert!(t.path().join("m.analysis/signature.json").is_file());
+    assert!(t.path().join("rel/signature.json").is_file());
     let missing = bitgrok(&["analyze", "ffffffff", "--artifacts", s(&art)]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(

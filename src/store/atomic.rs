@@ -62,9 +62,7 @@ pub fn verify_manifest_dir(dir: &Path, expected: &[&str]) -> std::result::Result
 /// checksums of its files, and rename it to `dir` (replacing an old one), so `dir`
 /// is either absent, the old folder or the complete new one.
 pub fn write_dir_atomic(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dir
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent folder", dir.display()))?;
+    let parent = parent_folder(dir)?;
     let name = dir
         .file_name()
         .ok_or_else(|| anyhow!("{} has no name", dir.display()))?
@@ -115,9 +113,7 @@ pub fn hash_file(path: &Path) -> Result<String> {
 /// then renamed over `path`, then the folder synced. Readers see the old file or
 /// the whole new one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
+    let dir = parent_folder(path)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path
         .file_name()
@@ -135,6 +131,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// The folder `path` is in: `.` for a bare relative name such as `out` (whose
+/// `parent()` is the empty path, which cannot be opened to sync).
+fn parent_folder(path: &Path) -> Result<&Path> {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Ok(Path::new(".")),
+        Some(p) => Ok(p),
+        None => bail!("{} has no parent folder", path.display()),
+    }
 }
 
 /// A temporary name for `name` in the same folder, unique across threads,

@@ -153,14 +153,11 @@ pub fn gradient_symmetricity(m: &Model, cfg: &AnalysisConfig) -> (f64, usize) {
             })
             .collect()
     };
-    // Each triple alone, collected in order: the mean does not depend on threads.
+    // Batches of triples, collected in order: the mean does not depend on threads.
     let read_out = forward::read_out(m, &w);
     let pairs: Vec<(Vec<f64>, Vec<f64>)> = triples
-        .par_iter()
-        .map_init(
-            || w.zeros_like(),
-            |scratch, &abc| forward::logit_input_gradients(&read_out, abc, scratch),
-        )
+        .par_chunks(forward::BATCH)
+        .flat_map_iter(|batch| forward::logit_input_gradients(&read_out, batch))
         .collect();
     (measures::mean_cosine(&pairs), triples.len())
 }

@@ -21,7 +21,7 @@ pub struct ForwardPass {
     pub d_mlp: usize,
     pub heads: usize,
     /// MLP neuron activations (after ReLU, before any activation quantizer) at
-    /// position 2, `p² × d_mlp`.
+    /// position 2, neuron by neuron: `neurons[n·p² + a·p + b]`.
     pub neurons: Vec<f64>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,
@@ -79,38 +79,10 @@ pub fn read_out<'a>(m: &Model, w: &'a Params64) -> ReadOut<'a> {
     ReadOut::new(w, m.act_bits, m.act_eps, m.attention_rate)
 }
 
-/// What the reference computes at position 2 for one input.
-struct PositionTwo {
-    neurons: Vec<f64>,
-    pattern: Vec<[f64; 3]>,
-    pre_norm_correct_logit: Option<f64>,
-}
-
-/// Per input, in row order: the reference's neuron activations (after ReLU),
-/// attention weights of position 2 per head and pre-norm correct logit. Parallel
-/// over inputs, each computed alone, so the result does not depend on threads; only
-/// these parts of each trace are kept.
-fn position_two(m: &Model, w: &Params64) -> Vec<PositionTwo> {
-    let p = m.weights.modulus();
-    let read_out = read_out(m, w);
-    (0..p * p)
-        .into_par_iter()
-        .map(|i| {
-            let (a, b) = (i / p, i % p);
-            let t = read_out.forward(a, b);
-            let c = (a + b) % p;
-            PositionTwo {
-                neurons: t.hidden[2].iter().map(|x| x.max(0.0)).collect(),
-                pattern: t.pattern.iter().map(|pat| pat[2]).collect(),
-                pre_norm_correct_logit: w.ln_final_w.as_ref().map(|g| {
-                    (0..g.len())
-                        .map(|j| t.x2[2][j] * g[j] * w.w_u.get(j, c))
-                        .sum()
-                }),
-            }
-        })
-        .collect()
-}
+/// Inputs per batch of the read-out pass: enough rows for [`reference`]'s blocked
+/// products, few enough that a batch's rows stay in cache. Batches run in parallel;
+/// no value depends on the batching (see [`ReadOut::position_two`]).
+pub const BATCH: usize = 64;
 
 /// Logits, neuron activations, attention patterns and pre-norm correct logits over
 /// all p² inputs.
@@ -118,16 +90,33 @@ pub fn forward_all(m: &Model) -> ForwardPass {
     let w = Params64::from_weights(&m.weights);
     let (p, h, d_mlp) = (m.weights.modulus(), m.weights.heads, m.weights.d_mlp());
     let n = p * p;
-    let mut neurons = Vec::with_capacity(n * d_mlp);
+    let d = w.w_e.cols;
+    let read_out = read_out(m, &w);
+    let pairs: Vec<(usize, usize)> = (0..n).map(|i| (i / p, i % p)).collect();
+    let batches: Vec<_> = pairs
+        .par_chunks(BATCH)
+        .map(|chunk| read_out.position_two(chunk))
+        .collect();
+    let mut neurons = vec![0.0; n * d_mlp];
     let mut attention = vec![0.0; h * n * 3];
     let mut pre_norm = w.ln_final_w.as_ref().map(|_| Vec::with_capacity(n));
-    for (i, t) in position_two(m, &w).into_iter().enumerate() {
-        neurons.extend(t.neurons);
-        for (head, pat) in t.pattern.iter().enumerate() {
-            attention[(head * n + i) * 3..(head * n + i + 1) * 3].copy_from_slice(pat);
+    for (c, (chunk, batch)) in pairs.chunks(BATCH).zip(batches).enumerate() {
+        let first = c * BATCH;
+        for (nn, out) in neurons.chunks_mut(n).enumerate() {
+            for (r, o) in out[first..first + chunk.len()].iter_mut().enumerate() {
+                *o = batch.rows.hidden[r * d_mlp + nn].max(0.0);
+            }
         }
-        if let (Some(all), Some(x)) = (pre_norm.as_mut(), t.pre_norm_correct_logit) {
-            all.push(x);
+        for (r, &(a, b)) in chunk.iter().enumerate() {
+            let i = a * p + b;
+            for head in 0..h {
+                attention[(head * n + i) * 3..(head * n + i + 1) * 3]
+                    .copy_from_slice(&batch.pattern[r * h + head]);
+            }
+            if let (Some(all), Some(g)) = (pre_norm.as_mut(), &w.ln_final_w) {
+                let (x2, c) = (&batch.rows.x2[r * d..(r + 1) * d], (a + b) % p);
+                all.push((0..d).map(|j| x2[j] * g[j] * w.w_u.get(j, c)).sum());
+            }
         }
     }
     ForwardPass {
@@ -144,7 +133,6 @@ pub fn forward_all(m: &Model) -> ForwardPass {
         pre_norm_correct_logit: pre_norm,
     }
 }
-
 /// The attention pattern of position 2 (the `=` token, the read-out position) over
 /// the key positions 0, 1, 2, for every head and every input, at the model's
 /// attention rate. For reports and attention statistics (science.md §6).
@@ -152,23 +140,30 @@ pub fn attention_pattern(m: &Model) -> AttentionPattern {
     forward_all(m).attention
 }
 
-/// Gradient of logit `c` at position 2 for input `[a, b, =]` with respect to the input
-/// vectors (embedding plus positional embedding) at positions 0 and 1, by the
-/// reference's backward pass (straight-through for quantized activations).
-/// `scratch` receives parameter gradients nobody reads (any `w.zeros_like()`, reused).
+/// For each `(a, b, c)` in `triples`: the gradient of logit `c` at position 2 for
+/// input `[a, b, =]` with respect to the input vectors (embedding plus positional
+/// embedding) at positions 0 and 1, by the reference's backward pass
+/// (straight-through for quantized activations). The forward passes run as one
+/// batch; each result is that of its triple alone.
 pub fn logit_input_gradients(
     read_out: &ReadOut,
-    (a, b, c): (usize, usize, usize),
-    scratch: &mut Params64,
-) -> (Vec<f64>, Vec<f64>) {
+    triples: &[(usize, usize, usize)],
+) -> Vec<(Vec<f64>, Vec<f64>)> {
     let w = read_out.weights();
     let p = w.modulus();
-    let t = read_out.forward(a, b);
-    let mut dlogit = vec![0.0; p];
-    dlogit[c] = 1.0;
-    let [g0, g1, _] =
-        reference::backward(w, &t, &[vec![0.0; p], vec![0.0; p], dlogit], scratch, a, b);
-    (g0, g1)
+    let pairs: Vec<(usize, usize)> = triples.iter().map(|&(a, b, _)| (a, b)).collect();
+    read_out
+        .traces(&pairs)
+        .iter()
+        .zip(triples)
+        .map(|(t, &(a, b, c))| {
+            let mut dlogit = vec![0.0; p];
+            dlogit[c] = 1.0;
+            let [g0, g1, _] =
+                reference::backward(w, t, &[vec![0.0; p], vec![0.0; p], dlogit], None, a, b);
+            (g0, g1)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -300,11 +295,38 @@ pub(crate) mod tests {
                     let mut dl = [vec![0.0; 7], vec![0.0; 7], vec![0.0; 7]];
                     dl[2][c] = 1.0;
                     let (mut g_full, mut g_last) = (w.zeros_like(), w.zeros_like());
-                    let dx_full = reference::backward(&w, &full, &dl, &mut g_full, a, b);
-                    let dx_last = reference::backward(&w, &last, &dl, &mut g_last, a, b);
+                    let dx_full = reference::backward(&w, &full, &dl, Some(&mut g_full), a, b);
+                    let dx_last = reference::backward(&w, &last, &dl, Some(&mut g_last), a, b);
                     assert_eq!(dx_full, dx_last);
                     assert_eq!(g_full.w_q.data, g_last.w_q.data);
                     assert_eq!(g_full.w_e.data, g_last.w_e.data);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_batched_read_out_is_each_input_alone_bit_for_bit() {
+        // Shapes off the kernel's 4-row and 8-column blocks (p = 7, d_mlp = 36) and
+        // batches of 1, 5 and all 49 inputs; ReLU and a zeroed W_U row add exact zeros.
+        for (arch, rate) in arch_rates() {
+            for act_bits in [0, 4] {
+                let mut mw = random_model(arch, 7, 8, 2, 36, 5);
+                mw.w_u.data[..7].iter_mut().for_each(|v| *v = 0.0);
+                let w = Params64::from_weights(&mw);
+                let ro = ReadOut::new(&w, act_bits, 1e-5, rate);
+                let pairs: Vec<(usize, usize)> = (0..49).map(|i| (i / 7, i % 7)).collect();
+                for batch in [&pairs[..1], &pairs[3..8], &pairs[..]] {
+                    let got = ro.position_two(batch);
+                    for (r, &(a, b)) in batch.iter().enumerate() {
+                        let t = ro.forward(a, b);
+                        assert_eq!(got.rows.hidden[r * 36..(r + 1) * 36], t.hidden[2][..]);
+                        assert_eq!(got.rows.x2[r * 8..(r + 1) * 8], t.x2[2][..]);
+                        assert_eq!(got.rows.logits[r * 7..(r + 1) * 7], t.logits[2][..]);
+                        for h in 0..2 {
+                            assert_eq!(got.pattern[r * 2 + h], t.pattern[h][2]);
+                        }
+                    }
                 }
             }
         }
@@ -372,8 +394,7 @@ pub(crate) mod tests {
             let w = Params64::from_weights(&m.weights);
             for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
                 let x = reference::input_vectors(&w, a, b);
-                let (g0, g1) =
-                    logit_input_gradients(&read_out(&m, &w), (a, b, c), &mut w.zeros_like());
+                let (g0, g1) = logit_input_gradients(&read_out(&m, &w), &[(a, b, c)]).remove(0);
                 let logit = |x: [Vec<f64>; 3]| {
                     reference::forward_from_inputs(&w, x, 0, 0.0, rate).logits[2][c]
                 };

@@ -26,6 +26,7 @@ use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
 use crate::engine::model_file::{read_cell_model, read_model_file, Described, Model};
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -374,23 +375,24 @@ pub fn analyze(
 
     // Neurons.
     let d_mlp = fwd.d_mlp;
-    let mut grid = vec![0.0; p * p];
-    let mut neuron_table = Vec::with_capacity(d_mlp);
-    for n in 0..d_mlp {
-        for (i, g) in grid.iter_mut().enumerate() {
-            *g = fwd.neurons[i * d_mlp + n];
-        }
-        let fit = measures::neuron_fit(&basis, &grid, cfg.dead_neuron_std);
-        neuron_table.push(NeuronRow {
-            neuron: n,
-            best_frequency: fit.best_frequency,
-            clustered: !fit.dead && fit.fve >= cfg.fve_threshold,
-            fve: fit.fve,
-            dead: fit.dead,
-            mean: fit.mean,
-            std: fit.std,
-        });
-    }
+    // Each neuron alone, collected in order: nothing depends on threads.
+    let neuron_table: Vec<NeuronRow> = fwd
+        .neurons
+        .par_chunks(p * p)
+        .enumerate()
+        .map(|(n, grid)| {
+            let fit = measures::neuron_fit(&basis, grid, cfg.dead_neuron_std);
+            NeuronRow {
+                neuron: n,
+                best_frequency: fit.best_frequency,
+                clustered: !fit.dead && fit.fve >= cfg.fve_threshold,
+                fve: fit.fve,
+                dead: fit.dead,
+                mean: fit.mean,
+                std: fit.std,
+            }
+        })
+        .collect();
     let kmax = basis.max_frequency();
     let mut owned = vec![0usize; kmax + 1];
     for r in neuron_table.iter().filter(|r| r.clustered) {

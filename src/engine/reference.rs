@@ -10,8 +10,11 @@
 //! over the positions it may attend to (all three for li2024, positions ≤ its own
 //! under nanda2023's causal mask).
 //!
-//! Its two matrix-vector products are compiled for AVX2 too (same bits: see
-//! [`simd_fn`]), which makes the analysis's pass over all p² inputs about twice as fast.
+//! Everything after attention runs on a batch of rows (each row one position of one
+//! input) through [`rows_mat`], whose every output is the same sum in the same order
+//! whichever rows share the batch: one input alone and all p² inputs at once
+//! ([`ReadOut::position_two`]) give the same bits. Its products are compiled for AVX2
+//! too (same bits: see [`simd_fn`]).
 
 use crate::config::Arch;
 use crate::engine::model::kernels::simd_fn;
@@ -39,11 +42,98 @@ simd_fn! {
 }
 
 simd_fn! {
-    /// `dy @ W^T` for one row vector.
+    /// `X @ W` for the rows of `x` (row-major, `w.rows` values per row). Each output is
+    /// the sum [`vec_mat`] computes for its row alone, in the same order: a zero input
+    /// adds ±0, which leaves a sum that starts at +0 unchanged (finite weights), so
+    /// skipping it or not gives the same bits. Blocks of 4 rows × 8 columns stay in
+    /// registers while a weight row is read once for all four rows.
+    fn rows_mat(x: &[f64], w: &M64) -> Vec<f64> {
+        const R: usize = 4;
+        const T: usize = 8;
+        let (k, cols) = (w.rows, w.cols);
+        if k == 0 {
+            return Vec::new();
+        }
+        assert_eq!(x.len() % k, 0, "rows_mat: input length");
+        let n = x.len() / k;
+        let mut out = vec![0.0; n * cols];
+        let (block_rows, block_cols) = (n - n % R, cols - cols % T);
+        for r0 in (0..block_rows).step_by(R) {
+            let xs: [&[f64]; R] = std::array::from_fn(|r| &x[(r0 + r) * k..(r0 + r + 1) * k]);
+            for c0 in (0..block_cols).step_by(T) {
+                let mut acc = [[0.0f64; T]; R];
+                for i in 0..k {
+                    let wt: &[f64; T] = w.data[i * cols + c0..i * cols + c0 + T]
+                        .try_into()
+                        .expect("a tile of T columns");
+                    for (a, xr) in acc.iter_mut().zip(&xs) {
+                        let xv = xr[i];
+                        for (av, wv) in a.iter_mut().zip(wt) {
+                            *av += xv * wv;
+                        }
+                    }
+                }
+                for (r, a) in acc.iter().enumerate() {
+                    out[(r0 + r) * cols + c0..][..T].copy_from_slice(a);
+                }
+            }
+            // Columns past the last tile, reading each weight row once.
+            if block_cols < cols {
+                for i in 0..k {
+                    let wt = &w.data[i * cols + block_cols..(i + 1) * cols];
+                    for (r, xr) in xs.iter().enumerate() {
+                        let o = &mut out[(r0 + r) * cols + block_cols..(r0 + r + 1) * cols];
+                        for (ov, wv) in o.iter_mut().zip(wt) {
+                            *ov += xr[i] * wv;
+                        }
+                    }
+                }
+            }
+        }
+        // Rows past the last block of four, one at a time.
+        for r in block_rows..n {
+            let row = vec_mat(&x[r * k..(r + 1) * k], w);
+            out[r * cols..(r + 1) * cols].copy_from_slice(&row);
+        }
+        out
+    }
+}
+
+/// `dy @ W^T` for one row vector, plainly: each output the dot product of a weight
+/// row with `dy`, summed in order as `Iterator::sum` sums it ([`vec_mat_t`] must
+/// give these bits).
+#[cfg(test)]
+fn dot_rows(dy: &[f64], w: &M64) -> Vec<f64> {
+    (0..w.rows)
+        .map(|i| w.row(i).iter().zip(dy).map(|(a, b)| a * b).sum())
+        .collect()
+}
+
+simd_fn! {
+    /// [`dot_rows`], four rows at a time: the same sums in the same order, as four
+    /// independent chains of additions instead of one after another.
     fn vec_mat_t(dy: &[f64], w: &M64) -> Vec<f64> {
-        (0..w.rows)
-            .map(|i| w.row(i).iter().zip(dy).map(|(a, b)| a * b).sum())
-            .collect()
+        assert_eq!(dy.len(), w.cols, "vec_mat_t: input length");
+        let start: f64 = std::iter::empty::<f64>().sum();
+        let mut out = Vec::with_capacity(w.rows);
+        let mut rows = w.data.chunks_exact(w.cols.max(1)).take(w.rows);
+        while rows.len() >= 4 {
+            let r: [&[f64]; 4] = std::array::from_fn(|_| rows.next().expect("four rows left"));
+            let [mut a0, mut a1, mut a2, mut a3] = [start; 4];
+            for ((((&d, &w0), &w1), &w2), &w3) in
+                dy.iter().zip(r[0]).zip(r[1]).zip(r[2]).zip(r[3])
+            {
+                a0 += w0 * d;
+                a1 += w1 * d;
+                a2 += w2 * d;
+                a3 += w3 * d;
+            }
+            out.extend([a0, a1, a2, a3]);
+        }
+        for row in rows {
+            out.push(row.iter().zip(dy).map(|(a, b)| a * b).sum());
+        }
+        out
     }
 }
 
@@ -70,6 +160,16 @@ fn act_quant(x: &[f64], bits: u32, eps: f64) -> Vec<f64> {
     let g = x.iter().fold(0.0f64, |a, v| a.max(v.abs())).max(eps);
     x.iter()
         .map(|v| (v * qb / g).round_ties_even().clamp(-qb, qb - 1.0) * g / qb)
+        .collect()
+}
+
+/// [`act_quant`] of each row (`dim` values) of a row-major batch: one scale per token.
+fn act_quant_rows(x: &[f64], dim: usize, bits: u32, eps: f64) -> Vec<f64> {
+    if bits == 0 {
+        return x.to_vec();
+    }
+    x.chunks(dim)
+        .flat_map(|r| act_quant(r, bits, eps))
         .collect()
 }
 
@@ -117,7 +217,7 @@ pub fn forward_from_inputs(
     rate: f64,
 ) -> Trace {
     let slots = x0.map(|x| Slot::new(w, x, act_bits, eps));
-    trace(w, slots, act_bits, eps, rate, 0)
+    trace(w, slots, act_bits, eps, rate)
 }
 
 /// What one position brings to attention: its input vector, that vector as the
@@ -145,106 +245,150 @@ impl Slot {
     }
 }
 
-/// The forward pass from the three positions' slots, computing positions `first..3`
-/// past attention's inputs; the other positions' later vectors are left empty.
-/// `first = 2` gives the read-out position alone ([`ReadOut`]).
-fn trace(
-    w: &Params64,
-    slots: [Slot; 3],
-    act_bits: u32,
-    eps: f64,
-    rate: f64,
-    first: usize,
-) -> Trace {
+/// Attention of query position `i` over the positions it may see, given the three
+/// positions' queries, keys and values: each head's rate-mixed weights and softmax,
+/// and the attention output `z` (`d` values, before `W_O`).
+fn attend(w: &Params64, qkv: [(&[f64], &[f64], &[f64]); 3], i: usize, rate: f64) -> Attended {
     let d = w.w_e.cols;
     let h = w.heads;
     let dh = d / h;
     let nanda = w.arch == Arch::Nanda2023;
     let scale = attention_scale(w.arch, d, h);
-    let each = |f: &dyn Fn(usize) -> Vec<f64>| {
-        [0, 1, 2].map(|i| if i < first { Vec::new() } else { f(i) })
+    let q = qkv[i].0;
+    let mut out = Attended {
+        pattern: vec![[0.0; 3]; h],
+        softmax: vec![[0.0; 3]; h],
+        z: vec![0.0; d],
     };
-    let [s0, s1, s2] = slots;
-    let x0 = [s0.x0, s1.x0, s2.x0];
-    let xq0 = [s0.xq0, s1.xq0, s2.xq0];
-    let q = [s0.q, s1.q, s2.q];
-    let k = [s0.k, s1.k, s2.k];
-    let v = [s0.v, s1.v, s2.v];
-    let mut pattern = vec![[[0.0; 3]; 3]; h];
-    let mut softmax = pattern.clone();
-    let mut z = [vec![0.0; d], vec![0.0; d], vec![0.0; d]];
-    for (head, (pat, sm)) in pattern.iter_mut().zip(&mut softmax).enumerate() {
+    for (head, (pat, sm)) in out.pattern.iter_mut().zip(&mut out.softmax).enumerate() {
         let cols = head * dh..(head + 1) * dh;
-        for i in first..3 {
-            let mut s = [f64::NEG_INFINITY; 3];
-            for (j, sj) in s.iter_mut().enumerate() {
-                if nanda && j > i {
-                    continue; // causal mask
-                }
-                *sj = cols.clone().map(|c| q[i][c] * k[j][c]).sum::<f64>() * scale;
+        let mut s = [f64::NEG_INFINITY; 3];
+        for (j, sj) in s.iter_mut().enumerate() {
+            if nanda && j > i {
+                continue; // causal mask
             }
-            let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let e = s.map(|x| (x - mx).exp());
-            let tot: f64 = e.iter().sum();
-            let visible = if nanda { i + 1 } else { 3 };
-            for j in 0..3 {
-                sm[i][j] = e[j] / tot;
-                let uniform = if j < visible {
-                    1.0 / visible as f64
-                } else {
-                    0.0
-                };
-                pat[i][j] = rate * sm[i][j] + (1.0 - rate) * uniform;
-                for c in cols.clone() {
-                    z[i][c] += pat[i][j] * v[j][c];
-                }
+            *sj = cols.clone().map(|c| q[c] * qkv[j].1[c]).sum::<f64>() * scale;
+        }
+        let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e = s.map(|x| (x - mx).exp());
+        let tot: f64 = e.iter().sum();
+        let visible = if nanda { i + 1 } else { 3 };
+        for j in 0..3 {
+            sm[j] = e[j] / tot;
+            let uniform = if j < visible {
+                1.0 / visible as f64
+            } else {
+                0.0
+            };
+            pat[j] = rate * sm[j] + (1.0 - rate) * uniform;
+            for c in cols.clone() {
+                out.z[c] += pat[j] * qkv[j].2[c];
             }
         }
     }
-    let zq = each(&|i| act_quant(&z[i], act_bits, eps));
-    let x1 = each(&|i| {
-        let mut x = x0[i].clone();
-        add(&mut x, &vec_mat(&zq[i], &w.w_o));
-        x
-    });
-    let x1q = each(&|i| act_quant(&x1[i], act_bits, eps));
-    let hidden = each(&|i| {
-        let mut hv = vec_mat(&x1q[i], &w.w_in);
-        if let Some(b) = &w.b_in {
-            add(&mut hv, b);
+    out
+}
+
+/// What [`attend`] gives for one query position: per head, the rate-mixed weights
+/// and their softmax part over the three key positions; and the output `z`.
+struct Attended {
+    pattern: Vec<[f64; 3]>,
+    softmax: Vec<[f64; 3]>,
+    z: Vec<f64>,
+}
+
+/// Everything after attention for a batch of rows, each row one position of one
+/// input; row-major, one row per input row. Every product is [`rows_mat`], so a row's
+/// numbers do not depend on the rows batched with it.
+pub struct Rows {
+    /// How many rows.
+    pub n: usize,
+    /// Attention output as `W_O` sees it (quantized when `act_bits > 0`).
+    zq: Vec<f64>,
+    /// Residual stream after attention.
+    x1: Vec<f64>,
+    x1q: Vec<f64>,
+    /// MLP pre-activations (`d_mlp` per row).
+    pub hidden: Vec<f64>,
+    aq: Vec<f64>,
+    /// Residual stream after the MLP.
+    pub x2: Vec<f64>,
+    xn: Vec<f64>,
+    /// Logits (`p` per row).
+    pub logits: Vec<f64>,
+}
+
+/// One row of [`Rows`], each stage as its own vector.
+struct Row {
+    zq: Vec<f64>,
+    x1: Vec<f64>,
+    x1q: Vec<f64>,
+    hidden: Vec<f64>,
+    aq: Vec<f64>,
+    x2: Vec<f64>,
+    xn: Vec<f64>,
+    logits: Vec<f64>,
+}
+
+impl Rows {
+    /// Row `r`.
+    fn row(&self, r: usize) -> Row {
+        let cut = |v: &[f64]| {
+            let dim = v.len() / self.n;
+            v[r * dim..(r + 1) * dim].to_vec()
+        };
+        Row {
+            zq: cut(&self.zq),
+            x1: cut(&self.x1),
+            x1q: cut(&self.x1q),
+            hidden: cut(&self.hidden),
+            aq: cut(&self.aq),
+            x2: cut(&self.x2),
+            xn: cut(&self.xn),
+            logits: cut(&self.logits),
         }
-        hv
-    });
-    let aq = each(&|i| {
-        let a: Vec<f64> = hidden[i].iter().map(|x| x.max(0.0)).collect();
-        act_quant(&a, act_bits, eps)
-    });
-    let x2 = each(&|i| {
-        let mut x = x1[i].clone();
-        add(&mut x, &vec_mat(&aq[i], &w.w_out));
-        if let Some(b) = &w.b_out {
-            add(&mut x, b);
-        }
-        x
-    });
-    let xn = each(&|i| match &w.ln_final_w {
-        Some(g) => {
-            let norm = x2[i].iter().map(|x| x * x).sum::<f64>().sqrt();
-            let r = (d as f64).sqrt() / norm;
-            x2[i].iter().zip(g).map(|(x, g)| x * r * g).collect()
-        }
-        None => x2[i].clone(),
-    });
-    let logits = each(&|i| vec_mat(&xn[i], &w.w_u));
-    Trace {
-        x0,
-        xq0,
-        q,
-        k,
-        v,
-        pattern,
-        softmax,
-        rate,
+    }
+}
+
+/// [`Rows`] from each row's input vector `x0` and attention output `z` (both `d` per
+/// row).
+fn after_attention(w: &Params64, x0: &[f64], z: &[f64], act_bits: u32, eps: f64) -> Rows {
+    let d = w.w_e.cols;
+    let d_mlp = w.w_in.cols;
+    let zq = act_quant_rows(z, d, act_bits, eps);
+    let mut x1 = rows_mat(&zq, &w.w_o);
+    // x0 + zq W_O (addition commutes exactly, so the order of the operands is free).
+    for (o, x) in x1.iter_mut().zip(x0) {
+        *o += x;
+    }
+    let x1q = act_quant_rows(&x1, d, act_bits, eps);
+    let mut hidden = rows_mat(&x1q, &w.w_in);
+    if let Some(b) = &w.b_in {
+        hidden.chunks_mut(d_mlp).for_each(|r| add(r, b));
+    }
+    let relu: Vec<f64> = hidden.iter().map(|x| x.max(0.0)).collect();
+    let aq = act_quant_rows(&relu, d_mlp, act_bits, eps);
+    let mut x2 = rows_mat(&aq, &w.w_out);
+    for (o, x) in x2.iter_mut().zip(&x1) {
+        *o += x;
+    }
+    if let Some(b) = &w.b_out {
+        x2.chunks_mut(d).for_each(|r| add(r, b));
+    }
+    let xn = match &w.ln_final_w {
+        Some(g) => x2
+            .chunks(d)
+            .flat_map(|x| {
+                let norm = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let r = (d as f64).sqrt() / norm;
+                x.iter().zip(g).map(move |(v, g)| v * r * g)
+            })
+            .collect(),
+        None => x2.clone(),
+    };
+    let logits = rows_mat(&xn, &w.w_u);
+    Rows {
+        n: x0.len() / d,
         zq,
         x1,
         x1q,
@@ -253,6 +397,46 @@ fn trace(
         x2,
         xn,
         logits,
+    }
+}
+
+/// The forward pass at all three positions from their slots.
+fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> Trace {
+    let h = w.heads;
+    let [s0, s1, s2] = slots;
+    let qkv = [&s0, &s1, &s2].map(|s| (&s.q[..], &s.k[..], &s.v[..]));
+    let mut pattern = vec![[[0.0; 3]; 3]; h];
+    let mut softmax = pattern.clone();
+    let (mut x0_rows, mut z_rows) = (Vec::new(), Vec::new());
+    for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
+        let att = attend(w, qkv, i, rate);
+        for head in 0..h {
+            pattern[head][i] = att.pattern[head];
+            softmax[head][i] = att.softmax[head];
+        }
+        x0_rows.extend_from_slice(&s.x0);
+        z_rows.extend(att.z);
+    }
+    let rows = after_attention(w, &x0_rows, &z_rows, act_bits, eps);
+    // Row i of the batch is position i.
+    let [r0, r1, r2] = [0, 1, 2].map(|i| rows.row(i));
+    Trace {
+        x0: [s0.x0, s1.x0, s2.x0],
+        xq0: [s0.xq0, s1.xq0, s2.xq0],
+        q: [s0.q, s1.q, s2.q],
+        k: [s0.k, s1.k, s2.k],
+        v: [s0.v, s1.v, s2.v],
+        pattern,
+        softmax,
+        rate,
+        zq: [r0.zq, r1.zq, r2.zq],
+        x1: [r0.x1, r1.x1, r2.x1],
+        x1q: [r0.x1q, r1.x1q, r2.x1q],
+        hidden: [r0.hidden, r1.hidden, r2.hidden],
+        aq: [r0.aq, r1.aq, r2.aq],
+        x2: [r0.x2, r1.x2, r2.x2],
+        xn: [r0.xn, r1.xn, r2.xn],
+        logits: [r0.logits, r1.logits, r2.logits],
     }
 }
 
@@ -311,24 +495,106 @@ impl<'a> ReadOut<'a> {
         self.w
     }
 
-    /// The trace of `[a, b, =]` at position 2.
-    pub fn forward(&self, a: usize, b: usize) -> Trace {
+    /// The slots of `[a, b, =]`.
+    fn slots_of(&self, a: usize, b: usize) -> [&Slot; 3] {
         let p = self.w.w_u.cols;
-        let slots = [(0, a), (1, b), (2, p)].map(|(pos, tok)| self.slots[pos][tok].clone());
-        trace(self.w, slots, self.act_bits, self.eps, self.rate, 2)
+        [(0, a), (1, b), (2, p)].map(|(pos, tok)| &self.slots[pos][tok])
+    }
+
+    /// The trace of `[a, b, =]` at position 2: [`ReadOut::traces`] of one input.
+    pub fn forward(&self, a: usize, b: usize) -> Trace {
+        self.traces(&[(a, b)]).pop().expect("one trace per input")
+    }
+
+    /// Position 2 of the inputs `[a, b, =]` for every `(a, b)` in `pairs`, as one
+    /// batch: row `r` of `rows` and `pattern[r·heads + h]` (head `h`'s weights on
+    /// positions 0, 1, 2) do not depend on the other inputs of the batch.
+    pub fn position_two(&self, pairs: &[(usize, usize)]) -> PositionTwo {
+        let h = self.w.heads;
+        let mut pattern = Vec::with_capacity(pairs.len() * h);
+        let mut softmax = Vec::with_capacity(pairs.len() * h);
+        let (mut x0, mut z) = (Vec::new(), Vec::new());
+        for &(a, b) in pairs {
+            let slots = self.slots_of(a, b);
+            let att = attend(
+                self.w,
+                slots.map(|s| (&s.q[..], &s.k[..], &s.v[..])),
+                2,
+                self.rate,
+            );
+            pattern.extend(att.pattern);
+            softmax.extend(att.softmax);
+            x0.extend_from_slice(&slots[2].x0);
+            z.extend(att.z);
+        }
+        PositionTwo {
+            pattern,
+            softmax,
+            rows: after_attention(self.w, &x0, &z, self.act_bits, self.eps),
+        }
+    }
+
+    /// The traces at position 2 of the inputs in `pairs`, computed as one batch
+    /// ([`ReadOut::position_two`]), for [`backward`] from position 2.
+    pub fn traces(&self, pairs: &[(usize, usize)]) -> Vec<Trace> {
+        let h = self.w.heads;
+        let two = self.position_two(pairs);
+        let last = |v: Vec<f64>| [Vec::new(), Vec::new(), v];
+        pairs
+            .iter()
+            .enumerate()
+            .map(|(r, &(a, b))| {
+                let [s0, s1, s2] = self.slots_of(a, b).map(Slot::clone);
+                let mut pattern = vec![[[0.0; 3]; 3]; h];
+                let mut softmax = pattern.clone();
+                for head in 0..h {
+                    pattern[head][2] = two.pattern[r * h + head];
+                    softmax[head][2] = two.softmax[r * h + head];
+                }
+                let row = two.rows.row(r);
+                Trace {
+                    x0: [s0.x0, s1.x0, s2.x0],
+                    xq0: [s0.xq0, s1.xq0, s2.xq0],
+                    q: [s0.q, s1.q, s2.q],
+                    k: [s0.k, s1.k, s2.k],
+                    v: [s0.v, s1.v, s2.v],
+                    pattern,
+                    softmax,
+                    rate: self.rate,
+                    zq: last(row.zq),
+                    x1: last(row.x1),
+                    x1q: last(row.x1q),
+                    hidden: last(row.hidden),
+                    aq: last(row.aq),
+                    x2: last(row.x2),
+                    xn: last(row.xn),
+                    logits: last(row.logits),
+                }
+            })
+            .collect()
     }
 }
 
+/// Position 2 of a batch of inputs ([`ReadOut::position_two`]).
+pub struct PositionTwo {
+    /// Per input and head, the attention weights on positions 0, 1, 2.
+    pub pattern: Vec<[f64; 3]>,
+    /// Their softmax part (see [`Trace`]).
+    softmax: Vec<[f64; 3]>,
+    /// Everything after attention, one row per input.
+    pub rows: Rows,
+}
+
 /// Backward pass of one example: given `dlogits` at every position, add the parameter
-/// gradients into `grads` and return the gradients with respect to the input vectors
-/// `x0` (straight-through for quantized activations). Positions whose `dlogits` are
+/// gradients into `grads` (when given) and return the gradients with respect to the
+/// input vectors `x0` (straight-through for quantized activations). Positions whose `dlogits` are
 /// all zero add nothing and are skipped, so a [`ReadOut`] trace serves when only
 /// position 2's are non-zero.
 pub fn backward(
     w: &Params64,
     t: &Trace,
     dlogits: &[Vec<f64>; 3],
-    grads: &mut Params64,
+    mut grads: Option<&mut Params64>,
     a: usize,
     b: usize,
 ) -> [Vec<f64>; 3] {
@@ -345,17 +611,20 @@ pub fn backward(
         if dlogits[i].iter().all(|&g| g == 0.0) {
             continue;
         }
-        add_outer(&mut grads.w_u, &t.xn[i], &dlogits[i]);
+        if let Some(g) = grads.as_deref_mut() {
+            add_outer(&mut g.w_u, &t.xn[i], &dlogits[i]);
+        }
         let dxn = vec_mat_t(&dlogits[i], &w.w_u);
         let dx2 = match &w.ln_final_w {
             Some(g) => {
                 let x = &t.x2[i];
                 let nn = x.iter().map(|v| v * v).sum::<f64>();
                 let r = (d as f64).sqrt() / nn.sqrt();
-                let dg = grads.ln_final_w.as_mut().unwrap();
                 let dy: Vec<f64> = (0..d).map(|j| dxn[j] * g[j]).collect();
-                for j in 0..d {
-                    dg[j] += dxn[j] * x[j] * r;
+                if let Some(dg) = grads.as_deref_mut().and_then(|g| g.ln_final_w.as_mut()) {
+                    for j in 0..d {
+                        dg[j] += dxn[j] * x[j] * r;
+                    }
                 }
                 let dot: f64 = dy.iter().zip(x).map(|(a, b)| a * b).sum();
                 (0..d)
@@ -365,9 +634,11 @@ pub fn backward(
             None => dxn,
         };
         // x2 = x1 + aq W_out + b_out
-        add_outer(&mut grads.w_out, &t.aq[i], &dx2);
-        if let Some(db) = &mut grads.b_out {
-            add(db, &dx2);
+        if let Some(g) = grads.as_deref_mut() {
+            add_outer(&mut g.w_out, &t.aq[i], &dx2);
+            if let Some(db) = &mut g.b_out {
+                add(db, &dx2);
+            }
         }
         let da = vec_mat_t(&dx2, &w.w_out);
         let dhid: Vec<f64> = da
@@ -375,15 +646,19 @@ pub fn backward(
             .zip(&t.hidden[i])
             .map(|(g, hv)| if *hv > 0.0 { *g } else { 0.0 })
             .collect();
-        if let Some(db) = &mut grads.b_in {
-            add(db, &dhid);
+        if let Some(g) = grads.as_deref_mut() {
+            if let Some(db) = &mut g.b_in {
+                add(db, &dhid);
+            }
+            add_outer(&mut g.w_in, &t.x1q[i], &dhid);
         }
-        add_outer(&mut grads.w_in, &t.x1q[i], &dhid);
         let mut dx1 = dx2.clone();
         add(&mut dx1, &vec_mat_t(&dhid, &w.w_in));
         // x1 = x0 + zq W_O
         add(&mut dx0[i], &dx1);
-        add_outer(&mut grads.w_o, &t.zq[i], &dx1);
+        if let Some(g) = grads.as_deref_mut() {
+            add_outer(&mut g.w_o, &t.zq[i], &dx1);
+        }
         let dz = vec_mat_t(&dx1, &w.w_o);
         for head in 0..h {
             let cols = head * dh..(head + 1) * dh;
@@ -408,17 +683,25 @@ pub fn backward(
         }
     }
     for i in 0..3 {
-        add_outer(&mut grads.w_q, &t.xq0[i], &dq[i]);
-        add_outer(&mut grads.w_k, &t.xq0[i], &dk[i]);
-        add_outer(&mut grads.w_v, &t.xq0[i], &dv[i]);
-        add(&mut dx0[i], &vec_mat_t(&dq[i], &w.w_q));
-        add(&mut dx0[i], &vec_mat_t(&dk[i], &w.w_k));
-        add(&mut dx0[i], &vec_mat_t(&dv[i], &w.w_v));
+        if let Some(g) = grads.as_deref_mut() {
+            add_outer(&mut g.w_q, &t.xq0[i], &dq[i]);
+            add_outer(&mut g.w_k, &t.xq0[i], &dk[i]);
+            add_outer(&mut g.w_v, &t.xq0[i], &dv[i]);
+        }
+        // An all-zero gradient (a position no query reads, or a query whose logits
+        // have none) would add only ±0 to dx0, which starts at +0.
+        for (dy, wm) in [(&dq[i], &w.w_q), (&dk[i], &w.w_k), (&dv[i], &w.w_v)] {
+            if dy.iter().any(|&g| g != 0.0) {
+                add(&mut dx0[i], &vec_mat_t(dy, wm));
+            }
+        }
     }
     for (i, tok) in [a, b, p].into_iter().enumerate() {
-        add(grads.w_e.row_mut(tok), &dx0[i]);
-        if let Some(gp) = &mut grads.w_pos {
-            add(gp.row_mut(i), &dx0[i]);
+        if let Some(g) = grads.as_deref_mut() {
+            add(g.w_e.row_mut(tok), &dx0[i]);
+            if let Some(gp) = &mut g.w_pos {
+                add(gp.row_mut(i), &dx0[i]);
+            }
         }
     }
     dx0
@@ -451,9 +734,58 @@ pub fn loss_and_grads(
             let mut dz: Vec<f64> = z.iter().map(|v| (v - mx).exp() / sum / n).collect();
             dz[y] -= 1.0 / n;
             let dl = [vec![0.0; p], vec![0.0; p], dz];
-            backward(w, &t, &dl, g, a, b);
+            backward(w, &t, &dl, Some(g), a, b);
         }
         all_logits.push(z.clone());
     }
     (loss / n, all_logits, grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(i: usize, s: f64) -> f64 {
+        ((i as f64 * s).sin() * 3.0).powi(3)
+    }
+
+    #[test]
+    fn interleaved_dot_products_equal_plain_ones_bit_for_bit() {
+        for (rows, cols) in [(1, 5), (8, 8), (13, 19), (128, 512), (512, 128)] {
+            let w = M64::from_vec(rows, cols, (0..rows * cols).map(|i| val(i, 0.9)).collect());
+            let mut dy: Vec<f64> = (0..cols).map(|i| val(i, 2.1) * 1e-2).collect();
+            dy[0] = 0.0;
+            let same =
+                |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(
+                same(&vec_mat_t(&dy, &w), &dot_rows(&dy, &w)),
+                "{rows}x{cols}"
+            );
+            // All zeros: the sums' zero signs match too.
+            let zeros = vec![0.0; cols];
+            assert!(same(&vec_mat_t(&zeros, &w), &dot_rows(&zeros, &w)));
+        }
+    }
+
+    #[test]
+    fn blocked_products_equal_row_by_row_products_bit_for_bit() {
+        // 4-row blocks and 8-column tiles with edges on both sides, inputs with exact
+        // zeros (which vec_mat skips), negative and tiny values.
+        for (n, k, cols) in [(1, 3, 5), (4, 8, 8), (9, 13, 19), (12, 32, 113)] {
+            let x: Vec<f64> = (0..n * k)
+                .map(|i| if i % 3 == 0 { 0.0 } else { val(i, 0.7) })
+                .collect();
+            let w = M64::from_vec(k, cols, (0..k * cols).map(|i| val(i, 1.3) * 1e-3).collect());
+            let batched = rows_mat(&x, &w);
+
+            for r in 0..n {
+                let one = vec_mat(&x[r * k..(r + 1) * k], &w);
+                let got = &batched[r * cols..(r + 1) * cols];
+                assert!(
+                    one.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "n {n} k {k} cols {cols} row {r}"
+                );
+            }
+        }
+    }
 }

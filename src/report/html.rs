@@ -84,15 +84,28 @@ pub fn write_report(artifacts_root: &Path, sweep: &Sweep, out_dir: &Path) -> Res
 }
 
 fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) -> SweepView<'a> {
+    let cell_precisions: Vec<String> = cells
+        .iter()
+        .map(|c| c.config.precision.to_string())
+        .collect();
+    let labels = setting_labels(
+        &read.columns,
+        read.rows.iter().map(|r| &r.ids[..]),
+        &cell_precisions,
+    );
     let mut precisions: Vec<String> = Vec::new();
+    let mut settings: Vec<String> = Vec::new();
     let views = read
         .rows
         .iter()
-        .zip(cells)
-        .map(|(row, c)| {
-            let precision = c.config.precision.to_string();
+        .zip(cell_precisions)
+        .zip(labels)
+        .map(|((row, precision), setting)| {
             if !precisions.contains(&precision) {
                 precisions.push(precision.clone());
+            }
+            if !settings.contains(&setting) {
+                settings.push(setting.clone());
             }
             let curves = matches!(row.status, Status::Done | Status::Unanalysed)
                 .then(|| store::read_curves(&artifacts.cell_dir(&row.key).join("curves.csv")).ok())
@@ -102,6 +115,7 @@ fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) ->
                 name: display_name(&read.columns, &row.ids, &[], &row.key),
                 group: display_name(&read.columns, &row.ids, &["seed"], "all"),
                 precision,
+                setting,
                 curves,
             }
         })
@@ -109,11 +123,44 @@ fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) ->
     SweepView {
         cells: views,
         precisions,
+        settings,
         analysis: cells
             .first()
             .map(|c| c.analysis.clone())
             .unwrap_or_default(),
     }
+}
+
+/// Each cell's setting, the figures' colour key: its precision, plus the identity
+/// values other than the seed that tell apart cells of the same precision
+/// (`binary, quant.binary_scale=true`). Cells with one setting differ only by seed.
+fn setting_labels<'r>(
+    columns: &[String],
+    ids: impl Iterator<Item = &'r [String]> + Clone,
+    precisions: &[String],
+) -> Vec<String> {
+    // Columns whose value varies among the cells of a precision, per precision.
+    let varies = |col: usize, precision: &str| {
+        let mut values = ids
+            .clone()
+            .zip(precisions)
+            .filter(|(_, p)| p.as_str() == precision)
+            .map(|(v, _)| &v[col]);
+        let first = values.next();
+        values.any(|v| Some(v) != first)
+    };
+    ids.clone()
+        .zip(precisions)
+        .map(|(v, precision)| {
+            let mut label = precision.clone();
+            for (col, name) in columns.iter().enumerate() {
+                if name != "precision" && name != "seed" && varies(col, precision) {
+                    label.push_str(&format!(", {name}={}", v[col]));
+                }
+            }
+            label
+        })
+        .collect()
 }
 
 /// `fp32, width=64, seed=1`: identity values, precision bare, others named.
@@ -407,4 +454,45 @@ fn write_cell_page(
     out.push_str("</body>\n</html>\n");
     write_atomic(&path, out.as_bytes())?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setting_labels;
+
+    #[test]
+    fn settings_name_only_what_tells_cells_of_a_precision_apart() {
+        let columns: Vec<String> = [
+            "precision",
+            "quant.binary_scale",
+            "quant.ternary_center",
+            "seed",
+        ]
+        .map(String::from)
+        .into();
+        let rows: Vec<Vec<String>> = [
+            ["fp32", "false", "true", "0"],
+            ["fp32", "false", "true", "1"],
+            ["binary", "false", "true", "0"],
+            ["binary", "true", "true", "0"],
+            ["ternary", "false", "true", "0"],
+            ["ternary", "false", "false", "0"],
+        ]
+        .iter()
+        .map(|r| r.map(String::from).into())
+        .collect();
+        let precisions: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+        let labels = setting_labels(&columns, rows.iter().map(|r| &r[..]), &precisions);
+        assert_eq!(
+            labels,
+            [
+                "fp32",
+                "fp32",
+                "binary, quant.binary_scale=false",
+                "binary, quant.binary_scale=true",
+                "ternary, quant.ternary_center=true",
+                "ternary, quant.ternary_center=false",
+            ]
+        );
+    }
 }

@@ -46,6 +46,9 @@ pub struct CellView<'a> {
     pub name: String,
     /// Name without the `seed` column: cells sharing it are overlaid.
     pub group: String,
+    /// Precision plus what tells this cell's setting apart from others of its
+    /// precision (`binary, quant.binary_scale=true`): the colour key.
+    pub setting: String,
     /// curves.csv of a done cell; None when absent or unreadable.
     pub curves: Option<Vec<CurvePoint>>,
 }
@@ -59,20 +62,18 @@ impl CellView<'_> {
 /// Everything the sweep-level figures draw.
 pub struct SweepView<'a> {
     pub cells: Vec<CellView<'a>>,
-    /// Precisions in first-appearance order (the colour order).
+    /// Precisions in first-appearance order (the curves' panel order).
     pub precisions: Vec<String>,
+    /// Settings ([`CellView::setting`]) in first-appearance order (the colour order).
+    pub settings: Vec<String>,
     /// The first cell's analysis settings: thresholds of labels and timings.
     pub analysis: AnalysisConfig,
 }
 
 impl SweepView<'_> {
-    /// The colour of a precision: its first-appearance index in the palette.
-    pub fn color(&self, precision: &str) -> RGBColor {
-        let i = self
-            .precisions
-            .iter()
-            .position(|p| p == precision)
-            .unwrap_or(0);
+    /// The colour of a setting: its first-appearance index in the palette.
+    pub fn color(&self, setting: &str) -> RGBColor {
+        let i = self.settings.iter().position(|s| s == setting).unwrap_or(0);
         palette(i)
     }
 

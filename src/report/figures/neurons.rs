@@ -1,5 +1,5 @@
 //! Figure 3: neurons per key frequency and the fraction of neurons clustered, per
-//! precision.
+//! setting (precision and what else tells cells of a precision apart).
 
 use super::{font, plot_err, svg, Figure, SweepView};
 use crate::report::aggregate::median;
@@ -20,7 +20,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .max()
         .unwrap_or(1)
         .max(1);
-    let np = view.precisions.len().max(1);
+    let np = view.settings.len().max(1);
     let max_neurons = cells
         .iter()
         .flat_map(|c| {
@@ -34,7 +34,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .max(1) as f64;
     // Precision i sits at an offset within each frequency's slot.
     let offset = |p: &str| {
-        let i = view.precisions.iter().position(|x| x == p).unwrap_or(0);
+        let i = view.settings.iter().position(|x| x == p).unwrap_or(0);
         (i as f64 + 0.5) / np as f64 - 0.5
     };
     let text = svg((1100, 380), |root| {
@@ -56,11 +56,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
-        for p in &view.precisions {
+        for p in &view.settings {
             let color = view.color(p);
             let pts: Vec<(f64, f64)> = cells
                 .iter()
-                .filter(|c| &c.precision == p)
+                .filter(|c| &c.setting == p)
                 .flat_map(|c| {
                     c.sig()
                         .into_iter()
@@ -97,9 +97,12 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .y_label_area_size(48)
             .build_cartesian_2d(-0.5f64..np as f64 - 0.5, 0f64..1.05)
             .map_err(plot_err)?;
-        let names = view.precisions.clone();
+        // Setting names under the dots when they fit (about 6 px a character in the
+        // panel's 300 px), else the legend's colours say which is which.
+        let fits = view.settings.iter().all(|n| n.len() * 6 * np < 300);
+        let names = if fits { view.settings.clone() } else { Vec::new() };
         frac.configure_mesh()
-            .x_desc("precision")
+            .x_desc(if fits { "setting" } else { "setting (colours as in the legend)" })
             .y_desc("clustered / all neurons")
             .x_labels(np * 2 + 1)
             .x_label_formatter(&|v| {
@@ -114,11 +117,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
-        for (i, p) in view.precisions.iter().enumerate() {
+        for (i, p) in view.settings.iter().enumerate() {
             let color = view.color(p);
             let mut xs: Vec<f64> = cells
                 .iter()
-                .filter(|c| &c.precision == p)
+                .filter(|c| &c.setting == p)
                 .filter_map(|c| c.sig().map(|s| s.neurons.fraction_clustered))
                 .collect();
             let n = xs.len().max(1) as f64;
@@ -140,7 +143,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     Ok(Some(Figure {
         id: "neurons",
         title: "Neuron clusters".into(),
-        caption: "Left: MLP neurons owned by each key frequency, one bar per cell (colour = precision); right: fraction of neurons clustered per cell, bar = median: quantized models with fewer, less populated clusters use a noisier Fourier algorithm.".into(),
+        caption: "Left: MLP neurons owned by each key frequency, one bar per cell (colour = setting); right: fraction of neurons clustered per cell, bar = median: quantized models with fewer, less populated clusters use a noisier Fourier algorithm.".into(),
         svg: text,
     }))
 }

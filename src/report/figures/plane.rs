@@ -36,7 +36,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .filter_map(|c| {
             let s = c.sig()?;
             Some((
-                c.precision.as_str(),
+                c.setting.as_str(),
                 (X.get)(s)?,
                 (Y.get)(s)?,
                 (SIZE_BY.get)(s),
@@ -120,7 +120,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 font(12).color(&BLACK.mix(0.6)),
             )))
             .map_err(plot_err)?;
-        for p in &view.precisions {
+        for p in &view.settings {
             let color = view.color(p);
             let mine: Vec<_> = points.iter().filter(|q| q.0 == p).collect();
             chart
@@ -150,7 +150,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         id: "algorithm_plane",
         title: "Algorithm plane".into(),
         caption: format!(
-            "One point per cell, colour = precision, size = {} ({}), hollow = did not generalise (label not-generalised); the regions are the symmetricity rule of the labels (pizza: symmetricity ≥ {} and distance irrelevance < {}, clock: symmetricity ≤ {} and distance irrelevance ≥ {}; the label also reads the a − b share and attention uniformity, see the cells table): do the precisions fall in the same region? Symmetricity is informative only when attention is not uniform.",
+            "One point per cell, colour = setting, size = {} ({}), hollow = did not generalise (label not-generalised); the regions are the symmetricity rule of the labels (pizza: symmetricity ≥ {} and distance irrelevance < {}, clock: symmetricity ≤ {} and distance irrelevance ≥ {}; the label also reads the a − b share and attention uniformity, see the cells table): do the settings fall in the same region? Symmetricity is informative only when attention is not uniform.",
             SIZE_BY.name,
             match (slo.is_finite(), slo < shi) {
                 (false, _) => "absent".to_string(),

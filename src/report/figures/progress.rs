@@ -1,5 +1,5 @@
 //! Figure 5: progress measures over training (science.md §7), for cells trained with
-//! snapshots: one panel per measure, one line per cell, coloured by precision.
+//! snapshots: one panel per measure, one line per cell, coloured by setting.
 
 use super::{font, plot_err, svg, CellView, Figure, SweepView};
 use crate::analysis::progress::ProgressRow;
@@ -70,8 +70,8 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         |root| {
             let (legend, body) = root.split_vertically(30);
             let mut x = 10;
-            for p in &view.precisions {
-                if !cells.iter().any(|c| &c.precision == p) {
+            for p in &view.settings {
+                if !cells.iter().any(|c| &c.setting == p) {
                     continue;
                 }
                 let color = view.color(p);
@@ -132,7 +132,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                     .draw()
                     .map_err(plot_err)?;
                 for c in &cells {
-                    let color = view.color(&c.precision);
+                    let color = view.color(&c.setting);
                     chart
                         .draw_series(LineSeries::new(
                             c.row
@@ -151,7 +151,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         id: "progress",
         title: "Progress measures over training".into(),
         caption: format!(
-            "Every stored snapshot of {} cell{} (one line each, colour by precision): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup (phase rule in README, \"Progress measures\").",
+            "Every stored snapshot of {} cell{} (one line each, colour by setting): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup (phase rule in README, \"Progress measures\").",
             cells.len(),
             if cells.len() == 1 { "" } else { "s" }
         ),

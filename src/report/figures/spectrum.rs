@@ -18,7 +18,7 @@ pub fn spectra(view: &SweepView) -> Result<Option<Figure>> {
     let text = svg((300 * cols as u32, 220 * rows as u32), |root| {
         for (area, cell) in root.split_evenly((rows, cols)).iter().zip(&cells) {
             let sig = cell.sig().expect("analysed cells have a signature");
-            draw_spectrum(area, &cell.name, sig, view.color(&cell.precision))?;
+            draw_spectrum(area, &cell.name, sig, view.color(&cell.setting))?;
         }
         Ok(())
     })?;
@@ -125,7 +125,7 @@ pub fn matrix(view: &SweepView) -> Result<Option<Figure>> {
         for (i, cell) in cells.iter().enumerate() {
             let sig = cell.sig().expect("analysed");
             let y = (n - 1 - i) as f64;
-            let color = view.color(&cell.precision);
+            let color = view.color(&cell.setting);
             let max_frac = sig
                 .frequency_table
                 .iter()
@@ -156,7 +156,7 @@ pub fn matrix(view: &SweepView) -> Result<Option<Figure>> {
     Ok(Some(Figure {
         id: "key_frequencies",
         title: "Key frequencies across cells".into(),
-        caption: "One row per cell (colour = precision), shade = the frequency's share of the embedding energy (darkest = the cell's largest), ● = key frequency: compare the columns of the dots across precisions and seeds.".into(),
+        caption: "One row per cell (colour = setting), shade = the frequency's share of the embedding energy (darkest = the cell's largest), ● = key frequency: compare the columns of the dots across settings and seeds.".into(),
         svg: text,
     }))
 }

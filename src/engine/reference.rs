@@ -318,7 +318,9 @@ pub struct Rows {
     pub logits: Vec<f64>,
 }
 
-/// One row of [`Rows`], each stage as its own vector.
+/// One row of [`Rows`], each stage as its own vector (all empty for a position a
+/// read-out trace does not compute).
+#[derive(Default)]
 struct Row {
     zq: Vec<f64>,
     x1: Vec<f64>,
@@ -419,24 +421,40 @@ fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> 
     }
     let rows = after_attention(w, &x0_rows, &z_rows, act_bits, eps);
     // Row i of the batch is position i.
-    let [r0, r1, r2] = [0, 1, 2].map(|i| rows.row(i));
-    Trace {
-        x0: [s0.x0, s1.x0, s2.x0],
-        xq0: [s0.xq0, s1.xq0, s2.xq0],
-        q: [s0.q, s1.q, s2.q],
-        k: [s0.k, s1.k, s2.k],
-        v: [s0.v, s1.v, s2.v],
-        pattern,
-        softmax,
-        rate,
-        zq: [r0.zq, r1.zq, r2.zq],
-        x1: [r0.x1, r1.x1, r2.x1],
-        x1q: [r0.x1q, r1.x1q, r2.x1q],
-        hidden: [r0.hidden, r1.hidden, r2.hidden],
-        aq: [r0.aq, r1.aq, r2.aq],
-        x2: [r0.x2, r1.x2, r2.x2],
-        xn: [r0.xn, r1.xn, r2.xn],
-        logits: [r0.logits, r1.logits, r2.logits],
+    let after = [0, 1, 2].map(|i| rows.row(i));
+    Trace::assemble([s0, s1, s2], pattern, softmax, rate, after)
+}
+
+impl Trace {
+    /// A trace from each position's slot, the attention weights [head][query][key]
+    /// and each position's vectors after attention.
+    fn assemble(
+        slots: [Slot; 3],
+        pattern: Vec<[[f64; 3]; 3]>,
+        softmax: Vec<[[f64; 3]; 3]>,
+        rate: f64,
+        after: [Row; 3],
+    ) -> Trace {
+        let [s0, s1, s2] = slots;
+        let [r0, r1, r2] = after;
+        Trace {
+            x0: [s0.x0, s1.x0, s2.x0],
+            xq0: [s0.xq0, s1.xq0, s2.xq0],
+            q: [s0.q, s1.q, s2.q],
+            k: [s0.k, s1.k, s2.k],
+            v: [s0.v, s1.v, s2.v],
+            pattern,
+            softmax,
+            rate,
+            zq: [r0.zq, r1.zq, r2.zq],
+            x1: [r0.x1, r1.x1, r2.x1],
+            x1q: [r0.x1q, r1.x1q, r2.x1q],
+            hidden: [r0.hidden, r1.hidden, r2.hidden],
+            aq: [r0.aq, r1.aq, r2.aq],
+            x2: [r0.x2, r1.x2, r2.x2],
+            xn: [r0.xn, r1.xn, r2.xn],
+            logits: [r0.logits, r1.logits, r2.logits],
+        }
     }
 }
 
@@ -539,37 +557,19 @@ impl<'a> ReadOut<'a> {
     pub fn traces(&self, pairs: &[(usize, usize)]) -> Vec<Trace> {
         let h = self.w.heads;
         let two = self.position_two(pairs);
-        let last = |v: Vec<f64>| [Vec::new(), Vec::new(), v];
         pairs
             .iter()
             .enumerate()
             .map(|(r, &(a, b))| {
-                let [s0, s1, s2] = self.slots_of(a, b).map(Slot::clone);
+                let slots = self.slots_of(a, b).map(Slot::clone);
                 let mut pattern = vec![[[0.0; 3]; 3]; h];
                 let mut softmax = pattern.clone();
                 for head in 0..h {
                     pattern[head][2] = two.pattern[r * h + head];
                     softmax[head][2] = two.softmax[r * h + head];
                 }
-                let row = two.rows.row(r);
-                Trace {
-                    x0: [s0.x0, s1.x0, s2.x0],
-                    xq0: [s0.xq0, s1.xq0, s2.xq0],
-                    q: [s0.q, s1.q, s2.q],
-                    k: [s0.k, s1.k, s2.k],
-                    v: [s0.v, s1.v, s2.v],
-                    pattern,
-                    softmax,
-                    rate: self.rate,
-                    zq: last(row.zq),
-                    x1: last(row.x1),
-                    x1q: last(row.x1q),
-                    hidden: last(row.hidden),
-                    aq: last(row.aq),
-                    x2: last(row.x2),
-                    xn: last(row.xn),
-                    logits: last(row.logits),
-                }
+                let after = [Row::default(), Row::default(), two.rows.row(r)];
+                Trace::assemble(slots, pattern, softmax, self.rate, after)
             })
             .collect()
     }

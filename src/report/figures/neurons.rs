@@ -100,9 +100,17 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         // Setting names under the dots when they fit (about 6 px a character in the
         // panel's 300 px), else the legend's colours say which is which.
         let fits = view.settings.iter().all(|n| n.len() * 6 * np < 300);
-        let names = if fits { view.settings.clone() } else { Vec::new() };
+        let names = if fits {
+            view.settings.clone()
+        } else {
+            Vec::new()
+        };
         frac.configure_mesh()
-            .x_desc(if fits { "setting" } else { "setting (colours as in the legend)" })
+            .x_desc(if fits {
+                "setting"
+            } else {
+                "setting (colours as in the legend)"
+            })
             .y_desc("clustered / all neurons")
             .x_labels(np * 2 + 1)
             .x_label_formatter(&|v| {

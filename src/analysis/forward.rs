@@ -12,7 +12,7 @@
 
 use crate::engine::model::{run, Batch};
 use crate::engine::model_file::Model;
-use crate::engine::reference::{self, Params64, ReadOut};
+use crate::engine::reference::{self, Depth, Params64, ReadOut};
 use rayon::prelude::*;
 
 /// What analysis reads from the model over all p² inputs.
@@ -84,9 +84,10 @@ pub fn read_out<'a>(m: &Model, w: &'a Params64) -> ReadOut<'a> {
 /// no value depends on the batching (see [`ReadOut::position_two`]).
 pub const BATCH: usize = 64;
 
-/// Logits, neuron activations, attention patterns and pre-norm correct logits over
-/// all p² inputs.
-pub fn forward_all(m: &Model) -> ForwardPass {
+/// Logits (training's pass), and from the reference computed to `depth`: neuron
+/// activations and attention patterns, and at [`Depth::Logits`] the pre-norm correct
+/// logits, over all p² inputs. The depth changes no value, only what is computed.
+pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
     let w = Params64::from_weights(&m.weights);
     let (p, h, d_mlp) = (m.weights.modulus(), m.weights.heads, m.weights.d_mlp());
     let n = p * p;
@@ -95,11 +96,15 @@ pub fn forward_all(m: &Model) -> ForwardPass {
     let pairs: Vec<(usize, usize)> = (0..n).map(|i| (i / p, i % p)).collect();
     let batches: Vec<_> = pairs
         .par_chunks(BATCH)
-        .map(|chunk| read_out.position_two(chunk))
+        .map(|chunk| read_out.position_two(chunk, depth))
         .collect();
     let mut neurons = vec![0.0; n * d_mlp];
     let mut attention = vec![0.0; h * n * 3];
-    let mut pre_norm = w.ln_final_w.as_ref().map(|_| Vec::with_capacity(n));
+    let mut pre_norm = w
+        .ln_final_w
+        .as_ref()
+        .filter(|_| depth == Depth::Logits)
+        .map(|_| Vec::with_capacity(n));
     for (c, (chunk, batch)) in pairs.chunks(BATCH).zip(batches).enumerate() {
         let first = c * BATCH;
         for (nn, out) in neurons.chunks_mut(n).enumerate() {
@@ -137,7 +142,7 @@ pub fn forward_all(m: &Model) -> ForwardPass {
 /// the key positions 0, 1, 2, for every head and every input, at the model's
 /// attention rate. For reports and attention statistics (science.md §6).
 pub fn attention_pattern(m: &Model) -> AttentionPattern {
-    forward_all(m).attention
+    forward_all(m, Depth::Hidden).attention
 }
 
 /// For each `(a, b, c)` in `triples`: the gradient of logit `c` at position 2 for
@@ -245,7 +250,7 @@ pub(crate) mod tests {
                 ..plain(random_model(arch, 7, 8, 2, 32, 1))
             };
             let w = Params64::from_weights(&m.weights);
-            let f = forward_all(&m);
+            let f = forward_all(&m, Depth::Logits);
             let p = 7;
             for a in 0..p {
                 for b in 0..p {
@@ -317,7 +322,11 @@ pub(crate) mod tests {
                 let ro = ReadOut::new(&w, act_bits, 1e-5, rate);
                 let pairs: Vec<(usize, usize)> = (0..49).map(|i| (i / 7, i % 7)).collect();
                 for batch in [&pairs[..1], &pairs[3..8], &pairs[..]] {
-                    let got = ro.position_two(batch);
+                    let got = ro.position_two(batch, Depth::Logits);
+                    let shallow = ro.position_two(batch, Depth::Hidden);
+                    assert_eq!(shallow.rows.hidden, got.rows.hidden);
+                    assert_eq!(shallow.pattern, got.pattern);
+                    assert!(shallow.rows.logits.is_empty());
                     for (r, &(a, b)) in batch.iter().enumerate() {
                         let t = ro.forward(a, b);
                         assert_eq!(got.rows.hidden[r * 36..(r + 1) * 36], t.hidden[2][..]);
@@ -355,11 +364,14 @@ pub(crate) mod tests {
     #[test]
     fn activation_quantization_changes_what_analysis_sees() {
         let w = random_model(Arch::Nanda2023, 5, 8, 2, 16, 6);
-        let a = forward_all(&plain(w.clone()));
-        let b = forward_all(&Model {
-            act_bits: 4,
-            ..plain(w)
-        });
+        let a = forward_all(&plain(w.clone()), Depth::Logits);
+        let b = forward_all(
+            &Model {
+                act_bits: 4,
+                ..plain(w)
+            },
+            Depth::Logits,
+        );
         assert_ne!(a.logits, b.logits);
         assert_ne!(a.neurons, b.neurons);
     }

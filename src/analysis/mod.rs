@@ -300,33 +300,12 @@ pub fn analyze(
     split: Option<&TrainSplit>,
     cfg: &AnalysisConfig,
 ) -> Result<Signature> {
+    check_analysable(m, cfg)?;
     let w = &m.weights;
     let p = w.modulus();
     let attention_rate = m.attention_rate;
-    if !(0.0..=1.0).contains(&attention_rate) {
-        bail!("attention rate {attention_rate} is out of range (allowed: 0 to 1)");
-    }
-    if p < 3 {
-        bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
-    }
-    cfg.checked()?;
-    if w.w_e.rows != p + 1 {
-        bail!(
-            "embed.W_E has {} rows, expected p + 1 = {} for modulus {p}",
-            w.w_e.rows,
-            p + 1
-        );
-    }
-    for (name, _, data) in w.to_named() {
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            bail!(
-                "tensor {name} holds a non-finite value ({}) at flat index {i}",
-                data[i]
-            );
-        }
-    }
     let basis = FourierBasis::new(p);
-    let fwd = forward::forward_all(m);
+    let fwd = forward::forward_all(m, crate::engine::reference::Depth::Logits);
     let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
     let all_pairs = measures::full_loss(&fwd.logits, p, &all);
     let split_sets = split.map(|s| split_pairs(p, s)).transpose()?;
@@ -375,30 +354,9 @@ pub fn analyze(
 
     // Neurons.
     let d_mlp = fwd.d_mlp;
-    // Each neuron alone, collected in order: nothing depends on threads.
-    let neuron_table: Vec<NeuronRow> = fwd
-        .neurons
-        .par_chunks(p * p)
-        .enumerate()
-        .map(|(n, grid)| {
-            let fit = measures::neuron_fit(&basis, grid, cfg.dead_neuron_std);
-            NeuronRow {
-                neuron: n,
-                best_frequency: fit.best_frequency,
-                clustered: !fit.dead && fit.fve >= cfg.fve_threshold,
-                fve: fit.fve,
-                dead: fit.dead,
-                mean: fit.mean,
-                std: fit.std,
-            }
-        })
-        .collect();
+    let neuron_table = neuron_table(&fwd, &basis, cfg);
     let kmax = basis.max_frequency();
-    let mut owned = vec![0usize; kmax + 1];
-    for r in neuron_table.iter().filter(|r| r.clustered) {
-        owned[r.best_frequency.expect("clustered neurons are live")] += 1;
-    }
-    let key_frequencies: Vec<usize> = (1..=kmax).filter(|&k| owned[k] > 0).collect();
+    let (owned, key_frequencies) = key_frequencies(&neuron_table, kmax);
     let clustered = neuron_table.iter().filter(|r| r.clustered).count();
     let dead = neuron_table.iter().filter(|r| r.dead).count();
     let live: Vec<f64> = neuron_table
@@ -543,6 +501,73 @@ pub fn analyze(
 /// round-trip float formatting).
 pub fn signature_json(sig: &Signature) -> Result<String> {
     Ok(serde_json::to_string_pretty(sig)? + "\n")
+}
+
+/// Fail unless `m` and `cfg` can be analysed: attention rate in [0, 1], p ≥ 3, an
+/// embedding of p + 1 rows, finite weights, valid settings.
+pub(crate) fn check_analysable(m: &Model, cfg: &AnalysisConfig) -> Result<()> {
+    let w = &m.weights;
+    let p = w.modulus();
+    let attention_rate = m.attention_rate;
+    if !(0.0..=1.0).contains(&attention_rate) {
+        bail!("attention rate {attention_rate} is out of range (allowed: 0 to 1)");
+    }
+    if p < 3 {
+        bail!("modulus {p} is too small to analyse: the Fourier basis needs p ≥ 3");
+    }
+    cfg.checked()?;
+    if w.w_e.rows != p + 1 {
+        bail!(
+            "embed.W_E has {} rows, expected p + 1 = {} for modulus {p}",
+            w.w_e.rows,
+            p + 1
+        );
+    }
+    for (name, _, data) in w.to_named() {
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor {name} holds a non-finite value ({}) at flat index {i}",
+                data[i]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One row per MLP neuron: its best frequency and fit over the p² inputs. Each
+/// neuron alone, collected in order: nothing depends on threads.
+pub(crate) fn neuron_table(
+    fwd: &forward::ForwardPass,
+    basis: &FourierBasis,
+    cfg: &AnalysisConfig,
+) -> Vec<NeuronRow> {
+    fwd.neurons
+        .par_chunks(fwd.p * fwd.p)
+        .enumerate()
+        .map(|(n, grid)| {
+            let fit = measures::neuron_fit(basis, grid, cfg.dead_neuron_std);
+            NeuronRow {
+                neuron: n,
+                best_frequency: fit.best_frequency,
+                clustered: !fit.dead && fit.fve >= cfg.fve_threshold,
+                fve: fit.fve,
+                dead: fit.dead,
+                mean: fit.mean,
+                std: fit.std,
+            }
+        })
+        .collect()
+}
+
+/// Clustered neurons per frequency `0..=kmax`, and the key frequencies: those that
+/// own at least one, ascending.
+pub(crate) fn key_frequencies(table: &[NeuronRow], kmax: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut owned = vec![0usize; kmax + 1];
+    for r in table.iter().filter(|r| r.clustered) {
+        owned[r.best_frequency.expect("clustered neurons are live")] += 1;
+    }
+    let keys = (1..=kmax).filter(|&k| owned[k] > 0).collect();
+    (owned, keys)
 }
 
 /// Write `signature.json`, `frequencies.csv` and `neurons.csv` into `dir`.

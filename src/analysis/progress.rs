@@ -17,9 +17,14 @@
 //!   start from which the total sum of squared weights stays within 10 % of its
 //!   final value.
 
-use super::{analyze, forward, measures, Signature, TrainSplit};
+use super::fourier::FourierBasis;
+use super::{
+    check_analysable, clock_pizza, forward, key_frequencies, measures, neuron_table, Signature,
+    TrainSplit,
+};
 use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::model_file::Model;
+use crate::engine::reference::Depth;
 use crate::engine::weights::ModelWeights;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -75,7 +80,10 @@ pub fn weight_sq_sum(w: &ModelWeights) -> f64 {
 }
 
 /// The progress measures of every snapshot, given the final signature (for its key
-/// frequencies) and the cell's split.
+/// frequencies) and the cell's split. Each measure is computed by the function the
+/// signature uses for it, so the final snapshot's row equals the signature; the
+/// reference pass stops at the neurons (what the measures need), which changes no
+/// value.
 pub fn progress_rows(
     snapshots: &[(u64, Model)],
     final_sig: &Signature,
@@ -85,49 +93,55 @@ pub fn progress_rows(
     let keys = &final_sig.neurons.key_frequencies;
     let p = final_sig.modulus;
     let (train, test) = super::split_pairs(p, split)?;
+    let basis = FourierBasis::new(p);
+    let finite = |x: f64| if x.is_finite() { x } else { f64::NAN };
     snapshots
         .iter()
-        .map(|(step, w)| {
-            let sig = analyze(w, None, Some(split), cfg)
+        .map(|(step, m)| {
+            check_analysable(m, cfg)
                 .with_context(|| format!("analysing the snapshot of step {step}"))?;
-            if sig.modulus != p {
+            if m.weights.modulus() != p {
                 bail!(
                     "the snapshot of step {step} has modulus {}, the cell {p}",
-                    sig.modulus
+                    m.weights.modulus()
                 );
             }
-            let logits = forward::logits(w);
-            let nonconstant: f64 = sig.embedding.norm_by_frequency[1..]
-                .iter()
-                .map(|n| n * n)
-                .sum();
-            let on_keys: f64 = keys
-                .iter()
-                .map(|&k| sig.embedding.norm_by_frequency[k].powi(2))
-                .sum();
+            let fwd = forward::forward_all(m, Depth::Hidden);
+            let (train_loss, _) = measures::full_loss(&fwd.logits, p, &train);
+            let (test_loss, test_acc) = measures::full_loss(&fwd.logits, p, &test);
+            let spectrum =
+                measures::embedding_spectrum(&basis, &m.weights.w_e, cfg.energy_coverage);
+            let neurons = neuron_table(&fwd, &basis, cfg);
+            let (_, snapshot_keys) = key_frequencies(&neurons, basis.max_frequency());
+            let attention = clock_pizza::attention_summary(
+                &fwd.attention,
+                &clock_pizza::qk_norms(&m.weights),
+                cfg,
+            );
+            let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
+            let on_keys: f64 = keys.iter().map(|&k| spectrum.norms[k].powi(2)).sum();
             Ok(ProgressRow {
                 step: *step,
-                train_loss: sig.outcome.final_train_loss.unwrap_or(f64::NAN),
-                test_loss: sig.outcome.final_test_loss.unwrap_or(f64::NAN),
-                test_acc: sig.outcome.final_test_acc.unwrap_or(f64::NAN),
-                restricted_loss: measures::restricted_loss(&logits, p, keys, &test),
-                excluded_loss: measures::excluded_loss(&logits, p, keys, &train),
-                gini: sig.embedding.gini,
-                n_key_frequencies: sig.neurons.key_frequencies.len(),
+                train_loss: finite(train_loss),
+                test_loss: finite(test_loss),
+                test_acc: finite(test_acc),
+                restricted_loss: measures::restricted_loss(&fwd.logits, p, keys, &test),
+                excluded_loss: measures::excluded_loss(&fwd.logits, p, keys, &train),
+                gini: spectrum.gini,
+                n_key_frequencies: snapshot_keys.len(),
                 final_keys_embedding_energy: if nonconstant > 0.0 {
                     on_keys / nonconstant
                 } else {
                     0.0
                 },
-                final_keys_neurons: sig
-                    .neuron_table
+                final_keys_neurons: neurons
                     .iter()
                     .filter(|r| r.clustered && r.best_frequency.is_some_and(|k| keys.contains(&k)))
                     .count(),
-                weight_sq_sum: weight_sq_sum(&w.weights),
-                attention_tv: sig.algorithm.attention.tv_from_uniform,
-                qk_norm: sig.algorithm.attention.qk_norm,
-                gradient_symmetricity: sig.algorithm.gradient_symmetricity,
+                weight_sq_sum: weight_sq_sum(&m.weights),
+                attention_tv: attention.tv_from_uniform,
+                qk_norm: attention.qk_norm,
+                gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
             })
         })
         .collect()

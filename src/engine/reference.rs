@@ -352,9 +352,25 @@ impl Rows {
     }
 }
 
+/// How far past attention a batch is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Depth {
+    /// Up to the MLP's pre-activations (`hidden`); the later stages stay empty.
+    Hidden,
+    /// Through the logits.
+    Logits,
+}
+
 /// [`Rows`] from each row's input vector `x0` and attention output `z` (both `d` per
-/// row).
-fn after_attention(w: &Params64, x0: &[f64], z: &[f64], act_bits: u32, eps: f64) -> Rows {
+/// row), computed to `depth`.
+fn after_attention(
+    w: &Params64,
+    x0: &[f64],
+    z: &[f64],
+    act_bits: u32,
+    eps: f64,
+    depth: Depth,
+) -> Rows {
     let d = w.w_e.cols;
     let d_mlp = w.w_in.cols;
     let zq = act_quant_rows(z, d, act_bits, eps);
@@ -368,16 +384,30 @@ fn after_attention(w: &Params64, x0: &[f64], z: &[f64], act_bits: u32, eps: f64)
     if let Some(b) = &w.b_in {
         hidden.chunks_mut(d_mlp).for_each(|r| add(r, b));
     }
-    let relu: Vec<f64> = hidden.iter().map(|x| x.max(0.0)).collect();
-    let aq = act_quant_rows(&relu, d_mlp, act_bits, eps);
-    let mut x2 = rows_mat(&aq, &w.w_out);
-    for (o, x) in x2.iter_mut().zip(&x1) {
+    let mut rows = Rows {
+        n: x0.len() / d,
+        zq,
+        x1,
+        x1q,
+        hidden,
+        aq: Vec::new(),
+        x2: Vec::new(),
+        xn: Vec::new(),
+        logits: Vec::new(),
+    };
+    if depth == Depth::Hidden {
+        return rows;
+    }
+    let relu: Vec<f64> = rows.hidden.iter().map(|x| x.max(0.0)).collect();
+    rows.aq = act_quant_rows(&relu, d_mlp, act_bits, eps);
+    let mut x2 = rows_mat(&rows.aq, &w.w_out);
+    for (o, x) in x2.iter_mut().zip(&rows.x1) {
         *o += x;
     }
     if let Some(b) = &w.b_out {
         x2.chunks_mut(d).for_each(|r| add(r, b));
     }
-    let xn = match &w.ln_final_w {
+    rows.xn = match &w.ln_final_w {
         Some(g) => x2
             .chunks(d)
             .flat_map(|x| {
@@ -388,18 +418,9 @@ fn after_attention(w: &Params64, x0: &[f64], z: &[f64], act_bits: u32, eps: f64)
             .collect(),
         None => x2.clone(),
     };
-    let logits = rows_mat(&xn, &w.w_u);
-    Rows {
-        n: x0.len() / d,
-        zq,
-        x1,
-        x1q,
-        hidden,
-        aq,
-        x2,
-        xn,
-        logits,
-    }
+    rows.x2 = x2;
+    rows.logits = rows_mat(&rows.xn, &w.w_u);
+    rows
 }
 
 /// The forward pass at all three positions from their slots.
@@ -419,7 +440,7 @@ fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> 
         x0_rows.extend_from_slice(&s.x0);
         z_rows.extend(att.z);
     }
-    let rows = after_attention(w, &x0_rows, &z_rows, act_bits, eps);
+    let rows = after_attention(w, &x0_rows, &z_rows, act_bits, eps, Depth::Logits);
     // Row i of the batch is position i.
     let after = [0, 1, 2].map(|i| rows.row(i));
     Trace::assemble([s0, s1, s2], pattern, softmax, rate, after)
@@ -525,9 +546,10 @@ impl<'a> ReadOut<'a> {
     }
 
     /// Position 2 of the inputs `[a, b, =]` for every `(a, b)` in `pairs`, as one
-    /// batch: row `r` of `rows` and `pattern[r·heads + h]` (head `h`'s weights on
-    /// positions 0, 1, 2) do not depend on the other inputs of the batch.
-    pub fn position_two(&self, pairs: &[(usize, usize)]) -> PositionTwo {
+    /// batch computed to `depth`: row `r` of `rows` and `pattern[r·heads + h]` (head
+    /// `h`'s weights on positions 0, 1, 2) do not depend on the other inputs of the
+    /// batch, nor on the depth.
+    pub fn position_two(&self, pairs: &[(usize, usize)], depth: Depth) -> PositionTwo {
         let h = self.w.heads;
         let mut pattern = Vec::with_capacity(pairs.len() * h);
         let mut softmax = Vec::with_capacity(pairs.len() * h);
@@ -548,15 +570,15 @@ impl<'a> ReadOut<'a> {
         PositionTwo {
             pattern,
             softmax,
-            rows: after_attention(self.w, &x0, &z, self.act_bits, self.eps),
+            rows: after_attention(self.w, &x0, &z, self.act_bits, self.eps, depth),
         }
     }
 
     /// The traces at position 2 of the inputs in `pairs`, computed as one batch
-    /// ([`ReadOut::position_two`]), for [`backward`] from position 2.
+    /// ([`ReadOut::position_two`] to the logits), for [`backward`] from position 2.
     pub fn traces(&self, pairs: &[(usize, usize)]) -> Vec<Trace> {
         let h = self.w.heads;
-        let two = self.position_two(pairs);
+        let two = self.position_two(pairs, Depth::Logits);
         pairs
             .iter()
             .enumerate()

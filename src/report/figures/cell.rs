@@ -7,6 +7,7 @@
 
 use super::{font, plot_err, svg, CellView, Figure};
 use crate::analysis::Signature;
+use crate::engine::reference::Depth;
 use anyhow::{Context, Result};
 use base64::Engine as _;
 use plotters::prelude::*;
@@ -20,7 +21,8 @@ pub const NEURONS_PER_FREQUENCY: usize = 3;
 pub struct Activations {
     pub p: usize,
     pub d_mlp: usize,
-    /// Post-ReLU MLP activations at position 2, row `a·p + b` (`p² × d_mlp`).
+    /// Post-ReLU MLP activations at position 2, neuron by neuron:
+    /// `neurons[n·p² + a·p + b]` (as [`crate::analysis::forward::ForwardPass`]).
     pub neurons: Vec<f32>,
     pub heads: usize,
     /// Position-2 attention weights, row `a·p + b`, per head on positions 0, 1, 2.
@@ -33,7 +35,11 @@ pub fn cell_activations(cell_dir: &Path) -> Result<Activations> {
     use crate::analysis::forward;
     let (_, model) = crate::engine::model_file::read_cell_model(cell_dir)
         .with_context(|| format!("reading the model of {}", cell_dir.display()))?;
-    let fwd = forward::forward_all(&model);
+    Ok(activations(&forward::forward_all(&model, Depth::Hidden)))
+}
+
+/// [`Activations`] from the analysis forward pass.
+fn activations(fwd: &crate::analysis::forward::ForwardPass) -> Activations {
     let (p, heads) = (fwd.p, fwd.heads);
     // The forward pass's attention is head-major; the heatmaps read it input-major.
     let pattern = &fwd.attention;
@@ -45,13 +51,21 @@ pub fn cell_activations(cell_dir: &Path) -> Result<Activations> {
             }
         }
     }
-    Ok(Activations {
+    Activations {
         p,
         d_mlp: fwd.d_mlp,
         neurons: fwd.neurons.iter().map(|&x| x as f32).collect(),
         heads,
         attention,
-    })
+    }
+}
+
+impl Activations {
+    /// Neuron `n`'s activation over the inputs, row `a·p + b`.
+    fn neuron_map(&self, n: usize) -> Vec<f32> {
+        let pp = self.p * self.p;
+        self.neurons[n * pp..(n + 1) * pp].to_vec()
+    }
 }
 
 /// The neurons shown for a cell: per key frequency (ascending), its clustered
@@ -84,9 +98,7 @@ pub fn heatmap_figures(cell: &CellView, acts: &Activations) -> Result<Vec<Figure
             .into_iter()
             .map(|(k, n, fve)| Heatmap {
                 title: format!("k={k} neuron {n} (FVE {fve:.2})"),
-                values: (0..p * p)
-                    .map(|i| acts.neurons[i * acts.d_mlp + n])
-                    .collect(),
+                values: acts.neuron_map(n),
                 range: None,
             })
             .collect();
@@ -218,6 +230,25 @@ fn png_of(map: &Heatmap, p: usize) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::forward::{forward_all, tests::random_model};
+    use crate::config::Arch;
+    use crate::engine::model_file::Model;
+    use crate::engine::reference::{self, Params64};
+
+    #[test]
+    fn a_neuron_map_is_that_neurons_activation_over_the_inputs() {
+        let (p, d_mlp) = (5, 16);
+        let w = random_model(Arch::Li2024, p, 8, 2, d_mlp, 3);
+        let acts = activations(&forward_all(&Model::plain(w.clone()), Depth::Hidden));
+        let w64 = Params64::from_weights(&w);
+        for n in [0, 7, d_mlp - 1] {
+            let map = acts.neuron_map(n);
+            for (i, &v) in map.iter().enumerate() {
+                let t = reference::forward(&w64, i / p, i % p, 0, 1e-5, 1.0);
+                assert_eq!(v, t.hidden[2][n].max(0.0) as f32, "neuron {n} input {i}");
+            }
+        }
+    }
 
     #[test]
     fn heatmap_png_puts_b_upwards_and_scales_to_the_range() {

@@ -79,6 +79,14 @@ fn smoke_report_draws_every_figure_from_the_cells() {
             "{id} not in the report"
         );
     }
+    // A figure an earlier report drew and this one does not is removed; the others stay.
+    std::fs::write(dir.join("figures/progress.svg"), "<svg/>").unwrap();
+    let again = bitgrok(&["report", "sweeps/smoke.toml", "--artifacts", art_s]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(!dir.join("figures/progress.svg").exists());
+    assert!(figs
+        .iter()
+        .all(|id| dir.join(format!("figures/{id}.svg")).is_file()));
     let svg =
         |id: &str| std::fs::read_to_string(dir.join("figures").join(format!("{id}.svg"))).unwrap();
     // Curves: 4 series per cell (train/test loss and accuracy), each a polyline of

@@ -67,6 +67,7 @@ pub fn write_report(artifacts_root: &Path, sweep: &Sweep, out_dir: &Path) -> Res
             f.svg.as_bytes(),
         )?;
     }
+    remove_stale_figures(&out_dir.join("figures"), &figs)?;
     let (written, kept) =
         write_cell_pages(&artifacts, &view, &sweep_cells, &out_dir.join("cells"))?;
     let sweep_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
@@ -129,6 +130,25 @@ fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) ->
             .map(|c| c.analysis.clone())
             .unwrap_or_default(),
     }
+}
+
+/// Remove the `.svg` files of `dir` that are not among `figs`: figures an earlier
+/// report drew and this one does not (a sweep grown past the spectrum figure's size,
+/// snapshots gone), so `figures/` is always this report's figures and nothing else.
+fn remove_stale_figures(dir: &Path, figs: &[Figure]) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let is_svg = path.extension().is_some_and(|e| e == "svg");
+        if is_svg && !figs.iter().any(|f| f.id == stem) {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the stale figure {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Each cell's setting, the figures' colour key: its precision, plus the identity

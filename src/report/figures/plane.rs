@@ -141,7 +141,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .label_font(font(11))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::MiddleLeft)
             .draw()
             .map_err(plot_err)?;
         Ok(())

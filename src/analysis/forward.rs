@@ -138,6 +138,7 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
         pre_norm_correct_logit: pre_norm,
     }
 }
+
 /// The attention pattern of position 2 (the `=` token, the read-out position) over
 /// the key positions 0, 1, 2, for every head and every input, at the model's
 /// attention rate. For reports and attention statistics (science.md §6).

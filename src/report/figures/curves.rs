@@ -1,6 +1,8 @@
 //! Figure 1: train and test loss (log scale) and accuracy against step.
 
-use super::{font, grid_shape, groups, palette, plot_err, svg, CellView, Figure, SweepView};
+use super::{
+    font, grid_shape, groups, palette, panel_layout, plot_err, svg, CellView, Figure, SweepView,
+};
 use anyhow::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -37,16 +39,29 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .map(|(_, g)| g.len())
         .max()
         .unwrap_or(1);
-    // One row per precision when precisions have several panels; else one row.
-    let (rows, cols) = if widest > 1 && widest <= 4 {
+    let titles: Vec<String> = panels
+        .iter()
+        .map(|(title, members)| {
+            if aggregated {
+                format!("{title} ({} cells)", members.len())
+            } else {
+                title.clone()
+            }
+        })
+        .collect();
+    let (width, max_cols) = panel_layout(PANEL.0, titles.iter().map(|t| t.as_str()), 15, 4);
+    // One row per precision when precisions have several panels and they fit; else
+    // the panels wrap.
+    let by_precision = widest > 1 && widest <= max_cols;
+    let (rows, cols) = if by_precision {
         (per_precision.len(), widest)
     } else {
-        grid_shape(panels.len(), 4)
+        grid_shape(panels.len(), max_cols)
     };
     let thr = view.analysis.accuracy_threshold;
-    let text = svg((PANEL.0 * cols as u32, PANEL.1 * rows as u32), |root| {
+    let text = svg((width * cols as u32, PANEL.1 * rows as u32), |root| {
         let areas = root.split_evenly((rows, cols));
-        let slots: Vec<usize> = if widest > 1 && widest <= 4 {
+        let slots: Vec<usize> = if by_precision {
             per_precision
                 .iter()
                 .enumerate()
@@ -55,16 +70,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         } else {
             (0..panels.len()).collect()
         };
-        for ((title, members), slot) in panels.iter().zip(slots) {
+        for (((_, members), title), slot) in panels.iter().zip(&titles).zip(slots) {
             let cells: Vec<&CellView> = members.iter().map(|&i| with_curves[i]).collect();
-            let title = if aggregated {
-                format!("{title} ({} cells)", cells.len())
-            } else {
-                title.clone()
-            };
             // A legend of more than a few seeds hides the curves.
             let legend = !aggregated && cells.len() <= MAX_LEGEND;
-            draw_panel(&areas[slot], &title, &cells, thr, legend)?;
+            draw_panel(&areas[slot], title, &cells, thr, legend)?;
         }
         Ok(())
     })?;

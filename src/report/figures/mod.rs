@@ -182,6 +182,80 @@ pub fn groups<K: Eq + std::hash::Hash + Clone>(
     out
 }
 
+/// About how wide `text` is in `font(size)`, in pixels: 0.56 em a character, a
+/// little over sans-serif's average, so an estimate errs on the wide side.
+pub fn text_width(text: &str, size: u32) -> u32 {
+    (text.chars().count() as f64 * 0.56 * size as f64).ceil() as u32
+}
+
+/// Widest a figure of small multiples grows before its panels wrap to more rows.
+const MAX_FIGURE_WIDTH: u32 = 1600;
+
+/// Panel width and the most columns for small multiples titled `titles` in
+/// `font(size)`: at least `min` wide, and wide enough that no title overlaps its
+/// neighbour's (sweeps with several dotted axes have long cell names).
+pub fn panel_layout<'t>(
+    min: u32,
+    titles: impl Iterator<Item = &'t str>,
+    size: u32,
+    max_cols: usize,
+) -> (u32, usize) {
+    let width = titles
+        .map(|t| text_width(t, size) + 24)
+        .max()
+        .unwrap_or(0)
+        .max(min);
+    let cols = ((MAX_FIGURE_WIDTH / width) as usize).clamp(1, max_cols);
+    (width, cols)
+}
+
+/// Swatch-and-name rows of a legend drawn beside a chart rather than in it, where
+/// it would hide data: entries flow in columns as wide as the longest name.
+pub struct LegendStrip<'a> {
+    entries: &'a [(String, RGBColor)],
+    cols: usize,
+    col_width: u32,
+}
+
+const LEGEND_ROW: u32 = 16;
+const LEGEND_FONT: u32 = 11;
+
+impl<'a> LegendStrip<'a> {
+    pub fn new(entries: &'a [(String, RGBColor)], width: u32) -> Self {
+        let col_width = entries
+            .iter()
+            .map(|(name, _)| text_width(name, LEGEND_FONT) + 34)
+            .max()
+            .unwrap_or(1);
+        let cols = ((width.saturating_sub(20) / col_width) as usize).clamp(1, entries.len().max(1));
+        LegendStrip {
+            entries,
+            cols,
+            col_width,
+        }
+    }
+
+    /// Pixels the strip needs below the chart.
+    pub fn height(&self) -> u32 {
+        self.entries.len().div_ceil(self.cols) as u32 * LEGEND_ROW + 12
+    }
+
+    pub fn draw(&self, area: &DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<()> {
+        for (i, (name, color)) in self.entries.iter().enumerate() {
+            let x = 20 + (i % self.cols) as i32 * self.col_width as i32;
+            let y = 6 + (i / self.cols) as i32 * LEGEND_ROW as i32;
+            area.draw(&Rectangle::new(
+                [(x, y + 2), (x + 10, y + 12)],
+                color.filled(),
+            ))
+            .map_err(plot_err)?;
+            area.draw(&Text::new(name.as_str(), (x + 16, y), font(LEGEND_FONT)))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    }
+}
+
 /// Rows × columns for `n` panels at most `max_cols` wide.
 pub fn grid_shape(n: usize, max_cols: usize) -> (usize, usize) {
     let cols = n.clamp(1, max_cols);
@@ -191,6 +265,38 @@ pub fn grid_shape(n: usize, max_cols: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_titles_widen_panels_and_wrap_them_to_fewer_columns() {
+        let short = ["fp32", "binary"];
+        assert_eq!(panel_layout(300, short.into_iter(), 13, 4), (300, 4));
+        let long = "model.arch=nanda2023, model.attention_rate=1.0, seed=0, modulus=31";
+        let (width, cols) = panel_layout(300, [long, "fp32"].into_iter(), 13, 4);
+        assert!(width >= text_width(long, 13) && width > 300);
+        assert!(width as usize * cols <= MAX_FIGURE_WIDTH as usize && cols >= 1);
+        assert_eq!(
+            panel_layout(300, [long.repeat(9).as_str()].into_iter(), 13, 4).1,
+            1
+        );
+    }
+
+    #[test]
+    fn legend_strip_fits_its_width_and_draws_every_entry() {
+        let entries: Vec<(String, RGBColor)> = (0..9)
+            .map(|i| (format!("binary, quant.binary_scale={i}"), palette(i)))
+            .collect();
+        let strip = LegendStrip::new(&entries, 700);
+        assert!(strip.cols >= 2 && strip.cols as u32 * strip.col_width <= 700);
+        let rows = entries.len().div_ceil(strip.cols) as u32;
+        assert_eq!(strip.height(), rows * LEGEND_ROW + 12);
+        let text = svg((700, strip.height()), |root| strip.draw(root)).unwrap();
+        for (name, _) in &entries {
+            assert!(text.contains(name.as_str()), "{name} not drawn");
+        }
+        // One name wider than the figure still gets a column of its own.
+        let wide = [("x".repeat(300), palette(0))];
+        assert_eq!(LegendStrip::new(&wide, 700).cols, 1);
+    }
 
     #[test]
     fn bounds_widen_flat_and_empty_ranges() {

@@ -1,7 +1,7 @@
 //! Figure 3: neurons per key frequency and the fraction of neurons clustered, per
 //! setting (precision and what else tells cells of a precision apart).
 
-use super::{font, plot_err, svg, Figure, SweepView};
+use super::{font, plot_err, svg, text_width, Figure, LegendStrip, SweepView};
 use crate::report::aggregate::median;
 use anyhow::Result;
 use plotters::prelude::*;
@@ -37,8 +37,17 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         let i = view.settings.iter().position(|x| x == p).unwrap_or(0);
         (i as f64 + 0.5) / np as f64 - 0.5
     };
-    let text = svg((1100, 380), |root| {
-        let (left, right) = root.split_horizontally(760);
+    // The legend goes under both panels: inside the bar chart it hid the tallest bars.
+    let entries: Vec<(String, RGBColor)> = view
+        .settings
+        .iter()
+        .map(|p| (p.clone(), view.color(p)))
+        .collect();
+    let legend = LegendStrip::new(&entries, 1100);
+    let text = svg((1100, 380 + legend.height()), |root| {
+        let (charts, strip) = root.split_vertically(380);
+        legend.draw(&strip)?;
+        let (left, right) = charts.split_horizontally(760);
         let mut chart = ChartBuilder::on(&left)
             .caption("neurons per key frequency", font(14))
             .margin(8)
@@ -75,20 +84,8 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                         color.mix(0.45).filled(),
                     )
                 }))
-                .map_err(plot_err)?
-                .label(p.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
+                .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .label_font(font(11))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(plot_err)?;
 
         let mut frac = ChartBuilder::on(&right)
             .caption("fraction of neurons clustered", font(14))
@@ -97,9 +94,12 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .y_label_area_size(48)
             .build_cartesian_2d(-0.5f64..np as f64 - 0.5, 0f64..1.05)
             .map_err(plot_err)?;
-        // Setting names under the dots when they fit (about 6 px a character in the
-        // panel's 300 px), else the legend's colours say which is which.
-        let fits = view.settings.iter().all(|n| n.len() * 6 * np < 300);
+        // Setting names under the dots when they fit in the panel's 300 px, else the
+        // legend's colours say which is which.
+        let fits = view
+            .settings
+            .iter()
+            .all(|n| text_width(n, 11) as usize * np < 300);
         let names = if fits {
             view.settings.clone()
         } else {
@@ -109,7 +109,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .x_desc(if fits {
                 "setting"
             } else {
-                "setting (colours as in the legend)"
+                "setting (colours as in the legend below)"
             })
             .y_desc("clustered / all neurons")
             .x_labels(np * 2 + 1)

@@ -1,7 +1,9 @@
 //! Figure 2: the embedding's Fourier spectrum per cell, and every cell's key
 //! frequencies in one cells × frequencies matrix.
 
-use super::{font, grid_shape, plot_err, svg, CellView, Figure, SweepView, MAX_PANELS};
+use super::{
+    font, grid_shape, panel_layout, plot_err, svg, CellView, Figure, SweepView, MAX_PANELS,
+};
 use crate::analysis::Signature;
 use anyhow::Result;
 use plotters::coord::Shift;
@@ -14,8 +16,9 @@ pub fn spectra(view: &SweepView) -> Result<Option<Figure>> {
     if cells.is_empty() || cells.len() > MAX_PANELS {
         return Ok(None);
     }
-    let (rows, cols) = grid_shape(cells.len(), 4);
-    let text = svg((300 * cols as u32, 220 * rows as u32), |root| {
+    let (width, cols) = panel_layout(300, cells.iter().map(|c| c.name.as_str()), 13, 4);
+    let (rows, cols) = grid_shape(cells.len(), cols);
+    let text = svg((width * cols as u32, 220 * rows as u32), |root| {
         for (area, cell) in root.split_evenly((rows, cols)).iter().zip(&cells) {
             let sig = cell.sig().expect("analysed cells have a signature");
             draw_spectrum(area, &cell.name, sig, view.color(&cell.setting))?;

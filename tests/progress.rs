@@ -143,6 +143,10 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
     );
     assert_eq!(last.attention_tv, sig.algorithm.attention.tv_from_uniform);
     assert_eq!(last.qk_norm, sig.algorithm.attention.qk_norm);
+    assert_eq!(
+        Some(last.zero_fraction_mean),
+        bitgrok::analysis::zero_fraction_mean(&sig.quantization)
+    );
 
     // The ordering the progress-measures paper reports: after memorisation the
     // excluded loss (final key frequencies removed) rises before the test loss falls.
@@ -170,7 +174,7 @@ fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
     let sweep = dir.path().join("snap.toml");
     std::fs::write(
         &sweep,
-        "name = \"snap\"\nmodulus = 11\nwidth = 16\n[grid]\nprecision = [\"fp32\", \"binary\"]\n\
+        "name = \"snap\"\nmodulus = 11\nwidth = 16\n[grid]\nprecision = [\"fp32\", \"ternary\"]\n\
          [train]\nsteps = 120\neval_every = 20\nsnapshot_every = 50\n",
     )
     .unwrap();
@@ -206,6 +210,28 @@ fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
         .next()
         .unwrap()
         .contains("step_circuit_start"));
+    // The zero fraction over training: none in fp32, ternary's rounding zeroes some
+    // weights at every snapshot, and the last snapshot's equals the cell's.
+    let column = |table: &str, name: &str| -> Vec<(String, String)> {
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(',').collect()).collect();
+        let at = |n: &str| rows[0].iter().position(|c| *c == n).unwrap();
+        let (p, v) = (at("precision"), at(name));
+        rows[1..]
+            .iter()
+            .map(|r| (r[p].to_string(), r[v].to_string()))
+            .collect()
+    };
+    let zeros = column(&progress, "zero_fraction_mean");
+    for (precision, z) in &zeros {
+        let z: f64 = z.parse().unwrap();
+        match precision.as_str() {
+            "fp32" => assert_eq!(z, 0.0),
+            _ => assert!(z > 0.0 && z < 1.0, "ternary zero fraction {z}"),
+        }
+    }
+    let finals = column(&cells_csv, "zero_fraction_mean");
+    assert_eq!(zeros[3], finals[0]);
+    assert_eq!(zeros[7], finals[1]);
 
     // A damaged snapshot makes the cell count as corrupt: it is named and rebuilt.
     let snap = cells[0].join("snapshots/step-00000050.safetensors");

@@ -241,6 +241,22 @@ pub fn matrix_stats(name: &str, data: &[f32]) -> MatrixStats {
     }
 }
 
+/// [`matrix_stats`] of every matrix a quantized precision quantizes (computed for
+/// fp32 too, where no entry is forced to zero).
+pub fn quantization_stats(w: &crate::engine::weights::ModelWeights) -> Vec<MatrixStats> {
+    w.params()
+        .into_iter()
+        .filter(|(spec, _)| spec.quantized)
+        .map(|(spec, data)| matrix_stats(spec.name, data))
+        .collect()
+}
+
+/// Mean over the quantized matrices of their fraction of exact zeros; `None`
+/// without any.
+pub fn zero_fraction_mean(q: &[MatrixStats]) -> Option<f64> {
+    (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64)
+}
+
 fn outcome_from_curves(
     curves: &[CurvePoint],
     all_pairs: (f64, f64),
@@ -450,12 +466,7 @@ pub fn analyze(
         label: label.to_string(),
     };
 
-    let quantization = w
-        .params()
-        .into_iter()
-        .filter(|(spec, _)| spec.quantized)
-        .map(|(spec, data)| matrix_stats(spec.name, data))
-        .collect();
+    let quantization = quantization_stats(w);
 
     let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
     let frequency_table = (0..=kmax)

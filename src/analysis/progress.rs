@@ -52,6 +52,9 @@ pub struct ProgressRow {
     pub final_keys_neurons: usize,
     /// Sum of squares of every parameter of the effective weights.
     pub weight_sq_sum: f64,
+    /// Mean fraction of exact zeros in the quantized matrices (the signature's
+    /// `zero_fraction_mean`): how much of a grid's weights rounds to zero.
+    pub zero_fraction_mean: f64,
     /// Position-2 attention's distance from uniform, of the least uniform head (the
     /// signature's `attention.tv_from_uniform`).
     pub attention_tv: f64,
@@ -139,6 +142,10 @@ pub fn progress_rows(
                     .filter(|r| r.clustered && r.best_frequency.is_some_and(|k| keys.contains(&k)))
                     .count(),
                 weight_sq_sum: weight_sq_sum(&m.weights),
+                zero_fraction_mean: super::zero_fraction_mean(&super::quantization_stats(
+                    &m.weights,
+                ))
+                .unwrap_or(f64::NAN),
                 attention_tv: attention.tv_from_uniform,
                 qk_norm: attention.qk_norm,
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
@@ -219,6 +226,7 @@ mod tests {
             final_keys_embedding_energy: 0.0,
             final_keys_neurons: 0,
             weight_sq_sum,
+            zero_fraction_mean: 0.0,
             attention_tv: 0.0,
             qk_norm: 0.0,
             gradient_symmetricity: 0.0,

@@ -63,7 +63,7 @@
 //!   then the progress measures of `analysis::progress::ProgressRow`
 //!   (`train_loss`, `test_loss`, `test_acc`, `restricted_loss`, `excluded_loss`,
 //!   `gini`, `n_key_frequencies`, `final_keys_embedding_energy`,
-//!   `final_keys_neurons`, `weight_sq_sum`, `attention_tv`, `qk_norm`,
+//!   `final_keys_neurons`, `weight_sq_sum`, `zero_fraction_mean`, `attention_tv`, `qk_norm`,
 //!   `gradient_symmetricity`). `cells.csv`
 //!   carries the phase boundaries `step_circuit_start`, `step_cleanup_start`,
 //!   `step_cleanup_end` after `grokking_gap`, and `compare.csv` their

@@ -117,8 +117,7 @@ pub(super) fn signature_columns(s: &Signature) -> Vec<String> {
     let per_head = |f: fn(&crate::analysis::clock_pizza::HeadAttention) -> String| {
         att.heads.iter().map(f).collect::<Vec<_>>().join(";")
     };
-    let zero_mean =
-        (!q.is_empty()).then(|| q.iter().map(|m| m.zero_fraction).sum::<f64>() / q.len() as f64);
+    let zero_mean = crate::analysis::zero_fraction_mean(q);
     let distinct_max = (!q.is_empty()).then(|| {
         if q.iter().any(|m| m.distinct_values_over_cap) {
             format!(">{}", crate::analysis::DISTINCT_VALUES_CAP)
@@ -294,6 +293,7 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             "final_keys_embedding_energy",
             "final_keys_neurons",
             "weight_sq_sum",
+            "zero_fraction_mean",
             "attention_tv",
             "qk_norm",
             "gradient_symmetricity",
@@ -316,6 +316,7 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
                 fmt_fraction(p.final_keys_embedding_energy),
                 p.final_keys_neurons.to_string(),
                 fmt_magnitude(p.weight_sq_sum),
+                fmt_fraction(p.zero_fraction_mean),
                 fmt_fraction(p.attention_tv),
                 fmt_magnitude(p.qk_norm),
                 fmt_fraction(p.gradient_symmetricity),

@@ -43,6 +43,11 @@ const MEASURES: &[Measure] = &[
         log: true,
     },
     Measure {
+        title: "quantized weights at zero (mean fraction)",
+        get: |r| r.zero_fraction_mean,
+        log: false,
+    },
+    Measure {
         title: "attention distance from uniform",
         get: |r| r.attention_tv,
         log: false,

@@ -163,7 +163,7 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
         excluded_rise <= test_fall,
         "excluded loss rose at {excluded_rise}, test loss fell at {test_fall}: {rows:#?}"
     );
-    let ph = phases(&rows, cfg.modulus, Some(memorised));
+    let ph = phases(&rows, cfg.modulus, &sig.outcome);
     assert_eq!(ph.step_circuit_start, Some(excluded_rise));
     assert!(ph.step_cleanup_start.is_some() && ph.step_cleanup_end.is_some());
 }

@@ -16,11 +16,15 @@
 //! - cleanup ends at `step_cleanup_end`: the first snapshot at or after the cleanup
 //!   start from which the total sum of squared weights stays within 10 % of its
 //!   final value.
+//!
+//! The rule reads the snapshots against the final model's key frequencies, so it
+//! applies only to a model that ends generalised: a model that lost its
+//! generalisation (absmax int2 does) has no phase boundaries.
 
 use super::fourier::FourierBasis;
 use super::{
-    check_analysable, clock_pizza, forward, key_frequencies, measures, neuron_table, Signature,
-    TrainSplit,
+    check_analysable, clock_pizza, forward, key_frequencies, measures, neuron_table, Outcome,
+    Signature, TrainSplit,
 };
 use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::model_file::Model;
@@ -171,7 +175,7 @@ pub fn cell_progress(
         .collect();
     let split = super::read_train_split(dir)?;
     let rows = progress_rows(&snapshots, sig, &split, cfg)?;
-    sig.phases = Some(phases(&rows, cell.modulus, sig.outcome.step_memorised));
+    sig.phases = Some(phases(&rows, cell.modulus, &sig.outcome));
     Ok(Some(rows))
 }
 
@@ -180,11 +184,12 @@ pub fn write_progress(rows: &[ProgressRow], dir: &Path) -> Result<()> {
     super::write_csv(&dir.join("progress.csv"), rows)
 }
 
-/// Phase boundaries from the progress rows (ascending by step) and the step at
-/// which memorisation ended (see the module doc).
-pub fn phases(rows: &[ProgressRow], modulus: usize, step_memorised: Option<u64>) -> Phases {
+/// Phase boundaries from the progress rows (ascending by step) and the final
+/// model's outcome (see the module doc): none unless it ends generalised and has a
+/// step at which memorisation ended.
+pub fn phases(rows: &[ProgressRow], modulus: usize, outcome: &Outcome) -> Phases {
     let half = (modulus as f64).ln() / 2.0;
-    let Some(memorised) = step_memorised else {
+    let Some(memorised) = outcome.step_memorised.filter(|_| outcome.generalised) else {
         return Phases::default();
     };
     let circuit = rows
@@ -233,6 +238,23 @@ mod tests {
         }
     }
 
+    fn outcome(step_memorised: Option<u64>, generalised: bool) -> Outcome {
+        Outcome {
+            source: crate::analysis::OutcomeSource::Curves,
+            final_train_loss: None,
+            final_train_acc: None,
+            final_test_loss: None,
+            final_test_acc: None,
+            all_pairs_loss: 0.0,
+            all_pairs_acc: 0.0,
+            generalised,
+            grokked: generalised,
+            step_memorised,
+            step_generalised: None,
+            grokking_gap: None,
+        }
+    }
+
     #[test]
     fn phases_follow_the_documented_rule() {
         // ln 7 / 2 ≈ 0.973.
@@ -244,11 +266,16 @@ mod tests {
             row(40, 0.1, 2.0, 21.0), // within 10 % of the final norm from here on
             row(50, 0.05, 2.0, 20.0), //
         ];
-        let ph = phases(&rows, 7, Some(10));
+        let ph = phases(&rows, 7, &outcome(Some(10), true));
         assert_eq!(ph.step_circuit_start, Some(20));
         assert_eq!(ph.step_cleanup_start, Some(30));
         assert_eq!(ph.step_cleanup_end, Some(40));
-        assert_eq!(phases(&rows, 7, None), Phases::default());
+        assert_eq!(phases(&rows, 7, &outcome(None, true)), Phases::default());
+        // A model that does not end generalised has no phases, whatever its rows.
+        assert_eq!(
+            phases(&rows, 7, &outcome(Some(10), false)),
+            Phases::default()
+        );
         // Excluded loss never rises: no circuit, no cleanup.
         let flat: Vec<_> = rows
             .iter()
@@ -257,6 +284,9 @@ mod tests {
                 ..r.clone()
             })
             .collect();
-        assert_eq!(phases(&flat, 7, Some(10)), Phases::default());
+        assert_eq!(
+            phases(&flat, 7, &outcome(Some(10), true)),
+            Phases::default()
+        );
     }
 }

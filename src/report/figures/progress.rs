@@ -1,7 +1,7 @@
 //! Figure 5: progress measures over training (science.md §7), for cells trained with
 //! snapshots: one panel per measure, one line per cell, coloured by setting.
 
-use super::{font, plot_err, svg, CellView, Figure, SweepView};
+use super::{font, plot_err, svg, CellView, Figure, LegendStrip, SweepView};
 use crate::analysis::progress::ProgressRow;
 use anyhow::Result;
 use plotters::prelude::*;
@@ -70,27 +70,21 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .unwrap_or(1)
         .max(1) as f64;
     let rows = MEASURES.len().div_ceil(COLS);
+    let entries: Vec<(String, RGBColor)> = view
+        .settings
+        .iter()
+        .filter(|p| cells.iter().any(|c| &c.setting == *p))
+        .map(|p| (p.clone(), view.color(p)))
+        .collect();
+    let legend = LegendStrip::new(&entries, PANEL.0 * COLS as u32);
     let text = svg(
-        (PANEL.0 * COLS as u32, PANEL.1 * rows as u32 + 30),
+        (
+            PANEL.0 * COLS as u32,
+            PANEL.1 * rows as u32 + legend.height(),
+        ),
         |root| {
-            let (legend, body) = root.split_vertically(30);
-            let mut x = 10;
-            for p in &view.settings {
-                if !cells.iter().any(|c| &c.setting == p) {
-                    continue;
-                }
-                let color = view.color(p);
-                legend
-                    .draw(&PathElement::new(
-                        vec![(x, 15), (x + 18, 15)],
-                        color.stroke_width(3),
-                    ))
-                    .map_err(plot_err)?;
-                legend
-                    .draw(&Text::new(p.clone(), (x + 24, 8), font(13)))
-                    .map_err(plot_err)?;
-                x += 40 + 8 * p.len() as i32;
-            }
+            let (strip, body) = root.split_vertically(legend.height());
+            legend.draw(&strip)?;
             for (area, m) in body.split_evenly((rows, COLS)).iter().zip(MEASURES) {
                 // Log panels plot log10 of the value on a linear axis labelled 10^x.
                 let value = |r: &ProgressRow| {

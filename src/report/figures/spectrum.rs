@@ -2,7 +2,8 @@
 //! frequencies in one cells × frequencies matrix.
 
 use super::{
-    font, grid_shape, panel_layout, plot_err, svg, CellView, Figure, SweepView, MAX_PANELS,
+    font, grid_shape, panel_layout, plot_err, svg, text_width, CellView, Figure, SweepView,
+    MAX_PANELS,
 };
 use crate::analysis::Signature;
 use anyhow::Result;
@@ -92,7 +93,13 @@ pub fn matrix(view: &SweepView) -> Result<Option<Figure>> {
         .unwrap_or(1)
         .max(1);
     let n = cells.len();
-    let label_width = cells.iter().map(|c| c.name.len()).max().unwrap_or(4) as u32 * 8 + 20;
+    // Room for the longest cell name in the labels' font(12).
+    let label_width = cells
+        .iter()
+        .map(|c| text_width(&c.name, 12))
+        .max()
+        .unwrap_or(30)
+        + 20;
     let row_h = if n <= 24 { 22u32 } else { 14 };
     let col_w = (700 / kmax as u32).clamp(12, 40);
     let width = label_width + 60 + col_w * kmax as u32;

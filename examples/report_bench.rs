@@ -70,7 +70,7 @@ fn main() {
         sig.neurons.clustered = sig.neuron_table.iter().filter(|r| r.clustered).count();
         sig.neurons.fraction_clustered = sig.neurons.clustered as f64 / d_mlp as f64;
         sig.neurons.key_frequencies = keys;
-        sig.algorithm.label = "mixed".into();
+        sig.algorithm.label = bitgrok::analysis::labels::Label::Mixed;
         sig.algorithm.gradient_symmetricity = rng.gen();
         sig.algorithm.distance_irrelevance = Some(rng.gen());
         let grok = rng.gen_range(1_000.0..9_000.0);

@@ -261,19 +261,20 @@ pub struct AnalysisConfig {
     /// Label `no-fourier` when the key frequencies explain less than this share of
     /// the logits.
     pub fourier_min_logits_explained: f64,
-    /// Label `pizza` when a − b explains at least this share of the correct logit's
-    /// variance in the output logits (calibration sweep: clocks ≤ 0.12, pizzas ≥ 0.36).
-    pub pizza_min_difference_share: f64,
-    /// Label `pizza` also when attention is not uniform, gradient symmetricity is at
-    /// least this (Zhong et al.: pizza ≈ 0.99) and distance irrelevance is below
-    /// `clock_min_distance_irrelevance`.
-    pub pizza_min_symmetricity: f64,
-    /// Label `clock` needs gradient symmetricity at most this (Zhong et al.: clock
-    /// ≈ 0.3–0.5) and distance irrelevance at least `clock_min_distance_irrelevance`.
-    pub clock_max_symmetricity: f64,
-    /// Distance irrelevance separating clock (≈ 0.85; 0.93–0.98 in the calibration
-    /// sweep) from pizza (0.17–0.65; 0.73–0.79 in the calibration sweep).
-    pub clock_min_distance_irrelevance: f64,
+    /// Routing is `content-dependent` when replacing position-2 attention by uniform
+    /// raises the all-pairs loss by at least this many nats (planted clock: +0.11,
+    /// from 2e-6; planted pizzas and attention-rate-0 models: 0).
+    pub routing_min_loss_increase: f64,
+    /// A key frequency's logit pattern is `clock` (`pizza`) when its clock (pizza)
+    /// score leads the other by at least this (a perfect clock or pizza leads by
+    /// 0.20).
+    pub pattern_min_margin: f64,
+    /// … and only when that leading score is at least this: a frequency whose
+    /// isolated logits match neither pattern (scores ≤ 0) is `undecided`.
+    pub pattern_min_score: f64,
+    /// Neurons are `degree-1` when their mean degree-1 share is at least this many
+    /// times their degree-2 share (and ≥ 0.5), `degree-2` the other way round.
+    pub neuron_form_dominance: f64,
 }
 
 impl Default for AnalysisConfig {
@@ -288,10 +289,10 @@ impl Default for AnalysisConfig {
             uniform_attention_max_tv: 0.01,
             constant_attention_max_variation: 0.01,
             fourier_min_logits_explained: 0.5,
-            pizza_min_difference_share: 0.25,
-            pizza_min_symmetricity: 0.98,
-            clock_max_symmetricity: 0.9,
-            clock_min_distance_irrelevance: 0.85,
+            routing_min_loss_increase: 0.05,
+            pattern_min_margin: 0.05,
+            pattern_min_score: 0.0,
+            neuron_form_dominance: 2.0,
         }
     }
 }
@@ -553,15 +554,26 @@ impl AnalysisConfig {
                 "analysis.fourier_min_logits_explained",
                 self.fourier_min_logits_explained,
             ),
-            (
-                "analysis.pizza_min_difference_share",
-                self.pizza_min_difference_share,
-            ),
+            ("analysis.pattern_min_margin", self.pattern_min_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 out.push(Violation {
                     keys: vec![key],
                     message: format!("{} is not allowed (allowed: a number from 0 to 1)", ff(v)),
+                });
+            }
+        }
+        for (key, v) in [
+            (
+                "analysis.routing_min_loss_increase",
+                self.routing_min_loss_increase,
+            ),
+            ("analysis.neuron_form_dominance", self.neuron_form_dominance),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                out.push(Violation {
+                    keys: vec![key],
+                    message: format!("{} is not allowed (allowed: a positive number)", ff(v)),
                 });
             }
         }

@@ -1,7 +1,9 @@
 //! Aggregation on a hand-made artifacts tree: exact table contents, statuses of
 //! missing/failed/partial/unanalysed cells, stable bytes, compare pairs, summary.
 
-use bitgrok::analysis::clock_pizza::{AttentionSummary, DifferenceProfile, HeadAttention};
+use bitgrok::analysis::clock_pizza::{AttentionSummary, HeadAttention};
+use bitgrok::analysis::labels::{Form, Label, Pattern, Routing};
+use bitgrok::analysis::mechanism::{AttentionAblation, HeadQuery, LogitPattern, QueryPath};
 use bitgrok::analysis::{
     AlgorithmSummary, EmbeddingSummary, FrequencyRow, KeyFrequency, LogitSummary, MatrixStats,
     NeuronSummary, Outcome, OutcomeSource, Signature,
@@ -20,7 +22,7 @@ struct Planted {
     step_generalised: Option<u64>,
     restricted_ratio: Option<f64>,
     symmetricity: f64,
-    label: &'static str,
+    label: Label,
     zeros: f64,
 }
 
@@ -101,15 +103,33 @@ fn signature(p: &Planted) -> Signature {
             gradient_symmetricity: p.symmetricity,
             symmetricity_triples: 343,
             distance_irrelevance: None,
-            difference: DifferenceProfile {
-                difference_share: Some(0.0625),
-                pizza_fit: Some(0.03),
+            distance_irrelevance_max_wrong: Some(0.375),
+            query: QueryPath {
+                eq_norm_ratio: 0.5,
+                heads: vec![HeadQuery {
+                    query_norm: 2.0,
+                    score_spread: 0.25,
+                }],
+                score_spread: 0.25,
             },
-            difference_pre_norm: Some(DifferenceProfile {
-                difference_share: Some(0.5),
-                pizza_fit: None,
-            }),
-            label: p.label.into(),
+            ablation: AttentionAblation {
+                loss_uniform: 1.1,
+                accuracy_uniform: 0.5,
+                loss_increase: 1.0,
+            },
+            logit_patterns: vec![LogitPattern {
+                frequency: 1,
+                clock: 0.875,
+                pizza: 0.75,
+            }],
+            neuron_form: None,
+            difference_share: Some(0.0625),
+            difference_share_pre_norm: Some(0.5),
+            norm_split: None,
+            routing: Routing::Content,
+            pattern: Pattern::Clock,
+            neuron_form_label: Form::None,
+            label: p.label,
         },
         quantization: vec![
             MatrixStats {
@@ -137,6 +157,9 @@ fn signature(p: &Planted) -> Signature {
                 neurons: owned(k),
                 key: owned(k) > 0,
                 logits_explained: k as f64 / 20.0,
+                clock_score: (k == 1).then_some(0.875),
+                pizza_score: (k == 1).then_some(0.75),
+                pattern: (k == 1).then_some(Pattern::Clock),
             })
             .collect(),
         neuron_table: vec![],
@@ -211,7 +234,7 @@ fn cell(precision: &str, seed: &str, key: &str) -> SweepCell {
     }
 }
 
-fn planted(keys: &[usize], acc: f64, step: Option<u64>, label: &'static str) -> Planted {
+fn planted(keys: &[usize], acc: f64, step: Option<u64>, label: Label) -> Planted {
     Planted {
         keys: keys.to_vec(),
         test_acc: acc,
@@ -225,17 +248,17 @@ fn planted(keys: &[usize], acc: f64, step: Option<u64>, label: &'static str) -> 
 
 /// fp32/ternary/binary × seeds 0, 1 with every status represented.
 fn tree(root: &Path) -> (Vec<String>, Vec<SweepCell>) {
-    done_cell(root, "k0", &planted(&[1, 3], 1.0, Some(300), "clock"));
+    done_cell(root, "k0", &planted(&[1, 3], 1.0, Some(300), Label::Clock));
     done_cell(
         root,
         "k1",
         &Planted {
             symmetricity: 0.9,
             restricted_ratio: Some(0.75),
-            ..planted(&[2, 3], 0.995, Some(400), "pizza")
+            ..planted(&[2, 3], 0.995, Some(400), Label::Pizza)
         },
     );
-    done_cell(root, "k2", &planted(&[3], 0.5, None, "not-generalised"));
+    done_cell(root, "k2", &planted(&[3], 0.5, None, Label::NotGeneralised));
     // k3: missing.
     write(
         &root.join("cells/k4/manifest.json"),
@@ -289,18 +312,24 @@ fn cells_table_has_every_cell_with_its_status() {
          step_circuit_start,step_cleanup_start,step_cleanup_end,gini,\
          frequencies_for_coverage,n_key_frequencies,key_frequencies,fraction_clustered,\
          dead_neurons,logits_explained,restricted_loss,restricted_ratio,excluded_loss,\
-         excluded_ratio,gradient_symmetricity,distance_irrelevance,attention_tv,\
-         attention_tv_per_head,attention_variation,attention_entropy,qk_norm,\
-         qk_norm_per_head,difference_share,pizza_fit,difference_share_pre_norm,\
-         pizza_fit_pre_norm,label,zero_fraction_mean,distinct_values_max,train_seconds,error"
+         excluded_ratio,gradient_symmetricity,distance_irrelevance,\
+         distance_irrelevance_max_wrong,clock_score,pizza_score,pattern_per_frequency,\
+         attention_tv,attention_tv_per_head,attention_variation,attention_entropy,qk_norm,\
+         qk_norm_per_head,eq_norm_ratio,query_norm_per_head,score_spread,\
+         score_spread_per_head,ablation_loss_increase,ablation_acc,degree1_share,\
+         degree2_share,phase_alignment,difference_share,difference_share_pre_norm,\
+         x2_norm_cv,x2_norm_difference_share,routing,logit_pattern,neuron_form,label,\
+         zero_fraction_mean,distinct_values_max,train_seconds,error"
     );
     assert_eq!(
         lines[1],
         "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,,,,0.1235,2,2,1;3,\
-         0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.2500,0.2500;0.2500,\
-         0.1250,0.7500,2.500e0,1.250e0;1.250e0,0.0625,0.0300,0.5000,,clock,0.1250,3,12.3,"
+         0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.3750,0.8750,0.7500,\
+         1:clock,0.2500,0.2500;0.2500,0.1250,0.7500,2.500e0,1.250e0;1.250e0,5.000e-1,\
+         2.000e0,2.500e-1,2.500e-1,1.000e0,0.5000,,,,0.0625,0.5000,,,content-dependent,\
+         clock,none,clock,0.1250,3,12.3,"
     );
-    let empty_sig = ",".repeat(37);
+    let empty_sig = ",".repeat(53);
     assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
     assert_eq!(
         lines[4],
@@ -323,12 +352,13 @@ fn frequencies_table_has_one_row_per_key_frequency() {
     aggregate(tmp.path(), &axes, &cells, &out).unwrap();
     assert_eq!(
         read(&out, "frequencies.csv"),
-        "precision,seed,frequency,key,embedding_norm,embedding_energy_fraction,neurons,logits_explained\n\
-         fp32,0,1,k0,1.500e0,0.1000,3,0.0500\n\
-         fp32,0,3,k0,4.500e0,0.3000,3,0.1500\n\
-         ternary,0,2,k1,3.000e0,0.2000,3,0.1000\n\
-         ternary,0,3,k1,4.500e0,0.3000,3,0.1500\n\
-         binary,0,3,k2,4.500e0,0.3000,3,0.1500\n"
+        "precision,seed,frequency,key,embedding_norm,embedding_energy_fraction,neurons,\
+         logits_explained,clock_score,pizza_score,pattern\n\
+         fp32,0,1,k0,1.500e0,0.1000,3,0.0500,0.8750,0.7500,clock\n\
+         fp32,0,3,k0,4.500e0,0.3000,3,0.1500,,,\n\
+         ternary,0,2,k1,3.000e0,0.2000,3,0.1000,,,\n\
+         ternary,0,3,k1,4.500e0,0.3000,3,0.1500,,,\n\
+         binary,0,3,k2,4.500e0,0.3000,3,0.1500,,,\n"
     );
 }
 
@@ -362,18 +392,18 @@ fn summary_groups_by_precision() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     // Three fp32 seeds and one ternary, to check medians and spreads.
-    done_cell(root, "a", &planted(&[1, 3], 1.0, Some(300), "clock"));
-    done_cell(root, "b", &planted(&[1], 0.9, Some(500), "pizza"));
-    done_cell(root, "c", &planted(&[1, 2, 3], 0.995, None, "clock"));
+    done_cell(root, "a", &planted(&[1, 3], 1.0, Some(300), Label::Clock));
+    done_cell(root, "b", &planted(&[1], 0.9, Some(500), Label::Pizza));
+    done_cell(root, "c", &planted(&[1, 2, 3], 0.995, None, Label::Clock));
     done_cell(
         root,
         "d",
-        &planted(&[2], 0.2, Some(1000), "not-generalised"),
+        &planted(&[2], 0.2, Some(1000), Label::NotGeneralised),
     );
     done_cell(
         root,
         "e",
-        &planted(&[2, 3], 0.4, Some(1001), "not-generalised"),
+        &planted(&[2, 3], 0.4, Some(1001), Label::NotGeneralised),
     );
     let axes = vec!["precision".to_string(), "seed".to_string()];
     let cells = vec![
@@ -430,9 +460,9 @@ fn summary_splits_every_setting_but_the_seed() {
     // summary row each, not one row for both.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    done_cell(root, "a", &planted(&[1], 1.0, Some(300), "clock"));
-    done_cell(root, "b", &planted(&[1], 1.0, Some(500), "clock"));
-    done_cell(root, "c", &planted(&[2], 1.0, Some(700), "pizza"));
+    done_cell(root, "a", &planted(&[1], 1.0, Some(300), Label::Clock));
+    done_cell(root, "b", &planted(&[1], 1.0, Some(500), Label::Clock));
+    done_cell(root, "c", &planted(&[2], 1.0, Some(700), Label::Pizza));
     let axes: Vec<String> = ["precision", "quant.binary_scale", "seed"]
         .map(String::from)
         .to_vec();
@@ -489,7 +519,11 @@ fn running_twice_gives_identical_bytes() {
 #[test]
 fn no_precision_axis_gives_compare_header_only_and_one_summary_row() {
     let tmp = tempfile::tempdir().unwrap();
-    done_cell(tmp.path(), "a", &planted(&[1], 1.0, Some(300), "clock"));
+    done_cell(
+        tmp.path(),
+        "a",
+        &planted(&[1], 1.0, Some(300), Label::Clock),
+    );
     let axes = vec!["seed".to_string()];
     let cells = vec![SweepCell {
         axes: vec![("seed".into(), "0".into())],
@@ -582,7 +616,7 @@ precision = "ternary"
     done_cell(
         tmp.path(),
         &cells[0].key,
-        &planted(&[1], 1.0, Some(1), "clock"),
+        &planted(&[1], 1.0, Some(1), Label::Clock),
     );
     // The signature lives under the sweep's analysis key, not the test's "a1".
     let adir = tmp
@@ -625,7 +659,7 @@ fn rows_keep_grid_order_with_many_cells() {
             done_cell(
                 tmp.path(),
                 &key,
-                &planted(&[1 + i % 3], 1.0, Some(i as u64), "clock"),
+                &planted(&[1 + i % 3], 1.0, Some(i as u64), Label::Clock),
             );
         }
         cells.push(cell(["fp32", "binary"][i % 2], &i.to_string(), &key));

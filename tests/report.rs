@@ -127,6 +127,17 @@ fn smoke_report_draws_every_figure_from_the_cells() {
         6 + 3,
         "plane points"
     );
+    // A cell that did not generalise is drawn hollow (and only such a cell).
+    let not_generalised = cells
+        .iter()
+        .filter(|c| c["label"] == "not-generalised")
+        .count();
+    let hollow = svg("algorithm_plane")
+        .split("<circle")
+        .skip(1)
+        .filter(|c| c.split("/>").next().unwrap().contains("fill=\"none\""))
+        .count();
+    assert_eq!(hollow, not_generalised, "hollow plane points");
     // Neurons: one bar per (cell, key frequency) plus a legend mark per precision;
     // one dot per cell on the right.
     let neurons = svg("neurons");

@@ -23,6 +23,8 @@ pub struct ForwardPass {
     /// MLP neuron activations (after ReLU, before any activation quantizer) at
     /// position 2, neuron by neuron: `neurons[n·p² + a·p + b]`.
     pub neurons: Vec<f64>,
+    /// MLP pre-activations (before ReLU and any bias-free quantizer), same layout.
+    pub pre_activations: Vec<f64>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,
     /// Attention of position 2 over positions 0, 1, 2 (see [`attention_pattern`]).
@@ -30,6 +32,8 @@ pub struct ForwardPass {
     /// With a final RMSNorm: the correct class's logit with the norm's division by
     /// ‖x2‖ left out, `(x2 ⊙ g)·W_U[:, (a+b) mod p]`, per input (science.md §6).
     pub pre_norm_correct_logit: Option<Vec<f64>>,
+    /// With a final RMSNorm: ‖x2‖ per input, what the norm divides by.
+    pub x2_norms: Option<Vec<f64>>,
 }
 
 /// Position-2 attention of every input `[a, b, =]`: `weights[(h·p² + a·p + b)·3 + j]`
@@ -99,17 +103,25 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
         .map(|chunk| read_out.position_two(chunk, depth))
         .collect();
     let mut neurons = vec![0.0; n * d_mlp];
+    let mut pre_activations = vec![0.0; n * d_mlp];
     let mut attention = vec![0.0; h * n * 3];
     let mut pre_norm = w
         .ln_final_w
         .as_ref()
         .filter(|_| depth == Depth::Logits)
         .map(|_| Vec::with_capacity(n));
+    let mut x2_norms = pre_norm.as_ref().map(|_| Vec::with_capacity(n));
     for (c, (chunk, batch)) in pairs.chunks(BATCH).zip(batches).enumerate() {
         let first = c * BATCH;
-        for (nn, out) in neurons.chunks_mut(n).enumerate() {
-            for (r, o) in out[first..first + chunk.len()].iter_mut().enumerate() {
-                *o = batch.rows.hidden[r * d_mlp + nn].max(0.0);
+        for (nn, (out, pre)) in neurons
+            .chunks_mut(n)
+            .zip(pre_activations.chunks_mut(n))
+            .enumerate()
+        {
+            for r in 0..chunk.len() {
+                let h = batch.rows.hidden[r * d_mlp + nn];
+                pre[first + r] = h;
+                out[first + r] = h.max(0.0);
             }
         }
         for (r, &(a, b)) in chunk.iter().enumerate() {
@@ -122,6 +134,10 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
                 let (x2, c) = (&batch.rows.x2[r * d..(r + 1) * d], (a + b) % p);
                 all.push((0..d).map(|j| x2[j] * g[j] * w.w_u.get(j, c)).sum());
             }
+            if let Some(norms) = x2_norms.as_mut() {
+                let x2 = &batch.rows.x2[r * d..(r + 1) * d];
+                norms.push(x2.iter().map(|v| v * v).sum::<f64>().sqrt());
+            }
         }
     }
     ForwardPass {
@@ -129,6 +145,7 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
         d_mlp,
         heads: h,
         neurons,
+        pre_activations,
         logits: logits(m),
         attention: AttentionPattern {
             p,
@@ -136,6 +153,7 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
             weights: attention,
         },
         pre_norm_correct_logit: pre_norm,
+        x2_norms,
     }
 }
 

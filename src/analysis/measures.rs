@@ -292,7 +292,7 @@ pub fn excluded_loss(logits: &[f32], p: usize, keys: &[usize], pairs: &[(usize, 
     .0
 }
 
-fn population_std(x: &[f64]) -> f64 {
+pub(crate) fn population_std(x: &[f64]) -> f64 {
     let n = x.len() as f64;
     let mean = x.iter().sum::<f64>() / n;
     (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt()

@@ -14,12 +14,15 @@
 //!   stays there; grokked means the generalised step exists and is later than the
 //!   memorised one (so a model can have grokked and then fallen back: grokked, not
 //!   generalised);
-//! - the label rule is [`clock_pizza::algorithm_label`].
+//! - the labels are [`labels`]'s, from the measures of [`mechanism`].
 
 pub mod clock_pizza;
 pub mod forward;
 pub mod fourier;
+pub mod labels;
 pub mod measures;
+pub mod mechanism;
+pub mod planted;
 pub mod progress;
 
 use crate::analysis::fourier::FourierBasis;
@@ -139,18 +142,37 @@ pub struct AlgorithmSummary {
     pub attention_rate: f64,
     /// Position-2 attention statistics.
     pub attention: clock_pizza::AttentionSummary,
+    /// Where the position-2 query comes from.
+    pub query: mechanism::QueryPath,
+    /// The all-pairs loss with position-2 attention replaced by uniform.
+    pub ablation: mechanism::AttentionAblation,
     /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
     /// How many (a, b, c) triples that mean is over.
     pub symmetricity_triples: usize,
-    /// None when the correct logit is constant over all pairs.
+    /// On the correct logit (Zhong et al.'s paper). None when it is constant.
     pub distance_irrelevance: Option<f64>,
-    /// The correct logit's dependence on a − b, from the logits.
-    pub difference: clock_pizza::DifferenceProfile,
-    /// The same before the final RMSNorm (li2024 only).
-    pub difference_pre_norm: Option<clock_pizza::DifferenceProfile>,
-    /// See [`clock_pizza::algorithm_label`].
-    pub label: String,
+    /// On the largest wrong logit (what Zhong et al.'s released tables hold).
+    pub distance_irrelevance_max_wrong: Option<f64>,
+    /// Zhong et al.'s clock and pizza scores per key frequency.
+    pub logit_patterns: Vec<mechanism::LogitPattern>,
+    /// The clustered neurons' degree-1 and degree-2 shares (None without any).
+    pub neuron_form: Option<mechanism::NeuronFormSummary>,
+    /// Diagnostic, not read by any label: the share of the correct logit's variance
+    /// explained by a − b (≈ 1 − distance irrelevance²).
+    pub difference_share: Option<f64>,
+    /// The same for `(x2 ⊙ g)·W_U`, before the final RMSNorm (li2024 only).
+    pub difference_share_pre_norm: Option<f64>,
+    /// What the final RMSNorm divides by (li2024 only).
+    pub norm_split: Option<mechanism::NormSplit>,
+    /// Attention routing, from the ablation.
+    pub routing: labels::Routing,
+    /// The logit pattern over the key frequencies.
+    pub pattern: labels::Pattern,
+    /// The clustered neurons' form.
+    pub neuron_form_label: labels::Form,
+    /// See [`labels::summary_label`].
+    pub label: labels::Label,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -180,6 +202,10 @@ pub struct FrequencyRow {
     pub key: bool,
     /// Share of the class-centred logits on `cos(2πk(a+b−c)/p)`.
     pub logits_explained: f64,
+    /// Zhong et al.'s clock and pizza scores and their verdict (key frequencies only).
+    pub clock_score: Option<f64>,
+    pub pizza_score: Option<f64>,
+    pub pattern: Option<labels::Pattern>,
 }
 
 /// One row of neurons.csv.
@@ -192,6 +218,11 @@ pub struct NeuronRow {
     pub dead: bool,
     pub mean: f64,
     pub std: f64,
+    /// Form of the pre-activation at the best frequency (clustered neurons only).
+    pub degree1: Option<f64>,
+    pub degree2: Option<f64>,
+    pub phase_a: Option<f64>,
+    pub phase_b: Option<f64>,
 }
 
 /// The learned-algorithm signature of one model.
@@ -370,7 +401,7 @@ pub fn analyze(
 
     // Neurons.
     let d_mlp = fwd.d_mlp;
-    let neuron_table = neuron_table(&fwd, &basis, cfg);
+    let mut neuron_table = neuron_table(&fwd, &basis, cfg);
     let kmax = basis.max_frequency();
     let (owned, key_frequencies) = key_frequencies(&neuron_table, kmax);
     let clustered = neuron_table.iter().filter(|r| r.clustered).count();
@@ -433,37 +464,63 @@ pub fn analyze(
         excluded_ratio: finite(excluded / full_ex),
     };
 
-    // Clock or pizza.
+    // Clock or pizza, level by level.
     let attention = clock_pizza::attention_summary(&fwd.attention, &clock_pizza::qk_norms(w), cfg);
     let (symmetricity, triples) = clock_pizza::gradient_symmetricity(m, cfg);
     let di = measures::distance_irrelevance(&fwd.logits, p);
+    let di_wrong =
+        mechanism::distance_irrelevance_of(&mechanism::max_wrong_logits(&fwd.logits, p), p);
     let correct = clock_pizza::correct_logits(&fwd.logits, p);
-    let difference = clock_pizza::difference_profile(&correct, p, &key_frequencies);
-    let difference_pre_norm = fwd
-        .pre_norm_correct_logit
-        .as_ref()
-        .map(|c| clock_pizza::difference_profile(c, p, &key_frequencies));
-    let label = clock_pizza::algorithm_label(
-        &clock_pizza::LabelInputs {
+    let logit_patterns = mechanism::logit_patterns(m, &key_frequencies);
+    let per_frequency: Vec<labels::Pattern> = logit_patterns
+        .iter()
+        .map(|x| labels::frequency_pattern(x, cfg))
+        .collect();
+    let pattern = labels::model_pattern(&per_frequency);
+    let best: Vec<(bool, Option<usize>)> = neuron_table
+        .iter()
+        .map(|r| (r.clustered, r.best_frequency))
+        .collect();
+    let (forms, neuron_form) = mechanism::neuron_forms(&fwd, &best);
+    for (row, f) in neuron_table.iter_mut().zip(&forms) {
+        if let Some(f) = f {
+            row.degree1 = Some(f.degree1);
+            row.degree2 = Some(f.degree2);
+            row.phase_a = Some(f.phase_a);
+            row.phase_b = Some(f.phase_b);
+        }
+    }
+    let ablation = mechanism::attention_ablation(m, all_pairs.0);
+    let label = labels::summary_label(
+        &labels::LabelInputs {
             generalised: outcome.generalised,
             n_key_frequencies: key_frequencies.len(),
             logits_explained: explained,
-            uniform_attention: attention.uniform,
-            symmetricity,
-            distance_irrelevance: di,
-            difference_share: difference.difference_share,
+            pattern,
         },
         cfg,
     );
     let algorithm = AlgorithmSummary {
         attention_rate,
         attention,
+        query: mechanism::query_path(w),
+        routing: labels::routing(ablation.loss_increase, cfg),
+        ablation,
         gradient_symmetricity: symmetricity,
         symmetricity_triples: triples,
         distance_irrelevance: di,
-        difference,
-        difference_pre_norm,
-        label: label.to_string(),
+        distance_irrelevance_max_wrong: di_wrong,
+        neuron_form_label: labels::form(neuron_form.as_ref(), cfg),
+        neuron_form,
+        difference_share: mechanism::difference_share(&correct, p),
+        difference_share_pre_norm: fwd
+            .pre_norm_correct_logit
+            .as_ref()
+            .and_then(|c| mechanism::difference_share(c, p)),
+        norm_split: fwd.x2_norms.as_ref().map(|n| mechanism::norm_split(n, p)),
+        pattern,
+        label,
+        logit_patterns,
     };
 
     let quantization = quantization_stats(w);
@@ -481,8 +538,18 @@ pub fn analyze(
             neurons: owned[k],
             key: owned[k] > 0 && k > 0,
             logits_explained: explained_by_freq[k],
+            clock_score: None,
+            pizza_score: None,
+            pattern: None,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut frequency_table = frequency_table;
+    for x in &algorithm.logit_patterns {
+        let row = &mut frequency_table[x.frequency];
+        row.clock_score = Some(x.clock);
+        row.pizza_score = Some(x.pizza);
+        row.pattern = Some(labels::frequency_pattern(x, cfg));
+    }
 
     Ok(Signature {
         analysis_version: ANALYSIS_VERSION,
@@ -565,6 +632,10 @@ pub(crate) fn neuron_table(
                 dead: fit.dead,
                 mean: fit.mean,
                 std: fit.std,
+                degree1: None,
+                degree2: None,
+                phase_a: None,
+                phase_b: None,
             }
         })
         .collect()

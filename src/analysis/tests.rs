@@ -64,10 +64,10 @@ fn attention_statistics_see_uniform_and_content_attention() {
     let ratio = half.algorithm.attention.qk_norm / att.qk_norm;
     assert!((ratio - 0.5).abs() < 1e-5, "{ratio}");
     // li2024 has a final norm: a pre-norm profile exists; nanda2023 has none.
-    assert!(content.algorithm.difference_pre_norm.is_some());
+    assert!(content.algorithm.norm_split.is_some());
     let nanda = random_model(Arch::Nanda2023, 11, 16, 4, 32, 5);
     let sig = analyze(&at_rate(&nanda, 1.0), None, None, &small_cfg()).unwrap();
-    assert!(sig.algorithm.difference_pre_norm.is_none());
+    assert!(sig.algorithm.norm_split.is_none());
 }
 
 #[test]
@@ -77,7 +77,10 @@ fn random_weights_have_no_clusters_and_a_flat_spectrum() {
     assert_eq!(sig.neurons.clustered, 0, "{:?}", sig.neurons);
     assert!(sig.neurons.key_frequencies.is_empty());
     assert!(sig.embedding.gini < 0.35, "gini {}", sig.embedding.gini);
-    assert_eq!(sig.algorithm.label, "not-generalised");
+    assert_eq!(
+        sig.algorithm.label,
+        crate::analysis::labels::Label::NotGeneralised
+    );
     assert_eq!(sig.outcome.source, OutcomeSource::WeightsAllPairs);
     assert_eq!(sig.quantization.len(), 6);
     assert!(sig.quantization.iter().all(|q| q.distinct_values_over_cap));

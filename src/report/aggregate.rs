@@ -86,7 +86,7 @@ use std::path::{Path, PathBuf};
 
 mod columns;
 use columns::{cells_table, compare_table, frequencies_table, progress_table, summary_table};
-pub use columns::{fmt_fraction, fmt_magnitude, jaccard, median};
+pub use columns::{fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median};
 
 /// One cell of the sweep as the aggregator needs it.
 #[derive(Clone, Debug, PartialEq)]

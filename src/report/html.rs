@@ -455,11 +455,15 @@ fn write_cell_page(
     let _ = write!(
         out,
         "<p><a href=\"../report.html\">← sweep report</a></p>\n<h1>Cell {}</h1>\n\
-         <p class=\"meta\">key {}<br/>label {}, key frequencies {:?}, fraction clustered {}, \
+         <p class=\"meta\">key {}<br/>label {} (attention routing {}, logit pattern {}, \
+         neuron form {}), key frequencies {:?}, fraction clustered {}, \
          gradient symmetricity {}, final test accuracy {}</p>\n",
         escape(&c.name),
         sc.key,
-        escape(&sig.algorithm.label),
+        escape(sig.algorithm.label.word()),
+        sig.algorithm.routing,
+        sig.algorithm.pattern,
+        sig.algorithm.neuron_form_label,
         sig.neurons.key_frequencies,
         aggregate::fmt_fraction(sig.neurons.fraction_clustered),
         aggregate::fmt_fraction(sig.algorithm.gradient_symmetricity),

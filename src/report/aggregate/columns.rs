@@ -2,7 +2,7 @@
 //! rows read by [`super::read_sweep`] into CSV bytes (see the parent's module doc).
 
 use super::{csv_bytes, Row, Status};
-use crate::analysis::clock_pizza::LABELS;
+use crate::analysis::labels::Label;
 use crate::analysis::progress::Phases;
 use crate::analysis::Signature;
 use anyhow::{Context, Result};
@@ -58,49 +58,200 @@ pub(super) fn yes_no(b: bool) -> String {
 
 // ---- Tables ---------------------------------------------------------------------
 
-pub(super) const CELL_COLUMNS: &[&str] = &[
-    "key",
-    "status",
-    "final_train_loss",
-    "final_test_loss",
-    "final_train_acc",
-    "final_test_acc",
-    "grokked",
-    "step_memorised",
-    "step_generalised",
-    "grokking_gap",
-    "step_circuit_start",
-    "step_cleanup_start",
-    "step_cleanup_end",
-    "gini",
-    "frequencies_for_coverage",
-    "n_key_frequencies",
-    "key_frequencies",
-    "fraction_clustered",
-    "dead_neurons",
-    "logits_explained",
-    "restricted_loss",
-    "restricted_ratio",
-    "excluded_loss",
-    "excluded_ratio",
-    "gradient_symmetricity",
-    "distance_irrelevance",
-    "attention_tv",
-    "attention_tv_per_head",
-    "attention_variation",
-    "attention_entropy",
-    "qk_norm",
-    "qk_norm_per_head",
-    "difference_share",
-    "pizza_fit",
-    "difference_share_pre_norm",
-    "pizza_fit_pre_norm",
-    "label",
-    "zero_fraction_mean",
-    "distinct_values_max",
-    "train_seconds",
-    "error",
+/// One column of cells.csv computed from a signature: its name and its text.
+type SignatureColumn = (&'static str, fn(&Signature) -> String);
+
+/// The signature's columns of cells.csv, in order (between `key, status` and
+/// `train_seconds, error`): the one list of what cells.csv holds.
+pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
+    ("final_train_loss", |s| {
+        opt(s.outcome.final_train_loss, fmt_magnitude)
+    }),
+    ("final_test_loss", |s| {
+        opt(s.outcome.final_test_loss, fmt_magnitude)
+    }),
+    ("final_train_acc", |s| {
+        opt(s.outcome.final_train_acc, fmt_fraction)
+    }),
+    ("final_test_acc", |s| {
+        opt(s.outcome.final_test_acc, fmt_fraction)
+    }),
+    ("grokked", |s| yes_no(s.outcome.grokked)),
+    ("step_memorised", |s| {
+        opt(s.outcome.step_memorised, |v| v.to_string())
+    }),
+    ("step_generalised", |s| {
+        opt(s.outcome.step_generalised, |v| v.to_string())
+    }),
+    ("grokking_gap", |s| {
+        opt(s.outcome.grokking_gap, |v| v.to_string())
+    }),
+    ("step_circuit_start", |s| {
+        opt(phase(s, |p| p.step_circuit_start), |v| v.to_string())
+    }),
+    ("step_cleanup_start", |s| {
+        opt(phase(s, |p| p.step_cleanup_start), |v| v.to_string())
+    }),
+    ("step_cleanup_end", |s| {
+        opt(phase(s, |p| p.step_cleanup_end), |v| v.to_string())
+    }),
+    ("gini", |s| fmt_fraction(s.embedding.gini)),
+    ("frequencies_for_coverage", |s| {
+        s.embedding.frequencies_for_coverage.to_string()
+    }),
+    ("n_key_frequencies", |s| {
+        s.neurons.key_frequencies.len().to_string()
+    }),
+    ("key_frequencies", |s| {
+        key_frequency_list(&s.neurons.key_frequencies)
+    }),
+    ("fraction_clustered", |s| {
+        fmt_fraction(s.neurons.fraction_clustered)
+    }),
+    ("dead_neurons", |s| s.neurons.dead.to_string()),
+    ("logits_explained", |s| {
+        fmt_fraction(s.logits.explained_by_key_frequencies)
+    }),
+    ("restricted_loss", |s| {
+        fmt_magnitude(s.logits.restricted_loss)
+    }),
+    ("restricted_ratio", |s| {
+        opt(s.logits.restricted_ratio, fmt_fraction)
+    }),
+    ("excluded_loss", |s| fmt_magnitude(s.logits.excluded_loss)),
+    ("excluded_ratio", |s| {
+        opt(s.logits.excluded_ratio, fmt_fraction)
+    }),
+    ("gradient_symmetricity", |s| {
+        fmt_fraction(s.algorithm.gradient_symmetricity)
+    }),
+    ("distance_irrelevance", |s| {
+        opt(s.algorithm.distance_irrelevance, fmt_fraction)
+    }),
+    ("distance_irrelevance_max_wrong", |s| {
+        opt(s.algorithm.distance_irrelevance_max_wrong, fmt_fraction)
+    }),
+    ("clock_score", |s| {
+        opt(mean_pattern(s, |x| x.clock), fmt_fraction)
+    }),
+    ("pizza_score", |s| {
+        opt(mean_pattern(s, |x| x.pizza), fmt_fraction)
+    }),
+    ("pattern_per_frequency", |s| {
+        s.frequency_table
+            .iter()
+            .filter_map(|f| f.pattern.map(|p| format!("{}:{}", f.frequency, p)))
+            .collect::<Vec<_>>()
+            .join(";")
+    }),
+    ("attention_tv", |s| {
+        fmt_fraction(s.algorithm.attention.tv_from_uniform)
+    }),
+    ("attention_tv_per_head", |s| {
+        per_head(s, |h| fmt_fraction(h.tv_from_uniform))
+    }),
+    ("attention_variation", |s| {
+        fmt_fraction(s.algorithm.attention.variation)
+    }),
+    ("attention_entropy", |s| {
+        fmt_fraction(s.algorithm.attention.entropy)
+    }),
+    ("qk_norm", |s| fmt_magnitude(s.algorithm.attention.qk_norm)),
+    ("qk_norm_per_head", |s| {
+        per_head(s, |h| fmt_magnitude(h.qk_norm))
+    }),
+    ("eq_norm_ratio", |s| {
+        fmt_magnitude(s.algorithm.query.eq_norm_ratio)
+    }),
+    ("query_norm_per_head", |s| {
+        join(
+            s.algorithm
+                .query
+                .heads
+                .iter()
+                .map(|h| fmt_magnitude(h.query_norm)),
+        )
+    }),
+    ("score_spread", |s| {
+        fmt_magnitude(s.algorithm.query.score_spread)
+    }),
+    ("score_spread_per_head", |s| {
+        join(
+            s.algorithm
+                .query
+                .heads
+                .iter()
+                .map(|h| fmt_magnitude(h.score_spread)),
+        )
+    }),
+    ("ablation_loss_increase", |s| {
+        fmt_magnitude(s.algorithm.ablation.loss_increase)
+    }),
+    ("ablation_acc", |s| {
+        fmt_fraction(s.algorithm.ablation.accuracy_uniform)
+    }),
+    ("degree1_share", |s| {
+        opt(
+            s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean),
+            fmt_fraction,
+        )
+    }),
+    ("degree2_share", |s| {
+        opt(
+            s.algorithm.neuron_form.as_ref().map(|f| f.degree2_mean),
+            fmt_fraction,
+        )
+    }),
+    ("phase_alignment", |s| {
+        opt(
+            s.algorithm.neuron_form.as_ref().map(|f| f.phase_alignment),
+            fmt_fraction,
+        )
+    }),
+    ("difference_share", |s| {
+        opt(s.algorithm.difference_share, fmt_fraction)
+    }),
+    ("difference_share_pre_norm", |s| {
+        opt(s.algorithm.difference_share_pre_norm, fmt_fraction)
+    }),
+    ("x2_norm_cv", |s| {
+        opt(
+            s.algorithm.norm_split.as_ref().map(|n| n.x2_norm_cv),
+            fmt_fraction,
+        )
+    }),
+    ("x2_norm_difference_share", |s| {
+        opt(
+            s.algorithm
+                .norm_split
+                .as_ref()
+                .and_then(|n| n.x2_norm_difference_share),
+            fmt_fraction,
+        )
+    }),
+    ("routing", |s| s.algorithm.routing.to_string()),
+    ("logit_pattern", |s| s.algorithm.pattern.to_string()),
+    ("neuron_form", |s| s.algorithm.neuron_form_label.to_string()),
+    ("label", |s| s.algorithm.label.to_string()),
+    ("zero_fraction_mean", |s| {
+        opt(
+            crate::analysis::zero_fraction_mean(&s.quantization),
+            fmt_fraction,
+        )
+    }),
+    ("distinct_values_max", |s| {
+        distinct_values_max(&s.quantization)
+    }),
 ];
+
+/// Every column of cells.csv after the identity columns.
+pub(super) fn cell_columns() -> Vec<&'static str> {
+    ["key", "status"]
+        .into_iter()
+        .chain(SIGNATURE_COLUMNS.iter().map(|(name, _)| *name))
+        .chain(["train_seconds", "error"])
+        .collect()
+}
 
 pub(super) fn header(cols: &[String], rest: &[&str]) -> Vec<String> {
     cols.iter()
@@ -109,65 +260,38 @@ pub(super) fn header(cols: &[String], rest: &[&str]) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn signature_columns(s: &Signature) -> Vec<String> {
-    let o = &s.outcome;
-    let q = &s.quantization;
-    let att = &s.algorithm.attention;
-    let pre = s.algorithm.difference_pre_norm.as_ref();
-    let per_head = |f: fn(&crate::analysis::clock_pizza::HeadAttention) -> String| {
-        att.heads.iter().map(f).collect::<Vec<_>>().join(";")
-    };
-    let zero_mean = crate::analysis::zero_fraction_mean(q);
-    let distinct_max = (!q.is_empty()).then(|| {
-        if q.iter().any(|m| m.distinct_values_over_cap) {
-            format!(">{}", crate::analysis::DISTINCT_VALUES_CAP)
-        } else {
-            q.iter()
-                .map(|m| m.distinct_values)
-                .max()
-                .unwrap_or(0)
-                .to_string()
-        }
-    });
-    vec![
-        opt(o.final_train_loss, fmt_magnitude),
-        opt(o.final_test_loss, fmt_magnitude),
-        opt(o.final_train_acc, fmt_fraction),
-        opt(o.final_test_acc, fmt_fraction),
-        yes_no(o.grokked),
-        opt(o.step_memorised, |v| v.to_string()),
-        opt(o.step_generalised, |v| v.to_string()),
-        opt(o.grokking_gap, |v| v.to_string()),
-        opt(phase(s, |p| p.step_circuit_start), |v| v.to_string()),
-        opt(phase(s, |p| p.step_cleanup_start), |v| v.to_string()),
-        opt(phase(s, |p| p.step_cleanup_end), |v| v.to_string()),
-        fmt_fraction(s.embedding.gini),
-        s.embedding.frequencies_for_coverage.to_string(),
-        s.neurons.key_frequencies.len().to_string(),
-        key_frequency_list(&s.neurons.key_frequencies),
-        fmt_fraction(s.neurons.fraction_clustered),
-        s.neurons.dead.to_string(),
-        fmt_fraction(s.logits.explained_by_key_frequencies),
-        fmt_magnitude(s.logits.restricted_loss),
-        opt(s.logits.restricted_ratio, fmt_fraction),
-        fmt_magnitude(s.logits.excluded_loss),
-        opt(s.logits.excluded_ratio, fmt_fraction),
-        fmt_fraction(s.algorithm.gradient_symmetricity),
-        opt(s.algorithm.distance_irrelevance, fmt_fraction),
-        fmt_fraction(att.tv_from_uniform),
-        per_head(|h| fmt_fraction(h.tv_from_uniform)),
-        fmt_fraction(att.variation),
-        fmt_fraction(att.entropy),
-        fmt_magnitude(att.qk_norm),
-        per_head(|h| fmt_magnitude(h.qk_norm)),
-        opt(s.algorithm.difference.difference_share, fmt_fraction),
-        opt(s.algorithm.difference.pizza_fit, fmt_fraction),
-        opt(pre.and_then(|d| d.difference_share), fmt_fraction),
-        opt(pre.and_then(|d| d.pizza_fit), fmt_fraction),
-        s.algorithm.label.clone(),
-        opt(zero_mean, fmt_fraction),
-        distinct_max.unwrap_or_default(),
-    ]
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(";")
+}
+
+fn per_head(
+    s: &Signature,
+    f: fn(&crate::analysis::clock_pizza::HeadAttention) -> String,
+) -> String {
+    join(s.algorithm.attention.heads.iter().map(f))
+}
+
+/// Mean over the key frequencies of one of Zhong et al.'s scores.
+pub fn mean_pattern(
+    s: &Signature,
+    f: fn(&crate::analysis::mechanism::LogitPattern) -> f64,
+) -> Option<f64> {
+    let v = &s.algorithm.logit_patterns;
+    (!v.is_empty()).then(|| v.iter().map(f).sum::<f64>() / v.len() as f64)
+}
+
+fn distinct_values_max(q: &[crate::analysis::MatrixStats]) -> String {
+    if q.is_empty() {
+        String::new()
+    } else if q.iter().any(|m| m.distinct_values_over_cap) {
+        format!(">{}", crate::analysis::DISTINCT_VALUES_CAP)
+    } else {
+        q.iter()
+            .map(|m| m.distinct_values)
+            .max()
+            .unwrap_or(0)
+            .to_string()
+    }
 }
 
 /// A phase boundary of a signature (none without snapshots).
@@ -185,7 +309,7 @@ pub(super) fn key_frequency_list(keys: &[usize]) -> String {
 }
 
 pub(super) fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    let n_sig = CELL_COLUMNS.len() - 4;
+    let n_sig = SIGNATURE_COLUMNS.len();
     let out: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -193,7 +317,7 @@ pub(super) fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             v.push(r.key.clone());
             v.push(r.status.word().into());
             match &r.sig {
-                Some(s) => v.extend(signature_columns(s)),
+                Some(s) => v.extend(SIGNATURE_COLUMNS.iter().map(|(_, f)| f(s))),
                 None => v.extend(std::iter::repeat_n(String::new(), n_sig)),
             }
             v.push(opt(r.seconds, |s| format!("{s:.1}")));
@@ -204,7 +328,7 @@ pub(super) fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             v
         })
         .collect();
-    csv_bytes(&header(cols, CELL_COLUMNS), &out)
+    csv_bytes(&header(cols, &cell_columns()), &out)
 }
 
 pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
@@ -232,6 +356,9 @@ pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>
                 fmt_fraction(f.embedding_energy_fraction),
                 f.neurons.to_string(),
                 fmt_fraction(f.logits_explained),
+                opt(f.clock_score, fmt_fraction),
+                opt(f.pizza_score, fmt_fraction),
+                opt(f.pattern, |p| p.to_string()),
             ]);
             out.push(v);
         }
@@ -245,6 +372,9 @@ pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>
             "embedding_energy_fraction",
             "neurons",
             "logits_explained",
+            "clock_score",
+            "pizza_score",
+            "pattern",
         ],
     );
     csv_bytes(&h, &out)
@@ -433,16 +563,30 @@ pub(super) const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     ("attention_tv", false, |s| {
         Some(s.algorithm.attention.tv_from_uniform)
     }),
-    ("difference_share", false, |s| {
-        s.algorithm.difference.difference_share
+    ("distance_irrelevance_max_wrong", false, |s| {
+        s.algorithm.distance_irrelevance_max_wrong
     }),
+    ("clock_score", false, |s| mean_pattern(s, |x| x.clock)),
+    ("pizza_score", false, |s| mean_pattern(s, |x| x.pizza)),
+    ("ablation_loss_increase", false, |s| {
+        Some(s.algorithm.ablation.loss_increase)
+    }),
+    ("score_spread", false, |s| {
+        Some(s.algorithm.query.score_spread)
+    }),
+    ("eq_norm_ratio", false, |s| {
+        Some(s.algorithm.query.eq_norm_ratio)
+    }),
+    ("degree1_share", false, |s| {
+        s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean)
+    }),
+    ("degree2_share", false, |s| {
+        s.algorithm.neuron_form.as_ref().map(|f| f.degree2_mean)
+    }),
+    ("difference_share", false, |s| s.algorithm.difference_share),
     ("difference_share_pre_norm", false, |s| {
-        s.algorithm
-            .difference_pre_norm
-            .as_ref()
-            .and_then(|d| d.difference_share)
+        s.algorithm.difference_share_pre_norm
     }),
-    ("pizza_fit", false, |s| s.algorithm.difference.pizza_fit),
     ("gini", false, |s| Some(s.embedding.gini)),
 ];
 
@@ -472,8 +616,8 @@ pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             rest.push(format!("{name}_{stat}"));
         }
     }
-    for label in LABELS {
-        rest.push(format!("{}_share", label.replace('-', "_")));
+    for label in Label::ALL {
+        rest.push(format!("{}_share", label.word().replace('-', "_")));
     }
     let mut h: Vec<String> = by.iter().map(|&i| cols[i].clone()).collect();
     h.extend(rest);
@@ -520,7 +664,7 @@ pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
                 v.push(opt(hi, fmt_fraction));
             }
         }
-        for label in LABELS {
+        for &label in Label::ALL {
             v.push(share(&|s| s.algorithm.label == label));
         }
         out.push(v);

@@ -1,10 +1,12 @@
-//! Figure 4: the algorithm plane, gradient symmetricity against distance
-//! irrelevance, one point per cell, with the label regions of the sweep's analysis
-//! settings drawn.
+//! Figure 4: the algorithm plane, Zhong et al.'s clock score against their pizza
+//! score (means over the key frequencies), one point per cell, with the label
+//! regions of the sweep's `pattern_min_margin` drawn: the quantity the label rests
+//! on.
 
 use super::{bounds, font, plot_err, svg, Figure, SweepView};
+use crate::analysis::labels::Label;
 use crate::analysis::Signature;
-use crate::report::aggregate::fmt_fraction;
+use crate::report::aggregate::{fmt_fraction, mean_pattern};
 use anyhow::Result;
 use plotters::prelude::*;
 
@@ -22,12 +24,12 @@ pub const SIZE_BY: Encoding = Encoding {
 };
 
 const X: Encoding = Encoding {
-    name: "distance irrelevance",
-    get: |s| s.algorithm.distance_irrelevance,
+    name: "clock score (mean over key frequencies)",
+    get: |s| mean_pattern(s, |x| x.clock),
 };
 const Y: Encoding = Encoding {
-    name: "gradient symmetricity",
-    get: |s| Some(s.algorithm.gradient_symmetricity),
+    name: "pizza score (mean over key frequencies)",
+    get: |s| mean_pattern(s, |x| x.pizza),
 };
 
 pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
@@ -40,16 +42,18 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 (X.get)(s)?,
                 (Y.get)(s)?,
                 (SIZE_BY.get)(s),
-                s.algorithm.label != "none",
+                s.algorithm.label != Label::NotGeneralised,
             ))
         })
         .collect();
     if points.is_empty() {
         return Ok(None);
     }
-    let a = &view.analysis;
-    let (ylo, _) = bounds(points.iter().map(|p| p.2));
-    let ylo = ylo.min(0.0) - 0.02;
+    let margin = view.analysis.pattern_min_margin;
+    // One square range over both scores, so the diagonal is at 45°.
+    let (lo, hi) = bounds(points.iter().flat_map(|p| [p.1, p.2]));
+    let pad = 0.05 * (hi - lo).max(0.05);
+    let (lo, hi) = (lo - pad, (hi + pad).min(1.02));
     let (slo, shi) = points
         .iter()
         .filter_map(|p| p.3)
@@ -67,7 +71,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(-0.02f64..1.02, ylo..1.03)
+            .build_cartesian_2d(lo..hi, lo..hi)
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -77,49 +81,37 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
-        let d = a.clock_min_distance_irrelevance;
+        // Clock below the line pizza = clock − margin, pizza above pizza = clock + margin.
         let regions = [
-            (
-                "pizza",
-                [(-0.02, a.pizza_min_symmetricity), (d, 1.03)],
-                RGBColor(230, 159, 0),
-            ),
-            (
-                "clock",
-                [(d, ylo), (1.02, a.clock_max_symmetricity)],
-                RGBColor(0, 114, 178),
-            ),
+            ("clock", -margin, RGBColor(0, 114, 178)),
+            ("pizza", margin, RGBColor(230, 159, 0)),
         ];
-        for (name, r, color) in regions {
+        for (name, offset, color) in regions {
+            let edge = [(lo, lo + offset), (hi, hi + offset)];
+            let far = if offset < 0.0 { lo } else { hi };
+            let area = vec![edge[0], edge[1], (if offset < 0.0 { hi } else { lo }, far)];
             chart
-                .draw_series(std::iter::once(Rectangle::new(r, color.mix(0.12).filled())))
-                .map_err(plot_err)?;
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    r,
-                    color.mix(0.6).stroke_width(1),
+                .draw_series(std::iter::once(Polygon::new(
+                    area,
+                    color.mix(0.10).filled(),
                 )))
                 .map_err(plot_err)?;
-            let anchor = if name == "pizza" {
-                (r[0].0 + 0.02, r[0].1 - 0.01)
+            chart
+                .draw_series(LineSeries::new(edge, color.mix(0.7).stroke_width(1)))
+                .map_err(plot_err)?;
+            let anchor = if offset < 0.0 {
+                (hi - 0.3 * (hi - lo), lo + 0.08 * (hi - lo))
             } else {
-                (r[1].0 - 0.12, r[1].1 - 0.01)
+                (lo + 0.05 * (hi - lo), hi - 0.06 * (hi - lo))
             };
             chart
                 .draw_series(std::iter::once(Text::new(
-                    format!("{name} region"),
+                    name.to_string(),
                     anchor,
-                    font(12).color(&color),
+                    font(13).color(&color),
                 )))
                 .map_err(plot_err)?;
         }
-        chart
-            .draw_series(std::iter::once(Text::new(
-                "elsewhere: mixed",
-                (0.02, ylo + 0.04),
-                font(12).color(&BLACK.mix(0.6)),
-            )))
-            .map_err(plot_err)?;
         for p in &view.settings {
             let color = view.color(p);
             let mine: Vec<_> = points.iter().filter(|q| q.0 == p).collect();
@@ -150,17 +142,14 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         id: "algorithm_plane",
         title: "Algorithm plane".into(),
         caption: format!(
-            "One point per cell, colour = setting, size = {} ({}), hollow = did not generalise (label not-generalised); the regions are the symmetricity rule of the labels (pizza: symmetricity ≥ {} and distance irrelevance < {}, clock: symmetricity ≤ {} and distance irrelevance ≥ {}; the label also reads the a − b share and attention uniformity, see the cells table): do the settings fall in the same region? Symmetricity is informative only when attention is not uniform.",
+            "One point per analysed cell with key frequencies, colour = setting, size = {} ({}), hollow = did not generalise (label not-generalised). Axes: Zhong et al.'s clock and pizza scores (2ρ − 1 of the logits against cos(w(a+b−c)) and |cos(w(a−b)/2)|·cos(w(a+b−c)), each key frequency isolated in the embedding; 1 = perfect match, 0.80 = the other pattern's perfect model), averaged over the key frequencies. Shaded: where a frequency's pattern is clock or pizza (one score leads by ≥ {}); a model is labelled clock or pizza only when every key frequency is, see pattern_per_frequency in the cells table.",
             SIZE_BY.name,
             match (slo.is_finite(), slo < shi) {
                 (false, _) => "absent".to_string(),
                 (true, false) => fmt_fraction(slo),
                 (true, true) => format!("{}–{}", fmt_fraction(slo), fmt_fraction(shi)),
             },
-            a.pizza_min_symmetricity,
-            a.clock_min_distance_irrelevance,
-            a.clock_max_symmetricity,
-            a.clock_min_distance_irrelevance
+            margin
         ),
         svg: text,
     }))

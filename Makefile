@@ -10,7 +10,7 @@ CI_ARTIFACTS := target/ci-artifacts
 # The smoke sweep's expected tables, which CI diffs a fresh run against.
 EXPECTED_SMOKE := tests/expected/smoke
 
-.PHONY: sweep test ci release accept-smoke test-slurm test-report bench results results-check
+.PHONY: sweep test ci release accept-smoke test-slurm test-report bench results results-check save-models restore-models
 
 # Build (release) and run a sweep: trains every cell not already done, then writes
 # its tables under $(ARTIFACTS)/sweeps/NAME/.
@@ -69,3 +69,13 @@ results: release
 results-check: release
 	$(BITGROK) run sweeps/$(NAME).toml --artifacts $(ARTIFACTS)
 	$(BITGROK) diff results/$(NAME) $(ARTIFACTS)/sweeps/$(NAME) --ignore train_seconds
+
+# The trained cells behind results/$(NAME)/, copied to models/cells/ to be committed.
+save-models:
+	scripts/save_models.sh $(NAME) $(ARTIFACTS)
+
+# Refill $(ARTIFACTS)/cells/ from the committed models (cells already there are kept):
+# `make results` then re-analyses them instead of training.
+restore-models:
+	mkdir -p $(ARTIFACTS)/cells
+	cp -rn models/cells/. $(ARTIFACTS)/cells/

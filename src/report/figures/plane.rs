@@ -99,8 +99,9 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             chart
                 .draw_series(LineSeries::new(edge, color.mix(0.7).stroke_width(1)))
                 .map_err(plot_err)?;
+            // Clock's name just under the diagonal's upper end, clear of the legend.
             let anchor = if offset < 0.0 {
-                (hi - 0.3 * (hi - lo), lo + 0.08 * (hi - lo))
+                (hi - 0.14 * (hi - lo), hi - 0.3 * (hi - lo))
             } else {
                 (lo + 0.05 * (hi - lo), hi - 0.06 * (hi - lo))
             };
@@ -133,7 +134,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .label_font(font(11))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::MiddleLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(plot_err)?;
         Ok(())

@@ -43,7 +43,9 @@ impl Default for DiffOptions {
 pub struct Change {
     /// The table (file name) it is in.
     pub table: String,
-    /// The row's identity, `col=value` joined by `,`; empty for table-level changes.
+    /// The row's identity, `col=value` joined by `,` (a name or value holding `,`,
+    /// `=`, a quote or a control character is quoted and escaped, so different rows
+    /// never share an identity); empty for table-level changes.
     pub row: String,
     /// The column, or a description for row/column/table-level changes.
     pub column: String,
@@ -189,9 +191,41 @@ fn column_index(t: &Table, col: &str) -> usize {
 
 fn row_id(t: &Table, row: &[String], cols: &[String]) -> String {
     cols.iter()
-        .map(|c| format!("{c}={}", row[column_index(t, c)]))
+        .map(|c| format!("{}={}", quoted(c), quoted(&row[column_index(t, c)])))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `s` as it is, or quoted and escaped when it holds a character that would make a
+/// row identity or an output line ambiguous.
+fn quoted(s: &str) -> String {
+    if s.chars()
+        .any(|ch| matches!(ch, ',' | '=' | '"') || ch.is_control())
+    {
+        format!("{s:?}")
+    } else {
+        s.to_string()
+    }
+}
+
+/// A cell's value for one output line: control characters (newlines) escaped.
+fn printable(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.escape_debug().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Fail on a header that names a column twice: only one of the two could be compared.
+fn check_header(t: &Table, which: &str) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for c in &t.header {
+        if !seen.insert(c) {
+            bail!("the {which} table names column \"{c}\" twice; every column needs its own name");
+        }
+    }
+    Ok(())
 }
 
 fn unique_on(t: &Table, cols: &[String]) -> bool {
@@ -200,6 +234,8 @@ fn unique_on(t: &Table, cols: &[String]) -> bool {
 }
 
 fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<Vec<Change>> {
+    check_header(a, "old")?;
+    check_header(b, "new")?;
     let keys = key_columns(a, b, opts)?;
     if !unique_on(a, &keys) || !unique_on(b, &keys) {
         bail!("rows are not unique on the key columns {}", keys.join(","));
@@ -282,8 +318,8 @@ fn diff_tables(a: &Table, b: &Table, name: &str, opts: &DiffOptions) -> Result<V
                     table: name.to_string(),
                     row: id.clone(),
                     column: col.to_string(),
-                    old: x.clone(),
-                    new: y.clone(),
+                    old: printable(x),
+                    new: printable(y),
                     delta: numeric
                         .map(|(u, v)| format_delta(v - u))
                         .unwrap_or_default(),
@@ -394,6 +430,55 @@ mod tests {
 
     const OLD: &str =
         "precision,seed,key,steps,loss,label\nfp32,0,aa,100,0.5,clock\nfp32,1,bb,200,0.25,clock";
+
+    #[test]
+    fn values_holding_separators_do_not_merge_rows() {
+        // Joined naively both rows read `a=x,b=y,b=z`.
+        let old = Table {
+            header: vec!["a".into(), "b".into(), "v".into()],
+            rows: vec![vec!["x,b=y".into(), "z".into(), "1".into()]],
+        };
+        let new = Table {
+            header: old.header.clone(),
+            rows: vec![vec!["x".into(), "y,b=z".into(), "1".into()]],
+        };
+        let opts = DiffOptions {
+            key_columns: vec!["a".into(), "b".into()],
+            ..DiffOptions::default()
+        };
+        let c = diff_tables(&old, &new, "t.csv", &opts).unwrap();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].row, "a=\"x,b=y\",b=z");
+        assert_eq!(c[1].row, "a=x,b=\"y,b=z\"");
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let err = diff_tables(
+            &table("id,x,x\n1,2,3"),
+            &table("id,x,x\n1,2,4"),
+            "t.csv",
+            &DiffOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("column \"x\" twice"), "{err}");
+    }
+
+    #[test]
+    fn newlines_in_values_stay_on_one_line() {
+        let old = Table {
+            header: vec!["id".into(), "error".into()],
+            rows: vec![vec!["1".into(), "a\nb".into()]],
+        };
+        let new = Table {
+            header: old.header.clone(),
+            rows: vec![vec!["1".into(), "a\nc".into()]],
+        };
+        let c = diff_tables(&old, &new, "t.csv", &DiffOptions::default()).unwrap();
+        assert_eq!((c[0].old.as_str(), c[0].new.as_str()), ("a\\nb", "a\\nc"));
+        let text = render(&c, &["t.csv".into()], DiffFormat::Text);
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
 
     #[test]
     fn identical_tables_have_no_changes() {

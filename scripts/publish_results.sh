@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Copy a finished sweep's tables, report and figures from an artifacts folder to
 # results/<name>/, with a PROVENANCE.md saying what produced them. Used by
-# `make results NAME=...`; the cell pages and weights stay in the artifacts folder
-# (`bitgrok report` rewrites the pages from the cells).
+# `make results NAME=...`, with the cell pages the report links to; the weights stay
+# in the artifacts folder (`make save-models` copies them to models/).
 set -euo pipefail
 name=$1
 artifacts=$2
@@ -18,10 +18,16 @@ case "$total" in
        echo "sweep $name is not complete in $artifacts: not publishing" >&2
        exit 1 ;;
 esac
-mkdir -p "$dst/figures"
-rm -f "$dst"/*.csv "$dst"/figures/*.svg
+mkdir -p "$dst/figures" "$dst/cells"
+rm -f "$dst"/*.csv "$dst"/figures/*.svg "$dst"/cells/*.html
 cp "$src"/*.csv "$src/report.html" "$dst/"
 cp "$src"/figures/*.svg "$dst/figures/"
+# The cell pages hold the per-cell figures (neuron heatmaps, attention maps).
+cp "$src"/cells/*.html "$dst/cells/"
+# Every link of the published report must resolve inside results/.
+for link in $(grep -o 'href="cells/[^"]*"' "$dst/report.html" | cut -d'"' -f2 | sort -u); do
+    [ -f "$dst/$link" ] || { echo "report links $link, which was not published" >&2; exit 1; }
+done
 commit=$(git rev-parse HEAD)
 git diff --quiet HEAD -- src Cargo.toml Cargo.lock "sweeps/$name.toml" || commit="$commit (with uncommitted changes)"
 cat > "$dst/PROVENANCE.md" <<MD

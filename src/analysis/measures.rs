@@ -302,20 +302,8 @@ pub(crate) fn population_std(x: &[f64]) -> f64 {
 /// logit over pairs with `a − b ≡ d`, over its std over all pairs. None when the
 /// correct logit is constant.
 pub fn distance_irrelevance(logits: &[f32], p: usize) -> Option<f64> {
-    let correct = |a: usize, b: usize| logits[(a * p + b) * p + (a + b) % p] as f64;
-    let all: Vec<f64> = (0..p * p).map(|i| correct(i / p, i % p)).collect();
-    let overall = population_std(&all);
-    if overall <= 0.0 {
-        return None;
-    }
-    let per_distance: f64 = (0..p)
-        .map(|d| {
-            let v: Vec<f64> = (0..p).map(|a| correct(a, (a + p - d) % p)).collect();
-            population_std(&v)
-        })
-        .sum::<f64>()
-        / p as f64;
-    Some(per_distance / overall)
+    let correct = crate::analysis::clock_pizza::correct_logits(logits, p);
+    crate::analysis::mechanism::distance_irrelevance_of(&correct, p)
 }
 
 /// Mean cosine similarity of gradient pairs (a pair with a zero gradient counts 0).

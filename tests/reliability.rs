@@ -339,16 +339,23 @@ fn leftovers_are_cleaned_and_misplaced_folders_rebuilt_with_warnings() {
     let art = t.path().join("art");
     assert!(run(&sw, &art).status.success());
     // A temporary left by a kill while the tables were written, an hour ago.
+    // Also in the report's figures/ and cells/ folders.
     let tables = art.join("sweeps/mend");
     let tmp = tables.join(".summary.csv.4242.tmp");
-    std::fs::write(&tmp, "half a table").unwrap();
+    let nested = [
+        tables.join("figures/.curves.svg.4242.tmp"),
+        tables.join("cells/.abc.html.4242.tmp"),
+    ];
     let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&tmp)
-        .unwrap()
-        .set_modified(hour_ago)
-        .unwrap();
+    for f in std::iter::once(&tmp).chain(&nested) {
+        std::fs::write(f, "half a file").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+    }
     // Folders where files belong, a deleted manifest, a damaged analysis.
     let cells = cell_dirs(&art);
     for (cell, name) in cells.iter().zip(["manifest.json", "model.safetensors"]) {
@@ -364,6 +371,9 @@ fn leftovers_are_cleaned_and_misplaced_folders_rebuilt_with_warnings() {
     let err = text(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!tmp.exists(), "stale temporary kept");
+    for f in &nested {
+        assert!(!f.exists(), "stale temporary kept: {}", f.display());
+    }
     assert!(
         err.contains(&format!("removing {}", tmp.display())),
         "{err}"

@@ -309,7 +309,7 @@ pub fn aggregate(
     }
 
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    for tmp in store::gc::stale_temporaries(out_dir) {
+    for tmp in store::gc::stale_sweep_temporaries(out_dir) {
         eprintln!(
             "warning: removing {}, left by an interrupted write",
             tmp.display()

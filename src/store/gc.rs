@@ -127,7 +127,7 @@ pub fn collect(artifacts: &Artifacts, keep: &Keep, delete: bool) -> Result<Repor
                 &mut report,
             )?;
         } else {
-            for f in stale_temporaries(&p) {
+            for f in stale_sweep_temporaries(&p) {
                 remove(
                     found(f.clone(), store::dir_size(&f), "leftover temporary"),
                     &mut report,
@@ -170,6 +170,15 @@ fn sorted_names(dir: &Path) -> Vec<String> {
 /// The name pattern of every temporary bitgrok writes (`.NAME.….tmp`).
 pub fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// Stale temporaries of a sweep's output folder `dir`: in it and in the report's
+/// `figures/` and `cells/` folders under it.
+pub fn stale_sweep_temporaries(dir: &Path) -> Vec<PathBuf> {
+    [dir.to_path_buf(), dir.join("figures"), dir.join("cells")]
+        .iter()
+        .flat_map(|d| stale_temporaries(d))
+        .collect()
 }
 
 /// Temporaries in `dir` that no write in progress owns: left by an exited process

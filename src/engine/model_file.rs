@@ -129,7 +129,9 @@ pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
 }
 
 /// The bytes of `model.safetensors` (effective weights and metadata) and, for a
-/// quantized cell, of `latent.safetensors` (the fp32 weights the optimizer updated).
+/// quantized precision, of `latent.safetensors` (the fp32 weights the optimizer
+/// updated; written even where they equal the effective ones, so the store knows
+/// which files a cell has from its config).
 pub fn cell_model_files(
     cfg: &CellConfig,
     key: &str,
@@ -141,7 +143,7 @@ pub fn cell_model_files(
         MODEL_FILE,
         to_safetensors_bytes(&effective.to_named(), &meta)?,
     )];
-    if latent != effective {
+    if cfg.precision != crate::config::Precision::Fp32 {
         let mut lmeta = meta;
         lmeta.insert("format".into(), format!("{MODEL_FORMAT}-latent"));
         files.push((

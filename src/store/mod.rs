@@ -180,10 +180,14 @@ impl Artifacts {
         };
         match manifest.status {
             CellState::Done if !verify => CellStatus::Done(manifest),
-            CellState::Done => match verify_listed(&dir, &manifest.files, &CELL_FILES) {
-                Ok(()) => CellStatus::Done(manifest),
-                Err(why) => CellStatus::Corrupt(why),
-            },
+            CellState::Done => {
+                let expected = expected_cell_files(&dir, manifest.store_format);
+                let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+                match verify_listed(&dir, &manifest.files, &expected) {
+                    Ok(()) => CellStatus::Done(manifest),
+                    Err(why) => CellStatus::Corrupt(why),
+                }
+            }
             CellState::Failed => CellStatus::Failed(manifest),
             _ => CellStatus::Partial,
         }
@@ -215,14 +219,35 @@ impl Artifacts {
     }
 }
 
+/// Every file a finished cell in `dir` must list in its manifest: [`CELL_FILES`],
+/// `latent.safetensors` for a quantized precision (store format 2 on), and the
+/// snapshots its config asks for. Without a readable `cell.toml` only
+/// [`CELL_FILES`] (which include it, so such a cell fails verification anyway).
+pub fn expected_cell_files(dir: &Path, store_format: u32) -> Vec<String> {
+    let mut files: Vec<String> = CELL_FILES.iter().map(|s| s.to_string()).collect();
+    let cfg = fs::read_to_string(dir.join("cell.toml"))
+        .ok()
+        .and_then(|t| toml::from_str::<crate::config::CellConfig>(&t).ok());
+    if let Some(cfg) = cfg {
+        if store_format >= 2 && cfg.precision != crate::config::Precision::Fp32 {
+            files.push(crate::engine::model_file::LATENT_FILE.to_string());
+        }
+        files.extend(snapshot_files(&cfg));
+    }
+    files
+}
+
 /// Move aside any directory standing where a cell file belongs (a user's mistake
 /// or a broken tool), so the cell can be rebuilt instead of failing on every run.
 /// Nothing is deleted: each goes to `NAME.aside-<seconds>`. Returns (from, to).
 pub fn move_aside_directories(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
     let mut moved = Vec::new();
-    let names = CELL_FILES
-        .iter()
-        .chain(&[MANIFEST, CHECKPOINT, PREVIOUS_CHECKPOINT]);
+    let expected = expected_cell_files(dir, STORE_FORMAT);
+    let names =
+        expected
+            .iter()
+            .map(String::as_str)
+            .chain([MANIFEST, CHECKPOINT, PREVIOUS_CHECKPOINT]);
     for name in names {
         let from = dir.join(name);
         if from.symlink_metadata().is_ok_and(|m| m.is_dir()) {
@@ -309,6 +334,67 @@ mod tests {
             CellStatus::Corrupt(why) => assert!(why.contains("does not list cell.toml"), "{why}"),
             s => panic!("an empty file list verified: {s:?}"),
         }
+    }
+
+    /// A done cell of `cfg`: every file its config implies, listed in its manifest
+    /// except `omit`.
+    fn done_cell_of(a: &Artifacts, key: &str, cfg: &crate::config::CellConfig, omit: &str) {
+        let dir = a.cell_dir(key);
+        fs::create_dir_all(dir.join("snapshots")).unwrap();
+        fs::write(dir.join("cell.toml"), toml::to_string(cfg).unwrap()).unwrap();
+        let mut files = BTreeMap::new();
+        for name in expected_cell_files(&dir, STORE_FORMAT) {
+            if name != "cell.toml" {
+                write_atomic(&dir.join(&name), name.as_bytes()).unwrap();
+            }
+            if name != omit {
+                files.insert(name.clone(), hash_file(&dir.join(&name)).unwrap());
+            }
+        }
+        write_atomic(
+            &dir.join(MANIFEST),
+            serde_json::to_string(&manifest(files)).unwrap().as_bytes(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_done_manifest_must_list_the_latent_weights_and_snapshots() {
+        let t = tempfile::tempdir().unwrap();
+        let a = Artifacts::new(t.path());
+        let mut cfg = crate::config::CellConfig {
+            precision: crate::config::Precision::Ternary,
+            ..Default::default()
+        };
+        cfg.train.steps = 20;
+        cfg.train.snapshot_every = 10;
+        let snapshot = snapshot_files(&cfg)[0].clone();
+        done_cell_of(&a, "whole", &cfg, "");
+        assert_eq!(a.status("whole").state(), CellState::Done);
+        for omit in ["latent.safetensors", snapshot.as_str()] {
+            done_cell_of(&a, omit, &cfg, omit);
+            match a.status(omit) {
+                CellStatus::Corrupt(why) => {
+                    assert!(why.contains(&format!("does not list {omit}")), "{why}")
+                }
+                s => panic!("a manifest without {omit} verified: {s:?}"),
+            }
+        }
+        // fp32 has no latent weights to list.
+        let fp32 = crate::config::CellConfig::default();
+        done_cell_of(&a, "fp32", &fp32, "");
+        assert!(!expected_cell_files(&a.cell_dir("fp32"), STORE_FORMAT)
+            .contains(&"latent.safetensors".to_string()));
+        assert_eq!(a.status("fp32").state(), CellState::Done);
+        // A folder where the latent weights or a snapshot belong is moved aside.
+        let dir = a.cell_dir("whole");
+        for name in ["latent.safetensors", snapshot.as_str()] {
+            fs::remove_file(dir.join(name)).unwrap();
+            fs::create_dir_all(dir.join(name).join("inside")).unwrap();
+        }
+        let moved = move_aside_directories(&dir).unwrap();
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        assert!(moved.iter().all(|(from, to)| !from.exists() && to.is_dir()));
     }
 
     #[test]

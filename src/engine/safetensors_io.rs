@@ -100,15 +100,114 @@ pub fn from_safetensors_bytes(buf: &[u8]) -> Result<(NamedTensors, BTreeMap<Stri
     Ok((out, meta))
 }
 
-/// Read a safetensors file of f32 tensors.
+/// The most tensor data one model file may hold (1 GiB: a width-2048 model at
+/// p = 1024 has about 0.2 GiB); a file claiming more is refused before it is read.
+pub const MAX_TENSOR_BYTES: u64 = 1 << 30;
+/// The longest header a safetensors file may have (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Read a safetensors file of f32 tensors. Its header is checked first (length,
+/// JSON, tensor data that fills the rest of the file exactly and stays within
+/// [`MAX_TENSOR_BYTES`]), so a damaged or hostile file costs no more memory than
+/// its header.
 pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, String>)> {
-    let buf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    from_safetensors_bytes(&buf).with_context(|| format!("parsing {}", path.display()))
+    use std::io::Read;
+    let shown = path.display();
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {shown}"))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {shown}"))?
+        .len();
+    let mut head = [0u8; 8];
+    f.read_exact(&mut head)
+        .with_context(|| format!("{shown} is not a safetensors file: shorter than 8 bytes"))?;
+    let n = u64::from_le_bytes(head);
+    if !(2..=MAX_HEADER_BYTES).contains(&n) || 8 + n > len {
+        bail!(
+            "{shown} is not a safetensors file: its header length {n} does not fit a \
+             file of {len} bytes (allowed: 2 to {MAX_HEADER_BYTES})"
+        );
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .with_context(|| format!("reading {shown}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{shown} is not a safetensors file: unreadable header"))?;
+    let data = len - 8 - n;
+    let end = json
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| k.as_str() != "__metadata__")
+                .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    if end != data {
+        bail!(
+            "{shown}: its header describes {end} bytes of tensor data, the file holds {data}"
+        );
+    }
+    if data > MAX_TENSOR_BYTES {
+        bail!(
+            "{shown} holds {data} bytes of tensors; bitgrok reads model files of at most \
+             {MAX_TENSOR_BYTES} bytes"
+        );
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&header);
+    f.read_to_end(&mut buf)
+        .with_context(|| format!("reading {shown}"))?;
+    from_safetensors_bytes(&buf).with_context(|| format!("parsing {shown}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_or_damaged_files_are_refused_from_their_header() {
+        let t = tempfile::tempdir().unwrap();
+        // A sparse 2 GiB file: zero header length, refused without reading it.
+        let sparse = t.path().join("sparse.safetensors");
+        std::fs::File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
+        let err = read_safetensors(&sparse).unwrap_err().to_string();
+        assert!(err.contains("not a safetensors file"), "{err}");
+        // A valid header for a 2 GiB tensor over a sparse body: refused by size.
+        let big = t.path().join("big.safetensors");
+        let header = format!(
+            "{{\"w\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[0,{}]}}}}",
+            1u64 << 29,
+            2u64 << 30
+        );
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        std::fs::write(&big, &bytes).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&big).unwrap();
+        f.set_len(bytes.len() as u64 + (2u64 << 30)).unwrap();
+        let err = read_safetensors(&big).unwrap_err().to_string();
+        assert!(err.contains("at most"), "{err}");
+        // A header whose tensors do not fill the file.
+        std::fs::File::options()
+            .write(true)
+            .open(&big)
+            .unwrap()
+            .set_len(bytes.len() as u64 + 12)
+            .unwrap();
+        let err = read_safetensors(&big).unwrap_err().to_string();
+        assert!(err.contains("the file holds 12"), "{err}");
+        // A good file still reads.
+        let good = t.path().join("good.safetensors");
+        let one = to_safetensors_bytes(
+            &[("a".to_string(), vec![2], vec![1.0f32, 2.0])],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        std::fs::write(&good, one).unwrap();
+        assert_eq!(read_safetensors(&good).unwrap().0["a"].1, vec![1.0, 2.0]);
+    }
 
     #[test]
     fn the_same_content_gives_the_same_bytes_and_reads_back() {

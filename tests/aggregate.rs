@@ -678,3 +678,26 @@ fn rows_keep_grid_order_with_many_cells() {
         }
     }
 }
+
+/// README's "Output tables" names every column cells.csv and summary.csv write (the
+/// column lists in src/report/aggregate/columns.rs are the one source).
+#[test]
+fn readme_lists_every_column() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let tables = &readme[readme.find("## Output tables").unwrap()..];
+    let tables = &tables[..tables.find("\n## ").unwrap()];
+    let missing: Vec<&str> = bitgrok::report::aggregate::cell_columns()
+        .into_iter()
+        .chain(
+            bitgrok::report::aggregate::SUMMARY_NUMBERS
+                .iter()
+                .map(|(n, _, _)| *n),
+        )
+        .filter(|c| !tables.contains(&format!("`{c}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README's Output tables lacks {missing:?}"
+    );
+}

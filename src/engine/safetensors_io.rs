@@ -145,9 +145,7 @@ pub fn read_safetensors(path: &Path) -> Result<(NamedTensors, BTreeMap<String, S
         })
         .unwrap_or(0);
     if end != data {
-        bail!(
-            "{shown}: its header describes {end} bytes of tensor data, the file holds {data}"
-        );
+        bail!("{shown}: its header describes {end} bytes of tensor data, the file holds {data}");
     }
     if data > MAX_TENSOR_BYTES {
         bail!(
@@ -172,7 +170,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         // A sparse 2 GiB file: zero header length, refused without reading it.
         let sparse = t.path().join("sparse.safetensors");
-        std::fs::File::create(&sparse).unwrap().set_len(2 << 30).unwrap();
+        std::fs::File::create(&sparse)
+            .unwrap()
+            .set_len(2 << 30)
+            .unwrap();
         let err = read_safetensors(&sparse).unwrap_err().to_string();
         assert!(err.contains("not a safetensors file"), "{err}");
         // A valid header for a 2 GiB tensor over a sparse body: refused by size.

@@ -85,8 +85,10 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 mod columns;
+pub use columns::{
+    cell_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median, SUMMARY_NUMBERS,
+};
 use columns::{cells_table, compare_table, frequencies_table, progress_table, summary_table};
-pub use columns::{fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median};
 
 /// One cell of the sweep as the aggregator needs it.
 #[derive(Clone, Debug, PartialEq)]

@@ -245,7 +245,7 @@ pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
 ];
 
 /// Every column of cells.csv after the identity columns.
-pub(super) fn cell_columns() -> Vec<&'static str> {
+pub fn cell_columns() -> Vec<&'static str> {
     ["key", "status"]
         .into_iter()
         .chain(SIGNATURE_COLUMNS.iter().map(|(name, _)| *name))
@@ -537,8 +537,8 @@ pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<
 }
 
 /// The numbers summarised per group: name, whether integer-valued, and getter.
-pub(super) type Getter = fn(&Signature) -> Option<f64>;
-pub(super) const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
+pub type Getter = fn(&Signature) -> Option<f64>;
+pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     ("test_acc", false, |s| s.outcome.final_test_acc),
     ("n_key_frequencies", true, |s| {
         Some(s.neurons.key_frequencies.len() as f64)

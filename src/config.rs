@@ -230,6 +230,37 @@ impl CellConfig {
     pub fn d_mlp(&self) -> usize {
         self.width * self.model.mlp_ratio
     }
+
+    /// About how many bytes training this cell holds at its peak, from its shapes:
+    /// 5 MiB of program, 3.5 × 4 bytes per (input pair, MLP neuron) over all p²
+    /// pairs (activations; evaluation runs the test pairs too) and 7 × 4 bytes per
+    /// parameter (weights, latent weights, gradients, two Adam moments, Grokfast).
+    /// Fitted to `bitgrok bench`'s peak RSS at p = 31–227, width 64–512 (within 15 %
+    /// there, on training pairs), then taken over all pairs: an upper estimate.
+    pub fn memory_estimate_bytes(&self) -> u64 {
+        let (p, d, m) = (self.modulus as u64, self.width as u64, self.d_mlp() as u64);
+        let params = (p + 1) * d + 3 * d + 4 * d * d + 2 * d * m + m + d + d * p;
+        let activations = p * p * m;
+        (5 << 20) + (14 * activations) + 28 * params
+    }
+}
+
+/// Bytes of memory this machine can give a new process now (`MemAvailable`), None
+/// where the system does not say.
+pub fn available_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `n` bytes in MiB or GiB, for messages.
+pub fn human_memory(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", (n as f64 / (1u64 << 20) as f64).ceil())
+    }
 }
 
 /// `[analysis]`: thresholds of the learned-algorithm signatures (science.md §5).

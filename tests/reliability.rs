@@ -564,3 +564,31 @@ fn gc_and_status_in_a_loop_while_runners_work() {
         "{cells}"
     );
 }
+
+/// A cell too large for the machine is refused before anything starts, naming the
+/// estimate; `check` and `plan` show it.
+#[test]
+fn a_cell_larger_than_the_machine_is_refused_before_it_starts() {
+    let t = tempfile::tempdir().unwrap();
+    let sw = t.path().join("huge.toml");
+    std::fs::write(
+        &sw,
+        "name = \"huge\"\nmodulus = 1024\nwidth = 2048\n[model]\nmlp_ratio = 16\n[train]\nsteps = 100\n",
+    )
+    .unwrap();
+    let check = bitgrok(&["check", s(&sw)]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    assert!(
+        text(&check.stdout).contains("the largest needs about"),
+        "{}",
+        text(&check.stdout)
+    );
+    let art = t.path().join("art");
+    let out = run(&sw, &art);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("needs about") && err.contains("GiB"), "{err}");
+    assert!(cell_dirs(&art).is_empty(), "a cell was started");
+    let plan = bitgrok(&["plan", s(&sw), "--artifacts", s(&art)]);
+    assert!(text(&plan.stdout).contains("memory: the largest cell needs about"));
+}

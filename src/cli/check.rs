@@ -15,7 +15,20 @@ pub fn check(args: &CheckArgs) -> CmdResult {
     let mut failed = 0;
     for path in &args.sweeps {
         match crate::sweep::load(path) {
-            Ok(sweep) => println!("ok: {} ({} cells)", path.display(), sweep.cells.len()),
+            Ok(sweep) => {
+                let most = sweep
+                    .cells
+                    .iter()
+                    .map(|c| c.config.memory_estimate_bytes())
+                    .max()
+                    .unwrap_or(0);
+                println!(
+                    "ok: {} ({} cells), the largest needs about {} to train",
+                    path.display(),
+                    sweep.cells.len(),
+                    crate::config::human_memory(most)
+                )
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("{e}");

@@ -44,6 +44,19 @@ pub fn plan(args: &PlanArgs) -> CmdResult {
     if !sweep.description.is_empty() {
         println!("{}", sweep.description);
     }
+    let most = sweep
+        .cells
+        .iter()
+        .map(|c| c.config.memory_estimate_bytes())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "memory: the largest cell needs about {} to train{}",
+        crate::config::human_memory(most),
+        crate::config::available_memory_bytes()
+            .map(|a| format!(" ({} available)", crate::config::human_memory(a)))
+            .unwrap_or_default()
+    );
     print_cells(&sweep, &artifacts, &[], |cell, state, _| {
         if args.explain && state != CellState::Done {
             explanations.push(explain(cell, &stored));

@@ -35,6 +35,41 @@ pub struct RunArgs {
     pub artifacts: ArtifactsArg,
 }
 
+/// Fail before any work when the cells to train, `jobs` at a time, would need more
+/// memory than this machine has available, naming the estimate.
+fn refuse_cells_too_large(
+    chosen: &[Cell],
+    artifacts: &crate::store::Artifacts,
+    jobs: usize,
+    force: bool,
+) -> Result<()> {
+    let Some(available) = crate::config::available_memory_bytes() else {
+        return Ok(());
+    };
+    let mut need: Vec<(u64, &Cell)> = chosen
+        .iter()
+        .filter(|c| force || artifacts.status(&c.key).state() != crate::store::CellState::Done)
+        .map(|c| (c.config.memory_estimate_bytes(), c))
+        .collect();
+    need.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    let at_once: u64 = need.iter().take(jobs).map(|(n, _)| n).sum();
+    if let Some(&(largest, cell)) = need.first() {
+        if at_once > available {
+            bail!(
+                "cell {} needs about {} to train ({} for the {} largest trained at once), \
+                 more than the {} this machine has available: use fewer --jobs or a \
+                 smaller modulus, width or mlp_ratio",
+                short(&cell.key),
+                crate::config::human_memory(largest),
+                crate::config::human_memory(at_once),
+                jobs.min(need.len()),
+                crate::config::human_memory(available)
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: &RunArgs) -> CmdResult {
     let sweep = load_sweep(&args.sweep)?;
     let cells = &sweep.cells;
@@ -54,6 +89,7 @@ pub fn run(args: &RunArgs) -> CmdResult {
     }
     let artifacts = args.artifacts.open()?;
     let mut opts = RunOptions::with_jobs(args.jobs, args.threads);
+    refuse_cells_too_large(&chosen, &artifacts, opts.jobs, args.force)?;
     opts.force = args.force;
     opts.fail_fast = args.fail_fast;
     schedule::install_stop_handler()?;

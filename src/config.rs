@@ -78,12 +78,34 @@ pub enum Arch {
     Nanda2023,
 }
 
+impl Arch {
+    /// Every architecture, in the order messages list them.
+    pub const ALL: [Arch; 2] = [Arch::Li2024, Arch::Nanda2023];
+}
+
 impl fmt::Display for Arch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Arch::Li2024 => "li2024",
             Arch::Nanda2023 => "nanda2023",
         })
+    }
+}
+
+/// The names [`fmt::Display`] writes, read back (`--arch` flags, model metadata).
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.to_string() == s)
+            .ok_or_else(|| {
+                let names: Vec<String> = Arch::ALL.iter().map(|a| a.to_string()).collect();
+                format!(
+                    "unknown architecture \"{s}\" (allowed: {})",
+                    names.join(", ")
+                )
+            })
     }
 }
 

@@ -1,10 +1,9 @@
 //! `analyze`: the learned-algorithm signature of a stored cell or of a weights file.
 
 use super::{load_sweep, ArtifactsArg, CmdResult};
-use crate::config::AnalysisConfig;
+use crate::config::{AnalysisConfig, Arch};
 use crate::key::analysis_key;
-use crate::store::{self, Artifacts, CellStatus};
-use anyhow::{bail, Context, Result};
+use crate::store;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +19,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Architecture of a file without bitgrok metadata (li2024 or nanda2023).
-    #[arg(long, value_parser = super::export::parse_arch)]
+    #[arg(long, value_parser = <Arch as std::str::FromStr>::from_str)]
     pub arch: Option<crate::config::Arch>,
     /// Activation-quantizer bits of a file without bitgrok metadata [default: 0, off].
     #[arg(long, value_name = "BITS")]
@@ -63,7 +62,7 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
         (sig, out)
     } else {
         let artifacts = args.artifacts.open()?;
-        let key = resolve_key(&artifacts, &args.target)?;
+        let key = artifacts.resolve_key(&args.target)?;
         let dir = artifacts.cell_dir(&key);
         // Under the cell's lock, as every write into a cell folder.
         let _lock = crate::run::schedule::lock_waiting(&artifacts, &key)?;
@@ -85,32 +84,4 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
     );
     println!("wrote {}", out.display());
     Ok(())
-}
-
-/// The full key of the one done cell whose key starts with `prefix`.
-pub(super) fn resolve_key(artifacts: &Artifacts, prefix: &str) -> Result<String> {
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("{prefix} is neither a file nor a cell key prefix (at least 4 hex digits)");
-    }
-    let mut found: Vec<String> = std::fs::read_dir(artifacts.cells_dir())
-        .with_context(|| format!("reading {}", artifacts.cells_dir().display()))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|k| k.starts_with(prefix))
-        .collect();
-    found.sort();
-    match found.len() {
-        0 => bail!(
-            "no cell in {} has a key starting with {prefix}",
-            artifacts.cells_dir().display()
-        ),
-        1 => {
-            let key = found.remove(0);
-            match artifacts.status(&key) {
-                CellStatus::Done(_) => Ok(key),
-                other => bail!("cell {key} is {}, not done", other.state()),
-            }
-        }
-        _ => bail!("key prefix {prefix} is ambiguous: {}", found.join(", ")),
-    }
 }

@@ -1,7 +1,6 @@
 //! `bitgrok export KEY-PREFIX --format transformer-lens OUT/`: a trained cell's model
 //! in TransformerLens's form (see [`crate::engine::export`]).
 
-use crate::config::Arch;
 use crate::engine::export;
 use crate::engine::model_file::read_cell_model;
 use anyhow::{Context, Result};
@@ -27,24 +26,13 @@ pub struct ExportArgs {
     pub artifacts: super::ArtifactsArg,
 }
 
-/// `li2024` or `nanda2023`, for `--arch` flags.
-pub fn parse_arch(s: &str) -> std::result::Result<Arch, String> {
-    match s {
-        "li2024" => Ok(Arch::Li2024),
-        "nanda2023" => Ok(Arch::Nanda2023),
-        _ => Err(format!(
-            "unknown architecture \"{s}\" (allowed: li2024, nanda2023)"
-        )),
-    }
-}
-
 pub fn export(args: &ExportArgs) -> super::CmdResult {
     Ok(write_export(args)?)
 }
 
 fn write_export(args: &ExportArgs) -> Result<()> {
     let artifacts = args.artifacts.open()?;
-    let key = super::analyze::resolve_key(&artifacts, &args.key)?;
+    let key = artifacts.resolve_key(&args.key)?;
     let (cfg, model) = read_cell_model(&artifacts.cell_dir(&key))?;
     let ExportFormat::TransformerLens = args.format;
     let meta = crate::engine::model_file::metadata(&cfg, &key);

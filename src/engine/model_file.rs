@@ -202,11 +202,9 @@ pub fn model_from_tensors(
         bail!("{what}: model format {f:?} is not one bitgrok reads ({MODEL_FORMAT})");
     }
     let (arch, act_bits, act_eps, attention_rate) = if self_described {
-        let arch = match meta_get(meta, "arch", what)? {
-            "li2024" => Arch::Li2024,
-            "nanda2023" => Arch::Nanda2023,
-            other => bail!("{what}: unknown arch {other:?} in metadata"),
-        };
+        let arch: Arch = meta_get(meta, "arch", what)?
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{what}: {e} in metadata"))?;
         let act_bits: u32 = meta_parse(meta, "quant.act_bits", what)?;
         let act_eps: f64 = meta_parse(meta, "quant.eps", what)?;
         // Format-2 files written before the setting existed trained at rate 1.

@@ -134,6 +134,36 @@ pub struct Artifacts {
 }
 
 impl Artifacts {
+    /// The full key of the one done cell whose key starts with `prefix`.
+    pub fn resolve_key(&self, prefix: &str) -> Result<String> {
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            anyhow::bail!(
+                "{prefix} is neither a file nor a cell key prefix (at least 4 hex digits)"
+            );
+        }
+        let mut found: Vec<String> = std::fs::read_dir(self.cells_dir())
+            .with_context(|| format!("reading {}", self.cells_dir().display()))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        found.sort();
+        match found.len() {
+            0 => anyhow::bail!(
+                "no cell in {} has a key starting with {prefix}",
+                self.cells_dir().display()
+            ),
+            1 => {
+                let key = found.remove(0);
+                match self.status(&key) {
+                    CellStatus::Done(_) => Ok(key),
+                    other => anyhow::bail!("cell {key} is {}, not done", other.state()),
+                }
+            }
+            _ => anyhow::bail!("key prefix {prefix} is ambiguous: {}", found.join(", ")),
+        }
+    }
+
     pub fn new(root: impl Into<PathBuf>) -> Artifacts {
         Artifacts { root: root.into() }
     }

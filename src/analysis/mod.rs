@@ -544,11 +544,11 @@ pub fn analyze(
         })
         .collect::<Vec<_>>();
     let mut frequency_table = frequency_table;
-    for x in &algorithm.logit_patterns {
+    for (x, &pattern) in algorithm.logit_patterns.iter().zip(&per_frequency) {
         let row = &mut frequency_table[x.frequency];
         row.clock_score = Some(x.clock);
         row.pizza_score = Some(x.pizza);
-        row.pattern = Some(labels::frequency_pattern(x, cfg));
+        row.pattern = Some(pattern);
     }
 
     Ok(Signature {

@@ -23,7 +23,7 @@ pub struct ForwardPass {
     /// MLP neuron activations (after ReLU, before any activation quantizer) at
     /// position 2, neuron by neuron: `neurons[n·p² + a·p + b]`.
     pub neurons: Vec<f64>,
-    /// MLP pre-activations (before ReLU and any bias-free quantizer), same layout.
+    /// MLP pre-activations (before ReLU), same layout.
     pub pre_activations: Vec<f64>,
     /// Logits at position 2, `p² × p`.
     pub logits: Vec<f32>,

@@ -276,15 +276,6 @@ pub fn available_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// `n` bytes in MiB or GiB, for messages.
-pub fn human_memory(n: u64) -> String {
-    if n >= 1 << 30 {
-        format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.0} MiB", (n as f64 / (1u64 << 20) as f64).ceil())
-    }
-}
-
 /// `[analysis]`: thresholds of the learned-algorithm signatures (science.md §5).
 /// Not part of the training key: changing these re-analyses, never retrains.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ pub fn check(args: &CheckArgs) -> CmdResult {
                     "ok: {} ({} cells), the largest needs about {} to train",
                     path.display(),
                     sweep.cells.len(),
-                    crate::config::human_memory(most)
+                    crate::store::gc::human_bytes(most)
                 )
             }
             Err(e) => {

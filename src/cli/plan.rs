@@ -52,9 +52,9 @@ pub fn plan(args: &PlanArgs) -> CmdResult {
         .unwrap_or(0);
     println!(
         "memory: the largest cell needs about {} to train{}",
-        crate::config::human_memory(most),
+        crate::store::gc::human_bytes(most),
         crate::config::available_memory_bytes()
-            .map(|a| format!(" ({} available)", crate::config::human_memory(a)))
+            .map(|a| format!(" ({} available)", crate::store::gc::human_bytes(a)))
             .unwrap_or_default()
     );
     print_cells(&sweep, &artifacts, &[], |cell, state, _| {

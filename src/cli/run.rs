@@ -60,10 +60,10 @@ fn refuse_cells_too_large(
                  more than the {} this machine has available: use fewer --jobs or a \
                  smaller modulus, width or mlp_ratio",
                 short(&cell.key),
-                crate::config::human_memory(largest),
-                crate::config::human_memory(at_once),
+                crate::store::gc::human_bytes(largest),
+                crate::store::gc::human_bytes(at_once),
                 jobs.min(need.len()),
-                crate::config::human_memory(available)
+                crate::store::gc::human_bytes(available)
             );
         }
     }

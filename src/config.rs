@@ -123,10 +123,112 @@ pub struct ModelConfig {
     /// the setting existed, which trained with 1.
     #[serde(default = "one")]
     pub attention_rate: f64,
+    /// How the uniform part of that mix is weighted ([`UniformAttention`]). Absent in
+    /// configs written before the setting existed, which trained with `mean`.
+    #[serde(default)]
+    pub uniform_attention: UniformAttention,
+    /// How the initial weights are scaled ([`InitScheme`]). Absent in configs
+    /// written before the setting existed, which used `fan-in`.
+    #[serde(default)]
+    pub init: InitScheme,
 }
 
 fn one() -> f64 {
     1.0
+}
+
+/// How `model.attention_rate` weights the uniform part of the attention.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UniformAttention {
+    /// `rate·softmax + (1 − rate)/n` over the n positions a query sees: every row of
+    /// the pattern sums to 1.
+    #[default]
+    Mean,
+    /// `rate·softmax + (1 − rate)` at each of them, as Zhong et al.'s code
+    /// (`normalized*attn_coeff + (1-attn_coeff)`): rows sum to n − (n − 1)·rate, so
+    /// rate 0 sums the values instead of averaging them.
+    Sum,
+}
+
+impl UniformAttention {
+    /// Every weighting, in the order messages list them.
+    pub const ALL: [UniformAttention; 2] = [UniformAttention::Mean, UniformAttention::Sum];
+    /// The name sweep files, metadata and flags use.
+    pub fn name(self) -> &'static str {
+        match self {
+            UniformAttention::Mean => "mean",
+            UniformAttention::Sum => "sum",
+        }
+    }
+}
+
+impl FromStr for UniformAttention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        UniformAttention::ALL
+            .into_iter()
+            .find(|u| u.name() == s)
+            .ok_or_else(|| format!("unknown uniform attention \"{s}\" (allowed: mean, sum)"))
+    }
+}
+
+/// The attention a model computes: `rate·softmax + uniform part` (Zhong et al.).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionMix {
+    pub rate: f64,
+    pub uniform: UniformAttention,
+}
+
+impl AttentionMix {
+    /// The standard transformer: softmax attention only.
+    pub const SOFTMAX: AttentionMix = AttentionMix {
+        rate: 1.0,
+        uniform: UniformAttention::Mean,
+    };
+    /// Rate 0 with the same uniform weighting: attention that ignores the queries.
+    pub fn uniform_only(self) -> AttentionMix {
+        AttentionMix { rate: 0.0, ..self }
+    }
+    /// The weight each seen position gets on top of `rate·softmax` when a query sees
+    /// `visible` positions.
+    pub fn uniform_weight(self, visible: usize) -> f64 {
+        match self.uniform {
+            UniformAttention::Mean => (1.0 - self.rate) * (1.0 / visible as f64),
+            UniformAttention::Sum => 1.0 - self.rate,
+        }
+    }
+    /// [`Self::uniform_weight`] in f32 for the training kernels, at the read-out
+    /// position (which sees all three positions in every architecture).
+    pub fn uniform_weight_f32(self) -> f32 {
+        let rate = self.rate as f32;
+        match self.uniform {
+            UniformAttention::Mean => (1.0 - rate) * (1.0 / 3.0),
+            UniformAttention::Sum => 1.0 - rate,
+        }
+    }
+}
+
+/// How the initial Gaussian weights are scaled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitScheme {
+    /// Std `1/sqrt(fan_in)` for every matrix (science.md §2).
+    #[default]
+    FanIn,
+    /// Zhong et al.'s code: as `fan-in` except W_in `1/sqrt(d_mlp)`, W_out
+    /// `1/sqrt(d_model)` and W_U `1/sqrt(p + 1)` (their fan-out for these three).
+    Zhong2023,
+}
+
+impl ModelConfig {
+    /// The attention this model computes.
+    pub fn attention_mix(&self) -> AttentionMix {
+        AttentionMix {
+            rate: self.attention_rate,
+            uniform: self.uniform_attention,
+        }
+    }
 }
 
 impl Default for ModelConfig {
@@ -136,6 +238,8 @@ impl Default for ModelConfig {
             heads: 4,
             mlp_ratio: 4,
             attention_rate: 1.0,
+            uniform_attention: UniformAttention::Mean,
+            init: InitScheme::FanIn,
         }
     }
 }

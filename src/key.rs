@@ -24,7 +24,12 @@ pub const NOT_IN_CELL_KEY: &[&str] = &["train.checkpoint_every"];
 /// text only when it differs from its default, so adding one leaves the key of every
 /// existing cell unchanged (a cell trained before the setting existed trained with
 /// its default). Append a setting here when it is added to `config.rs`.
-pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &["train.snapshot_every", "model.attention_rate"];
+pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[
+    "train.snapshot_every",
+    "model.attention_rate",
+    "model.uniform_attention",
+    "model.init",
+];
 
 /// Hex digits of a key shown by `bitgrok plan`.
 pub const SHORT_KEY_LEN: usize = 12;

@@ -4,7 +4,7 @@
 
 mod common;
 use bitgrok::analysis::{analyze, TrainSplit};
-use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig, Precision};
+use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig, Precision, UniformAttention};
 use bitgrok::engine::model_file::{read_cell_model, LATENT_FILE, MODEL_FILE};
 use bitgrok::engine::train::TrainOutput;
 use bitgrok::engine::weights::{to_safetensors_bytes, LATENT_PREFIX};
@@ -21,9 +21,16 @@ fn cell(arch: Arch, precision: Precision, act_bits: u32) -> CellConfig {
             arch,
             heads: 2,
             mlp_ratio: 2,
-            // Attention mixed with uniform in the act_bits 4 cells, so the analysis
-            // must read the rate from the stored model to match training.
+            // Attention mixed with summed uniform parts in the act_bits 4 cells, so
+            // the analysis must read rate and weighting from the stored model to
+            // match training.
             attention_rate: if act_bits == 4 { 0.5 } else { 1.0 },
+            uniform_attention: if act_bits == 4 {
+                UniformAttention::Sum
+            } else {
+                UniformAttention::Mean
+            },
+            ..Default::default()
         },
         ..Default::default()
     };

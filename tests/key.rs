@@ -118,6 +118,8 @@ fn changed(key: &str, v: &Value) -> Value {
         Value::String(s) => Value::String(match key {
             "precision" => if s == "fp32" { "binary" } else { "fp32" }.into(),
             "model.arch" => if s == "li2024" { "nanda2023" } else { "li2024" }.into(),
+            "model.uniform_attention" => if s == "mean" { "sum" } else { "mean" }.into(),
+            "model.init" => if s == "fan-in" { "zhong2023" } else { "fan-in" }.into(),
             _ => panic!("no alternative value for {key}: add one here"),
         }),
         Value::Array(a) => {

@@ -1,7 +1,7 @@
 //! Model files: strict reading (metadata, --arch, unmodelled tensors, TransformerLens
 //! buffers, zero biases, zero sizes) and the TransformerLens export.
 
-use bitgrok::config::{Arch, CellConfig, ModelConfig};
+use bitgrok::config::{Arch, AttentionMix, CellConfig, ModelConfig, UniformAttention};
 use bitgrok::engine::export::{config, state_dict, state_dict_bytes, usage};
 use bitgrok::engine::model::init_weights;
 use bitgrok::engine::model_file::{metadata, model_from_tensors, Described, Model};
@@ -110,7 +110,7 @@ fn metadata_describes_the_file_and_flags_may_not_contradict_it() {
     c.model.attention_rate = 0.25;
     let bytes = to_safetensors_bytes(&w.to_named(), &metadata(&c, "k")).unwrap();
     assert_eq!(
-        read(&bytes, &Described::default()).unwrap().attention_rate,
+        read(&bytes, &Described::default()).unwrap().attention.rate,
         0.25
     );
     let said = Described {
@@ -124,7 +124,7 @@ fn metadata_describes_the_file_and_flags_may_not_contradict_it() {
     old.remove("model.attention_rate");
     let bytes = to_safetensors_bytes(&w.to_named(), &old).unwrap();
     assert_eq!(
-        read(&bytes, &Described::default()).unwrap().attention_rate,
+        read(&bytes, &Described::default()).unwrap().attention.rate,
         1.0
     );
     // Without metadata the flag says it.
@@ -134,8 +134,25 @@ fn metadata_describes_the_file_and_flags_may_not_contradict_it() {
     };
     let w = init_weights(&cfg(Arch::Li2024));
     assert_eq!(
-        read(&tl_file(&w, |_| {}), &given).unwrap().attention_rate,
+        read(&tl_file(&w, |_| {}), &given).unwrap().attention.rate,
         0.5
+    );
+    // The uniform weighting too: written only when summed (files of cells trained
+    // before it existed are unchanged), read back, absent meaning mean.
+    assert!(!metadata(&c, "k").contains_key("model.uniform_attention"));
+    c.model.uniform_attention = UniformAttention::Sum;
+    let w = init_weights(&c);
+    let bytes = to_safetensors_bytes(&w.to_named(), &metadata(&c, "k")).unwrap();
+    let m = read(&bytes, &Described::default()).unwrap();
+    assert_eq!(m.attention, c.model.attention_mix());
+    let said = Described {
+        uniform_attention: Some(UniformAttention::Mean),
+        ..Default::default()
+    };
+    let err = read(&bytes, &said).unwrap_err().to_string();
+    assert!(
+        err.contains("--uniform-attention mean contradicts"),
+        "{err}"
     );
 }
 
@@ -224,7 +241,10 @@ fn the_usage_names_the_attention_rate_hook_only_below_rate_one() {
     assert_eq!(plain["attention_rate"], 1.0);
     assert!(plain["attention_rate_hook"].is_null());
     let mixed = usage(&Model {
-        attention_rate: 0.5,
+        attention: AttentionMix {
+            rate: 0.5,
+            ..AttentionMix::SOFTMAX
+        },
         ..Model::plain(w)
     });
     assert_eq!(mixed["attention_rate"], 0.5);

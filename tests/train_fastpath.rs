@@ -1,7 +1,9 @@
 //! The fast dfdx pass against the straightforward f64 reference (every position,
 //! textbook attention), and finite differences.
 
-use bitgrok::config::{Arch, CellConfig, ModelConfig, Precision};
+use bitgrok::config::{
+    Arch, AttentionMix, CellConfig, InitScheme, ModelConfig, Precision, UniformAttention,
+};
 use bitgrok::engine::data::split;
 use bitgrok::engine::model::{init_weights, run, Batch};
 use bitgrok::engine::quant::quantize;
@@ -52,9 +54,20 @@ fn max_abs(x: impl Iterator<Item = f64>) -> f64 {
     x.fold(0.0, |a, v| a.max(v.abs()))
 }
 
-/// Attention rates the tests cover: the standard transformer and a mix (at rate 0
-/// W_Q and W_K get no gradient, which the checks below treat as a failure).
-const RATES: [f64; 2] = [1.0, 0.3];
+/// Attention the tests cover: the standard transformer, and a mix with the uniform
+/// part averaged and summed (at rate 0 W_Q and W_K get no gradient, which the checks
+/// below treat as a failure).
+const RATES: [AttentionMix; 3] = [
+    AttentionMix::SOFTMAX,
+    AttentionMix {
+        rate: 0.3,
+        uniform: UniformAttention::Mean,
+    },
+    AttentionMix {
+        rate: 0.3,
+        uniform: UniformAttention::Sum,
+    },
+];
 
 #[test]
 fn fast_path_matches_reference_logits_and_every_gradient() {
@@ -70,7 +83,7 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
             let fast = run(&w, 0, 1e-5, rate, &batch, true, true);
             let (loss, logits, grads) =
                 loss_and_grads(&Params64::from_weights(&w), &pairs, 0, 1e-5, rate, true);
-            let ctx = format!("{arch} {precision} rate {rate}");
+            let ctx = format!("{arch} {precision} {rate:?}");
             assert!(
                 (fast.loss - loss).abs() <= 1e-4 * loss.abs(),
                 "{ctx}: loss {} vs {loss}",
@@ -132,7 +145,7 @@ fn reference_gradients_match_finite_differences() {
                 let fd = (lp - lm) / (2.0 * h);
                 assert!(
                     (fd - gv[idx]).abs() <= 1e-6 + 1e-5 * fd.abs(),
-                    "{arch} rate {rate} d{name}[{idx}]: analytic {} vs finite difference {fd}",
+                    "{arch} {rate:?} d{name}[{idx}]: analytic {} vs finite difference {fd}",
                     gv[idx]
                 );
             }
@@ -171,7 +184,7 @@ fn fast_path_gradient_matches_f32_finite_differences() {
         let fd = (shifted(1.0) - shifted(-1.0)) / (2.0 * eps);
         assert!(
             (fd - gn).abs() <= 2e-2 * gn,
-            "{arch} rate {rate}: directional derivative {fd} vs |g|² {gn}"
+            "{arch} {rate:?}: directional derivative {fd} vs |g|² {gn}"
         );
     }
 }
@@ -196,7 +209,17 @@ fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let r = pool.install(|| run(&w, act_bits, 1e-5, 1.0, &batch, true, true));
+                let r = pool.install(|| {
+                    run(
+                        &w,
+                        act_bits,
+                        1e-5,
+                        AttentionMix::SOFTMAX,
+                        &batch,
+                        true,
+                        true,
+                    )
+                });
                 (r.loss, r.logits.unwrap(), r.grads.unwrap())
             };
             let (l1, z1, g1) = go(1);
@@ -210,9 +233,15 @@ fn gradients_are_bit_identical_with_one_or_two_threads_at_a_size_gemm_splits() {
 
 #[test]
 fn fast_path_matches_reference_with_quantized_activations() {
+    // Not with summed uniform parts: they scale the attention output, and at these
+    // weights some of its entries then sit within f32 rounding of a quantizer step,
+    // where f32 and f64 round differently (at rate 0.30 and 0.34, not 0.31–0.33).
+    // The summed weighting shares every op with the mean one; the unquantized tests
+    // cover it.
+    let mean = &RATES[..2];
     for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
         .into_iter()
-        .flat_map(|a| RATES.map(|r| (a, r)))
+        .flat_map(|a| mean.iter().map(move |&r| (a, r)))
     {
         let cfg = tiny(arch);
         let w = quantized(&cfg, &weights(&cfg), Precision::Ternary);
@@ -239,7 +268,7 @@ fn fast_path_matches_reference_with_quantized_activations() {
             let err = max_abs(f.iter().zip(r.iter()).map(|(a, b)| *a as f64 - b));
             assert!(
                 err <= 1e-4 * scale,
-                "{arch}: d{n1} differs by {err} (scale {scale})"
+                "{arch} {rate:?}: d{n1} differs by {err} (scale {scale})"
             );
         }
     }
@@ -253,7 +282,13 @@ fn attention_rate_zero_ignores_the_scores() {
         let cfg = tiny(arch);
         let w = weights(&cfg);
         let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);
-        let at = |w: &ModelWeights, rate: f64| run(w, 0, 1e-5, rate, &batch, true, false);
+        let at = |w: &ModelWeights, rate: f64| {
+            let mix = AttentionMix {
+                rate,
+                ..AttentionMix::SOFTMAX
+            };
+            run(w, 0, 1e-5, mix, &batch, true, false)
+        };
         let zero = at(&w, 0.0);
         for (spec, g) in zero.grads.as_ref().unwrap().params() {
             let name = spec.name;
@@ -266,4 +301,33 @@ fn attention_rate_zero_ignores_the_scores() {
         assert_eq!(at(&scaled, 0.0).loss, zero.loss, "{arch}");
         assert_ne!(at(&scaled, 1.0).loss, at(&w, 1.0).loss, "{arch}");
     }
+}
+
+#[test]
+fn zhong_initialisation_scales_three_matrices_by_their_fan_out() {
+    let std = |x: &[f32]| {
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+        (x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+    };
+    let mut cfg = CellConfig {
+        modulus: 59,
+        width: 128,
+        ..Default::default()
+    };
+    cfg.model.arch = Arch::Nanda2023;
+    let fan_in = init_weights(&cfg);
+    cfg.model.init = InitScheme::Zhong2023;
+    let zhong = init_weights(&cfg);
+    let near = |got: f64, dim: f64| (got * dim.sqrt() - 1.0).abs() < 0.05;
+    // fan-in: W_in by d, W_out by d_mlp, W_U by d.
+    assert!(near(std(&fan_in.w_in.data), 128.0));
+    assert!(near(std(&fan_in.w_out.data), 512.0));
+    assert!(near(std(&fan_in.w_u.data), 128.0));
+    // Zhong et al.'s: W_in by d_mlp, W_out by d, W_U by p + 1; the rest unchanged.
+    assert!(near(std(&zhong.w_in.data), 512.0));
+    assert!(near(std(&zhong.w_out.data), 128.0));
+    assert!(near(std(&zhong.w_u.data), 60.0));
+    assert_eq!(zhong.w_q, fan_in.w_q);
+    assert_eq!(zhong.w_e, fan_in.w_e);
 }

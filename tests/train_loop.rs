@@ -84,9 +84,17 @@ fn the_latent_weights_receive_the_gradient_of_the_quantized_ones() {
         let mut adam = trainer.adam.clone();
         let eff = effective_weights(&cfg, &latent);
         assert_ne!(eff, latent);
-        let g = run(&eff, 0, cfg.quant.eps, 1.0, &trainer.train, true, false)
-            .grads
-            .unwrap();
+        let g = run(
+            &eff,
+            0,
+            cfg.quant.eps,
+            cfg.model.attention_mix(),
+            &trainer.train,
+            true,
+            false,
+        )
+        .grads
+        .unwrap();
         adam.step(&cfg.train, &mut latent, &g);
         trainer.update();
         assert_eq!(trainer.latent, latent, "{precision}");

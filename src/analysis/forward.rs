@@ -10,6 +10,7 @@
 //! scale and mask), `act_bits`, the quantizer's eps and `model.attention_rate`
 //! (attention is `rate·softmax + (1 − rate)·uniform`) ([`Model`]).
 
+use crate::config::UniformAttention;
 use crate::engine::model::{run, Batch};
 use crate::engine::model_file::Model;
 use crate::engine::reference::{self, Depth, Params64, ReadOut};
@@ -68,7 +69,7 @@ pub fn logits(m: &Model) -> Vec<f32> {
         &m.weights,
         m.act_bits,
         m.act_eps,
-        m.attention_rate,
+        m.attention,
         &batch,
         false,
         true,
@@ -80,7 +81,7 @@ pub fn logits(m: &Model) -> Vec<f32> {
 /// The reference's read-out pass of the model `m` (weights `w` in f64), with its
 /// activation bits, eps and attention rate.
 pub fn read_out<'a>(m: &Model, w: &'a Params64) -> ReadOut<'a> {
-    ReadOut::new(w, m.act_bits, m.act_eps, m.attention_rate)
+    ReadOut::new(w, m.act_bits, m.act_eps, m.attention)
 }
 
 /// Inputs per batch of the read-out pass: enough rows for [`reference`]'s blocked
@@ -127,8 +128,14 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
         for (r, &(a, b)) in chunk.iter().enumerate() {
             let i = a * p + b;
             for head in 0..h {
-                attention[(head * n + i) * 3..(head * n + i + 1) * 3]
-                    .copy_from_slice(&batch.pattern[r * h + head]);
+                let share = &mut attention[(head * n + i) * 3..(head * n + i + 1) * 3];
+                share.copy_from_slice(&batch.pattern[r * h + head]);
+                // Summed uniform parts leave rows that sum to 3 − 2·rate: report each
+                // position's share (mean weighting's rows already sum to 1).
+                if m.attention.uniform == UniformAttention::Sum {
+                    let total: f64 = share.iter().sum();
+                    share.iter_mut().for_each(|x| *x /= total);
+                }
             }
             if let (Some(all), Some(g)) = (pre_norm.as_mut(), &w.ln_final_w) {
                 let (x2, c) = (&batch.rows.x2[r * d..(r + 1) * d], (a + b) % p);
@@ -193,7 +200,7 @@ pub fn logit_input_gradients(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::Arch;
+    use crate::config::{Arch, AttentionMix, UniformAttention};
     use crate::engine::weights::{Mat, ModelWeights};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -254,18 +261,28 @@ pub(crate) mod tests {
         Model::plain(w)
     }
 
-    /// Every architecture at attention rates 1 and 0.3.
-    fn arch_rates() -> impl Iterator<Item = (Arch, f64)> {
+    /// Every architecture at attention rates 1 and 0.3, and nanda2023 at 0.3 with
+    /// the uniform part summed (Zhong et al.'s weighting).
+    fn arch_rates() -> impl Iterator<Item = (Arch, AttentionMix)> {
+        let mean = |rate| AttentionMix {
+            rate,
+            uniform: UniformAttention::Mean,
+        };
+        let sum = AttentionMix {
+            rate: 0.3,
+            uniform: UniformAttention::Sum,
+        };
         [Arch::Li2024, Arch::Nanda2023]
             .into_iter()
-            .flat_map(|a| [(a, 1.0), (a, 0.3)])
+            .flat_map(move |a| [(a, mean(1.0)), (a, mean(0.3))])
+            .chain([(Arch::Nanda2023, sum)])
     }
 
     #[test]
     fn training_logits_match_the_position_by_position_reference() {
-        for (arch, rate) in arch_rates() {
+        for (arch, mix) in arch_rates() {
             let m = Model {
-                attention_rate: rate,
+                attention: mix,
                 ..plain(random_model(arch, 7, 8, 2, 32, 1))
             };
             let w = Params64::from_weights(&m.weights);
@@ -273,18 +290,20 @@ pub(crate) mod tests {
             let p = 7;
             for a in 0..p {
                 for b in 0..p {
-                    let t = reference::forward(&w, a, b, 0, 1e-5, rate);
+                    let t = reference::forward(&w, a, b, 0, 1e-5, mix);
                     for (c, want) in t.logits[2].iter().enumerate() {
                         let got = f.logits[(a * p + b) * p + c] as f64;
                         assert!(
                             (got - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{arch:?} rate {rate} a={a} b={b} c={c}: {got} vs {want}"
+                            "{arch:?} {mix:?} a={a} b={b} c={c}: {got} vs {want}"
                         );
                     }
                     for h in 0..2 {
-                        // Mixing with uniform keeps every weight at least (1 − rate)/3.
+                        // Mixing with uniform keeps every share at least (1 − rate)/3,
+                        // and the pattern is a distribution with either weighting.
                         let wts = f.attention.get(a * p + b, h);
-                        assert!(wts.iter().all(|&x| x >= (1.0 - rate) / 3.0 - 1e-12));
+                        assert!(wts.iter().all(|&x| x >= (1.0 - mix.rate) / 3.0 - 1e-12));
+                        assert!((wts.iter().sum::<f64>() - 1.0).abs() < 1e-12);
                     }
                     // The final norm only rescales the correct logit by sqrt(d)/‖x2‖.
                     if let Some(pre) = &f.pre_norm_correct_logit {
@@ -302,12 +321,12 @@ pub(crate) mod tests {
 
     #[test]
     fn the_read_out_pass_is_the_full_pass_at_position_two() {
-        for (arch, rate) in arch_rates() {
+        for (arch, mix) in arch_rates() {
             for act_bits in [0, 4] {
                 let w = Params64::from_weights(&random_model(arch, 7, 8, 2, 32, 9));
                 for (a, b, c) in [(1, 4, 2), (6, 0, 5), (3, 3, 0)] {
-                    let full = reference::forward(&w, a, b, act_bits, 1e-5, rate);
-                    let last = ReadOut::new(&w, act_bits, 1e-5, rate).forward(a, b);
+                    let full = reference::forward(&w, a, b, act_bits, 1e-5, mix);
+                    let last = ReadOut::new(&w, act_bits, 1e-5, mix).forward(a, b);
                     assert_eq!(full.hidden[2], last.hidden[2]);
                     assert_eq!(full.x2[2], last.x2[2]);
                     assert_eq!(full.logits[2], last.logits[2]);
@@ -333,12 +352,12 @@ pub(crate) mod tests {
     fn the_batched_read_out_is_each_input_alone_bit_for_bit() {
         // Shapes off the kernel's 4-row and 8-column blocks (p = 7, d_mlp = 36) and
         // batches of 1, 5 and all 49 inputs; ReLU and a zeroed W_U row add exact zeros.
-        for (arch, rate) in arch_rates() {
+        for (arch, mix) in arch_rates() {
             for act_bits in [0, 4] {
                 let mut mw = random_model(arch, 7, 8, 2, 36, 5);
                 mw.w_u.data[..7].iter_mut().for_each(|v| *v = 0.0);
                 let w = Params64::from_weights(&mw);
-                let ro = ReadOut::new(&w, act_bits, 1e-5, rate);
+                let ro = ReadOut::new(&w, act_bits, 1e-5, mix);
                 let pairs: Vec<(usize, usize)> = (0..49).map(|i| (i / 7, i % 7)).collect();
                 for batch in [&pairs[..1], &pairs[3..8], &pairs[..]] {
                     let got = ro.position_two(batch, Depth::Logits);
@@ -371,7 +390,7 @@ pub(crate) mod tests {
         assert!(pat.iter().any(|x| (x - 1.0 / 3.0).abs() > 1e-3));
         // Attention rate 0 is uniform attention whatever the queries.
         let rate0 = Model {
-            attention_rate: 0.0,
+            attention: AttentionMix::SOFTMAX.uniform_only(),
             ..plain(w.clone())
         };
         let uniform = |pat: &[f64]| pat.iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-12);
@@ -403,13 +422,24 @@ pub(crate) mod tests {
         // absorbs the scale ratio sqrt(d / d_head) = 2 (d = 8, 4 heads).
         let mut w = random_model(Arch::Nanda2023, 5, 8, 4, 16, 2);
         let x = reference::input_vectors(&Params64::from_weights(&w), 1, 3);
-        let nanda =
-            reference::forward_from_inputs(&Params64::from_weights(&w), x.clone(), 0, 0.0, 1.0);
+        let nanda = reference::forward_from_inputs(
+            &Params64::from_weights(&w),
+            x.clone(),
+            0,
+            0.0,
+            AttentionMix::SOFTMAX,
+        );
         w.arch = Arch::Li2024;
         for v in w.w_q.data.iter_mut() {
             *v *= 2.0;
         }
-        let li = reference::forward_from_inputs(&Params64::from_weights(&w), x, 0, 0.0, 1.0);
+        let li = reference::forward_from_inputs(
+            &Params64::from_weights(&w),
+            x,
+            0,
+            0.0,
+            AttentionMix::SOFTMAX,
+        );
         for (a, b) in nanda.logits[2].iter().zip(&li.logits[2]) {
             assert!((a - b).abs() < 1e-9);
         }
@@ -417,9 +447,9 @@ pub(crate) mod tests {
 
     #[test]
     fn input_gradient_matches_finite_differences() {
-        for (arch, rate) in arch_rates() {
+        for (arch, mix) in arch_rates() {
             let m = Model {
-                attention_rate: rate,
+                attention: mix,
                 ..plain(random_model(arch, 7, 8, 2, 32, 3))
             };
             let w = Params64::from_weights(&m.weights);
@@ -427,7 +457,7 @@ pub(crate) mod tests {
                 let x = reference::input_vectors(&w, a, b);
                 let (g0, g1) = logit_input_gradients(&read_out(&m, &w), &[(a, b, c)]).remove(0);
                 let logit = |x: [Vec<f64>; 3]| {
-                    reference::forward_from_inputs(&w, x, 0, 0.0, rate).logits[2][c]
+                    reference::forward_from_inputs(&w, x, 0, 0.0, mix).logits[2][c]
                 };
                 for (pos, g) in [(0, &g0), (1, &g1)] {
                     for i in 0..8 {
@@ -439,7 +469,7 @@ pub(crate) mod tests {
                         let fd = (logit(plus) - logit(minus)) / (2.0 * eps);
                         assert!(
                             (fd - g[i]).abs() < 1e-5 * (1.0 + fd.abs()),
-                            "{arch:?} rate {rate} pos {pos} i {i}: fd {fd} vs analytic {}",
+                            "{arch:?} {mix:?} pos {pos} i {i}: fd {fd} vs analytic {}",
                             g[i]
                         );
                     }

@@ -123,7 +123,7 @@ pub struct AttentionAblation {
 pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
     let p = m.weights.modulus();
     let uniform = Model {
-        attention_rate: 0.0,
+        attention: m.attention.uniform_only(),
         ..m.clone()
     };
     let logits = crate::analysis::forward::logits(&uniform);

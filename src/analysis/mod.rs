@@ -350,7 +350,7 @@ pub fn analyze(
     check_analysable(m, cfg)?;
     let w = &m.weights;
     let p = w.modulus();
-    let attention_rate = m.attention_rate;
+    let attention_rate = m.attention.rate;
     let basis = FourierBasis::new(p);
     let fwd = forward::forward_all(m, crate::engine::reference::Depth::Logits);
     let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
@@ -586,7 +586,7 @@ pub fn signature_json(sig: &Signature) -> Result<String> {
 pub(crate) fn check_analysable(m: &Model, cfg: &AnalysisConfig) -> Result<()> {
     let w = &m.weights;
     let p = w.modulus();
-    let attention_rate = m.attention_rate;
+    let attention_rate = m.attention.rate;
     if !(0.0..=1.0).contains(&attention_rate) {
         bail!("attention rate {attention_rate} is out of range (allowed: 0 to 1)");
     }

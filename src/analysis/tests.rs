@@ -6,7 +6,10 @@ use crate::engine::weights::Mat;
 /// `w` run without activation quantization at attention rate `rate`.
 fn at_rate(w: &crate::engine::weights::ModelWeights, rate: f64) -> Model {
     Model {
-        attention_rate: rate,
+        attention: crate::config::AttentionMix {
+            rate,
+            ..crate::config::AttentionMix::SOFTMAX
+        },
         ..Model::plain(w.clone())
     }
 }

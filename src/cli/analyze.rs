@@ -1,7 +1,7 @@
 //! `analyze`: the learned-algorithm signature of a stored cell or of a weights file.
 
 use super::{load_sweep, ArtifactsArg, CmdResult};
-use crate::config::{AnalysisConfig, Arch};
+use crate::config::{AnalysisConfig, Arch, UniformAttention};
 use crate::key::analysis_key;
 use crate::store;
 use clap::Args;
@@ -28,6 +28,10 @@ pub struct AnalyzeArgs {
     /// (a cell's comes from its model file or cell.toml).
     #[arg(long, value_name = "R")]
     pub attention_rate: Option<f64>,
+    /// The `model.uniform_attention` (mean or sum) of a file without bitgrok
+    /// metadata [default: mean].
+    #[arg(long, value_name = "U", value_parser = <UniformAttention as std::str::FromStr>::from_str)]
+    pub uniform_attention: Option<UniformAttention>,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -55,6 +59,7 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
             act_bits: args.act_bits,
             act_eps: None,
             attention_rate: args.attention_rate,
+            uniform_attention: args.uniform_attention,
         };
         let model = crate::engine::model_file::read_model_file(target, &given)?.model;
         let sig = crate::analysis::analyze(&model, None, None, &cfg)?;

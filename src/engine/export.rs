@@ -10,7 +10,7 @@
 //! `blocks.0.ln1`, `blocks.0.ln2` must be replaced by identities before loading (the
 //! state dict has no `ln1.w`/`ln2.w`); see `scripts/load_transformer_lens.py`.
 
-use crate::config::Arch;
+use crate::config::{Arch, UniformAttention};
 use crate::engine::model_file::{attention_direction, attention_scale, Model};
 use crate::engine::weights::ModelWeights;
 use anyhow::Result;
@@ -121,8 +121,12 @@ pub fn usage(m: &Model) -> Value {
         "label": format!("(a + b) mod {p}"),
         "act_bits": m.act_bits,
         "act_eps": m.act_eps,
-        "attention_rate": m.attention_rate,
-        "attention_rate_hook": if m.attention_rate < 1.0 {
+        "attention_rate": m.attention.rate,
+        "attention_rate_hook": if m.attention.uniform == UniformAttention::Sum {
+            json!({
+                "blocks.0.attn.hook_pattern": "pattern -> rate * pattern + (1 - rate) at every position each query may attend to (model.uniform_attention = sum: rows sum to n - (n - 1) * rate)",
+            })
+        } else if m.attention.rate < 1.0 {
             json!({
                 "blocks.0.attn.hook_pattern": "pattern -> rate * pattern + (1 - rate) * uniform over the positions each query may attend to (all 3 when bidirectional; positions <= the query's when causal)",
             })

@@ -26,11 +26,11 @@
 //! respect to the weights the forward pass used (the effective, quantized ones),
 //! which is what the straight-through estimator applies to the latent weights.
 
-use crate::config::{Arch, CellConfig};
+use crate::config::{Arch, AttentionMix, CellConfig, InitScheme};
 use crate::engine::data::{cell_rng, label, INIT_STREAM};
 use crate::engine::weights::{
-    Dims, Init, ModelWeights, B_IN, B_OUT, LN_FINAL_W, W_E, W_IN, W_K, W_O, W_OUT, W_POS, W_Q, W_U,
-    W_V,
+    Dim, Dims, Init, ModelWeights, B_IN, B_OUT, LN_FINAL_W, W_E, W_IN, W_K, W_O, W_OUT, W_POS, W_Q,
+    W_U, W_V,
 };
 use dfdx::prelude::*;
 use rand::Rng;
@@ -70,7 +70,8 @@ pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
             Init::Zeros => vec![0.0; n],
             Init::Ones => vec![1.0; n],
             Init::Normal(fan_in) => {
-                let std = 1.0 / (dims.of(fan_in) as f64).sqrt();
+                let std =
+                    1.0 / (dims.of(init_dim(cfg.model.init, spec.name, fan_in)) as f64).sqrt();
                 (0..n)
                     .map(|_| {
                         let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
@@ -82,6 +83,17 @@ pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
         })
     })
     .expect("initialisation builds every parameter at its own shape")
+}
+
+/// The dimension whose square root divides a Gaussian parameter's initial std:
+/// its fan-in, except where `model.init = "zhong2023"` follows Zhong et al.'s code.
+fn init_dim(scheme: InitScheme, name: &str, fan_in: Dim) -> Dim {
+    match (scheme, name) {
+        (InitScheme::Zhong2023, W_IN) => Dim::Mlp,
+        (InitScheme::Zhong2023, W_OUT) => Dim::Model,
+        (InitScheme::Zhong2023, W_U) => Dim::Vocab,
+        _ => fan_in,
+    }
 }
 
 /// A batch in the fast path's form: for every distinct example the rows of the input
@@ -174,14 +186,14 @@ fn leaf(dev: &Cpu, data: &[f32], rows: usize, cols: usize) -> Leaf {
 
 /// One forward pass (and, when `want_grads`, the backward pass) of the model with
 /// weights `w` on `batch`. `act_bits > 0` quantizes the inputs of the six projections
-/// per token (straight-through); `attention_rate` mixes the attention with uniform
-/// attention (`model.attention_rate`). Matrix products use the threads of the current rayon
+/// per token (straight-through); `mix` mixes the attention with uniform attention
+/// (`model.attention_rate`, `model.uniform_attention`). Matrix products use the threads of the current rayon
 /// pool; the result does not depend on their number.
 pub fn run(
     w: &ModelWeights,
     act_bits: u32,
     eps: f64,
-    attention_rate: f64,
+    mix: AttentionMix,
     batch: &Batch,
     want_grads: bool,
     want_logits: bool,
@@ -269,11 +281,11 @@ pub fn run(
             b_out.map(|b| b.leaky_trace()),
             batch.rows.clone(),
             h,
-            attention_rate as f32,
+            mix,
         )
     } else {
         // Quantized activations: the inputs of W_O and W_in must be materialised.
-        let z = ops::attend(scores, v, batch.rows.clone(), h, attention_rate as f32); // [n, d]
+        let z = ops::attend(scores, v, batch.rows.clone(), h, mix); // [n, d]
         let zq = ops::quantize_activations(z, act_bits, eps);
         let attn_out: T2 = zq.matmul(w_o.leaky_trace());
         let x1: T2 = attn_out + broadcast_row(x0_query, n, d);

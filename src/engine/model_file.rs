@@ -12,7 +12,7 @@
 //! tensor bitgrok does not model is refused unless it is all zeros (TransformerLens's
 //! biases, li2024's `pos_embed.W_pos`) or one of TransformerLens's buffers.
 
-use crate::config::{Arch, CellConfig, QuantConfig};
+use crate::config::{Arch, AttentionMix, CellConfig, QuantConfig, UniformAttention};
 use crate::engine::weights::{
     from_safetensors_bytes, is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes,
     ModelWeights, NamedTensors, LATENT_PREFIX, PARAMS,
@@ -35,8 +35,9 @@ pub struct Model {
     pub act_bits: u32,
     /// Floor of the activation quantizer's scale (`quant.eps`).
     pub act_eps: f64,
-    /// `model.attention_rate`: attention is `rate·softmax + (1 − rate)·uniform`.
-    pub attention_rate: f64,
+    /// `model.attention_rate` and `model.uniform_attention`: attention is
+    /// `rate·softmax + uniform part`.
+    pub attention: AttentionMix,
 }
 
 impl Model {
@@ -46,7 +47,7 @@ impl Model {
             weights,
             act_bits: 0,
             act_eps: QuantConfig::default().eps,
-            attention_rate: 1.0,
+            attention: AttentionMix::SOFTMAX,
         }
     }
     /// The effective weights of a cell, run as the cell was trained.
@@ -55,7 +56,7 @@ impl Model {
             weights,
             act_bits: cfg.quant.act_bits,
             act_eps: cfg.quant.eps,
-            attention_rate: cfg.model.attention_rate,
+            attention: cfg.model.attention_mix(),
         }
     }
 }
@@ -122,10 +123,19 @@ pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
         ("d_mlp", cfg.d_mlp().to_string()),
         ("act_fn", "relu".into()),
     ];
-    entries
+    let mut meta: BTreeMap<String, String> = entries
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        .collect();
+    // Written only when not the default, so files of cells trained before the
+    // setting existed stay byte for byte the same.
+    if cfg.model.uniform_attention != UniformAttention::Mean {
+        meta.insert(
+            "model.uniform_attention".into(),
+            cfg.model.uniform_attention.name().into(),
+        );
+    }
+    meta
 }
 
 /// The bytes of `model.safetensors` (effective weights and metadata) and, for a
@@ -162,6 +172,7 @@ pub struct Described {
     pub act_bits: Option<u32>,
     pub act_eps: Option<f64>,
     pub attention_rate: Option<f64>,
+    pub uniform_attention: Option<UniformAttention>,
 }
 
 /// A model read from a file, and how.
@@ -201,7 +212,7 @@ pub fn model_from_tensors(
     if let Some(f) = meta.get("format").filter(|_| !self_described) {
         bail!("{what}: model format {f:?} is not one bitgrok reads ({MODEL_FORMAT})");
     }
-    let (arch, act_bits, act_eps, attention_rate) = if self_described {
+    let (arch, act_bits, act_eps, attention) = if self_described {
         let arch: Arch = meta_get(meta, "arch", what)?
             .parse()
             .map_err(|e| anyhow::anyhow!("{what}: {e} in metadata"))?;
@@ -211,6 +222,11 @@ pub fn model_from_tensors(
         let attention_rate: f64 = match meta.get("model.attention_rate") {
             Some(_) => meta_parse(meta, "model.attention_rate", what)?,
             None => 1.0,
+        };
+        // ... and with the uniform part averaged.
+        let uniform: UniformAttention = match meta.get("model.uniform_attention") {
+            Some(_) => meta_parse(meta, "model.uniform_attention", what)?,
+            None => UniformAttention::Mean,
         };
         for (flag, said, has) in [
             (
@@ -228,12 +244,21 @@ pub fn model_from_tensors(
                 given.attention_rate.map(|r| format!("{r:?}")),
                 format!("{attention_rate:?}"),
             ),
+            (
+                "--uniform-attention",
+                given.uniform_attention.map(|u| u.name().to_string()),
+                uniform.name().to_string(),
+            ),
         ] {
             if let Some(said) = said.filter(|s| *s != has) {
                 bail!("{what}: {flag} {said} contradicts the file's metadata ({has})");
             }
         }
-        (arch, act_bits, act_eps, attention_rate)
+        let mix = AttentionMix {
+            rate: attention_rate,
+            uniform,
+        };
+        (arch, act_bits, act_eps, mix)
     } else {
         let arch = given.arch.ok_or_else(|| {
             anyhow!(
@@ -247,7 +272,10 @@ pub fn model_from_tensors(
             arch,
             given.act_bits.unwrap_or(0),
             given.act_eps.unwrap_or(QuantConfig::default().eps),
-            given.attention_rate.unwrap_or(1.0),
+            AttentionMix {
+                rate: given.attention_rate.unwrap_or(1.0),
+                uniform: given.uniform_attention.unwrap_or_default(),
+            },
         )
     };
     // A format-1 bitgrok file: its latent weights sit beside the effective ones.
@@ -296,7 +324,7 @@ pub fn model_from_tensors(
             weights,
             act_bits,
             act_eps,
-            attention_rate,
+            attention,
         },
         self_described,
         skipped,
@@ -326,6 +354,7 @@ pub fn read_cell_model(dir: &Path) -> Result<(CellConfig, Model)> {
         act_bits: Some(cfg.quant.act_bits),
         act_eps: Some(cfg.quant.eps),
         attention_rate: Some(cfg.model.attention_rate),
+        uniform_attention: Some(cfg.model.uniform_attention),
     };
     let loaded = model_from_tensors(&tensors, &meta, &given, &path.display().to_string())?;
     Ok((cfg, loaded.model))

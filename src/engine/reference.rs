@@ -5,10 +5,10 @@
 //!
 //! It works on the weights the forward pass uses (the effective weights of a
 //! quantized model); `act_bits > 0` quantizes the inputs of the six projections per
-//! token, with a straight-through backward pass, as the fast path does; `rate` is
-//! `model.attention_rate`: every query's attention is `rate·softmax + (1 − rate)·uniform`
-//! over the positions it may attend to (all three for li2024, positions ≤ its own
-//! under nanda2023's causal mask).
+//! token, with a straight-through backward pass, as the fast path does; `mix` is
+//! `model.attention_rate` and `model.uniform_attention`: every query's attention is
+//! `rate·softmax + uniform part` ([`AttentionMix`]) over the positions it may attend
+//! to (all three for li2024, positions ≤ its own under nanda2023's causal mask).
 //!
 //! Everything after attention runs on a batch of rows (each row one position of one
 //! input) through [`rows_mat`], whose every output is the same sum in the same order
@@ -16,7 +16,7 @@
 //! ([`ReadOut::position_two`]) give the same bits. Its products are compiled for AVX2
 //! too (same bits: see [`simd_fn`]).
 
-use crate::config::Arch;
+use crate::config::{Arch, AttentionMix};
 use crate::engine::model::kernels::simd_fn;
 use crate::engine::model_file::attention_scale;
 use crate::engine::weights::{Mat, ModelWeights};
@@ -214,10 +214,10 @@ pub fn forward_from_inputs(
     x0: [Vec<f64>; 3],
     act_bits: u32,
     eps: f64,
-    rate: f64,
+    mix: AttentionMix,
 ) -> Trace {
     let slots = x0.map(|x| Slot::new(w, x, act_bits, eps));
-    trace(w, slots, act_bits, eps, rate)
+    trace(w, slots, act_bits, eps, mix)
 }
 
 /// What one position brings to attention: its input vector, that vector as the
@@ -248,7 +248,12 @@ impl Slot {
 /// Attention of query position `i` over the positions it may see, given the three
 /// positions' queries, keys and values: each head's rate-mixed weights and softmax,
 /// and the attention output `z` (`d` values, before `W_O`).
-fn attend(w: &Params64, qkv: [(&[f64], &[f64], &[f64]); 3], i: usize, rate: f64) -> Attended {
+fn attend(
+    w: &Params64,
+    qkv: [(&[f64], &[f64], &[f64]); 3],
+    i: usize,
+    mix: AttentionMix,
+) -> Attended {
     let d = w.w_e.cols;
     let h = w.heads;
     let dh = d / h;
@@ -276,11 +281,11 @@ fn attend(w: &Params64, qkv: [(&[f64], &[f64], &[f64]); 3], i: usize, rate: f64)
         for j in 0..3 {
             sm[j] = e[j] / tot;
             let uniform = if j < visible {
-                1.0 / visible as f64
+                mix.uniform_weight(visible)
             } else {
                 0.0
             };
-            pat[j] = rate * sm[j] + (1.0 - rate) * uniform;
+            pat[j] = mix.rate * sm[j] + uniform;
             for c in cols.clone() {
                 out.z[c] += pat[j] * qkv[j].2[c];
             }
@@ -424,7 +429,7 @@ fn after_attention(
 }
 
 /// The forward pass at all three positions from their slots.
-fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> Trace {
+fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, mix: AttentionMix) -> Trace {
     let h = w.heads;
     let [s0, s1, s2] = slots;
     let qkv = [&s0, &s1, &s2].map(|s| (&s.q[..], &s.k[..], &s.v[..]));
@@ -432,7 +437,7 @@ fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> 
     let mut softmax = pattern.clone();
     let (mut x0_rows, mut z_rows) = (Vec::new(), Vec::new());
     for (i, s) in [&s0, &s1, &s2].into_iter().enumerate() {
-        let att = attend(w, qkv, i, rate);
+        let att = attend(w, qkv, i, mix);
         for head in 0..h {
             pattern[head][i] = att.pattern[head];
             softmax[head][i] = att.softmax[head];
@@ -443,7 +448,7 @@ fn trace(w: &Params64, slots: [Slot; 3], act_bits: u32, eps: f64, rate: f64) -> 
     let rows = after_attention(w, &x0_rows, &z_rows, act_bits, eps, Depth::Logits);
     // Row i of the batch is position i.
     let after = [0, 1, 2].map(|i| rows.row(i));
-    Trace::assemble([s0, s1, s2], pattern, softmax, rate, after)
+    Trace::assemble([s0, s1, s2], pattern, softmax, mix.rate, after)
 }
 
 impl Trace {
@@ -495,8 +500,15 @@ fn input_vector(w: &Params64, pos: usize, tok: usize) -> Vec<f64> {
 }
 
 /// Forward pass for the input `[a, b, =]`.
-pub fn forward(w: &Params64, a: usize, b: usize, act_bits: u32, eps: f64, rate: f64) -> Trace {
-    forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps, rate)
+pub fn forward(
+    w: &Params64,
+    a: usize,
+    b: usize,
+    act_bits: u32,
+    eps: f64,
+    mix: AttentionMix,
+) -> Trace {
+    forward_from_inputs(w, input_vectors(w, a, b), act_bits, eps, mix)
 }
 
 /// [`forward`] at the read-out position only, for passes over many inputs: the same
@@ -507,13 +519,13 @@ pub struct ReadOut<'a> {
     w: &'a Params64,
     act_bits: u32,
     eps: f64,
-    rate: f64,
+    mix: AttentionMix,
     /// `slots[pos][token]`.
     slots: [Vec<Slot>; 3],
 }
 
 impl<'a> ReadOut<'a> {
-    pub fn new(w: &'a Params64, act_bits: u32, eps: f64, rate: f64) -> ReadOut<'a> {
+    pub fn new(w: &'a Params64, act_bits: u32, eps: f64, mix: AttentionMix) -> ReadOut<'a> {
         let tokens = w.w_e.rows;
         let slots = [0, 1, 2].map(|pos| {
             (0..tokens)
@@ -524,7 +536,7 @@ impl<'a> ReadOut<'a> {
             w,
             act_bits,
             eps,
-            rate,
+            mix,
             slots,
         }
     }
@@ -560,7 +572,7 @@ impl<'a> ReadOut<'a> {
                 self.w,
                 slots.map(|s| (&s.q[..], &s.k[..], &s.v[..])),
                 2,
-                self.rate,
+                self.mix,
             );
             pattern.extend(att.pattern);
             softmax.extend(att.softmax);
@@ -591,7 +603,7 @@ impl<'a> ReadOut<'a> {
                     softmax[head][2] = two.softmax[r * h + head];
                 }
                 let after = [Row::default(), Row::default(), two.rows.row(r)];
-                Trace::assemble(slots, pattern, softmax, self.rate, after)
+                Trace::assemble(slots, pattern, softmax, self.mix.rate, after)
             })
             .collect()
     }
@@ -736,7 +748,7 @@ pub fn loss_and_grads(
     pairs: &[(u32, u32)],
     act_bits: u32,
     eps: f64,
-    rate: f64,
+    mix: AttentionMix,
     want_grads: bool,
 ) -> (f64, Vec<Vec<f64>>, Option<Params64>) {
     let p = w.w_u.cols;
@@ -746,7 +758,7 @@ pub fn loss_and_grads(
     let mut all_logits = Vec::with_capacity(pairs.len());
     for &(a, b) in pairs {
         let (a, b) = (a as usize, b as usize);
-        let t = forward(w, a, b, act_bits, eps, rate);
+        let t = forward(w, a, b, act_bits, eps, mix);
         let z = &t.logits[2];
         let y = (a + b) % p;
         let mx = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);

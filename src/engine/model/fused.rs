@@ -4,6 +4,7 @@
 use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, TableShape};
 use super::ops::{add_column_sums, add_into, data, matmul, record, ROWS_PER_TASK};
 use super::T2;
+use crate::config::AttentionMix;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 /// `x1 = x0_query + Σ_{h,j} w_hj · VO_h[r_j]` with `VO_h = V[:, head h] · W_O[head h, :]`,
 /// `pre = x0_query·W_in + b_in + Σ_{h,j} w_hj · T_h[r_j]` with `T_h = VO_h · W_in`,
 /// `x2 = x1 + relu(pre)·W_out + b_out`, where `w_h = rate·softmax_j(scores[r_j, h]) +
-/// (1 − rate)/3` ([`super::kernels::position_weights`]).
+/// uniform` ([`super::kernels::position_weights`]).
 ///
 /// This is `x1·W_in` regrouped (a linear map of a weighted sum of table rows is the
 /// weighted sum of the mapped rows): the N × d × d_mlp product becomes a
@@ -31,7 +32,7 @@ pub fn attention_mlp(
     b_out: Option<T2>,
     rows: Arc<Vec<[u32; 3]>>,
     heads: usize,
-    rate: f32,
+    mix: AttentionMix,
 ) -> T2 {
     let (tr, d) = *v.shape();
     let m = w_in.shape().1;
@@ -92,7 +93,8 @@ pub fn attention_mlp(
         tr,
         d,
         m,
-        rate,
+        rate: mix.rate as f32,
+        uniform: mix.uniform_weight_f32(),
     };
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))

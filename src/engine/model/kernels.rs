@@ -53,8 +53,9 @@ macro_rules! simd_fn {
 pub(crate) use simd_fn;
 
 /// Attention weights over the three positions of every head, from the score table:
-/// `out = rate·softmax + (1 − rate)/3` (Zhong et al.'s attention rate; position 2 may
-/// attend to all three positions in both architectures), and the softmax itself in
+/// `out = rate·softmax + uniform` (Zhong et al.'s attention rate; `uniform` from
+/// [`crate::config::AttentionMix::uniform_weight_f32`], `(1 − rate)/3` by default;
+/// position 2 may attend to all three positions in both architectures), and the softmax itself in
 /// `softmax`, which the backward pass needs. At rate 1 `out` equals the softmax bit
 /// for bit.
 pub(super) fn position_weights(
@@ -62,10 +63,10 @@ pub(super) fn position_weights(
     r: [usize; 3],
     heads: usize,
     rate: f32,
+    uniform: f32,
     out: &mut [f32],
     softmax: &mut [f32],
 ) {
-    let uniform = (1.0 - rate) * (1.0 / 3.0);
     for h in 0..heads {
         let sj = r.map(|rj| s[rj * heads + h]);
         let mx = sj[0].max(sj[1]).max(sj[2]);
@@ -113,8 +114,9 @@ pub(super) struct TableShape {
     pub tr: usize,
     pub d: usize,
     pub m: usize,
-    /// The attention rate (see [`position_weights`]).
+    /// The attention rate and uniform weight (see [`position_weights`]).
     pub rate: f32,
+    pub uniform: f32,
 }
 
 simd_fn! {
@@ -132,7 +134,14 @@ simd_fn! {
         hidden: &mut [f32],
         weights: (&mut [f32], &mut [f32]),
     ) {
-        let TableShape { heads, tr, d, m, rate } = shape;
+        let TableShape {
+            heads,
+            tr,
+            d,
+            m,
+            rate,
+            uniform,
+        } = shape;
         let chunk = out
             .chunks_exact_mut(d)
             .zip(hidden.chunks_exact_mut(m))
@@ -140,7 +149,7 @@ simd_fn! {
             .zip(weights.1.chunks_exact_mut(heads * 3));
         for (k, (((x, a), w), sm)) in chunk.enumerate() {
             let r = rows[k].map(|x| x as usize);
-            position_weights(s, r, heads, rate, w, sm);
+            position_weights(s, r, heads, rate, uniform, w, sm);
             x.copy_from_slice(cx);
             a.copy_from_slice(ch);
             for h in 0..heads {
@@ -177,7 +186,14 @@ simd_fn! {
         dpre: &mut [f32],
         dscore: &mut [f32],
     ) {
-        let TableShape { heads, tr, d, m, rate } = shape;
+        let TableShape {
+            heads,
+            tr,
+            d,
+            m,
+            rate,
+            uniform: _,
+        } = shape;
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
@@ -306,6 +322,7 @@ mod tests {
             d: 45,
             m: 70,
             rate: 0.3,
+            uniform: (1.0 - 0.3) / 3.0,
         };
         let (
             n,

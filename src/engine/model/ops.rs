@@ -12,6 +12,7 @@
 pub use super::fused::attention_mlp;
 use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
 use super::{Tp, T2};
+use crate::config::AttentionMix;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::sync::Arc;
@@ -188,10 +189,11 @@ pub fn quantize_activations(x: T2, bits: u32, eps: f64) -> T2 {
 
 /// Attention read-out at position 2: for every example `i` with table rows
 /// `rows[i] = [r0, r1, r2]` and every head `h`, the weights are
-/// `rate·softmax_j(scores[r_j, h]) + (1 − rate)/3` ([`position_weights`]) and the
+/// `rate·softmax_j(scores[r_j, h]) + uniform` ([`position_weights`]) and the
 /// output's head block is `Σ_j w_j · v[r_j, head h]`.
 /// `scores` [table rows, heads] (already scaled), `v` [table rows, d] -> [n, d].
-pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize, rate: f32) -> T2 {
+pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize, mix: AttentionMix) -> T2 {
+    let (rate, uniform) = (mix.rate as f32, mix.uniform_weight_f32());
     let (_, d) = *v.shape();
     let dh = d / heads;
     let n = rows.len();
@@ -212,7 +214,7 @@ pub fn attend(scores: T2, v: T2, rows: Arc<Vec<[u32; 3]>>, heads: usize, rate: f
                 .enumerate()
             {
                 let r = rows[c * ROWS_PER_TASK + k].map(|x| x as usize);
-                position_weights(&s, r, heads, rate, w_row, p_row);
+                position_weights(&s, r, heads, rate, uniform, w_row, p_row);
                 for h in 0..heads {
                     let w = &w_row[h * 3..h * 3 + 3];
                     let o = &mut o_row[h * dh..(h + 1) * dh];

@@ -244,7 +244,14 @@ mod tests {
         for n in [0, 7, d_mlp - 1] {
             let map = acts.neuron_map(n);
             for (i, &v) in map.iter().enumerate() {
-                let t = reference::forward(&w64, i / p, i % p, 0, 1e-5, 1.0);
+                let t = reference::forward(
+                    &w64,
+                    i / p,
+                    i % p,
+                    0,
+                    1e-5,
+                    crate::config::AttentionMix::SOFTMAX,
+                );
                 assert_eq!(v, t.hidden[2][n].max(0.0) as f32, "neuron {n} input {i}");
             }
         }

@@ -78,9 +78,51 @@ pub enum Arch {
     Nanda2023,
 }
 
+/// What each architecture is (science.md §2), written once: the training pass, the
+/// f64 reference, the weights and the model files all ask these. Each is an
+/// exhaustive match, so a new architecture must answer every one.
 impl Arch {
     /// Every architecture, in the order messages list them.
     pub const ALL: [Arch; 2] = [Arch::Li2024, Arch::Nanda2023];
+
+    /// A learned positional embedding `W_pos`. Without one, `[a, b, =]` and
+    /// `[b, a, =]` are the same input.
+    pub fn has_positional_embedding(self) -> bool {
+        match self {
+            Arch::Li2024 => false,
+            Arch::Nanda2023 => true,
+        }
+    }
+    /// A causal mask (position i sees positions ≤ i) instead of bidirectional
+    /// attention. The read-out position sees all three either way.
+    pub fn is_causal(self) -> bool {
+        match self {
+            Arch::Li2024 => false,
+            Arch::Nanda2023 => true,
+        }
+    }
+    /// MLP biases `b_in`, `b_out`.
+    pub fn has_mlp_biases(self) -> bool {
+        match self {
+            Arch::Li2024 => false,
+            Arch::Nanda2023 => true,
+        }
+    }
+    /// A final RMSNorm with learned gain before the unembedding.
+    pub fn has_final_norm(self) -> bool {
+        match self {
+            Arch::Li2024 => true,
+            Arch::Nanda2023 => false,
+        }
+    }
+    /// Attention scores are divided by the square root of this: d_model (li2024)
+    /// or d_head (nanda2023).
+    pub fn attention_scale_dim(self, d_model: usize, heads: usize) -> usize {
+        match self {
+            Arch::Li2024 => d_model,
+            Arch::Nanda2023 => d_model / heads,
+        }
+    }
 }
 
 impl fmt::Display for Arch {

@@ -62,7 +62,7 @@ fn analysis_losses_are_the_final_training_losses() {
         ..Default::default()
     };
     let root = tempfile::tempdir().unwrap();
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for arch in Arch::ALL {
         for precision in [
             Precision::Fp32,
             Precision::Ternary,

@@ -47,7 +47,7 @@ fn li() -> Described {
 
 #[test]
 fn a_transformer_lens_file_needs_its_arch_and_then_reads_exactly() {
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for arch in Arch::ALL {
         let w = init_weights(&cfg(arch));
         let bytes = tl_file(&w, |_| {});
         let err = read(&bytes, &Described::default()).unwrap_err().to_string();
@@ -177,7 +177,7 @@ fn zero_sizes_are_errors_not_panics() {
 #[test]
 fn the_export_has_transformer_lens_names_and_shapes() {
     let list = std::fs::read_to_string("tests/data/transformer_lens_keys.txt").unwrap();
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for arch in Arch::ALL {
         let c = cfg(arch);
         let w = init_weights(&c);
         let dim = |s: &str| match s {

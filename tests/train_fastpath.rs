@@ -71,10 +71,15 @@ const RATES: [AttentionMix; 3] = [
 
 #[test]
 fn fast_path_matches_reference_logits_and_every_gradient() {
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
-        for (precision, rate) in [Precision::Fp32, Precision::Ternary, Precision::Int(4)]
-            .into_iter()
-            .flat_map(|p| RATES.map(|r| (p, r)))
+    for arch in Arch::ALL {
+        for (precision, rate) in [
+            Precision::Fp32,
+            Precision::Ternary,
+            Precision::Binary,
+            Precision::Int(4),
+        ]
+        .into_iter()
+        .flat_map(|p| RATES.map(|r| (p, r)))
         {
             let cfg = tiny(arch);
             let w = quantized(&cfg, &weights(&cfg), precision);
@@ -118,10 +123,7 @@ fn fast_path_matches_reference_logits_and_every_gradient() {
 
 #[test]
 fn reference_gradients_match_finite_differences() {
-    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
-        .into_iter()
-        .flat_map(|a| RATES.map(|r| (a, r)))
-    {
+    for (arch, rate) in Arch::ALL.into_iter().flat_map(|a| RATES.map(|r| (a, r))) {
         let cfg = tiny(arch);
         let w = Params64::from_weights(&weights(&cfg));
         let pairs: Vec<_> = split(&cfg).train.into_iter().take(12).collect();
@@ -156,10 +158,7 @@ fn reference_gradients_match_finite_differences() {
 #[test]
 fn fast_path_gradient_matches_f32_finite_differences() {
     // Directional finite difference on the f32 fast path itself.
-    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
-        .into_iter()
-        .flat_map(|a| RATES.map(|r| (a, r)))
-    {
+    for (arch, rate) in Arch::ALL.into_iter().flat_map(|a| RATES.map(|r| (a, r))) {
         let cfg = tiny(arch);
         let w = weights(&cfg);
         let pairs = split(&cfg).train;
@@ -239,7 +238,7 @@ fn fast_path_matches_reference_with_quantized_activations() {
     // The summed weighting shares every op with the mean one; the unquantized tests
     // cover it.
     let mean = &RATES[..2];
-    for (arch, rate) in [Arch::Li2024, Arch::Nanda2023]
+    for (arch, rate) in Arch::ALL
         .into_iter()
         .flat_map(|a| mean.iter().map(move |&r| (a, r)))
     {
@@ -278,7 +277,7 @@ fn fast_path_matches_reference_with_quantized_activations() {
 fn attention_rate_zero_ignores_the_scores() {
     // Rate 0 is constant attention: W_Q and W_K get no gradient and do not change the
     // loss, which they do at rate 1.
-    for arch in [Arch::Li2024, Arch::Nanda2023] {
+    for arch in Arch::ALL {
         let cfg = tiny(arch);
         let w = weights(&cfg);
         let batch = Batch::new(arch, cfg.modulus, &split(&cfg).train);

@@ -225,19 +225,20 @@ pub(crate) mod tests {
                 .collect();
             Mat::from_vec(rows, cols, data)
         };
-        let nanda = arch == Arch::Nanda2023;
         let inv = |n: usize| 1.0 / (n as f64).sqrt();
         let w_e = mat(p + 1, d, 1.0);
-        let w_pos = nanda.then(|| mat(3, d, 1.0));
+        let w_pos = arch.has_positional_embedding().then(|| mat(3, d, 1.0));
         let w_q = mat(d, d, 3.0 * inv(d));
         let w_k = mat(d, d, 3.0 * inv(d));
         let w_v = mat(d, d, inv(d));
         let w_o = mat(d, d, inv(d));
         let w_in = mat(d, d_mlp, inv(d));
-        let b_in = nanda.then(|| mat(1, d_mlp, 0.3).data);
+        let b_in = arch.has_mlp_biases().then(|| mat(1, d_mlp, 0.3).data);
         let w_out = mat(d_mlp, d, inv(d_mlp));
-        let b_out = nanda.then(|| mat(1, d, 0.3).data);
-        let ln_final_w = (!nanda).then(|| mat(1, d, 0.3).data.iter().map(|x| 1.0 + x).collect());
+        let b_out = arch.has_mlp_biases().then(|| mat(1, d, 0.3).data);
+        let ln_final_w = arch
+            .has_final_norm()
+            .then(|| mat(1, d, 0.3).data.iter().map(|x| 1.0 + x).collect());
         let w_u = mat(d, p, inv(d));
         ModelWeights {
             arch,
@@ -272,7 +273,7 @@ pub(crate) mod tests {
             rate: 0.3,
             uniform: UniformAttention::Sum,
         };
-        [Arch::Li2024, Arch::Nanda2023]
+        Arch::ALL
             .into_iter()
             .flat_map(move |a| [(a, mean(1.0)), (a, mean(0.3))])
             .chain([(Arch::Nanda2023, sum)])

@@ -121,9 +121,10 @@ pub struct Batch {
 impl Batch {
     pub fn new(arch: Arch, p: usize, pairs: &[(u32, u32)]) -> Batch {
         let v = (p + 1) as u32;
-        let key = |(a, b): (u32, u32)| match arch {
-            Arch::Li2024 => [a.min(b), a.max(b), p as u32],
-            Arch::Nanda2023 => [a, v + b, 2 * v + p as u32],
+        let positional = arch.has_positional_embedding();
+        let key = |(a, b): (u32, u32)| match positional {
+            false => [a.min(b), a.max(b), p as u32],
+            true => [a, v + b, 2 * v + p as u32],
         };
         let mut slot = std::collections::HashMap::new();
         let (mut rows, mut labels, mut counts, mut index) = (vec![], vec![], vec![], vec![]);
@@ -141,9 +142,9 @@ impl Batch {
         Batch {
             arch,
             modulus: p,
-            table_rows: match arch {
-                Arch::Li2024 => p + 1,
-                Arch::Nanda2023 => 3 * (p + 1),
+            table_rows: match positional {
+                false => p + 1,
+                true => 3 * (p + 1),
             },
             rows: Arc::new(rows),
             labels: Arc::new(labels),
@@ -160,9 +161,9 @@ impl Batch {
     }
     /// The row of the query input (token `=` at position 2).
     fn query_row(&self) -> usize {
-        match self.arch {
-            Arch::Li2024 => self.modulus,
-            Arch::Nanda2023 => 3 * (self.modulus + 1) - 1,
+        match self.arch.has_positional_embedding() {
+            false => self.modulus,
+            true => 3 * (self.modulus + 1) - 1,
         }
     }
 }
@@ -203,8 +204,6 @@ pub fn run(
     let (h, n, r) = (w.heads, batch.rows.len(), batch.table_rows);
     assert_eq!(p, batch.modulus, "batch and model modulus differ");
     assert_eq!(w.arch, batch.arch, "batch and model architecture differ");
-    let nanda = w.arch == Arch::Nanda2023;
-
     // One leaf per parameter, by TransformerLens name; the gradients come back per leaf.
     let dims = w.dims();
     let leaves: HashMap<&'static str, Leaf> = w
@@ -256,11 +255,7 @@ pub fn run(
     let k: T2 = x0q.retaped::<Tp>().matmul(w_k.leaky_trace()); // [r, d]
     let v: T2 = x0q.matmul(w_v.leaky_trace()); // [r, d]
     let dh = d / h;
-    let scale = if nanda {
-        1.0 / (dh as f32).sqrt()
-    } else {
-        1.0 / (d as f32).sqrt()
-    };
+    let scale = 1.0 / (w.arch.attention_scale_dim(d, h) as f32).sqrt();
     let qb = q.reshape_like(&(d,)).broadcast_like::<_, Axis<0>>(&(r, d));
     let scores: T2 = (k * qb)
         .reshape_like(&(r, h, dh))

@@ -62,19 +62,17 @@ impl Model {
 }
 
 /// Attention scores are multiplied by this: 1/sqrt(d_model) for li2024, 1/sqrt(d_head)
-/// for nanda2023 (science.md §2).
+/// for nanda2023 (science.md §2, [`Arch::attention_scale_dim`]).
 pub fn attention_scale(arch: Arch, d_model: usize, heads: usize) -> f64 {
-    match arch {
-        Arch::Li2024 => 1.0 / (d_model as f64).sqrt(),
-        Arch::Nanda2023 => 1.0 / ((d_model / heads) as f64).sqrt(),
-    }
+    1.0 / (arch.attention_scale_dim(d_model, heads) as f64).sqrt()
 }
 
 /// "bidirectional" (li2024) or "causal" (nanda2023), in TransformerLens's words.
 pub fn attention_direction(arch: Arch) -> &'static str {
-    match arch {
-        Arch::Li2024 => "bidirectional",
-        Arch::Nanda2023 => "causal",
+    if arch.is_causal() {
+        "causal"
+    } else {
+        "bidirectional"
     }
 }
 
@@ -110,9 +108,10 @@ pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
         ("attention.direction", attention_direction(arch).into()),
         (
             "normalization",
-            match arch {
-                Arch::Li2024 => "final_rms",
-                Arch::Nanda2023 => "none",
+            if arch.has_final_norm() {
+                "final_rms"
+            } else {
+                "none"
             }
             .into(),
         ),

@@ -16,7 +16,7 @@
 //! ([`ReadOut::position_two`]) give the same bits. Its products are compiled for AVX2
 //! too (same bits: see [`simd_fn`]).
 
-use crate::config::{Arch, AttentionMix};
+use crate::config::AttentionMix;
 use crate::engine::model::kernels::simd_fn;
 use crate::engine::model_file::attention_scale;
 use crate::engine::weights::{Mat, ModelWeights};
@@ -257,7 +257,7 @@ fn attend(
     let d = w.w_e.cols;
     let h = w.heads;
     let dh = d / h;
-    let nanda = w.arch == Arch::Nanda2023;
+    let causal = w.arch.is_causal();
     let scale = attention_scale(w.arch, d, h);
     let q = qkv[i].0;
     let mut out = Attended {
@@ -269,7 +269,7 @@ fn attend(
         let cols = head * dh..(head + 1) * dh;
         let mut s = [f64::NEG_INFINITY; 3];
         for (j, sj) in s.iter_mut().enumerate() {
-            if nanda && j > i {
+            if causal && j > i {
                 continue; // causal mask
             }
             *sj = cols.clone().map(|c| q[c] * qkv[j].1[c]).sum::<f64>() * scale;
@@ -277,7 +277,7 @@ fn attend(
         let mx = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let e = s.map(|x| (x - mx).exp());
         let tot: f64 = e.iter().sum();
-        let visible = if nanda { i + 1 } else { 3 };
+        let visible = if causal { i + 1 } else { 3 };
         for j in 0..3 {
             sm[j] = e[j] / tot;
             let uniform = if j < visible {

@@ -118,8 +118,8 @@ pub struct Param {
     pub rows: Dim,
     pub cols: Dim,
     pub layout: Layout,
-    /// Present only in this architecture (`None`: both).
-    pub only: Option<Arch>,
+    /// Present only in architectures with this part (`None`: all).
+    pub only: Option<Part>,
     /// Quantized by quantized precisions (the six projections, science.md §3).
     pub quantized: bool,
     pub init: Init,
@@ -127,7 +127,7 @@ pub struct Param {
 
 impl Param {
     pub fn present(&self, arch: Arch) -> bool {
-        self.only.is_none_or(|a| a == arch)
+        self.only.is_none_or(|part| part.in_arch(arch))
     }
     /// In-memory (rows, cols).
     pub fn shape(&self, dims: &Dims) -> (usize, usize) {
@@ -165,9 +165,27 @@ const fn projection(name: &'static str, rows: Dim, cols: Dim, layout: Layout) ->
     }
 }
 
-const fn only(arch: Arch, p: Param) -> Param {
+/// A part of the model only some architectures have ([`Arch`]'s descriptions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    PositionalEmbedding,
+    MlpBiases,
+    FinalNorm,
+}
+
+impl Part {
+    pub fn in_arch(self, arch: Arch) -> bool {
+        match self {
+            Part::PositionalEmbedding => arch.has_positional_embedding(),
+            Part::MlpBiases => arch.has_mlp_biases(),
+            Part::FinalNorm => arch.has_final_norm(),
+        }
+    }
+}
+
+const fn only(part: Part, p: Param) -> Param {
     Param {
-        only: Some(arch),
+        only: Some(part),
         ..p
     }
 }
@@ -335,7 +353,7 @@ model_weights! {
     w_e: mat Mat<T> = param(W_E, Dim::Vocab, Dim::Model, Layout::Matrix, Init::Normal(Dim::Model));
     /// [3, d].
     w_pos: opt_mat Option<Mat<T>> = only(
-        Arch::Nanda2023,
+        Part::PositionalEmbedding,
         param(W_POS, Dim::Positions, Dim::Model, Layout::Matrix, Init::Normal(Dim::Model)),
     );
     /// [d, d], heads as column blocks.
@@ -347,18 +365,18 @@ model_weights! {
     /// [d, d_mlp].
     w_in: mat Mat<T> = projection(W_IN, Dim::Model, Dim::Mlp, Layout::Matrix);
     b_in: opt_vec Option<Vec<T>> = only(
-        Arch::Nanda2023,
+        Part::MlpBiases,
         param(B_IN, Dim::One, Dim::Mlp, Layout::Vector, Init::Zeros),
     );
     /// [d_mlp, d].
     w_out: mat Mat<T> = projection(W_OUT, Dim::Mlp, Dim::Model, Layout::Matrix);
     b_out: opt_vec Option<Vec<T>> = only(
-        Arch::Nanda2023,
+        Part::MlpBiases,
         param(B_OUT, Dim::One, Dim::Model, Layout::Vector, Init::Zeros),
     );
     /// RMSNorm gain [d].
     ln_final_w: opt_vec Option<Vec<T>> = only(
-        Arch::Li2024,
+        Part::FinalNorm,
         param(LN_FINAL_W, Dim::One, Dim::Model, Layout::Vector, Init::Ones),
     );
     /// [d, p].
@@ -544,7 +562,7 @@ mod tests {
 
     #[test]
     fn safetensors_round_trip_keeps_every_weight_and_the_arch() {
-        for arch in [Arch::Li2024, Arch::Nanda2023] {
+        for arch in Arch::ALL {
             let w = toy(arch);
             let mut latent = w.clone();
             latent.w_q.data[3] = -42.0;

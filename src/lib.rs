@@ -5,7 +5,7 @@
 //! `cli` -> `run` (scheduler, Slurm) -> `sweep` (parse, validate, expand a sweep
 //! file), `store` (atomic artifacts), `analysis` (Fourier signatures), `report`
 //! (CSV tables, diff) -> `engine` (data, quantizers, model, training) -> `config`,
-//! `key` (the settings of a cell and its content hash).
+//! `key` (the settings of a cell and its content hash), `text` (numbers in words).
 
 pub mod analysis;
 pub mod cli;
@@ -16,3 +16,4 @@ pub mod report;
 pub mod run;
 pub mod store;
 pub mod sweep;
+pub mod text;

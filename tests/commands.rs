@@ -369,7 +369,7 @@ fn only_compares_values_as_the_grid_does_and_must_match_a_cell() {
         "train.lr=1e-3",
     ]);
     assert!(
-        text(&out.stderr).contains("1 cells selected of 2"),
+        text(&out.stderr).contains("1 cell selected of 2"),
         "{}",
         text(&out.stderr)
     );

@@ -173,7 +173,7 @@ fn plan_and_status_agree_while_another_process_trains() {
         let stdout = text(&out.stdout);
         assert!(stdout.contains("  running"), "{cmd}:\n{stdout}");
         assert!(
-            stdout.contains("total: 1 cells, 0 done, 1 running"),
+            stdout.contains("total: 1 cell, 0 done, 1 running"),
             "{cmd}:\n{stdout}"
         );
     }

@@ -1,4 +1,5 @@
-//! `aggregate`: write a sweep's tables from the stored cells, without training.
+//! `aggregate`: write a sweep's tables and report from the stored cells, without
+//! training.
 
 use super::{load_sweep, ArtifactsArg, CmdResult};
 use crate::store::Artifacts;

@@ -23,9 +23,9 @@ pub fn check(args: &CheckArgs) -> CmdResult {
                     .max()
                     .unwrap_or(0);
                 println!(
-                    "ok: {} ({} cells), the largest needs about {} to train",
+                    "ok: {} ({}), the largest needs about {} to train",
                     path.display(),
-                    sweep.cells.len(),
+                    crate::text::count(sweep.cells.len(), "cell"),
                     crate::store::gc::human_bytes(most)
                 )
             }

@@ -55,8 +55,8 @@ pub enum Command {
     /// Compute the learned-algorithm signature of a trained cell (by key or key
     /// prefix) or of any safetensors file with TransformerLens names.
     Analyze(analyze::AnalyzeArgs),
-    /// Write the sweep's tables (cells, frequencies, compare, summary) from the
-    /// stored cells, without training.
+    /// Write the sweep's tables (cells, frequencies, compare, summary, progress
+    /// CSVs) and its HTML report from the stored cells, without training.
     Aggregate(aggregate::AggregateArgs),
     /// Compare two CSV tables or two folders of them; exit 1 when anything changed
     /// beyond tolerance.
@@ -88,7 +88,13 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    run(Cli::parse())
+    // `bitgrok help --help` asks for help on help: give the top-level help, as
+    // `bitgrok help` does (clap would take `--help` for a command name).
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == "help" && (args[2] == "--help" || args[2] == "-h") {
+        args.truncate(2);
+    }
+    run(Cli::parse_from(args))
 }
 
 pub fn run(cli: Cli) -> ExitCode {

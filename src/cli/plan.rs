@@ -120,7 +120,11 @@ fn print_cells(
         })
         .map(|s| format!("{} {s}", counts.get(s).copied().unwrap_or(0)))
         .collect();
-    println!("total: {} cells, {}", sweep.cells.len(), totals.join(", "));
+    println!(
+        "total: {}, {}",
+        crate::text::count(sweep.cells.len(), "cell"),
+        totals.join(", ")
+    );
 }
 
 /// The step of a cell's checkpoint, read from the checkpoint's header only.

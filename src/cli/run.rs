@@ -5,6 +5,7 @@ use super::{at_least_one, load_sweep, ArtifactsArg, CliError, CmdResult};
 use crate::run::schedule::{self, RunOptions};
 use crate::sweep::cell::{columns, short, Cell};
 use crate::sweep::{grid, settings};
+use crate::text::count;
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -95,12 +96,12 @@ pub fn run(args: &RunArgs) -> CmdResult {
     schedule::install_stop_handler()?;
     let stop = schedule::stop_flag();
     eprintln!(
-        "sweep {}: {} cells selected of {}; {} jobs x {} threads",
+        "sweep {}: {} selected of {}; {} x {}",
         sweep.name,
-        chosen.len(),
+        count(chosen.len(), "cell"),
         cells.len(),
-        opts.jobs,
-        opts.threads
+        count(opts.jobs, "job"),
+        count(opts.threads, "thread")
     );
     let report = schedule::run(&chosen, &artifacts, &opts, stop)?;
     eprintln!(

@@ -100,8 +100,8 @@ pub fn submit(args: &SubmitArgs) -> CmdResult {
     let exe = std::env::current_exe().context("locating the bitgrok binary")?;
     let dir = slurm::prepare(&sweep.name, &todo, &artifacts, &opts, &exe)?;
     println!(
-        "{} cells to train; submission {}",
-        todo.len(),
+        "{} to train; submission {}",
+        crate::text::count(todo.len(), "cell"),
         dir.display()
     );
     if args.dry_run {

@@ -131,8 +131,13 @@ impl std::fmt::Display for AggregateReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} cells: {} done, {} unanalysed, {} failed, {} partial, {} missing",
-            self.cells, self.done, self.unanalysed, self.failed, self.partial, self.missing
+            "{}: {} done, {} unanalysed, {} failed, {} partial, {} missing",
+            crate::text::count(self.cells, "cell"),
+            self.done,
+            self.unanalysed,
+            self.failed,
+            self.partial,
+            self.missing
         )?;
         if self.running > 0 {
             write!(f, ", {} running", self.running)?;

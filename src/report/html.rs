@@ -299,10 +299,10 @@ fn main_page(
     let counts = |s: Status| read.rows.iter().filter(|r| r.status == s).count();
     let _ = write!(
         out,
-        "<h1>Sweep {}</h1>\n<p class=\"meta\">{}<br/>{} cells: {} done, {} unanalysed, {} failed, {} partial, {} missing. Written by bitgrok {}.</p>\n",
+        "<h1>Sweep {}</h1>\n<p class=\"meta\">{}<br/>{}: {} done, {} unanalysed, {} failed, {} partial, {} missing. Written by bitgrok {}.</p>\n",
         escape(&sweep.name),
         escape(&sweep.description),
-        read.rows.len(),
+        crate::text::count(read.rows.len(), "cell"),
         counts(Status::Done),
         counts(Status::Unanalysed),
         counts(Status::Failed),

@@ -95,17 +95,17 @@ impl Reporter {
             .test_acc
             .map(|a| format!(" test_acc {a:.3}"))
             .unwrap_or_default();
-        bar.set_message(format!("{} loss {:.4}{acc}", cell.label(), p.train_loss));
+        let loss = crate::text::loss(p.train_loss);
+        bar.set_message(format!("{} loss {loss}{acc}", cell.label()));
         if self.multi.is_none() {
             let mut last = self.last_line.lock().unwrap();
             if last.elapsed() >= Duration::from_secs(10) {
                 *last = Instant::now();
                 eprintln!(
-                    "  {} step {}/{} loss {:.4}{acc} ({:.0}s elapsed)",
+                    "  {} step {}/{} loss {loss}{acc} ({:.0}s elapsed)",
                     short(&cell.key),
                     p.step,
                     p.steps,
-                    p.train_loss,
                     self.started.elapsed().as_secs_f64()
                 );
             }

@@ -43,7 +43,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .iter()
         .map(|(title, members)| {
             if aggregated {
-                format!("{title} ({} cells)", members.len())
+                format!("{title} ({})", crate::text::count(members.len(), "cell"))
             } else {
                 title.clone()
             }

@@ -28,6 +28,17 @@ cp "$src"/cells/*.html "$dst/cells/"
 for link in $(grep -o 'href="cells/[^"]*"' "$dst/report.html" | cut -d'"' -f2 | sort -u); do
     [ -f "$dst/$link" ] || { echo "report links $link, which was not published" >&2; exit 1; }
 done
+# Cells moved from a legacy key (see README, "Cell keys"): the mapping, so tables
+# and pages published under the legacy keys can be matched.
+col=$(head -1 "$dst/cells.csv" | tr ',' '\n' | grep -nx key | cut -d: -f1)
+rm -f "$dst/legacy_keys.csv"
+for key in $(tail -n +2 "$dst/cells.csv" | cut -d, -f"$col" | sort -u); do
+    from="$artifacts/cells/$key/adopted_from"
+    if [ -f "$from" ]; then
+        [ -f "$dst/legacy_keys.csv" ] || echo "key,legacy_key" > "$dst/legacy_keys.csv"
+        echo "$key,$(cat "$from")" >> "$dst/legacy_keys.csv"
+    fi
+done
 commit=$(git rev-parse HEAD)
 git diff --quiet HEAD -- src Cargo.toml Cargo.lock "sweeps/$name.toml" || commit="$commit (with uncommitted changes)"
 cat > "$dst/PROVENANCE.md" <<MD

@@ -18,6 +18,7 @@ for key in $(tail -n +2 "$table" | cut -d, -f"$col" | sort -u); do
     mkdir -p "$dst"
     files=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["files"]))' "$src/manifest.json")
     for f in $files manifest.json; do cp "$src/$f" "$dst/$f"; done
+    [ -f "$src/adopted_from" ] && cp "$src/adopted_from" "$dst/adopted_from"
     n=$((n + 1))
 done
 echo "saved $n cells of $name to models/cells/"

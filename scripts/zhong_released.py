@@ -28,15 +28,11 @@ def quantile(xs, q):
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("csv")
-    ap.add_argument("--encoding", choices=["all", "eq", "plain"], default="all")
-    ap.add_argument("--rates", default="0,0.25,0.5,0.75,1")
-    args = ap.parse_args()
-    want = {"eq": ("0", "1"), "plain": ("0", "0")}.get(args.encoding)
+def load(path, encoding="all"):
+    """(attn_coeff, gradient_sim, distance_irrelevance) of the runs kept."""
+    want = {"eq": ("0", "1"), "plain": ("0", "0")}.get(encoding)
     runs = []
-    with open(args.csv, newline="") as f:
+    with open(path, newline="") as f:
         for r in csv.DictReader(f):
             try:
                 ok = (
@@ -57,19 +53,38 @@ def main():
                         float(r["distance_irrelevance"]),
                     )
                 )
+    return runs
+
+
+def summary(runs, rate):
+    """Median [10th-90th percentile] of both measures over the runs within +-0.025
+    of `rate`, and their number; None when there are none."""
+    near = [(g, d) for a, g, d in runs if abs(a - rate) <= 0.025]
+    if not near:
+        return None
+    cells = []
+    for xs in ([g for g, _ in near], [d for _, d in near]):
+        cells.append(
+            f"{statistics.median(xs):.3f} [{quantile(xs, 0.1):.3f}–{quantile(xs, 0.9):.3f}]"
+        )
+    return {"runs": len(near), "symmetricity": cells[0], "di": cells[1]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("csv")
+    ap.add_argument("--encoding", choices=["all", "eq", "plain"], default="all")
+    ap.add_argument("--rates", default="0,0.25,0.5,0.75,1")
+    args = ap.parse_args()
+    runs = load(args.csv, args.encoding)
     print("| rate | runs | symmetricity | DI (largest wrong logit) |")
     print("|---|---|---|---|")
     for rate in map(float, args.rates.split(",")):
-        near = [(g, d) for a, g, d in runs if abs(a - rate) <= 0.025]
-        if not near:
+        s = summary(runs, rate)
+        if s is None:
             print(f"| {rate} | 0 | | |")
-            continue
-        cells = []
-        for xs in ([g for g, _ in near], [d for _, d in near]):
-            cells.append(
-                f"{statistics.median(xs):.3f} [{quantile(xs, 0.1):.3f}–{quantile(xs, 0.9):.3f}]"
-            )
-        print(f"| {rate} | {len(near)} | {cells[0]} | {cells[1]} |")
+        else:
+            print(f"| {rate} | {s['runs']} | {s['symmetricity']} | {s['di']} |")
 
 
 if __name__ == "__main__":

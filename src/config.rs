@@ -391,7 +391,39 @@ impl Default for CellConfig {
     }
 }
 
+/// The quantizer options only one precision reads: cells that differ in these and
+/// the precision alone are one model at different precisions (`compare.csv` pairs
+/// them).
+pub const QUANTIZER_SETTINGS: &[&str] = &["quant.binary_scale", "quant.ternary_center"];
+
 impl CellConfig {
+    /// This config with every setting its training cannot read reset to the default:
+    /// `quant.binary_scale` unless the precision is binary, `quant.ternary_center`
+    /// unless ternary, `quant.eps` unless ternary or with activation quantization,
+    /// the Grokfast constants without Grokfast, `model.uniform_attention` at
+    /// attention rate 1 (the uniform part is 0 either way). Configs with equal
+    /// trained forms train the same model; the cell key hashes this form.
+    pub fn trained_form(&self) -> CellConfig {
+        let (d, mut out) = (CellConfig::default(), self.clone());
+        if self.precision != Precision::Binary {
+            out.quant.binary_scale = d.quant.binary_scale;
+        }
+        if self.precision != Precision::Ternary {
+            out.quant.ternary_center = d.quant.ternary_center;
+        }
+        if self.precision != Precision::Ternary && self.quant.act_bits == 0 {
+            out.quant.eps = d.quant.eps;
+        }
+        if !self.train.grokfast {
+            out.train.grokfast_alpha = d.train.grokfast_alpha;
+            out.train.grokfast_lambda = d.train.grokfast_lambda;
+        }
+        if self.model.attention_rate == 1.0 {
+            out.model.uniform_attention = d.model.uniform_attention;
+        }
+        out
+    }
+
     pub fn d_head(&self) -> usize {
         self.width / self.model.heads
     }
@@ -525,7 +557,7 @@ fn joined(violations: Vec<Violation>) -> anyhow::Result<()> {
 }
 
 fn ff(x: f64) -> String {
-    crate::key::format_float(x)
+    crate::text::float(x)
 }
 
 /// "N is too small/large (allowed: an integer from LO to HI)", or None when in range.

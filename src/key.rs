@@ -34,8 +34,18 @@ pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[
 /// Hex digits of a key shown by `bitgrok plan`.
 pub const SHORT_KEY_LEN: usize = 12;
 
-/// The cell key: 64 hex digits.
+/// The cell key: 64 hex digits, of the config's [`CellConfig::trained_form`], so
+/// settings the training cannot read never split one model into several keys.
 pub fn cell_key(cfg: &CellConfig) -> String {
+    blake3::hash(training_text(&cfg.trained_form()).as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// The key a cell had before keys hashed the trained form (the config as the sweep
+/// wrote it). Where it differs from [`cell_key`], a store may hold the cell under
+/// it; [`crate::store::Artifacts::adopt_legacy`] moves it to its key.
+pub fn legacy_cell_key(cfg: &CellConfig) -> String {
     blake3::hash(training_text(cfg).as_bytes())
         .to_hex()
         .to_string()
@@ -131,14 +141,5 @@ fn toml_value(v: &Value) -> String {
     }
 }
 
-/// The one spelling of a float: shortest round-trip decimal, always with a decimal
-/// point (`0.001`, `1.0`, `0.00000001`); `-0.0` is written `0.0`.
-pub fn format_float(f: f64) -> String {
-    let f = if f == 0.0 { 0.0 } else { f };
-    let s = format!("{f}");
-    if s.contains(['.', 'e', 'i', 'N']) {
-        s
-    } else {
-        s + ".0"
-    }
-}
+/// The one spelling of a float in key texts ([`crate::text::float`]).
+pub use crate::text::float as format_float;

@@ -368,7 +368,8 @@ fn compare_pairs_precisions_within_groups() {
     let (axes, cells) = tree(tmp.path());
     let out = tmp.path().join("out");
     aggregate(tmp.path(), &axes, &cells, &out).unwrap();
-    // Seed 0: fp32 {1,3}, ternary {2,3}, binary {3}, int4 unanalysed.
+    // Seed 0: fp32 {1,3}, ternary {2,3}, binary {3} (not generalised: no
+    // same_label), int4 unanalysed.
     // Seed 1: fp32 missing, ternary failed, binary partial.
     assert_eq!(
         read(&out, "compare.csv"),
@@ -376,9 +377,9 @@ fn compare_pairs_precisions_within_groups() {
          diff_restricted_ratio,diff_step_generalised,diff_step_circuit_start,\
          diff_gradient_symmetricity,same_label\n\
          0,fp32,ternary,0.3333,0,0.2500,100,,0.5000,no\n\
-         0,fp32,binary,0.5000,-1,0.0000,,,0.0000,no\n\
+         0,fp32,binary,0.5000,-1,0.0000,,,0.0000,\n\
          0,fp32,int4,,,,,,,\n\
-         0,ternary,binary,0.5000,-1,-0.2500,,,-0.5000,no\n\
+         0,ternary,binary,0.5000,-1,-0.2500,,,-0.5000,\n\
          0,ternary,int4,,,,,,,\n\
          0,binary,int4,,,,,,,\n\
          1,fp32,ternary,,,,,,,\n\
@@ -700,4 +701,50 @@ fn readme_lists_every_column() {
         missing.is_empty(),
         "README's Output tables lacks {missing:?}"
     );
+}
+
+#[test]
+fn compare_pairs_quantizer_variants_with_the_other_precisions() {
+    // A quantizer ablation: fp32, ±1 binary and β-scaled binary (a `[[cells]]`
+    // entry setting quant.binary_scale) of one seed are one group of three variants.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    done_cell(root, "f", &planted(&[1, 3], 1.0, Some(300), Label::Clock));
+    done_cell(root, "b", &planted(&[3], 1.0, Some(500), Label::Clock));
+    done_cell(root, "s", &planted(&[1], 1.0, Some(400), Label::Pizza));
+    let with = |precision: &str, scale: Option<&str>, key: &str| {
+        let mut c = cell(precision, "0", key);
+        if let Some(v) = scale {
+            c.axes.push(("quant.binary_scale".into(), v.into()));
+        }
+        c
+    };
+    let cells = vec![
+        with("fp32", None, "f"),
+        with("binary", None, "b"),
+        with("binary", Some("true"), "s"),
+    ];
+    let axes = vec!["seed".to_string()];
+    let out = root.join("out");
+    aggregate(root, &axes, &cells, &out).unwrap();
+    let table = read(&out, "compare.csv");
+    let pairs: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            "0,fp32,binary",
+            "0,fp32,binary quant.binary_scale=true",
+            "0,binary,binary quant.binary_scale=true",
+        ],
+        "{table}"
+    );
+    assert!(table
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("seed,precision_a"));
 }

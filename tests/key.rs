@@ -131,12 +131,30 @@ fn changed(key: &str, v: &Value) -> Value {
     }
 }
 
+/// Settings a cell's training reads only in some configs, and one such config.
+fn where_read(key: &str) -> Vec<(&'static str, Value)> {
+    match key {
+        "quant.binary_scale" => vec![("precision", Value::String("binary".into()))],
+        "quant.ternary_center" | "quant.eps" => {
+            vec![("precision", Value::String("ternary".into()))]
+        }
+        "train.grokfast_alpha" | "train.grokfast_lambda" => {
+            vec![("train.grokfast", Value::Boolean(true))]
+        }
+        "model.uniform_attention" => vec![("model.attention_rate", Value::Float(0.5))],
+        _ => vec![],
+    }
+}
+
 #[test]
 fn every_training_setting_changes_the_key() {
-    let base = cell_key(&CellConfig::default());
     let mut seen = HashSet::new();
     for s in settings::settings() {
         let mut one = std::collections::BTreeMap::new();
+        for (k, v) in where_read(&s.key) {
+            one.insert(k.to_string(), v);
+        }
+        let base = cell_key(&settings::resolve(&one).unwrap().0);
         one.insert(s.key.clone(), changed(&s.key, &s.default));
         let (cfg, an) = settings::resolve(&one).unwrap();
         let k = cell_key(&cfg);
@@ -219,4 +237,56 @@ fn float_spelling() {
     assert_eq!(key::format_float(-0.0), "0.0");
     assert_eq!(key::format_float(0.98), "0.98");
     assert_eq!(key::format_float(1e-8).parse::<f64>().unwrap(), 1e-8);
+}
+
+#[test]
+fn settings_the_training_cannot_read_do_not_change_the_key() {
+    use bitgrok::config::{Precision, UniformAttention};
+    let fp32 = CellConfig::default();
+    let key = |f: &dyn Fn(&mut CellConfig)| {
+        let mut c = fp32.clone();
+        f(&mut c);
+        cell_key(&c)
+    };
+    let base = cell_key(&fp32);
+    // Not read by this cell: the same key, though the legacy key differs.
+    let unread: [&dyn Fn(&mut CellConfig); 5] = [
+        &|c| c.quant.binary_scale = !c.quant.binary_scale,
+        &|c| c.quant.ternary_center = !c.quant.ternary_center,
+        &|c| c.quant.eps = 1e-3,
+        &|c| c.train.grokfast_alpha = 0.5,
+        &|c| c.model.uniform_attention = UniformAttention::Sum,
+    ];
+    for f in unread {
+        assert_eq!(key(f), base);
+        let mut c = fp32.clone();
+        f(&mut c);
+        assert_ne!(key::legacy_cell_key(&c), base);
+    }
+    // Read once the precision, act_bits, Grokfast or rate makes them matter: then
+    // the change moves the key.
+    let contexts: [&dyn Fn(&mut CellConfig); 5] = [
+        &|c| c.precision = Precision::Binary,
+        &|c| c.precision = Precision::Ternary,
+        &|c| c.quant.act_bits = 8,
+        &|c| c.train.grokfast = true,
+        &|c| c.model.attention_rate = 0.5,
+    ];
+    for (context, change) in contexts.iter().zip(unread) {
+        let both = key(&|c: &mut CellConfig| {
+            context(c);
+            change(c)
+        });
+        assert_ne!(both, key(*context));
+    }
+}
+
+#[test]
+fn smoke_keys_are_unchanged_by_the_trained_form() {
+    // The committed smoke tables were trained before keys hashed the trained form.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let smoke = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).unwrap();
+    for c in grid::expand(&smoke) {
+        assert_eq!(cell_key(&c.config), key::legacy_cell_key(&c.config));
+    }
 }

@@ -387,3 +387,52 @@ fn ctrl_c_stops_after_writing_a_checkpoint() {
         text(&status.stdout)
     );
 }
+
+#[test]
+fn cells_under_legacy_keys_are_adopted_not_retrained() {
+    let tmp = tempfile::tempdir().unwrap();
+    // fp32 cells that set the binary quantizer's scale, which fp32 does not read:
+    // their legacy key (the config as written) differs from their key.
+    let path = tmp.path().join("legacy.toml");
+    std::fs::write(
+        &path,
+        "name = \"legacy\"\nmodulus = 11\nwidth = 16\n[grid]\nseed = [0, 1]\n[quant]\n\
+         binary_scale = false\n[train]\nsteps = 100\neval_every = 50\n",
+    )
+    .unwrap();
+    let art = tmp.path().join("art");
+    assert!(run(&path, &art, &[]).status.success());
+    let sweep = bitgrok::sweep::load(&path).unwrap();
+    // Put the stored cells where a store written before the rule holds them.
+    let mut moved = vec![];
+    for c in &sweep.cells {
+        let legacy = bitgrok::key::legacy_cell_key(&c.config);
+        assert_ne!(legacy, c.key);
+        let cells = art.join("cells");
+        std::fs::rename(cells.join(&c.key), cells.join(&legacy)).unwrap();
+        moved.push((c.key.clone(), legacy));
+    }
+    let out = run(&path, &art, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(count(&out, "trained"), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("adopted from its legacy key"));
+    for (key, legacy) in moved {
+        let dir = art.join("cells").join(&key);
+        assert!(dir.join("model.safetensors").is_file());
+        assert!(!art.join("cells").join(&legacy).exists());
+        let from = std::fs::read_to_string(dir.join("adopted_from")).unwrap();
+        assert_eq!(from.trim(), legacy);
+    }
+    // ... and are done where plan looks for them.
+    let plan = bitgrok(&[
+        "plan",
+        path.to_str().unwrap(),
+        "--artifacts",
+        art.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&plan.stdout).contains("total: 2 cells, 2 done"),
+        "{}",
+        text(&plan.stdout)
+    );
+}

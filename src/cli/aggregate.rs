@@ -1,7 +1,7 @@
 //! `aggregate`: write a sweep's tables and report from the stored cells, without
 //! training.
 
-use super::{load_sweep, ArtifactsArg, CmdResult};
+use super::{load_sweep_in, ArtifactsArg, CmdResult};
 use crate::store::Artifacts;
 use crate::sweep::Sweep;
 use anyhow::Result;
@@ -18,8 +18,8 @@ pub struct AggregateArgs {
 }
 
 pub fn aggregate(args: &AggregateArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
-    write_tables(&sweep, &args.artifacts.open()?)?;
+    let (sweep, artifacts) = load_sweep_in(&args.sweep, &args.artifacts)?;
+    write_tables(&sweep, &artifacts)?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ pub fn check(args: &CheckArgs) -> CmdResult {
                     "ok: {} ({}), the largest needs about {} to train",
                     path.display(),
                     crate::text::count(sweep.cells.len(), "cell"),
-                    crate::store::gc::human_bytes(most)
+                    crate::text::bytes(most)
                 )
             }
             Err(e) => {

@@ -1,7 +1,7 @@
 //! `diff`: compare two CSV tables or two folders of them.
 
 use super::{CliError, CmdResult};
-use crate::report::diff::{diff_paths, render, DiffFormat, DiffOptions};
+use crate::diff::{diff_paths, render, DiffFormat, DiffOptions};
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use std::collections::BTreeMap;
@@ -65,7 +65,7 @@ pub fn diff(args: &DiffArgs) -> CmdResult {
         Format::Text => DiffFormat::Text,
         Format::Markdown => DiffFormat::Markdown,
     };
-    let tables = crate::report::diff::compared_tables(&args.old, &args.new)?;
+    let tables = crate::diff::compared_tables(&args.old, &args.new)?;
     print!("{}", render(&changes, &tables, format));
     if changes.is_empty() {
         Ok(())

@@ -1,7 +1,8 @@
 //! `gc`: list (and with `--delete`, remove) what no sweep file references.
 
 use super::{ArtifactsArg, CmdResult};
-use crate::store::gc::{self, human_bytes, Keep};
+use crate::store::gc::{self, Keep};
+use crate::text::bytes as human_bytes;
 use anyhow::{anyhow, Context};
 use clap::Args;
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ pub fn gc(args: &GcArgs) -> CmdResult {
             }
         };
         files += 1;
+        // A cell still under its legacy key is the sweep's, not garbage.
+        if artifacts.cells_dir().is_dir() {
+            artifacts.adopt_legacy_cells(sweep.cells.iter().map(|c| &c.config))?;
+        }
         keep.sweeps.insert(sweep.name.clone());
         for cell in &sweep.cells {
             keep.analyses

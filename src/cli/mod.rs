@@ -197,6 +197,17 @@ fn load_sweep(path: &Path) -> Result<Sweep, CliError> {
     Ok(sweep::load(path)?)
 }
 
+/// Load a sweep file and open the artifacts folder for it: cells the folder holds
+/// under their legacy keys are moved to their keys first ([`Artifacts::adopt_legacy`]).
+fn load_sweep_in(path: &Path, artifacts: &ArtifactsArg) -> Result<(Sweep, Artifacts), CliError> {
+    let sweep = load_sweep(path)?;
+    let artifacts = artifacts.open()?;
+    if artifacts.cells_dir().is_dir() {
+        artifacts.adopt_legacy_cells(sweep.cells.iter().map(|c| &c.config))?;
+    }
+    Ok((sweep, artifacts))
+}
+
 /// A `usize` flag that must be at least 1 (`--jobs`, `--threads`).
 fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..)

@@ -1,7 +1,7 @@
 //! `plan` and `status`: one row per cell with its state, from the same
 //! `run::slurm::cell_state`, so the two commands always agree.
 
-use super::{load_sweep, ArtifactsArg, CmdResult};
+use super::{load_sweep_in, ArtifactsArg, CmdResult};
 use crate::run::slurm;
 use crate::store::{self, nearest, Artifacts, CellState, CellStatus};
 use crate::sweep::cell::{columns, short, Cell};
@@ -32,8 +32,7 @@ pub struct StatusArgs {
 }
 
 pub fn plan(args: &PlanArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
-    let artifacts = args.artifacts.open()?;
+    let (sweep, artifacts) = load_sweep_in(&args.sweep, &args.artifacts)?;
     let stored = if args.explain {
         nearest::stored_configs(&artifacts)
     } else {
@@ -52,9 +51,9 @@ pub fn plan(args: &PlanArgs) -> CmdResult {
         .unwrap_or(0);
     println!(
         "memory: the largest cell needs about {} to train{}",
-        crate::store::gc::human_bytes(most),
+        crate::text::bytes(most),
         crate::config::available_memory_bytes()
-            .map(|a| format!(" ({} available)", crate::store::gc::human_bytes(a)))
+            .map(|a| format!(" ({} available)", crate::text::bytes(a)))
             .unwrap_or_default()
     );
     print_cells(&sweep, &artifacts, &[], |cell, state, _| {
@@ -70,8 +69,7 @@ pub fn plan(args: &PlanArgs) -> CmdResult {
 }
 
 pub fn status(args: &StatusArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
-    let artifacts = args.artifacts.open()?;
+    let (sweep, artifacts) = load_sweep_in(&args.sweep, &args.artifacts)?;
     print_cells(&sweep, &artifacts, &["steps"], |cell, state, status| {
         let steps = match (state, status) {
             (_, CellStatus::Done(m)) => m.steps.to_string(),

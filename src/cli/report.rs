@@ -1,6 +1,6 @@
 //! `bitgrok report`: the sweep's HTML report and figures from the stored cells.
 
-use super::{load_sweep, CmdResult};
+use super::CmdResult;
 use crate::store::Artifacts;
 use crate::sweep::Sweep;
 use anyhow::Result;
@@ -17,8 +17,8 @@ pub struct ReportArgs {
 }
 
 pub fn report(args: &ReportArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
-    write(&sweep, &args.artifacts.open()?)?;
+    let (sweep, artifacts) = super::load_sweep_in(&args.sweep, &args.artifacts)?;
+    write(&sweep, &artifacts)?;
     Ok(())
 }
 

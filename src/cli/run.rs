@@ -1,7 +1,7 @@
 //! `run`: train, analyse and tabulate a sweep (or the cells `--only` selects).
 
 use super::aggregate::write_tables;
-use super::{at_least_one, load_sweep, ArtifactsArg, CliError, CmdResult};
+use super::{at_least_one, load_sweep_in, ArtifactsArg, CliError, CmdResult};
 use crate::run::schedule::{self, RunOptions};
 use crate::sweep::cell::{columns, short, Cell};
 use crate::sweep::{grid, settings};
@@ -61,10 +61,10 @@ fn refuse_cells_too_large(
                  more than the {} this machine has available: use fewer --jobs or a \
                  smaller modulus, width or mlp_ratio",
                 short(&cell.key),
-                crate::store::gc::human_bytes(largest),
-                crate::store::gc::human_bytes(at_once),
+                crate::text::bytes(largest),
+                crate::text::bytes(at_once),
                 jobs.min(need.len()),
-                crate::store::gc::human_bytes(available)
+                crate::text::bytes(available)
             );
         }
     }
@@ -72,7 +72,7 @@ fn refuse_cells_too_large(
 }
 
 pub fn run(args: &RunArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
+    let (sweep, artifacts) = load_sweep_in(&args.sweep, &args.artifacts)?;
     let cells = &sweep.cells;
     let filters = parse_filters(&args.only, &columns(&grid::axis_names(&sweep), cells))?;
     let chosen: Vec<Cell> = cells
@@ -88,7 +88,6 @@ pub fn run(args: &RunArgs) -> CmdResult {
         )
         .into());
     }
-    let artifacts = args.artifacts.open()?;
     let mut opts = RunOptions::with_jobs(args.jobs, args.threads);
     refuse_cells_too_large(&chosen, &artifacts, opts.jobs, args.force)?;
     opts.force = args.force;

@@ -1,7 +1,7 @@
 //! `submit` and `run-cell`: a sweep's missing cells as one Slurm job array, and
 //! what each array task runs.
 
-use super::{at_least_one, load_sweep, ArtifactsArg, CliError, CmdResult};
+use super::{at_least_one, load_sweep_in, ArtifactsArg, CliError, CmdResult};
 use crate::run::schedule::{self, RunOptions};
 use crate::run::slurm::{self, SlurmOptions};
 use crate::store::CellStatus;
@@ -56,8 +56,7 @@ pub struct RunCellArgs {
 }
 
 pub fn submit(args: &SubmitArgs) -> CmdResult {
-    let sweep = load_sweep(&args.sweep)?;
-    let artifacts = args.artifacts.open()?;
+    let (sweep, artifacts) = load_sweep_in(&args.sweep, &args.artifacts)?;
     // Each key once, and none that is done, running, or waiting in an earlier job.
     let queued = slurm::queued_keys(&artifacts);
     let mut seen = BTreeSet::new();

@@ -1,9 +1,8 @@
-//! What a sweep produces for people: CSV tables (`aggregate`), their diff, plain-text
-//! tables for the terminal (`table`), and the HTML report with its figures.
+//! What a sweep produces for people: CSV tables (`aggregate`), plain-text tables for
+//! the terminal (`table`), and the HTML report with its figures. Diffing tables is
+//! [`crate::diff`]'s, which knows nothing of sweeps.
 
 pub mod aggregate;
-pub mod diff;
-pub mod diff_markdown;
 pub mod figures;
 pub mod html;
 pub mod table;

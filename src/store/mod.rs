@@ -46,6 +46,8 @@ pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// damaged latest checkpoint costs one checkpoint interval, not the whole run.
 pub const PREVIOUS_CHECKPOINT: &str = "checkpoint.previous.safetensors";
 pub const LOCK: &str = "lock";
+/// In a cell adopted from its legacy key: that key.
+pub const ADOPTED_FROM: &str = "adopted_from";
 /// The files of `cells/<key>/analysis/<analysis key>/` (besides its manifest).
 pub const ANALYSIS_FILES: [&str; 3] = ["signature.json", "frequencies.csv", "neurons.csv"];
 
@@ -166,6 +168,50 @@ impl Artifacts {
 
     pub fn new(root: impl Into<PathBuf>) -> Artifacts {
         Artifacts { root: root.into() }
+    }
+
+    /// Move a cell stored under its legacy key ([`crate::key::legacy_cell_key`]:
+    /// before keys hashed the trained form) to its key, when the legacy folder holds
+    /// it and the key's folder holds nothing. The folder is renamed whole (weights,
+    /// curves, checkpoints, analyses; a partial cell resumes from its checkpoint) and
+    /// records its former key in [`ADOPTED_FROM`]; nothing is retrained. A folder
+    /// some process is training is left for a later call. True when a folder moved.
+    pub fn adopt_legacy(&self, cfg: &crate::config::CellConfig) -> Result<bool> {
+        let (key, legacy) = (crate::key::cell_key(cfg), crate::key::legacy_cell_key(cfg));
+        let (new, old) = (self.cell_dir(&key), self.cell_dir(&legacy));
+        if key == legacy || !old.is_dir() || self.is_locked(&legacy) {
+            return Ok(false);
+        }
+        if new.exists() {
+            // Only a lock file left by a status check or an unstarted run may be there.
+            if !matches!(self.status(&key), CellStatus::Missing) || self.is_locked(&key) {
+                return Ok(false);
+            }
+            fs::remove_dir_all(&new).with_context(|| format!("removing {}", new.display()))?;
+        }
+        fs::rename(&old, &new)
+            .with_context(|| format!("moving {} to {}", old.display(), new.display()))?;
+        atomic::write_atomic(&new.join(ADOPTED_FROM), format!("{legacy}\n").as_bytes())?;
+        Ok(true)
+    }
+
+    /// [`Artifacts::adopt_legacy`] for every config of a sweep, saying so for each
+    /// cell moved.
+    pub fn adopt_legacy_cells<'a>(
+        &self,
+        configs: impl IntoIterator<Item = &'a crate::config::CellConfig>,
+    ) -> Result<()> {
+        let short = |k: String| k[..crate::key::SHORT_KEY_LEN].to_string();
+        for cfg in configs {
+            if self.adopt_legacy(cfg)? {
+                eprintln!(
+                    "cell {} adopted from its legacy key {}",
+                    short(crate::key::cell_key(cfg)),
+                    short(crate::key::legacy_cell_key(cfg))
+                );
+            }
+        }
+        Ok(())
     }
 
     pub fn cells_dir(&self) -> PathBuf {

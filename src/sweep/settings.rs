@@ -232,7 +232,7 @@ pub fn effective_value(cfg: &CellConfig, an: &AnalysisConfig, key: &str) -> Stri
 pub fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Float(f) => crate::key::format_float(*f),
+        Value::Float(f) => crate::text::float(*f),
         Value::Array(a) => format!(
             "[{}]",
             a.iter().map(value_text).collect::<Vec<_>>().join(", ")

@@ -5,6 +5,7 @@ use super::{csv_bytes, Row, Status};
 use crate::analysis::labels::Label;
 use crate::analysis::progress::Phases;
 use crate::analysis::Signature;
+use crate::config::QUANTIZER_SETTINGS;
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -458,8 +459,11 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
 }
 
 pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    // A row's variant: its precision and the quantizer options it sets. Cells that
+    // differ in nothing else are one model at different precisions and are paired.
+    let variant_col = |c: &String| c == "precision" || QUANTIZER_SETTINGS.contains(&c.as_str());
     let p_col = cols.iter().position(|c| c == "precision");
-    let group_cols: Vec<String> = cols.iter().filter(|c| *c != "precision").cloned().collect();
+    let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();
     let h = header(
         &group_cols,
         &[
@@ -474,33 +478,40 @@ pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
             "same_label",
         ],
     );
-    let Some(pc) = p_col else {
+    if p_col.is_none() {
         return csv_bytes(&h, &[]);
+    }
+    // `binary`, or `binary quant.binary_scale=true` where the cell sets the option.
+    let variant = |r: &Row| -> String {
+        let mut parts = vec![];
+        for (c, v) in cols.iter().zip(&r.ids) {
+            if c == "precision" {
+                parts.insert(0, v.clone());
+            } else if variant_col(c) && !v.is_empty() && v != "-" {
+                parts.push(format!("{c}={v}"));
+            }
+        }
+        parts.join(" ")
     };
-    let precisions: Vec<String> = groups_by(rows.iter().map(|r| r.ids[pc].clone()))
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
     let group_ids = |r: &Row| -> Vec<String> {
-        r.ids
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != pc)
+        cols.iter()
+            .zip(&r.ids)
+            .filter(|(c, _)| !variant_col(c))
             .map(|(_, v)| v.clone())
             .collect()
     };
     let mut out = Vec::new();
     for (gid, members) in groups_by(rows.iter().map(group_ids)) {
-        // The first cell of each precision in the group, in sweep precision order.
-        let present: Vec<&Row> = precisions
-            .iter()
-            .filter_map(|p| members.iter().map(|&i| &rows[i]).find(|r| &r.ids[pc] == p))
+        // The first cell of each variant in the group, in sweep order.
+        let present: Vec<(String, &Row)> = groups_by(members.iter().map(|&i| variant(&rows[i])))
+            .into_iter()
+            .map(|(v, at)| (v, &rows[members[at[0]]]))
             .collect();
-        for (i, a) in present.iter().enumerate() {
-            for b in &present[i + 1..] {
+        for (i, (va, a)) in present.iter().enumerate() {
+            for (vb, b) in &present[i + 1..] {
                 let mut v = gid.clone();
-                v.push(a.ids[pc].clone());
-                v.push(b.ids[pc].clone());
+                v.push(va.clone());
+                v.push(vb.clone());
                 v.extend(pair_columns(a.sig.as_ref(), b.sig.as_ref()));
                 out.push(v);
             }
@@ -532,7 +543,13 @@ pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<
             Some(a.algorithm.gradient_symmetricity),
             Some(b.algorithm.gradient_symmetricity),
         ),
-        yes_no(a.algorithm.label == b.algorithm.label),
+        // Labels compare algorithms: not for a model that learned none.
+        if a.algorithm.label == Label::NotGeneralised || b.algorithm.label == Label::NotGeneralised
+        {
+            String::new()
+        } else {
+            yes_no(a.algorithm.label == b.algorithm.label)
+        },
     ]
 }
 

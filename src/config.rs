@@ -391,10 +391,14 @@ impl Default for CellConfig {
     }
 }
 
-/// The quantizer options only one precision reads: cells that differ in these and
-/// the precision alone are one model at different precisions (`compare.csv` pairs
-/// them).
-pub const QUANTIZER_SETTINGS: &[&str] = &["quant.binary_scale", "quant.ternary_center"];
+/// The quantizer options only one precision reads, and that precision: cells that
+/// differ in these and the precision alone are one model at different precisions
+/// (`compare.csv` pairs them), and a cell of another precision never depends on
+/// them ([`CellConfig::trained_form`]).
+pub const QUANTIZER_SETTINGS: &[(&str, Precision)] = &[
+    ("quant.binary_scale", Precision::Binary),
+    ("quant.ternary_center", Precision::Ternary),
+];
 
 impl CellConfig {
     /// This config with every setting its training cannot read reset to the default:
@@ -405,11 +409,14 @@ impl CellConfig {
     /// trained forms train the same model; the cell key hashes this form.
     pub fn trained_form(&self) -> CellConfig {
         let (d, mut out) = (CellConfig::default(), self.clone());
-        if self.precision != Precision::Binary {
-            out.quant.binary_scale = d.quant.binary_scale;
-        }
-        if self.precision != Precision::Ternary {
-            out.quant.ternary_center = d.quant.ternary_center;
+        for &(setting, reader) in QUANTIZER_SETTINGS {
+            if self.precision != reader {
+                match setting {
+                    "quant.binary_scale" => out.quant.binary_scale = d.quant.binary_scale,
+                    "quant.ternary_center" => out.quant.ternary_center = d.quant.ternary_center,
+                    other => unreachable!("{other} is not a quantizer option"),
+                }
+            }
         }
         if self.precision != Precision::Ternary && self.quant.act_bits == 0 {
             out.quant.eps = d.quant.eps;

@@ -461,7 +461,13 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
 pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     // A row's variant: its precision and the quantizer options it sets. Cells that
     // differ in nothing else are one model at different precisions and are paired.
-    let variant_col = |c: &String| c == "precision" || QUANTIZER_SETTINGS.contains(&c.as_str());
+    let option = |c: &str| {
+        QUANTIZER_SETTINGS
+            .iter()
+            .find(|(s, _)| *s == c)
+            .map(|o| o.1)
+    };
+    let variant_col = |c: &String| c == "precision" || option(c).is_some();
     let p_col = cols.iter().position(|c| c == "precision");
     let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();
     let h = header(
@@ -481,13 +487,14 @@ pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     if p_col.is_none() {
         return csv_bytes(&h, &[]);
     }
-    // `binary`, or `binary quant.binary_scale=true` where the cell sets the option.
+    // `binary`, or `binary quant.binary_scale=true` where the cell's precision reads
+    // an option the table lists.
     let variant = |r: &Row| -> String {
-        let mut parts = vec![];
+        let precision = &r.ids[p_col.expect("checked above")];
+        let reads = |c: &str| option(c).is_some_and(|p| p.to_string() == *precision);
+        let mut parts = vec![precision.clone()];
         for (c, v) in cols.iter().zip(&r.ids) {
-            if c == "precision" {
-                parts.insert(0, v.clone());
-            } else if variant_col(c) && !v.is_empty() && v != "-" {
+            if reads(c) && !v.is_empty() && v != "-" {
                 parts.push(format!("{c}={v}"));
             }
         }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// model.safetensors (state dict for `load_state_dict(strict=True)`),
-    /// config.tl3.json, config.tl4.json and usage.json.
+    /// config.tl3.json, config.tl4.json, usage.json and logits.safetensors.
     TransformerLens,
 }
 
@@ -39,9 +39,16 @@ fn write_export(args: &ExportArgs) -> Result<()> {
     // The loader's check: bitgrok's own all-pairs loss and accuracy of this model.
     let p = model.weights.modulus();
     let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
-    let (loss, accuracy) =
-        crate::analysis::measures::full_loss(&crate::analysis::forward::logits(&model), p, &all);
-    let check = export::Check { loss, accuracy };
+    let logits = crate::analysis::forward::logits(&model);
+    let (loss, accuracy) = crate::analysis::measures::full_loss(&logits, p, &all);
+    let max_abs_logit = logits
+        .iter()
+        .fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
+    let check = export::Check {
+        loss,
+        accuracy,
+        max_abs_logit,
+    };
     let files = [
         (
             "model.safetensors",
@@ -54,6 +61,10 @@ fn write_export(args: &ExportArgs) -> Result<()> {
         (
             "config.tl4.json",
             (serde_json::to_string_pretty(&export::config(&model, 4))? + "\n").into_bytes(),
+        ),
+        (
+            "logits.safetensors",
+            export::state_dict_bytes(&export::logits_tensors(&logits, p), &Default::default())?,
         ),
         (
             "usage.json",

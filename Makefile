@@ -61,7 +61,8 @@ test-report: release
 # trained and exported, scripts/load_transformer_lens.py and README's recipes run on
 # each version; work files in target/interop-test/.
 test-interop: release
-	BITGROK=$(BITGROK) VENVS=$(or $(CARGO_TARGET_DIR),target)/interop-venvs tests/interop/run.sh
+	BITGROK=$(BITGROK) VENVS=$(or $(CARGO_TARGET_DIR),target)/interop-venvs \
+		OUT=$(or $(CARGO_TARGET_DIR),target)/interop-test tests/interop/run.sh
 
 # Median milliseconds per training step of the seed study's cell, per precision.
 bench: release

@@ -239,11 +239,11 @@ pub fn usage(m: &Model, check: Check) -> Value {
             "uniform_part": uniform_part(m),
         })
     });
-    let quantize = (m.act_bits > 0).then(|| {
+    let quantize = (m.act_bits > 0).then_some(
         "per token (over the hook's last token_axes axes): q = 2^(act_bits-1), \
          g = max(max|x|, act_eps), x -> clip(round(clip(x * (q / g), -q-1, q)), -q, q-1) \
-         * (g / q), rounding half to even, in float32"
-    });
+         * (g / q), rounding half to even, in float32",
+    );
     json!({
         "arch": m.weights.arch.to_string(),
         "modulus": p,

@@ -10,7 +10,7 @@ CI_ARTIFACTS := target/ci-artifacts
 # The smoke sweep's expected tables, which CI diffs a fresh run against.
 EXPECTED_SMOKE := tests/expected/smoke
 
-.PHONY: sweep test ci release accept-smoke test-slurm test-report bench results results-check save-models restore-models
+.PHONY: sweep test ci release accept-smoke test-slurm test-report test-interop bench results results-check save-models restore-models
 
 # Build (release) and run a sweep: trains every cell not already done, then writes
 # its tables under $(ARTIFACTS)/sweeps/NAME/.
@@ -54,6 +54,15 @@ test-slurm: release
 # not blank; the screenshots stay in target/report-test/.
 test-report: release
 	BITGROK=$(BITGROK) tests/report/screenshot.sh
+
+# Every kind of exported cell loads in TransformerLens 3.9.0 and 4.3.0 and computes
+# the cell's function: pinned Python environments in target/interop-venvs/ (made
+# once, kept while tests/interop/requirements.txt is unchanged), sweeps/interop.toml
+# trained and exported, scripts/load_transformer_lens.py and README's recipes run on
+# each version; work files in target/interop-test/.
+test-interop: release
+	BITGROK=$(BITGROK) VENVS=$(or $(CARGO_TARGET_DIR),target)/interop-venvs \
+		OUT=$(or $(CARGO_TARGET_DIR),target)/interop-test tests/interop/run.sh
 
 # Median milliseconds per training step of the seed study's cell, per precision.
 bench: release

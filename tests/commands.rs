@@ -194,10 +194,55 @@ fn analyze_reads_a_cell_by_key_prefix_and_a_model_file() {
         .unwrap()
         .collect();
     assert_eq!(stored.len(), 1, "same settings, same analysis folder");
-    let model = art.join("cells").join(&key).join("model.safetensors");
+    let cell = art.join("cells").join(&key);
+    let model = cell.join("model.safetensors");
     let out_dir = t.path().join("external");
     let out = bitgrok(&["analyze", s(&model), "--out", s(&out_dir)]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without the cell's split and curves it says what it cannot give ...
+    assert!(
+        text(&out.stderr).contains("without --split")
+            && text(&out.stderr).contains("without --curves"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ... and with them the file's signature is the cell's own.
+    let with = t.path().join("with-split");
+    let out = bitgrok(&[
+        "analyze",
+        s(&model),
+        "--out",
+        s(&with),
+        "--split",
+        s(&cell.join("split.csv")),
+        "--curves",
+        s(&cell.join("curves.csv")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("note:"),
+        "{}",
+        text(&out.stderr)
+    );
+    let stored = std::fs::read_dir(cell.join("analysis"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(
+        std::fs::read_to_string(with.join("signature.json")).unwrap(),
+        std::fs::read_to_string(stored.join("signature.json")).unwrap()
+    );
+    let refused = bitgrok(&[
+        "analyze",
+        &key[..8],
+        "--artifacts",
+        s(&art),
+        "--split",
+        "x.csv",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
     for f in [
         "signature.json",
         "frequencies.csv",

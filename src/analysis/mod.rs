@@ -688,7 +688,12 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
 
 /// The training pairs of a trained cell folder (its split.csv).
 pub fn read_train_split(dir: &Path) -> Result<TrainSplit> {
-    let split = crate::store::read_split(&dir.join("split.csv"))?;
+    read_train_split_file(&dir.join("split.csv"))
+}
+
+/// The train pairs of a `split.csv` file.
+pub fn read_train_split_file(path: &Path) -> Result<TrainSplit> {
+    let split = crate::store::read_split(path)?;
     Ok(TrainSplit {
         train: split
             .train

@@ -194,6 +194,8 @@ fn analyze_file_writes_signature_and_tables() {
     assert!(err.to_string().contains("--arch"), "{err}");
     let nanda = Described {
         arch: Some(Arch::Nanda2023),
+        act_bits: Some(0),
+        attention_rate: Some(1.0),
         ..Described::default()
     };
     let sig = analyze_file(&model, &nanda, &small_cfg(), &out).unwrap();

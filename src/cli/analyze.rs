@@ -29,9 +29,17 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "R")]
     pub attention_rate: Option<f64>,
     /// The `model.uniform_attention` (mean or sum) of a file without bitgrok
-    /// metadata [default: mean].
+    /// metadata (needed when --attention-rate is below 1).
     #[arg(long, value_name = "U", value_parser = <UniformAttention as std::str::FromStr>::from_str)]
     pub uniform_attention: Option<UniformAttention>,
+    /// The training split of a file's model (a cell's split.csv): train/test losses
+    /// and accuracies, and restricted (excluded) loss on the test (train) pairs.
+    #[arg(long, value_name = "split.csv")]
+    pub split: Option<PathBuf>,
+    /// The training curves of a file's model (a cell's curves.csv): the outcome
+    /// steps and the final train/test figures.
+    #[arg(long, value_name = "curves.csv")]
+    pub curves: Option<PathBuf>,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -62,10 +70,25 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
             uniform_attention: args.uniform_attention,
         };
         let model = crate::engine::model_file::read_model_file(target, &given)?.model;
-        let sig = crate::analysis::analyze(&model, None, None, &cfg)?;
+        let split = args
+            .split
+            .as_deref()
+            .map(crate::analysis::read_train_split_file)
+            .transpose()?;
+        let curves = args.curves.as_deref().map(store::read_curves).transpose()?;
+        let sig = crate::analysis::analyze(&model, curves.as_deref(), split.as_ref(), &cfg)?;
+        if let Some(note) = without_training_record(split.is_some(), curves.is_some()) {
+            eprintln!("note: {}: {note}", target.display());
+        }
         store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
         (sig, out)
     } else {
+        if args.split.is_some() || args.curves.is_some() {
+            return Err(anyhow::anyhow!(
+                "--split and --curves are for a file target; a cell's own are used"
+            )
+            .into());
+        }
         let artifacts = args.artifacts.open()?;
         let key = artifacts.resolve_key(&args.target)?;
         let dir = artifacts.cell_dir(&key);
@@ -89,4 +112,29 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
     );
     println!("wrote {}", out.display());
     Ok(())
+}
+
+/// What the signature of a file analysed without its split or curves cannot say
+/// (`None` with both).
+pub fn without_training_record(split: bool, curves: bool) -> Option<String> {
+    let mut parts = Vec::new();
+    if !split && !curves {
+        parts.push(
+            "without --split its final train/test loss and accuracy are empty, and \
+             restricted and excluded loss (and their ratios) are computed over all p² \
+             pairs instead of the test and the train pairs",
+        );
+    } else if !split {
+        parts.push(
+            "without --split restricted and excluded loss (and their ratios) are computed \
+             over all p² pairs instead of the test and the train pairs",
+        );
+    }
+    if !curves {
+        parts.push(
+            "without --curves step_memorised, step_generalised and grokking_gap are empty, \
+             and grokked only says whether the final accuracy reaches the threshold",
+        );
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

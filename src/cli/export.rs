@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     /// model.safetensors (state dict for `load_state_dict(strict=True)`),
-    /// config.tl3.json, config.tl4.json and usage.json.
+    /// config.tl3.json, config.tl4.json, usage.json and logits.safetensors.
     TransformerLens,
 }
 
@@ -36,6 +36,19 @@ fn write_export(args: &ExportArgs) -> Result<()> {
     let (cfg, model) = read_cell_model(&artifacts.cell_dir(&key))?;
     let ExportFormat::TransformerLens = args.format;
     let meta = crate::engine::model_file::metadata(&cfg, &key);
+    // The loader's check: bitgrok's own all-pairs loss and accuracy of this model.
+    let p = model.weights.modulus();
+    let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let logits = crate::analysis::forward::logits(&model);
+    let (loss, accuracy) = crate::analysis::measures::full_loss(&logits, p, &all);
+    let max_abs_logit = logits
+        .iter()
+        .fold(0.0f64, |m, &v| m.max(f64::from(v.abs())));
+    let check = export::Check {
+        loss,
+        accuracy,
+        max_abs_logit,
+    };
     let files = [
         (
             "model.safetensors",
@@ -50,8 +63,12 @@ fn write_export(args: &ExportArgs) -> Result<()> {
             (serde_json::to_string_pretty(&export::config(&model, 4))? + "\n").into_bytes(),
         ),
         (
+            "logits.safetensors",
+            export::state_dict_bytes(&export::logits_tensors(&logits, p), &Default::default())?,
+        ),
+        (
             "usage.json",
-            (serde_json::to_string_pretty(&export::usage(&model))? + "\n").into_bytes(),
+            (serde_json::to_string_pretty(&export::usage(&model, check))? + "\n").into_bytes(),
         ),
     ];
     std::fs::create_dir_all(&args.out)
@@ -59,11 +76,10 @@ fn write_export(args: &ExportArgs) -> Result<()> {
     for (name, bytes) in files {
         crate::store::write_atomic(&args.out.join(name), &bytes)?;
     }
-    if model.act_bits > 0 {
+    if model.act_bits > 0 || model.attention.rate < 1.0 {
         eprintln!(
-            "note: this cell quantizes activations to {} bits; TransformerLens reproduces it \
-             only with the hooks listed in usage.json",
-            model.act_bits
+            "note: this cell's function needs forward hooks in TransformerLens (usage.json \
+             \"hooks\"); scripts/load_transformer_lens.py applies them"
         );
     }
     println!("wrote {}", args.out.display());

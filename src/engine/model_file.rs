@@ -8,9 +8,12 @@
 //! stored the latent weights beside the effective ones under `latent.` names and no
 //! description; such cells are read with the description of their `cell.toml`.
 //!
-//! Reading a file is strict: without metadata the architecture must be given; a
-//! tensor bitgrok does not model is refused unless it is all zeros (TransformerLens's
-//! biases, li2024's `pos_embed.W_pos`) or one of TransformerLens's buffers.
+//! Reading a file is strict: without metadata the architecture, the activation
+//! quantizer's bits and the attention rate (and, below rate 1, the uniform
+//! weighting) must be given, never guessed; a tensor bitgrok does not model is
+//! refused unless it is all zeros (TransformerLens's biases, li2024's
+//! `pos_embed.W_pos`) or one of TransformerLens's buffers; TransformerLens 4.x
+//! bridge names are refused with how to save the names bitgrok reads.
 
 use crate::config::{Arch, AttentionMix, CellConfig, QuantConfig, UniformAttention};
 use crate::engine::weights::{
@@ -200,6 +203,56 @@ fn meta_parse<T: std::str::FromStr>(
         .map_err(|_| anyhow!("{what}: metadata \"{k}\" = {v:?} is not valid"))
 }
 
+/// " (missing: --a, --b)" for the flags of a file without metadata not given.
+fn missing_flags(given: &Described) -> String {
+    let missing: Vec<&str> = [
+        ("--arch", given.arch.is_none()),
+        ("--act-bits", given.act_bits.is_none()),
+        ("--attention-rate", given.attention_rate.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, absent)| absent.then_some(flag))
+    .collect();
+    format!(" (missing: {})", missing.join(", "))
+}
+
+/// Names TransformerLens 4.x's `TransformerBridge.state_dict()` gives the parameters
+/// bitgrok models (its `nn.Linear` layout; `tl_parameters()` gives the names
+/// bitgrok reads).
+const BRIDGE_NAMES: &[&str] = &[
+    "embed.weight",
+    "pos_embed.weight",
+    "blocks.0.attn.q.weight",
+    "blocks.0.attn.k.weight",
+    "blocks.0.attn.v.weight",
+    "blocks.0.attn.o.weight",
+    "blocks.0.mlp.in.weight",
+    "blocks.0.mlp.out.weight",
+    "ln_final.weight",
+    "unembed.weight",
+];
+
+/// A file saved from a 4.x bridge's `state_dict()` is refused with how to save one
+/// bitgrok reads.
+fn refuse_bridge_names(tensors: &NamedTensors, what: &str) -> Result<()> {
+    let found: Vec<&str> = BRIDGE_NAMES
+        .iter()
+        .copied()
+        .filter(|n| tensors.contains_key(*n))
+        .collect();
+    if !found.is_empty() {
+        bail!(
+            "{what} has TransformerLens 4.x bridge names ({}), as `bridge.state_dict()` \
+             saves them; bitgrok reads TransformerLens's parameter names (embed.W_E, \
+             blocks.0.attn.W_Q, ...): save `bridge.tl_parameters()` instead, e.g. \
+             safetensors.torch.save_file({{k: v.contiguous() for k, v in \
+             bridge.tl_parameters().items()}}, PATH)",
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The model in `tensors`/`meta` (the content of `what`), strictly (module doc).
 pub fn model_from_tensors(
     tensors: &NamedTensors,
@@ -259,22 +312,33 @@ pub fn model_from_tensors(
         };
         (arch, act_bits, act_eps, mix)
     } else {
-        let arch = given.arch.ok_or_else(|| {
-            anyhow!(
+        refuse_bridge_names(tensors, what)?;
+        // Nothing is guessed: a wrong guess analyses a different function.
+        let (Some(arch), Some(act_bits), Some(rate)) =
+            (given.arch, given.act_bits, given.attention_rate)
+        else {
+            bail!(
                 "{what} has no bitgrok metadata (format {MODEL_FORMAT}; e.g. it was saved by \
-                 TransformerLens or by bitgrok before format 2): pass --arch li2024 or \
-                 --arch nanda2023, and --act-bits N if the model was trained with quantized \
-                 activations"
-            )
-        })?;
+                 TransformerLens or by bitgrok before format 2), so how it runs must be \
+                 given: --arch (li2024 or nanda2023), --act-bits (the activation \
+                 quantizer's bits, 0 for none) and --attention-rate (1 for plain softmax \
+                 attention){}",
+                missing_flags(given)
+            );
+        };
+        let uniform = match given.uniform_attention {
+            Some(u) => u,
+            None if rate < 1.0 => bail!(
+                "{what} has no bitgrok metadata and --attention-rate {rate:?} mixes in \
+                 uniform attention: give --uniform-attention (mean or sum) too"
+            ),
+            None => UniformAttention::Mean,
+        };
         (
             arch,
-            given.act_bits.unwrap_or(0),
+            act_bits,
             given.act_eps.unwrap_or(QuantConfig::default().eps),
-            AttentionMix {
-                rate: given.attention_rate.unwrap_or(1.0),
-                uniform: given.uniform_attention.unwrap_or_default(),
-            },
+            AttentionMix { rate, uniform },
         )
     };
     // A format-1 bitgrok file: its latent weights sit beside the effective ones.

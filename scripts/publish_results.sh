@@ -22,11 +22,12 @@ mkdir -p "$dst/figures" "$dst/cells"
 rm -f "$dst"/*.csv "$dst"/figures/*.svg "$dst"/cells/*.html
 cp "$src"/*.csv "$src/report.html" "$dst/"
 cp "$src"/figures/*.svg "$dst/figures/"
-# The cell pages hold the per-cell figures (neuron heatmaps, attention maps).
-cp "$src"/cells/*.html "$dst/cells/"
-# Every link of the published report must resolve inside results/.
+# The cell pages hold the per-cell figures (neuron heatmaps, attention maps): the
+# ones the report links, not pages of cells no longer in the sweep (or under an
+# older key); every link must resolve inside results/.
 for link in $(grep -o 'href="cells/[^"]*"' "$dst/report.html" | cut -d'"' -f2 | sort -u); do
-    [ -f "$dst/$link" ] || { echo "report links $link, which was not published" >&2; exit 1; }
+    [ -f "$src/$link" ] || { echo "report links $link, which the report did not write" >&2; exit 1; }
+    cp "$src/$link" "$dst/$link"
 done
 # Cells moved from a legacy key (see README, "Cell keys"): the mapping, so tables
 # and pages published under the legacy keys can be matched.

@@ -174,13 +174,25 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                         ))
                         .map_err(plot_err)?;
                     let Some(p) = phases(c) else { continue };
+                    // Boundaries at the same snapshot sit 3 px apart, so none hides another.
+                    let height = {
+                        let ys = chart.plotting_area().get_pixel_range().1;
+                        ys.end - ys.start
+                    };
+                    let mut drawn: Vec<u64> = Vec::new();
                     for &(_, dash, get) in PHASES {
                         if let Some(step) = get(&p) {
+                            let dx = 3 * drawn.iter().filter(|&&s| s == step).count() as i32;
+                            drawn.push(step);
                             chart
-                                .draw_series(std::iter::once(PathElement::new(
-                                    vec![(step as f64, lo - pad), (step as f64, hi + pad)],
-                                    dash.style(color, 2),
-                                )))
+                                .plotting_area()
+                                .draw(
+                                    &(EmptyElement::at((step as f64, hi + pad))
+                                        + PathElement::new(
+                                            vec![(dx, 0), (dx, height)],
+                                            dash.style(color, 2),
+                                        )),
+                                )
                                 .map_err(plot_err)?;
                         }
                     }
@@ -201,7 +213,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
 /// lost its generalisation.
 fn caption(cells: &[&CellView]) -> String {
     let mut text = format!(
-        "Every stored snapshot of {} (one line each, colour = setting): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup. Vertical lines: the phase boundaries bitgrok computes (phase rule in README, \"Progress measures\").",
+        "Every stored snapshot of {} (one line each, colour = setting): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup. Vertical lines: the phase boundaries bitgrok computes (phase rule in README, \"Progress measures\"); boundaries at the same snapshot are drawn 3 px apart.",
         crate::text::count(cells.len(), "cell"),
     );
     let lost: Vec<String> = cells
@@ -231,9 +243,10 @@ mod tests {
     fn phase_boundaries_are_drawn_and_a_lost_generalisation_is_named() {
         let mut rows = fixture::rows(2, |i, s| {
             if i == 0 {
+                // Circuit formation and cleanup start at the same snapshot.
                 s.phases = Some(Phases {
                     step_circuit_start: Some(300),
-                    step_cleanup_start: Some(500),
+                    step_cleanup_start: Some(300),
                     step_cleanup_end: Some(800),
                 });
             } else {
@@ -257,6 +270,26 @@ mod tests {
             assert_eq!(n, MEASURES.len() + 1, "{dash:?}");
         }
         assert!(fig.svg.contains(">\ncleanup starts\n</text>"));
+        // The two boundaries at step 300 are 3 px apart in every panel.
+        let xs = |array: &str| -> Vec<i32> {
+            fig.svg
+                .split("<polyline")
+                .filter(|e| e.contains(&format!("stroke-dasharray=\"{array}\"")))
+                .filter_map(|e| {
+                    let pts = e.split("points=\"").nth(1)?.split('"').next()?;
+                    let first = pts.split_whitespace().next()?;
+                    let last = pts.split_whitespace().last()?;
+                    // Vertical lines only (the legend's are horizontal).
+                    (first.split(',').next() == last.split(',').next())
+                        .then(|| first.split(',').next().unwrap().parse().unwrap())
+                })
+                .collect()
+        };
+        let (dashed, dotted) = (xs("7 4"), xs("2 3"));
+        assert_eq!(dashed.len(), MEASURES.len());
+        for (a, b) in dashed.iter().zip(&dotted) {
+            assert_eq!(b - a, 3, "dashed at {a}, dotted at {b}");
+        }
         assert!(
             fig.caption
                 .contains("int2, seed=1 (generalised at step 400)"),

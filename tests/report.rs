@@ -114,30 +114,54 @@ fn smoke_report_draws_every_figure_from_the_cells() {
         .map(|c| c["n_key_frequencies"].parse::<usize>().unwrap())
         .sum();
     assert!(n_keys > 0);
+    // Plus the legend's dot.
     assert_eq!(
         count(&svg("key_frequencies"), "<circle"),
-        n_keys,
+        n_keys + 1,
         "key frequency dots"
     );
     // Spectrum: one bar per frequency 1..=11 per cell (p = 23).
     assert!(count(&svg("spectrum"), "<rect") >= 6 * 11, "spectrum bars");
-    // Plane: one point per cell plus one legend mark per precision.
-    assert_eq!(
-        count(&svg("algorithm_plane"), "<circle"),
-        6 + 3,
-        "plane points"
-    );
-    // A cell that did not generalise is drawn hollow (and only such a cell).
+    // Plane: a cell that did not generalise is drawn hollow (a 2 px outline, the
+    // shape of its logits' label), and only such a cell, plus the legend's entry.
     let not_generalised = cells
         .iter()
         .filter(|c| c["label"] == "not-generalised")
         .count();
-    let hollow = svg("algorithm_plane")
-        .split("<circle")
-        .skip(1)
-        .filter(|c| c.split("/>").next().unwrap().contains("fill=\"none\""))
+    assert!(
+        not_generalised > 0,
+        "the smoke sweep has a failed cell to draw"
+    );
+    let plane = svg("algorithm_plane");
+    let hollow = plane
+        .split('<')
+        .filter(|e| e.contains("stroke-width=\"2\""))
+        .filter(|e| {
+            let closed = e.starts_with("polyline") && {
+                let pts: Vec<&str> = e
+                    .split("points=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .split_whitespace()
+                    .collect();
+                pts.len() >= 4 && pts.first() == pts.last()
+            };
+            closed || (e.starts_with("circle") && e.contains("fill=\"none\""))
+        })
         .count();
-    assert_eq!(hollow, not_generalised, "hollow plane points");
+    assert_eq!(hollow, not_generalised + 1, "hollow plane points");
+    // Each label present is named in the plane's legend.
+    for c in cells.iter().filter(|c| c["label"] != "not-generalised") {
+        let entry = format!(">\n{}\n</text>", c["label"]);
+        assert!(
+            plane.contains(&entry),
+            "{} not in the plane's legend",
+            c["label"]
+        );
+    }
     // Neurons: one bar per (cell, key frequency) plus a legend mark per precision;
     // one dot per cell on the right.
     let neurons = svg("neurons");
@@ -172,6 +196,21 @@ fn smoke_report_draws_every_figure_from_the_cells() {
         assert_eq!(neurons, 1, "{key12}: neuron heatmaps");
         // 4 heads × (weight on a, weight on b), plus the neuron maps.
         assert!(count(&page, "<image ") >= 8 + n_keys, "{key12}: heatmaps");
+    }
+
+    // No text smaller than 11 px at 100 % zoom, in any figure or cell page.
+    let mut pages: Vec<std::path::PathBuf> = std::fs::read_dir(dir.join("figures"))
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("cells")).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.push(dir.join("report.html"));
+    for path in &pages {
+        let body = std::fs::read_to_string(path).unwrap();
+        for size in body.split("font-size=\"").skip(1) {
+            let px: f64 = size.split('"').next().unwrap().parse().unwrap();
+            assert!(px >= 11.0, "{}: text of {px} px", path.display());
+        }
     }
 
     // A second report rewrites no cell page.

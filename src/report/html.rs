@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Bump when cell pages change, so stored ones are rewritten.
-const CELL_PAGE_VERSION: u32 = 1;
+const CELL_PAGE_VERSION: u32 = 2;
 
 /// What was written, for the caller to print.
 #[derive(Debug)]
@@ -113,8 +113,7 @@ fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) ->
                 .flatten();
             CellView {
                 row,
-                name: display_name(&read.columns, &row.ids, &[], &row.key),
-                group: display_name(&read.columns, &row.ids, &["seed"], "all"),
+                name: cell_name(&setting, &read.columns, &row.ids),
                 precision,
                 setting,
                 curves,
@@ -183,24 +182,13 @@ fn setting_labels<'r>(
         .collect()
 }
 
-/// `fp32, width=64, seed=1`: identity values, precision bare, others named.
-fn display_name(columns: &[String], ids: &[String], skip: &[&str], fallback: &str) -> String {
-    let parts: Vec<String> = columns
-        .iter()
-        .zip(ids)
-        .filter(|(c, v)| !v.is_empty() && !skip.contains(&c.as_str()))
-        .map(|(c, v)| {
-            if c == "precision" {
-                v.clone()
-            } else {
-                format!("{c}={v}")
-            }
-        })
-        .collect();
-    if parts.is_empty() {
-        fallback.chars().take(SHORT_KEY_LEN).collect()
-    } else {
-        parts.join(", ")
+/// A cell's display name: its setting and seed (`binary, quant.binary_scale=true,
+/// seed=1`), unique in the sweep since the setting names every value but the seed
+/// that tells cells of a precision apart.
+fn cell_name(setting: &str, columns: &[String], ids: &[String]) -> String {
+    match columns.iter().position(|c| c == "seed") {
+        Some(i) if !ids[i].is_empty() => format!("{setting}, seed={}", ids[i]),
+        _ => setting.to_string(),
     }
 }
 
@@ -428,25 +416,24 @@ fn write_cell_page(
     }
     let acts = cell::cell_activations(&artifacts.cell_dir(&sc.key))?;
     let mut figs = Vec::new();
-    let color = view.color(&c.precision);
+    let color = view.color(&c.setting);
     if c.curves.is_some() {
         figs.push(Figure {
             id: "curves",
             title: "Training curves".into(),
-            caption: "Train (thin) and test (thick) loss and accuracy; ○ memorised, ▲ generalised."
+            caption: "Train loss and accuracy dashed and thin, test solid and thick; ○ memorised, ▲ generalised (accuracy ≥ threshold)."
                 .into(),
-            svg: figures::svg((420, 440), |root| {
-                figures::curves_panel(root, &c.name, &[c], view.analysis.accuracy_threshold, false)
-            })?,
+            svg: figures::curves_cell(c, color, view.analysis.accuracy_threshold)?,
         });
     }
     let sig = c.sig().expect("analysed cells have a signature");
     figs.push(Figure {
         id: "spectrum",
         title: "Embedding Fourier spectrum".into(),
-        caption: "Norm of W_E per frequency, key frequencies dark.".into(),
-        svg: figures::svg((620, 260), |root| {
-            figures::spectrum_panel(root, &c.name, sig, color)
+        caption: "Norm of W_E per frequency, key frequencies in full colour, the others pale."
+            .into(),
+        svg: figures::svg((640, 280), |root| {
+            figures::spectrum_panel(root, "", sig, color, None)
         })?,
     });
     figs.extend(cell::heatmap_figures(c, &acts)?);

@@ -5,7 +5,7 @@
 //! URI) inside plotters' axes: for p = 113 that is ~15 KB instead of ~1 MB of
 //! rectangles, which keeps per-cell pages small and fast to write.
 
-use super::{font, plot_err, svg, CellView, Figure};
+use super::{font, plot_err, svg, text_width, CellView, Figure, TEXT};
 use crate::analysis::Signature;
 use crate::engine::reference::Depth;
 use anyhow::{Context, Result};
@@ -107,9 +107,9 @@ pub fn heatmap_figures(cell: &CellView, acts: &Activations) -> Result<Vec<Figure
                 id: "neurons",
                 title: "Top neurons of each key frequency".into(),
                 caption: format!(
-                    "Activation over inputs (a, b), dark = low, bright = the neuron's highest: a neuron of frequency k shows stripes or a lattice of period p/k (p = {p}); noise means it is not a clean Fourier feature."
+                    "Activation (after the ReLU) over inputs (a, b), each map from its lowest (dark) to its highest (bright), see the colour bar: a neuron of frequency k shows stripes or a lattice of period p/k (p = {p}); noise means it is not a clean Fourier feature."
                 ),
-                svg: heatmaps(&maps, p)?,
+                svg: heatmaps(&maps, p, &["its highest", "", "its lowest"])?,
             });
         }
     }
@@ -129,8 +129,8 @@ pub fn heatmap_figures(cell: &CellView, acts: &Activations) -> Result<Vec<Figure
     out.push(Figure {
         id: "attention",
         title: "Position-2 attention".into(),
-        caption: "Weight the `=` position gives to positions 0 (a) and 1 (b) per head, scale 0 (dark) to 1 (bright): flat maps at 1/3 mean uniform attention, in which case gradient symmetricity is 1 by construction.".into(),
-        svg: heatmaps(&maps, p)?,
+        caption: "Weight the `=` position gives to positions 0 (a) and 1 (b) per head, 0 (dark) to 1 (bright), see the colour bar: flat maps at 1/3 mean uniform attention, in which case gradient symmetricity is 1 by construction.".into(),
+        svg: heatmaps(&maps, p, &["1", "0.5", "0"])?,
     });
     Ok(out)
 }
@@ -144,20 +144,24 @@ pub struct Heatmap {
     pub range: Option<(f32, f32)>,
 }
 
-const TILE: (u32, u32) = (210, 220);
+const TILE: (u32, u32) = (210, 226);
 
-/// Heatmaps in rows of up to 6 tiles, each with axes a and b.
-pub fn heatmaps(maps: &[Heatmap], p: usize) -> Result<String> {
+/// Heatmaps in rows of up to 6 tiles, each with axes a and b, and a colour bar at
+/// the right whose top, middle and bottom are labelled `bar` (a label may be empty).
+pub fn heatmaps(maps: &[Heatmap], p: usize, bar: &[&str; 3]) -> Result<String> {
     let cols = maps.len().clamp(1, 6);
     let rows = maps.len().div_ceil(cols).max(1);
+    let bar_width = 40 + bar.iter().map(|l| text_width(l, TEXT)).max().unwrap_or(0);
     let mut images = Vec::new();
-    let mut text = svg((TILE.0 * cols as u32, TILE.1 * rows as u32), |root| {
-        for (area, map) in root.split_evenly((rows, cols)).iter().zip(maps) {
+    let size = (TILE.0 * cols as u32 + bar_width, TILE.1 * rows as u32);
+    let mut text = svg(size, |root| {
+        let (tiles, right) = root.split_horizontally(TILE.0 * cols as u32);
+        for (area, map) in tiles.split_evenly((rows, cols)).iter().zip(maps) {
             let chart = ChartBuilder::on(area)
-                .caption(&map.title, font(12))
+                .caption(&map.title, font(TEXT))
                 .margin(5)
-                .x_label_area_size(26)
-                .y_label_area_size(30)
+                .x_label_area_size(34)
+                .y_label_area_size(40)
                 .build_cartesian_2d(0f64..p as f64, 0f64..p as f64)
                 .map_err(plot_err)?;
             let mut chart = chart;
@@ -166,28 +170,64 @@ pub fn heatmaps(maps: &[Heatmap], p: usize) -> Result<String> {
                 .disable_mesh()
                 .x_desc("a")
                 .y_desc("b")
-                .x_labels(4)
-                .y_labels(4)
+                .x_labels(3)
+                .y_labels(3)
                 .x_label_formatter(&|v| format!("{v:.0}"))
                 .y_label_formatter(&|v| format!("{v:.0}"))
-                .label_style(font(10))
+                .label_style(font(TEXT))
                 .draw()
                 .map_err(plot_err)?;
             let (xs, ys) = chart.plotting_area().get_pixel_range();
-            images.push(format!(
-                r#"<image x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="none" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>"#,
-                xs.start,
-                ys.start,
-                xs.end - xs.start,
-                ys.end - ys.start,
-                base64::engine::general_purpose::STANDARD.encode(png_of(map, p)?)
+            images.push(image(
+                (xs.start, ys.start, xs.end - xs.start, ys.end - ys.start),
+                &png_of(map, p)?,
             ));
+        }
+        // The colour bar: as tall as one tile's plot, beside the first row.
+        let (x0, y0, w, h) = (TILE.0 as i32 * cols as i32 + 8, 30, 14, TILE.1 as i32 - 80);
+        images.push(image((x0, y0, w, h), &bar_png()?));
+        right
+            .draw(&Rectangle::new(
+                [(8, y0), (8 + w, y0 + h)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(plot_err)?;
+        for (label, y) in bar.iter().zip([y0, y0 + h / 2, y0 + h]) {
+            if !label.is_empty() {
+                right
+                    .draw(&Text::new(
+                        *label,
+                        (8 + w + 5, y - TEXT as i32 / 2),
+                        font(TEXT),
+                    ))
+                    .map_err(plot_err)?;
+            }
         }
         Ok(())
     })?;
     let end = text.rfind("</svg>").context("plotters wrote no </svg>")?;
     text.insert_str(end, &(images.join("\n") + "\n"));
     Ok(text)
+}
+
+/// An `<image>` of PNG bytes at `(x, y, width, height)`.
+fn image((x, y, w, h): (i32, i32, i32, i32), png: &[u8]) -> String {
+    format!(
+        r#"<image x="{x}" y="{y}" width="{w}" height="{h}" preserveAspectRatio="none" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>"#,
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+/// The colour bar: viridis from bright (top) to dark (bottom).
+fn bar_png() -> Result<Vec<u8>> {
+    let n = 64;
+    let map = Heatmap {
+        title: String::new(),
+        // Row a·n + b; b upwards, so value = b puts the highest at the top.
+        values: (0..n * n).map(|i| (i % n) as f32).collect(),
+        range: Some((0.0, (n - 1) as f32)),
+    };
+    png_of(&map, n)
 }
 
 /// A p × p palette PNG of a map (viridis), row 0 = b = p − 1.

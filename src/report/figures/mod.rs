@@ -16,10 +16,11 @@ use crate::analysis::{CurvePoint, Signature};
 use crate::config::AnalysisConfig;
 use crate::report::aggregate::Row;
 use crate::store::CellState as Status;
-pub use curves::draw_panel as curves_panel;
+pub use curves::cell_figure as curves_cell;
 pub use spectrum::draw_spectrum as spectrum_panel;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::CoordTranslate;
 use plotters::prelude::*;
 use std::collections::HashMap;
 
@@ -42,12 +43,12 @@ pub struct CellView<'a> {
     pub row: &'a Row,
     /// `precision` of the cell (an axis or not).
     pub precision: String,
-    /// Short display name: the identity values, `name=value` except precision.
+    /// Display name: the setting and the seed (`binary, quant.binary_scale=true,
+    /// seed=1`), unique in the sweep.
     pub name: String,
-    /// Name without the `seed` column: cells sharing it are overlaid.
-    pub group: String,
     /// Precision plus what tells this cell's setting apart from others of its
-    /// precision (`binary, quant.binary_scale=true`): the colour key.
+    /// precision (`binary, quant.binary_scale=true`): the colour key, and the group
+    /// of cells equal but for the seed that the curves overlay.
     pub setting: String,
     /// curves.csv of a done cell; None when absent or unreadable.
     pub curves: Option<Vec<CurvePoint>>,
@@ -123,9 +124,83 @@ pub fn palette(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-/// The font of every figure: the reader's own sans-serif (nothing is fetched).
-pub fn font(size: u32) -> TextStyle<'static> {
-    ("sans-serif", size).into_font().color(&BLACK)
+/// Text sizes of every figure, in CSS pixels as the reader sees them at 100 % zoom.
+/// Nothing is smaller than [`MIN_TEXT`] (`tests/report.rs` checks every SVG).
+pub const MIN_TEXT: u32 = 11;
+/// Tick labels, axis names and legends.
+pub const TEXT: u32 = 12;
+/// Panel titles.
+pub const TITLE: u32 = 14;
+/// The title of a figure drawn as one chart.
+pub const HEADING: u32 = 15;
+
+/// plotters' SVG backend writes a font of size `s` as `font-size = s / 1.24`.
+const PLOTTERS_FONT_SCALE: f64 = 1.24;
+
+/// The font of every figure: the reader's own sans-serif (nothing is fetched),
+/// rendered `px` CSS pixels high.
+pub fn font(px: u32) -> TextStyle<'static> {
+    debug_assert!(px >= MIN_TEXT, "text of {px} px is below {MIN_TEXT} px");
+    ("sans-serif", px as f64 * PLOTTERS_FONT_SCALE)
+        .into_font()
+        .color(&BLACK)
+}
+
+/// A tick label with `digits` decimals, never `-0.00`.
+pub fn tick(v: f64, digits: usize) -> String {
+    let s = format!("{v:.digits$}");
+    if s.starts_with('-') && s[1..].chars().all(|c| c == '0' || c == '.') {
+        s[1..].to_string()
+    } else {
+        s
+    }
+}
+
+/// How a line is stroked. plotters' SVG backend draws every path solid, so a
+/// dashed path is drawn at its dash's marker opacity and [`svg`] rewrites that
+/// opacity into the dash pattern (at opacity [`DASH_OPACITY`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+    DashDot,
+}
+
+/// The opacity of dashed lines.
+const DASH_OPACITY: f64 = 0.9;
+
+impl Dash {
+    /// The marker opacity (no figure draws anything else at these) and the
+    /// `stroke-dasharray` it becomes.
+    fn marker(self) -> Option<(f64, &'static str)> {
+        match self {
+            Dash::Solid => None,
+            Dash::Dashed => Some((0.9011, "7 4")),
+            Dash::Dotted => Some((0.9012, "2 3")),
+            Dash::DashDot => Some((0.9013, "9 3 2 3")),
+        }
+    }
+
+    /// A line of this dash in `color`, `width` pixels wide.
+    pub fn style(self, color: RGBColor, width: u32) -> ShapeStyle {
+        match self.marker() {
+            Some((alpha, _)) => color.mix(alpha).stroke_width(width),
+            None => color.stroke_width(width),
+        }
+    }
+}
+
+/// Turn the marker opacities of dashed lines into their dash patterns.
+fn apply_dashes(mut text: String) -> String {
+    for dash in [Dash::Dashed, Dash::Dotted, Dash::DashDot] {
+        let (alpha, array) = dash.marker().expect("dashed");
+        text = text.replace(
+            &format!("opacity=\"{alpha}\""),
+            &format!("opacity=\"{DASH_OPACITY}\" stroke-dasharray=\"{array}\""),
+        );
+    }
+    text
 }
 
 /// Draw into an SVG string of `size` pixels.
@@ -140,7 +215,7 @@ pub fn svg(
         draw(&root)?;
         root.present().map_err(plot_err)?;
     }
-    Ok(buf)
+    Ok(apply_dashes(buf))
 }
 
 /// plotters' errors as anyhow errors.
@@ -188,8 +263,10 @@ pub fn text_width(text: &str, size: u32) -> u32 {
     (text.chars().count() as f64 * 0.56 * size as f64).ceil() as u32
 }
 
-/// Widest a figure of small multiples grows before its panels wrap to more rows.
-const MAX_FIGURE_WIDTH: u32 = 1600;
+/// Widest a figure of small multiples grows before its panels wrap to more rows:
+/// the report's column (1,400 px less its padding), so no figure is shrunk to fit
+/// and its text stays at the size drawn.
+pub const MAX_FIGURE_WIDTH: u32 = 1360;
 
 /// Panel width and the most columns for small multiples titled `titles` in
 /// `font(size)`: at least `min` wide, and wide enough that no title overlaps its
@@ -209,22 +286,106 @@ pub fn panel_layout<'t>(
     (width, cols)
 }
 
-/// Swatch-and-name rows of a legend drawn beside a chart rather than in it, where
+/// What a legend entry shows beside its name.
+#[derive(Clone, Copy, Debug)]
+pub enum Mark {
+    /// A filled square: a colour (a setting).
+    Swatch(RGBColor),
+    /// A short line of a dash and width.
+    Line(RGBColor, Dash, u32),
+    /// A point marker, filled or hollow.
+    Marker(Shape, RGBColor, bool),
+    /// A small solid dot.
+    Dot(RGBColor),
+}
+
+/// Point markers; each is drawn filled (translucent, with an outline) or hollow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Circle,
+    Triangle,
+    Diamond,
+    Square,
+    TriangleDown,
+}
+
+/// The colour of legend marks that stand for no setting (line styles, shapes):
+/// darker than any palette colour.
+pub const INK: RGBColor = RGBColor(40, 40, 40);
+
+/// Fill opacity of filled markers: overlapping markers show through each other.
+pub const MARKER_FILL: f64 = 0.6;
+
+impl Shape {
+    /// The outline's vertices around the origin for radius `r` (None for the circle).
+    fn vertices(self, r: i32) -> Option<Vec<(i32, i32)>> {
+        let (t, b) = (r * 6 / 5, r * 4 / 5);
+        Some(match self {
+            Shape::Circle => return None,
+            Shape::Triangle => vec![(0, -t), (t, b), (-t, b)],
+            Shape::TriangleDown => vec![(0, t), (t, -b), (-t, -b)],
+            Shape::Diamond => vec![(0, -t), (t, 0), (0, t), (-t, 0)],
+            Shape::Square => vec![(-r, -r), (r, -r), (r, r), (-r, r)],
+        })
+    }
+
+    /// Draw at `at` (in `area`'s coordinates) with radius `r` pixels: filled = a
+    /// translucent fill and a 1 px outline; hollow = a 2 px outline only.
+    pub fn draw<CT: CoordTranslate>(
+        self,
+        area: &DrawingArea<SVGBackend<'_>, CT>,
+        at: CT::From,
+        r: i32,
+        color: RGBColor,
+        filled: bool,
+    ) -> Result<()>
+    where
+        CT::From: Clone,
+    {
+        let outline = color.stroke_width(if filled { 1 } else { 2 });
+        let fill = color.mix(MARKER_FILL).filled();
+        let here = || EmptyElement::at(at.clone());
+        match self.vertices(r) {
+            None => {
+                if filled {
+                    area.draw(&(here() + Circle::new((0, 0), r, fill)))
+                        .map_err(plot_err)?;
+                }
+                area.draw(&(here() + Circle::new((0, 0), r, outline)))
+                    .map_err(plot_err)?;
+            }
+            Some(v) => {
+                if filled {
+                    area.draw(&(here() + Polygon::new(v.clone(), fill)))
+                        .map_err(plot_err)?;
+                }
+                let mut closed = v.clone();
+                closed.push(v[0]);
+                area.draw(&(here() + PathElement::new(closed, outline)))
+                    .map_err(plot_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mark-and-name entries of a legend drawn beside a chart rather than in it, where
 /// it would hide data: entries flow in columns as wide as the longest name.
 pub struct LegendStrip<'a> {
-    entries: &'a [(String, RGBColor)],
+    entries: &'a [(String, Mark)],
     cols: usize,
     col_width: u32,
 }
 
-const LEGEND_ROW: u32 = 16;
-const LEGEND_FONT: u32 = 11;
+const LEGEND_ROW: u32 = 20;
+/// Room for a mark before its name.
+const LEGEND_MARK: u32 = 30;
 
 impl<'a> LegendStrip<'a> {
-    pub fn new(entries: &'a [(String, RGBColor)], width: u32) -> Self {
+    pub fn new(entries: &'a [(String, Mark)], width: u32) -> Self {
         let col_width = entries
             .iter()
-            .map(|(name, _)| text_width(name, LEGEND_FONT) + 34)
+            .map(|(name, _)| text_width(name, TEXT) + LEGEND_MARK + 20)
             .max()
             .unwrap_or(1);
         let cols = ((width.saturating_sub(20) / col_width) as usize).clamp(1, entries.len().max(1));
@@ -235,31 +396,73 @@ impl<'a> LegendStrip<'a> {
         }
     }
 
-    /// Pixels the strip needs below the chart.
+    /// Pixels the strip needs.
     pub fn height(&self) -> u32 {
         self.entries.len().div_ceil(self.cols) as u32 * LEGEND_ROW + 12
     }
 
     pub fn draw(&self, area: &DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<()> {
-        for (i, (name, color)) in self.entries.iter().enumerate() {
+        for (i, (name, mark)) in self.entries.iter().enumerate() {
             let x = 20 + (i % self.cols) as i32 * self.col_width as i32;
             let y = 6 + (i / self.cols) as i32 * LEGEND_ROW as i32;
-            area.draw(&Rectangle::new(
-                [(x, y + 2), (x + 10, y + 12)],
-                color.filled(),
+            let mid = y + TEXT as i32 / 2 + 1;
+            match *mark {
+                Mark::Swatch(color) => {
+                    area.draw(&Rectangle::new(
+                        [(x + 6, mid - 6), (x + 18, mid + 6)],
+                        color.filled(),
+                    ))
+                    .map_err(plot_err)?;
+                }
+                Mark::Line(color, dash, width) => {
+                    area.draw(&PathElement::new(
+                        vec![(x, mid), (x + LEGEND_MARK as i32 - 6, mid)],
+                        dash.style(color, width),
+                    ))
+                    .map_err(plot_err)?;
+                }
+                Mark::Marker(shape, color, filled) => {
+                    shape.draw(area, (x + 12, mid), 6, color, filled)?;
+                }
+                Mark::Dot(color) => {
+                    area.draw(&Circle::new((x + 12, mid), 3, color.filled()))
+                        .map_err(plot_err)?;
+                }
+            }
+            area.draw(&Text::new(
+                name.as_str(),
+                (x + LEGEND_MARK as i32, y),
+                font(TEXT),
             ))
             .map_err(plot_err)?;
-            area.draw(&Text::new(name.as_str(), (x + 16, y), font(LEGEND_FONT)))
-                .map_err(plot_err)?;
         }
         Ok(())
     }
 }
 
-/// Rows × columns for `n` panels at most `max_cols` wide.
+/// Setting swatches for a legend: the settings of `view` that `used` keeps, in
+/// colour order.
+pub fn setting_entries(view: &SweepView, used: impl Fn(&str) -> bool) -> Vec<(String, Mark)> {
+    view.settings
+        .iter()
+        .filter(|s| used(s))
+        .map(|s| (s.clone(), Mark::Swatch(view.color(s))))
+        .collect()
+}
+
+/// Rows × columns for `n` panels at most `max_cols` wide, with as few empty slots
+/// as the width allows: the column count (down to half of `max_cols`) that leaves
+/// the fewest empty slots in the last row, the widest among equals.
 pub fn grid_shape(n: usize, max_cols: usize) -> (usize, usize) {
-    let cols = n.clamp(1, max_cols);
-    (n.div_ceil(cols).max(1), cols)
+    let max_cols = max_cols.max(1);
+    if n <= max_cols {
+        return (1, n.max(1));
+    }
+    let cols = (max_cols.div_ceil(2).max(2).min(max_cols)..=max_cols)
+        .rev()
+        .min_by_key(|&c| n.div_ceil(c) * c - n)
+        .unwrap_or(max_cols);
+    (n.div_ceil(cols), cols)
 }
 
 #[cfg(test)]
@@ -282,8 +485,13 @@ mod tests {
 
     #[test]
     fn legend_strip_fits_its_width_and_draws_every_entry() {
-        let entries: Vec<(String, RGBColor)> = (0..9)
-            .map(|i| (format!("binary, quant.binary_scale={i}"), palette(i)))
+        let entries: Vec<(String, Mark)> = (0..9)
+            .map(|i| {
+                (
+                    format!("binary, quant.binary_scale={i}"),
+                    Mark::Swatch(palette(i)),
+                )
+            })
             .collect();
         let strip = LegendStrip::new(&entries, 700);
         assert!(strip.cols >= 2 && strip.cols as u32 * strip.col_width <= 700);
@@ -294,7 +502,7 @@ mod tests {
             assert!(text.contains(name.as_str()), "{name} not drawn");
         }
         // One name wider than the figure still gets a column of its own.
-        let wide = [("x".repeat(300), palette(0))];
+        let wide = [("x".repeat(300), Mark::Swatch(palette(0)))];
         assert_eq!(LegendStrip::new(&wide, 700).cols, 1);
     }
 
@@ -311,5 +519,190 @@ mod tests {
         assert_eq!(g, vec![("b", vec![0, 2]), ("a", vec![1])]);
         assert_eq!(grid_shape(5, 3), (2, 3));
         assert_eq!(grid_shape(2, 3), (1, 2));
+    }
+
+    #[test]
+    fn grids_leave_as_few_empty_slots_as_the_width_allows() {
+        // The precision ladder's 9 panels: 3 × 3, not 3 rows of 4 with 3 empty.
+        assert_eq!(grid_shape(9, 4), (3, 3));
+        assert_eq!(grid_shape(16, 4), (4, 4));
+        assert_eq!(grid_shape(7, 4), (2, 4));
+        assert_eq!(grid_shape(15, 4), (5, 3));
+        assert_eq!(grid_shape(1, 4), (1, 1));
+    }
+
+    #[test]
+    fn text_renders_at_the_size_asked_for() {
+        let text = svg((200, 50), |root| {
+            root.draw(&Text::new("x", (10, 10), font(TEXT)))
+                .map_err(plot_err)
+        })
+        .unwrap();
+        assert!(text.contains(&format!("font-size=\"{TEXT}\"")), "{text}");
+    }
+
+    #[test]
+    fn ticks_never_read_minus_zero() {
+        assert_eq!(tick(-0.001, 2), "0.00");
+        assert_eq!(tick(-0.0, 1), "0.0");
+        assert_eq!(tick(-0.02, 2), "-0.02");
+        assert_eq!(tick(0.5, 2), "0.50");
+    }
+
+    #[test]
+    fn dashed_lines_get_a_dash_pattern_and_solid_ones_none() {
+        let text = svg((100, 100), |root| {
+            for (dash, y) in [(Dash::Solid, 10), (Dash::Dashed, 20), (Dash::Dotted, 30)] {
+                root.draw(&PathElement::new(
+                    vec![(0, y), (90, y)],
+                    dash.style(palette(0), 1),
+                ))
+                .map_err(plot_err)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(text.matches("stroke-dasharray=\"7 4\"").count(), 1);
+        assert_eq!(text.matches("stroke-dasharray=\"2 3\"").count(), 1);
+        assert_eq!(text.matches("stroke-dasharray").count(), 2);
+        assert!(!text.contains("0.901"), "a marker opacity is left: {text}");
+    }
+
+    #[test]
+    fn every_figure_of_a_sweep_has_text_of_at_least_the_minimum_size() {
+        let rows = fixture::rows(30, |_, _| {});
+        let view = fixture::view(&rows, &["fp32", "binary, quant.binary_scale=true"]);
+        let figs = sweep_figures(&view).unwrap();
+        assert!(
+            figs.len() >= 5,
+            "{:?}",
+            figs.iter().map(|f| f.id).collect::<Vec<_>>()
+        );
+        for f in &figs {
+            for size in font_sizes(&f.svg) {
+                assert!(size >= MIN_TEXT as f64, "{}: text of {size} px", f.id);
+            }
+        }
+    }
+
+    /// Every `font-size` in an SVG, in pixels.
+    pub(crate) fn font_sizes(svg: &str) -> Vec<f64> {
+        svg.split("font-size=\"")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap().parse().unwrap())
+            .collect()
+    }
+}
+
+/// Synthetic sweeps for the figures' tests: one small random model analysed once,
+/// its signature copied into every cell.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use super::*;
+    use crate::analysis::forward::tests::random_model;
+    use crate::analysis::mechanism::LogitPattern;
+    use crate::analysis::progress::ProgressRow;
+    use crate::analysis::{analyze, CurvePoint};
+    use crate::config::Arch;
+    use crate::engine::model_file::Model;
+
+    /// `n` analysed cells (status done, one key frequency 1 with clock and pizza
+    /// scores that differ per cell, label pizza), edited by `edit(i, sig)`.
+    pub fn rows(n: usize, edit: impl Fn(usize, &mut Signature)) -> Vec<Row> {
+        let w = random_model(Arch::Li2024, 7, 8, 2, 16, 1);
+        let base = analyze(&Model::plain(w), None, None, &AnalysisConfig::default()).unwrap();
+        (0..n)
+            .map(|i| {
+                let mut sig = base.clone();
+                sig.neurons.key_frequencies = vec![1];
+                sig.algorithm.logit_patterns = vec![LogitPattern {
+                    frequency: 1,
+                    clock: 0.5 + 0.01 * i as f64,
+                    pizza: 0.9 - 0.01 * i as f64,
+                }];
+                sig.algorithm.label = crate::analysis::labels::Label::Pizza;
+                edit(i, &mut sig);
+                Row {
+                    ids: vec![i.to_string()],
+                    key: format!("{i:064}"),
+                    status: Status::Done,
+                    seconds: None,
+                    error: None,
+                    sig: Some(sig),
+                    progress: Vec::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// Snapshots every 100 steps to `steps`, the losses falling.
+    pub fn progress(steps: u64) -> Vec<ProgressRow> {
+        (0..=steps / 100)
+            .map(|i| {
+                let t = i as f64 + 1.0;
+                ProgressRow {
+                    step: i * 100,
+                    train_loss: 1.0 / t,
+                    test_loss: 2.0 / t,
+                    test_acc: 1.0 - 1.0 / t,
+                    restricted_loss: 1.0 / t,
+                    excluded_loss: t,
+                    gini: 0.1 * t.ln(),
+                    n_key_frequencies: 1,
+                    final_keys_embedding_energy: 0.5,
+                    final_keys_neurons: 3,
+                    weight_sq_sum: 100.0 / t,
+                    zero_fraction_mean: 0.0,
+                    attention_tv: 0.01,
+                    qk_norm: 1.0,
+                    gradient_symmetricity: 0.5,
+                }
+            })
+            .collect()
+    }
+
+    /// The view of `rows`, cell i of setting `settings[i % len]`, named by its
+    /// setting and seed i, with curves of 11 evaluations.
+    pub fn view<'a>(rows: &'a [Row], settings: &[&str]) -> SweepView<'a> {
+        let cells: Vec<CellView> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let setting = settings[i % settings.len()].to_string();
+                CellView {
+                    row,
+                    precision: setting.split(',').next().unwrap().to_string(),
+                    name: format!("{setting}, seed={i}"),
+                    setting,
+                    curves: Some(
+                        (0..=10)
+                            .map(|s| CurvePoint {
+                                step: s * 100,
+                                train_loss: 1.0 / (s + 1) as f64,
+                                test_loss: 2.0 / (s + 1) as f64,
+                                train_acc: 0.1 * s as f64,
+                                test_acc: 0.05 * s as f64,
+                            })
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        let mut precisions: Vec<String> = Vec::new();
+        let mut settings_seen: Vec<String> = Vec::new();
+        for c in &cells {
+            if !precisions.contains(&c.precision) {
+                precisions.push(c.precision.clone());
+            }
+            if !settings_seen.contains(&c.setting) {
+                settings_seen.push(c.setting.clone());
+            }
+        }
+        SweepView {
+            cells,
+            precisions,
+            settings: settings_seen,
+            analysis: AnalysisConfig::default(),
+        }
     }
 }

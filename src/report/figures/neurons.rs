@@ -1,7 +1,8 @@
 //! Figure 3: neurons per key frequency and the fraction of neurons clustered, per
 //! setting (precision and what else tells cells of a precision apart).
 
-use super::{font, plot_err, svg, text_width, Figure, LegendStrip, SweepView};
+use super::{font, plot_err, setting_entries, svg, text_width, Figure, LegendStrip, SweepView};
+use super::{HEADING, TEXT};
 use crate::report::aggregate::median;
 use anyhow::Result;
 use plotters::prelude::*;
@@ -38,21 +39,17 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         (i as f64 + 0.5) / np as f64 - 0.5
     };
     // The legend goes under both panels: inside the bar chart it hid the tallest bars.
-    let entries: Vec<(String, RGBColor)> = view
-        .settings
-        .iter()
-        .map(|p| (p.clone(), view.color(p)))
-        .collect();
+    let entries = setting_entries(view, |_| true);
     let legend = LegendStrip::new(&entries, 1100);
     let text = svg((1100, 380 + legend.height()), |root| {
         let (charts, strip) = root.split_vertically(380);
         legend.draw(&strip)?;
         let (left, right) = charts.split_horizontally(760);
         let mut chart = ChartBuilder::on(&left)
-            .caption("neurons per key frequency", font(14))
+            .caption("neurons per key frequency", font(HEADING))
             .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
             .build_cartesian_2d(0.5f64..kmax as f64 + 0.5, 0f64..max_neurons * 1.1)
             .map_err(plot_err)?;
         chart
@@ -61,7 +58,8 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .y_desc("clustered neurons")
             .x_labels(kmax.min(30))
             .x_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(font(11))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style(font(TEXT))
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
@@ -88,10 +86,10 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         }
 
         let mut frac = ChartBuilder::on(&right)
-            .caption("fraction of neurons clustered", font(14))
+            .caption("fraction of neurons clustered", font(HEADING))
             .margin(8)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
+            .x_label_area_size(44)
+            .y_label_area_size(60)
             .build_cartesian_2d(-0.5f64..np as f64 - 0.5, 0f64..1.05)
             .map_err(plot_err)?;
         // Setting names under the dots when they fit in the panel's 300 px, else the
@@ -99,7 +97,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         let fits = view
             .settings
             .iter()
-            .all(|n| text_width(n, 11) as usize * np < 300);
+            .all(|n| text_width(n, TEXT) as usize * np < 300);
         let names = if fits {
             view.settings.clone()
         } else {
@@ -121,7 +119,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                     String::new()
                 }
             })
-            .label_style(font(11))
+            .label_style(font(TEXT))
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
@@ -151,7 +149,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     Ok(Some(Figure {
         id: "neurons",
         title: "Neuron clusters".into(),
-        caption: "Left: MLP neurons owned by each key frequency, one bar per cell (colour = setting); right: fraction of neurons clustered per cell, bar = median: quantized models with fewer, less populated clusters use a noisier Fourier algorithm.".into(),
+        caption: "Left: clustered MLP neurons of each key frequency, one translucent bar per cell and key frequency (colour = setting; bars of a setting's seeds overlap). Right: the fraction of neurons clustered, one dot per cell, black bar = the setting's median.".into(),
         svg: text,
     }))
 }

@@ -1,13 +1,17 @@
 //! Figure 5: progress measures over training (science.md §7), for cells trained with
-//! snapshots: one panel per measure, one line per cell, coloured by setting.
+//! snapshots: one panel per measure, one line per cell, coloured by setting, with
+//! the phase boundaries bitgrok computes as vertical lines.
 
-use super::{font, plot_err, svg, CellView, Figure, LegendStrip, SweepView};
-use crate::analysis::progress::ProgressRow;
+use super::{
+    font, grid_shape, plot_err, setting_entries, svg, tick, CellView, Dash, Figure, LegendStrip,
+    Mark, SweepView, INK, TEXT, TITLE,
+};
+use crate::analysis::progress::{Phases, ProgressRow};
 use anyhow::Result;
 use plotters::prelude::*;
 
-const PANEL: (u32, u32) = (360, 260);
-const COLS: usize = 3;
+const PANEL: (u32, u32) = (340, 270);
+const MAX_COLS: usize = 4;
 
 /// One panel: which measure, and whether its axis is logarithmic.
 struct Measure {
@@ -23,7 +27,7 @@ const MEASURES: &[Measure] = &[
         log: true,
     },
     Measure {
-        title: "excluded loss (train, final keys removed)",
+        title: "excluded loss (train, final keys out)",
         get: |r| r.excluded_loss,
         log: true,
     },
@@ -43,7 +47,7 @@ const MEASURES: &[Measure] = &[
         log: true,
     },
     Measure {
-        title: "quantized weights at zero (mean fraction)",
+        title: "quantized weights at zero (mean)",
         get: |r| r.zero_fraction_mean,
         log: false,
     },
@@ -52,6 +56,18 @@ const MEASURES: &[Measure] = &[
         get: |r| r.attention_tv,
         log: false,
     },
+];
+
+/// A phase boundary drawn: its legend name, dash and step.
+type Boundary = (&'static str, Dash, fn(&Phases) -> Option<u64>);
+
+/// The phase boundaries drawn.
+const PHASES: &[Boundary] = &[
+    ("circuit formation starts", Dash::Dashed, |p| {
+        p.step_circuit_start
+    }),
+    ("cleanup starts", Dash::Dotted, |p| p.step_cleanup_start),
+    ("cleanup ends", Dash::DashDot, |p| p.step_cleanup_end),
 ];
 
 pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
@@ -69,23 +85,39 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let rows = MEASURES.len().div_ceil(COLS);
-    let entries: Vec<(String, RGBColor)> = view
-        .settings
-        .iter()
-        .filter(|p| cells.iter().any(|c| &c.setting == *p))
-        .map(|p| (p.clone(), view.color(p)))
-        .collect();
-    let legend = LegendStrip::new(&entries, PANEL.0 * COLS as u32);
+    let phases = |c: &CellView| c.sig().and_then(|s| s.phases.clone());
+    let mut entries = setting_entries(view, |s| cells.iter().any(|c| c.setting == s));
+    for &(name, dash, get) in PHASES {
+        if cells
+            .iter()
+            .any(|c| phases(c).as_ref().and_then(get).is_some())
+        {
+            entries.push((name.to_string(), Mark::Line(INK, dash, 2)));
+        }
+    }
+    // The legend fills the grid's empty slot when there is one and it fits there.
+    let (rows, cols) = grid_shape(MEASURES.len() + 1, MAX_COLS);
+    let in_slot = LegendStrip::new(&entries, PANEL.0);
+    let slot = rows * cols > MEASURES.len() && in_slot.height() + 30 <= PANEL.1;
+    let (rows, cols) = if slot {
+        (rows, cols)
+    } else {
+        grid_shape(MEASURES.len(), MAX_COLS)
+    };
+    let strip = LegendStrip::new(&entries, PANEL.0 * cols as u32);
+    let strip_h = if slot { 0 } else { strip.height() };
     let text = svg(
-        (
-            PANEL.0 * COLS as u32,
-            PANEL.1 * rows as u32 + legend.height(),
-        ),
+        (PANEL.0 * cols as u32, PANEL.1 * rows as u32 + strip_h),
         |root| {
-            let (strip, body) = root.split_vertically(legend.height());
-            legend.draw(&strip)?;
-            for (area, m) in body.split_evenly((rows, COLS)).iter().zip(MEASURES) {
+            let (top, body) = root.split_vertically(strip_h);
+            let areas = body.split_evenly((rows, cols));
+            if slot {
+                let (_, below) = areas[MEASURES.len()].split_vertically(30);
+                in_slot.draw(&below)?;
+            } else {
+                strip.draw(&top)?;
+            }
+            for (area, m) in areas.iter().zip(MEASURES) {
                 // Log panels plot log10 of the value on a linear axis labelled 10^x.
                 let value = |r: &ProgressRow| {
                     let v = (m.get)(r);
@@ -103,11 +135,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 );
                 let pad = (hi - lo) * 0.05;
                 let mut chart = ChartBuilder::on(area)
-                    .caption(m.title, font(13))
+                    .caption(m.title, font(TITLE))
                     .margin(6)
-                    .margin_right(14)
-                    .x_label_area_size(30)
-                    .y_label_area_size(50)
+                    .margin_right(16)
+                    .x_label_area_size(40)
+                    .y_label_area_size(62)
                     .build_cartesian_2d(0f64..max_step, lo - pad..hi + pad)
                     .map_err(plot_err)?;
                 // Within a decade, whole powers of ten would repeat: show two digits.
@@ -123,10 +155,10 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                         if log {
                             format!("{:.*e}", digits, 10f64.powf(*v))
                         } else {
-                            format!("{v:.2}")
+                            tick(*v, 2)
                         }
                     })
-                    .label_style(font(10))
+                    .label_style(font(TEXT))
                     .light_line_style(WHITE)
                     .draw()
                     .map_err(plot_err)?;
@@ -138,9 +170,32 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                                 .progress
                                 .iter()
                                 .filter_map(|r| value(r).map(|v| (r.step as f64, v))),
-                            color.mix(0.8).stroke_width(1),
+                            color.stroke_width(1),
                         ))
                         .map_err(plot_err)?;
+                    let Some(p) = phases(c) else { continue };
+                    // Boundaries at the same snapshot sit 3 px apart, so none hides another.
+                    let height = {
+                        let ys = chart.plotting_area().get_pixel_range().1;
+                        ys.end - ys.start
+                    };
+                    let mut drawn: Vec<u64> = Vec::new();
+                    for &(_, dash, get) in PHASES {
+                        if let Some(step) = get(&p) {
+                            let dx = 3 * drawn.iter().filter(|&&s| s == step).count() as i32;
+                            drawn.push(step);
+                            chart
+                                .plotting_area()
+                                .draw(
+                                    &(EmptyElement::at((step as f64, hi + pad))
+                                        + PathElement::new(
+                                            vec![(dx, 0), (dx, height)],
+                                            dash.style(color, 2),
+                                        )),
+                                )
+                                .map_err(plot_err)?;
+                        }
+                    }
                 }
             }
             Ok(())
@@ -149,11 +204,107 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     Ok(Some(Figure {
         id: "progress",
         title: "Progress measures over training".into(),
-        caption: format!(
-            "Every stored snapshot of {} cell{} (one line each, colour by setting): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup (phase rule in README, \"Progress measures\").",
-            cells.len(),
-            if cells.len() == 1 { "" } else { "s" }
-        ),
+        caption: caption(&cells),
         svg: text,
     }))
+}
+
+/// What the figure shows, and what its losses are measured against when a cell
+/// lost its generalisation.
+fn caption(cells: &[&CellView]) -> String {
+    let mut text = format!(
+        "Every stored snapshot of {} (one line each, colour = setting): excluded loss rising while test loss is still high is the circuit forming on the final key frequencies; the weight norm falling afterwards is cleanup. Vertical lines: the phase boundaries bitgrok computes (phase rule in README, \"Progress measures\"); boundaries at the same snapshot are drawn 3 px apart.",
+        crate::text::count(cells.len(), "cell"),
+    );
+    let lost: Vec<String> = cells
+        .iter()
+        .filter_map(|c| {
+            let o = &c.sig()?.outcome;
+            let step = o.step_generalised.filter(|_| !o.generalised)?;
+            Some(format!("{} (generalised at step {step})", c.name))
+        })
+        .collect();
+    if !lost.is_empty() {
+        text.push_str(&format!(
+            " Not generalised at the end though generalised earlier: {}. The excluded and restricted losses are measured against the key frequencies of the final model, so for {} they are the frequencies of the model after it lost its generalisation, and no phase boundaries are drawn (the rule needs a model that ends generalised).",
+            lost.join(", "),
+            if lost.len() == 1 { "it" } else { "these" },
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+    use super::*;
+
+    #[test]
+    fn phase_boundaries_are_drawn_and_a_lost_generalisation_is_named() {
+        let mut rows = fixture::rows(2, |i, s| {
+            if i == 0 {
+                // Circuit formation and cleanup start at the same snapshot.
+                s.phases = Some(Phases {
+                    step_circuit_start: Some(300),
+                    step_cleanup_start: Some(300),
+                    step_cleanup_end: Some(800),
+                });
+            } else {
+                s.outcome.generalised = false;
+                s.outcome.step_generalised = Some(400);
+                s.phases = None;
+            }
+        });
+        for r in &mut rows {
+            r.progress = fixture::progress(1000);
+        }
+        let view = fixture::view(&rows, &["fp32", "int2"]);
+        let fig = figure(&view).unwrap().unwrap();
+        // Each boundary: one line per panel, one legend line.
+        for (_, dash, _) in PHASES {
+            let array = dash.marker().unwrap().1;
+            let n = fig
+                .svg
+                .matches(&format!("stroke-dasharray=\"{array}\""))
+                .count();
+            assert_eq!(n, MEASURES.len() + 1, "{dash:?}");
+        }
+        assert!(fig.svg.contains(">\ncleanup starts\n</text>"));
+        // The two boundaries at step 300 are 3 px apart in every panel.
+        let xs = |array: &str| -> Vec<i32> {
+            fig.svg
+                .split("<polyline")
+                .filter(|e| e.contains(&format!("stroke-dasharray=\"{array}\"")))
+                .filter_map(|e| {
+                    let pts = e.split("points=\"").nth(1)?.split('"').next()?;
+                    let first = pts.split_whitespace().next()?;
+                    let last = pts.split_whitespace().last()?;
+                    // Vertical lines only (the legend's are horizontal).
+                    (first.split(',').next() == last.split(',').next())
+                        .then(|| first.split(',').next().unwrap().parse().unwrap())
+                })
+                .collect()
+        };
+        let (dashed, dotted) = (xs("7 4"), xs("2 3"));
+        assert_eq!(dashed.len(), MEASURES.len());
+        for (a, b) in dashed.iter().zip(&dotted) {
+            assert_eq!(b - a, 3, "dashed at {a}, dotted at {b}");
+        }
+        assert!(
+            fig.caption
+                .contains("int2, seed=1 (generalised at step 400)"),
+            "{}",
+            fig.caption
+        );
+        assert!(fig.caption.contains("key frequencies of the final model"));
+
+        // Without the lost cell, no such sentence.
+        let view = fixture::view(&rows[..1], &["fp32"]);
+        let fig = figure(&view).unwrap().unwrap();
+        assert!(
+            !fig.caption.contains("generalised earlier"),
+            "{}",
+            fig.caption
+        );
+    }
 }

@@ -395,9 +395,16 @@ impl Default for CellConfig {
 /// differ in these and the precision alone are one model at different precisions
 /// (`compare.csv` pairs them), and a cell of another precision never depends on
 /// them ([`CellConfig::trained_form`]).
-pub const QUANTIZER_SETTINGS: &[(&str, Precision)] = &[
-    ("quant.binary_scale", Precision::Binary),
-    ("quant.ternary_center", Precision::Ternary),
+/// Each entry: the setting, the precision that reads it, and how to reset it to the
+/// default.
+#[allow(clippy::type_complexity)]
+pub const QUANTIZER_SETTINGS: &[(&str, Precision, fn(&mut QuantConfig, &QuantConfig))] = &[
+    ("quant.binary_scale", Precision::Binary, |q, d| {
+        q.binary_scale = d.binary_scale
+    }),
+    ("quant.ternary_center", Precision::Ternary, |q, d| {
+        q.ternary_center = d.ternary_center
+    }),
 ];
 
 impl CellConfig {
@@ -409,13 +416,9 @@ impl CellConfig {
     /// trained forms train the same model; the cell key hashes this form.
     pub fn trained_form(&self) -> CellConfig {
         let (d, mut out) = (CellConfig::default(), self.clone());
-        for &(setting, reader) in QUANTIZER_SETTINGS {
+        for &(_, reader, reset) in QUANTIZER_SETTINGS {
             if self.precision != reader {
-                match setting {
-                    "quant.binary_scale" => out.quant.binary_scale = d.quant.binary_scale,
-                    "quant.ternary_center" => out.quant.ternary_center = d.quant.ternary_center,
-                    other => unreachable!("{other} is not a quantizer option"),
-                }
+                reset(&mut out.quant, &d.quant);
             }
         }
         if self.precision != Precision::Ternary && self.quant.act_bits == 0 {

@@ -461,12 +461,7 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
 pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     // A row's variant: its precision and the quantizer options it sets. Cells that
     // differ in nothing else are one model at different precisions and are paired.
-    let option = |c: &str| {
-        QUANTIZER_SETTINGS
-            .iter()
-            .find(|(s, _)| *s == c)
-            .map(|o| o.1)
-    };
+    let option = |c: &str| QUANTIZER_SETTINGS.iter().find(|o| o.0 == c).map(|o| o.1);
     let variant_col = |c: &String| c == "precision" || option(c).is_some();
     let p_col = cols.iter().position(|c| c == "precision");
     let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();

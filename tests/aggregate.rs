@@ -680,27 +680,45 @@ fn rows_keep_grid_order_with_many_cells() {
     }
 }
 
-/// README's "Output tables" names every column cells.csv and summary.csv write (the
-/// column lists in src/report/aggregate/columns.rs are the one source).
+/// README names every column of every table the aggregator writes, in the table's
+/// row of "Output tables" (progress.csv: in "Progress measures"; a summary statistic
+/// `<m>_median` by its measure `m`). The column lists in
+/// src/report/aggregate/columns.rs are the one source.
 #[test]
 fn readme_lists_every_column() {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let tables = &readme[readme.find("## Output tables").unwrap()..];
-    let tables = &tables[..tables.find("\n## ").unwrap()];
-    let missing: Vec<&str> = bitgrok::report::aggregate::cell_columns()
-        .into_iter()
-        .chain(
-            bitgrok::report::aggregate::SUMMARY_NUMBERS
+    let section = |title: &str| -> String {
+        let s = &readme[readme.find(title).unwrap()..];
+        s[..s[3..].find("\n## ").unwrap() + 3].to_string()
+    };
+    let output_tables = section("## Output tables");
+    let progress = section("## Progress measures");
+    let tables = bitgrok::report::aggregate::table_columns();
+    assert_eq!(tables.len(), 5);
+    let mut missing = Vec::new();
+    for (file, columns) in tables {
+        let text = if file == "progress.csv" {
+            progress.clone()
+        } else {
+            let row = output_tables
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{file}`")))
+                .unwrap_or_else(|| panic!("README's Output tables has no row for {file}"));
+            row.to_string()
+        };
+        for c in columns {
+            let stem = ["_median", "_min", "_max"]
                 .iter()
-                .map(|(n, _, _)| *n),
-        )
-        .filter(|c| !tables.contains(&format!("`{c}`")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README's Output tables lacks {missing:?}"
-    );
+                .find_map(|s| c.strip_suffix(s))
+                .filter(|_| file == "summary.csv")
+                .unwrap_or(&c);
+            if !text.contains(&format!("`{stem}`")) {
+                missing.push(format!("{file}: {c}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README lacks {missing:?}");
 }
 
 #[test]

@@ -17,57 +17,10 @@
 //! setting a `[[cells]]` entry gave (first-appearance order), empty where a cell does
 //! not have it. Identity columns always lead a row, so a diff can match rows by them.
 //!
-//! Tables (columns in this order; rows in the order given):
-//! - `cells.csv`, one row per cell in grid order: identity, `key` (64 hex digits),
-//!   `status`, `final_train_loss`, `final_test_loss`, `final_train_acc`,
-//!   `final_test_acc`, `grokked`, `step_memorised`, `step_generalised`,
-//!   `grokking_gap`, `gini`, `frequencies_for_coverage`, `n_key_frequencies`,
-//!   `key_frequencies` (ascending, `;`-joined), `fraction_clustered`,
-//!   `dead_neurons`, `logits_explained`, `restricted_loss`, `restricted_ratio`,
-//!   `excluded_loss`, `excluded_ratio`, `gradient_symmetricity`,
-//!   `distance_irrelevance`, `attention_tv`, `attention_tv_per_head` (`;`-joined),
-//!   `attention_variation`, `attention_entropy`, `qk_norm`, `qk_norm_per_head`,
-//!   `difference_share`, `pizza_fit`, `difference_share_pre_norm`,
-//!   `pizza_fit_pre_norm`, `label`, `zero_fraction_mean` (mean fraction of exact
-//!   zeros over the quantized matrices), `distinct_values_max` (most distinct values
-//!   in any of them; `>256` past the count's cap), `train_seconds` and `error` (both
-//!   from the manifest). Signature columns are empty for cells without a signature.
-//! - `frequencies.csv`, one row per (cell, key frequency), grid order then ascending
-//!   frequency: identity, `frequency`, `key`, `embedding_norm`,
-//!   `embedding_energy_fraction`, `neurons`, `logits_explained` (this frequency's
-//!   share of the centred logits).
-//! - `compare.csv`: cells grouped by every identity column except `precision`
-//!   (groups in first-appearance order); for every unordered pair of precisions in a
-//!   group, ordered by each precision's first appearance in the sweep: the group's
-//!   identity columns, `precision_a`, `precision_b`, `key_frequency_jaccard` (empty
-//!   when both sets are empty), `diff_n_key_frequencies`, `diff_restricted_ratio`,
-//!   `diff_step_generalised`, `diff_gradient_symmetricity` (all b − a), `same_label`.
-//!   A pair where either side lacks a signature keeps empty numbers; a group with
-//!   several cells of one precision (possible only through `[[cells]]`) uses the first. Without a
-//!   `precision` column the table is only its header.
-//! - `summary.csv`: one row per group of cells equal on every identity column but
-//!   `seed` (the seeds of one setting), in first-appearance order; a sweep whose only
-//!   identity column is `seed` is one row. Columns: those identity columns, `cells`, `done` (status
-//!   done or unanalysed), `analysed`, `grokked_share`, then `<m>_median`, `<m>_min`,
-//!   `<m>_max` for m in `test_acc`, `n_key_frequencies`, `logits_explained`,
-//!   `restricted_ratio`, `excluded_ratio`, `step_memorised`, `step_generalised`,
-//!   `gradient_symmetricity`, `distance_irrelevance`, `attention_tv`,
-//!   `difference_share`, `difference_share_pre_norm`, `pizza_fit`, `gini`, then the share of each label (`clock_share`, `pizza_share`,
-//!   `uniform_attention_share`, `mixed_share`, `no_fourier_share`,
-//!   `not_generalised_share`).
-//!   Shares are over analysed cells; statistics over analysed cells that have the
-//!   number; the median of an even count is the mean of the middle two.
-//!
-//! - `progress.csv`: one row per (cell, snapshot) for cells trained with
-//!   `train.snapshot_every` > 0, grid order then step: identity, `key`, `step`,
-//!   then the progress measures of `analysis::progress::ProgressRow`
-//!   (`train_loss`, `test_loss`, `test_acc`, `restricted_loss`, `excluded_loss`,
-//!   `gini`, `n_key_frequencies`, `final_keys_embedding_energy`,
-//!   `final_keys_neurons`, `weight_sq_sum`, `zero_fraction_mean`, `attention_tv`, `qk_norm`,
-//!   `gradient_symmetricity`). `cells.csv`
-//!   carries the phase boundaries `step_circuit_start`, `step_cleanup_start`,
-//!   `step_cleanup_end` after `grokking_gap`, and `compare.csv` their
-//!   `diff_step_circuit_start` after `diff_step_generalised`.
+//! Tables: [`TABLES`] lists them; each table's columns are one list in `columns`
+//! (`SIGNATURE_COLUMNS`, `FREQUENCY_COLUMNS`, `PAIR_COLUMNS`, `SUMMARY_NUMBERS`,
+//! `PROGRESS_COLUMNS`), and README's "Output tables" says what each column holds (a
+//! test checks it names every one).
 //!
 //! Rounding (fixed, so files are stable): accuracies, fractions, shares, ratios,
 //! Gini, symmetricity, distance irrelevance and their differences: 4 decimals
@@ -86,9 +39,12 @@ use std::path::{Path, PathBuf};
 
 mod columns;
 pub use columns::{
-    cell_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median, SUMMARY_NUMBERS,
+    cell_columns, compare_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median,
+    summary_columns, FREQUENCY_COLUMNS, PAIR_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
 };
-use columns::{cells_table, compare_table, frequencies_table, progress_table, summary_table};
+use columns::{
+    cells_table, compare_table, frequencies_table, names, progress_table, summary_table,
+};
 
 /// One cell of the sweep as the aggregator needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -357,17 +313,46 @@ pub fn read_sweep(
     })
 }
 
-/// The tables' file names and CSV bytes, in the order cells, frequencies,
-/// compare, summary, progress.
+/// A table of the sweep: its file name, how its bytes are made from the rows, and
+/// its columns after the identity columns.
+type Table = (
+    &'static str,
+    fn(&[String], &[Row]) -> Result<Vec<u8>>,
+    fn() -> Vec<String>,
+);
+
+/// The sweep's tables, in the order they are written: the one list of them.
+const TABLES: &[Table] = &[
+    ("cells.csv", cells_table, || owned(cell_columns())),
+    ("frequencies.csv", frequencies_table, || {
+        owned(names(FREQUENCY_COLUMNS))
+    }),
+    ("compare.csv", compare_table, || owned(compare_columns())),
+    ("summary.csv", summary_table, summary_columns),
+    ("progress.csv", progress_table, || {
+        owned(names(PROGRESS_COLUMNS))
+    }),
+];
+
+fn owned(v: Vec<&str>) -> Vec<String> {
+    v.into_iter().map(String::from).collect()
+}
+
+/// The tables' file names and CSV bytes, in the order of [`TABLES`].
 pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let (cols, rows) = (&read.columns, &read.rows);
-    Ok(vec![
-        ("cells.csv", cells_table(cols, rows)?),
-        ("frequencies.csv", frequencies_table(cols, rows)?),
-        ("compare.csv", compare_table(cols, rows)?),
-        ("summary.csv", summary_table(cols, rows)?),
-        ("progress.csv", progress_table(cols, rows)?),
-    ])
+    TABLES
+        .iter()
+        .map(|(name, make, _)| Ok((*name, make(&read.columns, &read.rows)?)))
+        .collect()
+}
+
+/// Each table's file name and its columns after the identity columns (summary.csv
+/// drops `seed` from those), for documentation and its test.
+pub fn table_columns() -> Vec<(&'static str, Vec<String>)> {
+    TABLES
+        .iter()
+        .map(|(name, _, columns)| (*name, columns()))
+        .collect()
 }
 
 /// Read the rows, spreading the cells over the available cores; the result is in

@@ -4,7 +4,8 @@
 use super::{csv_bytes, Row, Status};
 use crate::analysis::labels::Label;
 use crate::analysis::progress::Phases;
-use crate::analysis::Signature;
+use crate::analysis::progress::ProgressRow;
+use crate::analysis::{FrequencyRow, Signature};
 use crate::config::QUANTIZER_SETTINGS;
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
@@ -332,6 +333,25 @@ pub(super) fn cells_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     csv_bytes(&header(cols, &cell_columns()), &out)
 }
 
+/// One column of frequencies.csv: its name and its text from the cell's key and
+/// the key frequency's row of the signature.
+type FrequencyColumn = (&'static str, fn(&str, &FrequencyRow) -> String);
+
+/// The columns of frequencies.csv after the identity columns, in order.
+pub const FREQUENCY_COLUMNS: &[FrequencyColumn] = &[
+    ("frequency", |_, f| f.frequency.to_string()),
+    ("key", |key, _| key.to_string()),
+    ("embedding_norm", |_, f| fmt_magnitude(f.embedding_norm)),
+    ("embedding_energy_fraction", |_, f| {
+        fmt_fraction(f.embedding_energy_fraction)
+    }),
+    ("neurons", |_, f| f.neurons.to_string()),
+    ("logits_explained", |_, f| fmt_fraction(f.logits_explained)),
+    ("clock_score", |_, f| opt(f.clock_score, fmt_fraction)),
+    ("pizza_score", |_, f| opt(f.pizza_score, fmt_fraction)),
+    ("pattern", |_, f| opt(f.pattern, |p| p.to_string())),
+];
+
 pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     for r in rows {
@@ -350,35 +370,16 @@ pub(super) fn frequencies_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>
                     )
                 })?;
             let mut v = r.ids.clone();
-            v.extend([
-                k.to_string(),
-                r.key.clone(),
-                fmt_magnitude(f.embedding_norm),
-                fmt_fraction(f.embedding_energy_fraction),
-                f.neurons.to_string(),
-                fmt_fraction(f.logits_explained),
-                opt(f.clock_score, fmt_fraction),
-                opt(f.pizza_score, fmt_fraction),
-                opt(f.pattern, |p| p.to_string()),
-            ]);
+            v.extend(FREQUENCY_COLUMNS.iter().map(|(_, get)| get(&r.key, f)));
             out.push(v);
         }
     }
-    let h = header(
-        cols,
-        &[
-            "frequency",
-            "key",
-            "embedding_norm",
-            "embedding_energy_fraction",
-            "neurons",
-            "logits_explained",
-            "clock_score",
-            "pizza_score",
-            "pattern",
-        ],
-    );
-    csv_bytes(&h, &out)
+    csv_bytes(&header(cols, &names(FREQUENCY_COLUMNS)), &out)
+}
+
+/// The names of a column table, in order.
+pub(super) fn names<T>(columns: &[(&'static str, T)]) -> Vec<&'static str> {
+    columns.iter().map(|(name, _)| *name).collect()
 }
 
 /// Jaccard overlap |A ∩ B| / |A ∪ B|; None when both are empty.
@@ -407,55 +408,49 @@ pub(super) fn groups_by<K: PartialEq + Eq + std::hash::Hash + Clone>(
     order
 }
 
+/// One column of progress.csv: its name and its text from the cell's key and one
+/// snapshot's progress measures.
+type ProgressColumn = (&'static str, fn(&str, &ProgressRow) -> String);
+
+/// The columns of progress.csv after the identity columns, in order.
+pub const PROGRESS_COLUMNS: &[ProgressColumn] = &[
+    ("key", |key, _| key.to_string()),
+    ("step", |_, p| p.step.to_string()),
+    ("train_loss", |_, p| fmt_magnitude(p.train_loss)),
+    ("test_loss", |_, p| fmt_magnitude(p.test_loss)),
+    ("test_acc", |_, p| fmt_fraction(p.test_acc)),
+    ("restricted_loss", |_, p| fmt_magnitude(p.restricted_loss)),
+    ("excluded_loss", |_, p| fmt_magnitude(p.excluded_loss)),
+    ("gini", |_, p| fmt_fraction(p.gini)),
+    ("n_key_frequencies", |_, p| p.n_key_frequencies.to_string()),
+    ("final_keys_embedding_energy", |_, p| {
+        fmt_fraction(p.final_keys_embedding_energy)
+    }),
+    ("final_keys_neurons", |_, p| {
+        p.final_keys_neurons.to_string()
+    }),
+    ("weight_sq_sum", |_, p| fmt_magnitude(p.weight_sq_sum)),
+    ("zero_fraction_mean", |_, p| {
+        fmt_fraction(p.zero_fraction_mean)
+    }),
+    ("attention_tv", |_, p| fmt_fraction(p.attention_tv)),
+    ("qk_norm", |_, p| fmt_magnitude(p.qk_norm)),
+    ("gradient_symmetricity", |_, p| {
+        fmt_fraction(p.gradient_symmetricity)
+    }),
+];
+
 /// `progress.csv`: one row per (cell, snapshot), grid order then step.
 pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    let h = header(
-        cols,
-        &[
-            "key",
-            "step",
-            "train_loss",
-            "test_loss",
-            "test_acc",
-            "restricted_loss",
-            "excluded_loss",
-            "gini",
-            "n_key_frequencies",
-            "final_keys_embedding_energy",
-            "final_keys_neurons",
-            "weight_sq_sum",
-            "zero_fraction_mean",
-            "attention_tv",
-            "qk_norm",
-            "gradient_symmetricity",
-        ],
-    );
     let mut out = Vec::new();
     for r in rows {
         for p in &r.progress {
             let mut v = r.ids.clone();
-            v.extend([
-                r.key.clone(),
-                p.step.to_string(),
-                fmt_magnitude(p.train_loss),
-                fmt_magnitude(p.test_loss),
-                fmt_fraction(p.test_acc),
-                fmt_magnitude(p.restricted_loss),
-                fmt_magnitude(p.excluded_loss),
-                fmt_fraction(p.gini),
-                p.n_key_frequencies.to_string(),
-                fmt_fraction(p.final_keys_embedding_energy),
-                p.final_keys_neurons.to_string(),
-                fmt_magnitude(p.weight_sq_sum),
-                fmt_fraction(p.zero_fraction_mean),
-                fmt_fraction(p.attention_tv),
-                fmt_magnitude(p.qk_norm),
-                fmt_fraction(p.gradient_symmetricity),
-            ]);
+            v.extend(PROGRESS_COLUMNS.iter().map(|(_, get)| get(&r.key, p)));
             out.push(v);
         }
     }
-    csv_bytes(&h, &out)
+    csv_bytes(&header(cols, &names(PROGRESS_COLUMNS)), &out)
 }
 
 pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
@@ -465,20 +460,7 @@ pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     let variant_col = |c: &String| c == "precision" || option(c).is_some();
     let p_col = cols.iter().position(|c| c == "precision");
     let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();
-    let h = header(
-        &group_cols,
-        &[
-            "precision_a",
-            "precision_b",
-            "key_frequency_jaccard",
-            "diff_n_key_frequencies",
-            "diff_restricted_ratio",
-            "diff_step_generalised",
-            "diff_step_circuit_start",
-            "diff_gradient_symmetricity",
-            "same_label",
-        ],
-    );
+    let h = header(&group_cols, &compare_columns());
     if p_col.is_none() {
         return csv_bytes(&h, &[]);
     }
@@ -522,37 +504,74 @@ pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     csv_bytes(&h, &out)
 }
 
-pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
-    let (Some(a), Some(b)) = (a, b) else {
-        return vec![String::new(); 7];
-    };
-    let diff = |x: Option<f64>, y: Option<f64>| opt(x.zip(y), |(x, y)| fmt_fraction(y - x));
-    let ka = &a.neurons.key_frequencies;
-    let kb = &b.neurons.key_frequencies;
-    vec![
-        opt(jaccard(ka, kb), fmt_fraction),
-        (kb.len() as i64 - ka.len() as i64).to_string(),
-        diff(a.logits.restricted_ratio, b.logits.restricted_ratio),
+/// One column of compare.csv computed from a pair's signatures (a, b): its name and
+/// its text. Differences are b − a.
+type PairColumn = (&'static str, fn(&Signature, &Signature) -> String);
+
+/// The columns of compare.csv after the group's identity columns and the two
+/// variants (`precision_a`, `precision_b`), in order.
+pub const PAIR_COLUMNS: &[PairColumn] = &[
+    ("key_frequency_jaccard", |a, b| {
         opt(
-            a.outcome.step_generalised.zip(b.outcome.step_generalised),
-            |(x, y)| (y as i64 - x as i64).to_string(),
-        ),
-        opt(
-            phase(a, |p| p.step_circuit_start).zip(phase(b, |p| p.step_circuit_start)),
-            |(x, y)| (y as i64 - x as i64).to_string(),
-        ),
-        diff(
+            jaccard(&a.neurons.key_frequencies, &b.neurons.key_frequencies),
+            fmt_fraction,
+        )
+    }),
+    ("diff_n_key_frequencies", |a, b| {
+        (b.neurons.key_frequencies.len() as i64 - a.neurons.key_frequencies.len() as i64)
+            .to_string()
+    }),
+    ("diff_restricted_ratio", |a, b| {
+        difference(a.logits.restricted_ratio, b.logits.restricted_ratio)
+    }),
+    ("diff_step_generalised", |a, b| {
+        step_difference(a.outcome.step_generalised, b.outcome.step_generalised)
+    }),
+    ("diff_step_circuit_start", |a, b| {
+        step_difference(
+            phase(a, |p| p.step_circuit_start),
+            phase(b, |p| p.step_circuit_start),
+        )
+    }),
+    ("diff_gradient_symmetricity", |a, b| {
+        difference(
             Some(a.algorithm.gradient_symmetricity),
             Some(b.algorithm.gradient_symmetricity),
-        ),
-        // Labels compare algorithms: not for a model that learned none.
-        if a.algorithm.label == Label::NotGeneralised || b.algorithm.label == Label::NotGeneralised
-        {
+        )
+    }),
+    // Labels compare algorithms: not for a model that learned none.
+    ("same_label", |a, b| {
+        let (a, b) = (a.algorithm.label, b.algorithm.label);
+        if a == Label::NotGeneralised || b == Label::NotGeneralised {
             String::new()
         } else {
-            yes_no(a.algorithm.label == b.algorithm.label)
-        },
-    ]
+            yes_no(a == b)
+        }
+    }),
+];
+
+/// Every column of compare.csv after the group's identity columns.
+pub fn compare_columns() -> Vec<&'static str> {
+    ["precision_a", "precision_b"]
+        .into_iter()
+        .chain(names(PAIR_COLUMNS))
+        .collect()
+}
+
+fn difference(x: Option<f64>, y: Option<f64>) -> String {
+    opt(x.zip(y), |(x, y)| fmt_fraction(y - x))
+}
+
+fn step_difference(x: Option<u64>, y: Option<u64>) -> String {
+    opt(x.zip(y), |(x, y)| (y as i64 - x as i64).to_string())
+}
+
+/// A pair's columns; empty when either cell has no signature.
+pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => PAIR_COLUMNS.iter().map(|(_, get)| get(a, b)).collect(),
+        _ => vec![String::new(); PAIR_COLUMNS.len()],
+    }
 }
 
 /// The numbers summarised per group: name, whether integer-valued, and getter.
@@ -623,23 +642,28 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
-pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    // Seeds are what a summary summarises over: every other identity column splits.
-    let by: Vec<usize> = (0..cols.len()).filter(|&i| cols[i] != "seed").collect();
-    let mut rest: Vec<String> = ["cells", "done", "analysed", "grokked_share"]
+/// Every column of summary.csv after the identity columns (but `seed`).
+pub fn summary_columns() -> Vec<String> {
+    let mut v: Vec<String> = ["cells", "done", "analysed", "grokked_share"]
         .iter()
         .map(|s| s.to_string())
         .collect();
     for (name, _, _) in SUMMARY_NUMBERS {
         for stat in ["median", "min", "max"] {
-            rest.push(format!("{name}_{stat}"));
+            v.push(format!("{name}_{stat}"));
         }
     }
     for label in Label::ALL {
-        rest.push(format!("{}_share", label.word().replace('-', "_")));
+        v.push(format!("{}_share", label.word().replace('-', "_")));
     }
+    v
+}
+
+pub(super) fn summary_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    // Seeds are what a summary summarises over: every other identity column splits.
+    let by: Vec<usize> = (0..cols.len()).filter(|&i| cols[i] != "seed").collect();
     let mut h: Vec<String> = by.iter().map(|&i| cols[i].clone()).collect();
-    h.extend(rest);
+    h.extend(summary_columns());
 
     let mut out = Vec::new();
     let groups = groups_by(

@@ -185,6 +185,31 @@ fn plan_and_status_agree_while_another_process_trains() {
     }
 }
 
+/// Ctrl-C makes training write its checkpoint; when that write fails, the run says
+/// so with the error's message (the cell is `failed`, not merely unfinished).
+#[test]
+fn a_checkpoint_that_cannot_be_written_after_ctrl_c_is_reported_with_its_error() {
+    let t = tempfile::tempdir().unwrap();
+    let sw = sweep(
+        t.path(),
+        "stopped",
+        "[train]\nsteps = 500000\neval_every = 100\ncheckpoint_every = 500000\n",
+    );
+    let art = t.path().join("art");
+    let child = spawn_run(&sw, &art);
+    let cell = first_cell(&art);
+    wait_for(&cell.join("cell.toml"));
+    // A folder where the checkpoint goes: its write (a rename onto it) fails.
+    std::fs::create_dir_all(cell.join("checkpoint.safetensors").join("x")).unwrap();
+    let out = interrupt(child);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("FAILED"), "{stderr}");
+    assert!(stderr.contains("checkpoint"), "{stderr}");
+    let stdout = text(&bitgrok(&["plan", s(&sw), "--artifacts", s(&art)]).stdout);
+    assert!(stdout.contains("1 failed"), "{stdout}");
+}
+
 #[test]
 fn a_damaged_checkpoint_is_named_and_training_resumes_from_a_good_state() {
     let t = tempfile::tempdir().unwrap();

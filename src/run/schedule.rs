@@ -240,7 +240,9 @@ fn run_cell(
     // on top of another process's finished cell.
     match train_locked(cell, artifacts, opts, stop, progress) {
         Ok(()) => Outcome::Trained,
-        Err(_) if stop.load(Ordering::SeqCst) => Outcome::Interrupted,
+        // Only the trainer's own stop is an interruption: any other error, a failed
+        // checkpoint write after Ctrl-C included, is a failure with its message.
+        Err(e) if is_interrupted(&e) => Outcome::Interrupted,
         Err(e) => {
             let msg = format!("{e:#}");
             if let Err(w) = record_failure(cell, artifacts, opts, &msg) {
@@ -253,6 +255,12 @@ fn run_cell(
             Outcome::Failed(msg)
         }
     }
+}
+
+/// Whether training ended because a stop was requested (the trainer's
+/// [`train::Interrupted`], after its checkpoint was written).
+fn is_interrupted(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<train::Interrupted>().is_some()
 }
 
 fn train_locked(

@@ -23,10 +23,12 @@ pub fn aggregate(args: &AggregateArgs) -> CmdResult {
     Ok(())
 }
 
-/// Write the sweep's tables under ARTIFACTS/sweeps/NAME/.
+/// Write the sweep's tables and report under ARTIFACTS/sweeps/NAME/, both from one
+/// read of the store.
 pub fn write_tables(sweep: &Sweep, artifacts: &Artifacts) -> Result<()> {
     let out = artifacts.root.join("sweeps").join(&sweep.name);
-    let report = crate::report::aggregate::aggregate_sweep(&artifacts.root, sweep, &out)?;
+    let read = crate::report::aggregate::read_sweep_of(&artifacts.root, sweep)?;
+    let report = crate::report::aggregate::write_tables(&read, &out)?;
     eprintln!("tables: {} ({report})", out.display());
-    super::report::write(sweep, artifacts)
+    super::report::write(sweep, artifacts, &read)
 }

@@ -102,19 +102,15 @@ impl std::fmt::Display for AggregateReport {
     }
 }
 
-/// Aggregate the cells of a parsed sweep (in grid order) into `out_dir`; the
+/// Read the cells of a parsed sweep (in grid order) from the store once: the tables
+/// and the report are both made from what this returns, so they always agree. The
 /// identity columns are the grid axes, then the settings `[[cells]]` entries add.
-pub fn aggregate_sweep(
-    artifacts_root: &Path,
-    sweep: &crate::sweep::Sweep,
-    out_dir: &Path,
-) -> Result<AggregateReport> {
+pub fn read_sweep_of(artifacts_root: &Path, sweep: &crate::sweep::Sweep) -> Result<SweepRows> {
     let cells: Vec<SweepCell> = sweep.cells.iter().map(SweepCell::from).collect();
-    aggregate(
+    read_sweep(
         artifacts_root,
         &crate::sweep::grid::axis_names(sweep),
         &cells,
-        out_dir,
     )
 }
 
@@ -255,7 +251,11 @@ pub fn aggregate(
     cells: &[SweepCell],
     out_dir: &Path,
 ) -> Result<AggregateReport> {
-    let read = read_sweep(artifacts_root, axis_names, cells)?;
+    write_tables(&read_sweep(artifacts_root, axis_names, cells)?, out_dir)
+}
+
+/// Write the tables of what [`read_sweep`] read into `out_dir`.
+pub fn write_tables(read: &SweepRows, out_dir: &Path) -> Result<AggregateReport> {
     let mut report = AggregateReport {
         cells: read.rows.len(),
         ..Default::default()
@@ -279,7 +279,7 @@ pub fn aggregate(
         );
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
-    for (name, table) in tables(&read)? {
+    for (name, table) in tables(read)? {
         let path = out_dir.join(name);
         write_atomic(&path, &table)?;
         report.tables.push(path);

@@ -13,7 +13,7 @@ use crate::report::aggregate::{self, SweepCell, SweepRows};
 use crate::report::figures::{self, cell, CellView, Figure, SweepView};
 use crate::store::CellState as Status;
 use crate::store::{self, write_atomic, Artifacts, CellStatus};
-use crate::sweep::{grid, Cell, Sweep};
+use crate::sweep::{Cell, Sweep};
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -49,14 +49,19 @@ impl std::fmt::Display for ReportSummary {
 }
 
 /// Write the report of a parsed sweep into `out_dir` (usually
-/// `ARTIFACTS/sweeps/NAME`).
-pub fn write_report(artifacts_root: &Path, sweep: &Sweep, out_dir: &Path) -> Result<ReportSummary> {
+/// `ARTIFACTS/sweeps/NAME`) from its cells as [`aggregate::read_sweep_of`] read them
+/// (the same read the tables were written from).
+pub fn write_report(
+    artifacts_root: &Path,
+    sweep: &Sweep,
+    read: &SweepRows,
+    out_dir: &Path,
+) -> Result<ReportSummary> {
     let start = Instant::now();
     let cells = &sweep.cells;
     let sweep_cells: Vec<SweepCell> = cells.iter().map(SweepCell::from).collect();
-    let read = aggregate::read_sweep(artifacts_root, &grid::axis_names(sweep), &sweep_cells)?;
     let artifacts = Artifacts::new(artifacts_root);
-    let view = sweep_view(&artifacts, &read, cells);
+    let view = sweep_view(&artifacts, read, cells);
     let figs = figures::sweep_figures(&view)?;
 
     std::fs::create_dir_all(out_dir.join("figures"))
@@ -71,7 +76,7 @@ pub fn write_report(artifacts_root: &Path, sweep: &Sweep, out_dir: &Path) -> Res
     let (written, kept) =
         write_cell_pages(&artifacts, &view, &sweep_cells, &out_dir.join("cells"))?;
     let sweep_text = std::fs::read_to_string(&sweep.path).unwrap_or_default();
-    let html = main_page(sweep, &sweep_text, &read, &view, &figs)?;
+    let html = main_page(sweep, &sweep_text, read, &view, &figs)?;
     let path = out_dir.join("report.html");
     write_atomic(&path, html.as_bytes())?;
     Ok(ReportSummary {

@@ -12,9 +12,11 @@ EXPECTED_SMOKE := tests/expected/smoke
 
 .PHONY: sweep test ci release accept-smoke test-slurm test-report test-interop bench results results-check save-models restore-models
 
-# Build (release) and run a sweep: trains every cell not already done, then writes
-# its tables under $(ARTIFACTS)/sweeps/NAME/.
+# Build (release) and run a sweep: says how long its training will take (measured
+# now), trains every cell not already done, then writes its tables under
+# $(ARTIFACTS)/sweeps/NAME/.
 sweep: release
+	$(BITGROK) plan $(SWEEP) --artifacts $(ARTIFACTS) --estimate | tail -n 2
 	$(BITGROK) run $(SWEEP) --artifacts $(ARTIFACTS)
 
 release:

@@ -158,6 +158,48 @@ fn plan_shows_each_cell_with_its_cache_status() {
     );
 }
 
+/// `plan --estimate` counts the steps left of the cells not done (a partial cell
+/// without a checkpoint from step 0) and times each kind of cell once.
+#[test]
+fn plan_estimates_the_training_time_of_the_cells_not_done() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sweep = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).unwrap();
+    let keys: Vec<String> = grid::expand(&sweep)
+        .iter()
+        .map(|c| key::cell_key(&c.config))
+        .collect();
+    let steps = sweep.cells[0].config.train.steps;
+    let artifacts = tempfile::tempdir().unwrap();
+    let art = artifacts.path().to_str().unwrap();
+    let estimate = |art: &str| {
+        let out = bitgrok(&[
+            "plan",
+            "sweeps/smoke.toml",
+            "--artifacts",
+            art,
+            "--estimate",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().last().unwrap().to_string()
+    };
+    let line = estimate(art);
+    assert!(
+        line.starts_with(&format!(
+            "time: 6 cells to train ({} steps), about ",
+            6 * steps
+        )),
+        "{line}"
+    );
+    // Seeds share a kind: the three precisions are timed.
+    assert!(
+        line.contains("5 steps of each of 3 kinds of cell"),
+        "{line}"
+    );
+    // A partial cell counts its steps from its checkpoint, here none: still all.
+    std::fs::create_dir_all(artifacts.path().join("cells").join(&keys[1])).unwrap();
+    assert!(estimate(art).contains(&format!("({} steps)", 6 * steps)));
+}
+
 #[test]
 fn plan_of_a_bad_file_fails_with_its_problems() {
     let dir = tempfile::tempdir().unwrap();

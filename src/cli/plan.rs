@@ -18,6 +18,10 @@ pub struct PlanArgs {
     /// For each cell not done, name the nearest stored cell and the settings that differ.
     #[arg(long)]
     pub explain: bool,
+    /// Estimate the training time of the cells not done, from a few steps of each
+    /// kind of cell timed now on this machine (about a second per kind).
+    #[arg(long)]
+    pub estimate: bool,
     #[command(flatten)]
     pub artifacts: ArtifactsArg,
 }
@@ -65,7 +69,82 @@ pub fn plan(args: &PlanArgs) -> CmdResult {
     for e in explanations {
         println!("{e}");
     }
+    if args.estimate {
+        println!("{}", estimate(&sweep, &artifacts));
+    }
     Ok(())
+}
+
+/// Steps timed per kind of cell for `--estimate` (after two untimed ones).
+const ESTIMATE_STEPS: usize = 5;
+
+/// "time: …": the steps left to train (a partial cell from its checkpoint), each
+/// kind of cell (its settings but seed, step count and optimiser constants, which do
+/// not change a step's cost) timed for a few steps on one thread, as `run` trains
+/// it by default (one job per core).
+fn estimate(sweep: &Sweep, artifacts: &Artifacts) -> String {
+    let queued = slurm::queued_keys(artifacts);
+    let mut seen = std::collections::HashSet::new();
+    let mut kinds: BTreeMap<String, (crate::config::CellConfig, u64)> = BTreeMap::new();
+    let mut cells = 0;
+    for cell in &sweep.cells {
+        if !seen.insert(&cell.key) {
+            continue;
+        }
+        let (state, _) = slurm::cell_state(artifacts, &cell.key, &queued);
+        let done_steps = match state {
+            CellState::Done | CellState::Unanalysed => continue,
+            CellState::Running | CellState::Partial => {
+                checkpoint_step(artifacts, &cell.key).parse().unwrap_or(0)
+            }
+            _ => 0,
+        };
+        cells += 1;
+        let mut kind = cell.config.clone();
+        kind.seed = 0;
+        kind.train.steps = 1;
+        kind.train.lr = 1e-3;
+        kind.train.weight_decay = 1.0;
+        kind.train.warmup_steps = 0;
+        kind.train.checkpoint_every = 1;
+        let left = cell.config.train.steps.saturating_sub(done_steps);
+        kinds.entry(format!("{kind:?}")).or_insert((kind, 0)).1 += left;
+    }
+    if cells == 0 {
+        return "time: every cell is done".into();
+    }
+    let mut seconds = 0.0;
+    let mut steps = 0;
+    for (cfg, left) in kinds.values() {
+        let r = crate::engine::bench::bench(cfg, 2, ESTIMATE_STEPS, 1);
+        seconds += r.median_ms / 1e3 * *left as f64;
+        steps += left;
+    }
+    let cores = crate::run::schedule::RunOptions::with_jobs(None, None).jobs;
+    let wall = seconds / cores.min(cells) as f64;
+    format!(
+        "time: {} to train ({} steps), about {} of CPU time at the step times measured \
+         now ({} of each of {} of cell, one thread); about {} with `run`'s default {} \
+         (training only, not analysis)",
+        crate::text::count(cells, "cell"),
+        steps,
+        duration(seconds),
+        crate::text::count(ESTIMATE_STEPS, "step"),
+        crate::text::count(kinds.len(), "kind"),
+        duration(wall),
+        crate::text::count(cores.min(cells), "job"),
+    )
+}
+
+/// "45 s", "12 min", "3.2 h".
+fn duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 pub fn status(args: &StatusArgs) -> CmdResult {

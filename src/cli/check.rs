@@ -44,7 +44,10 @@ pub fn check(args: &CheckArgs) -> CmdResult {
     if failed == 0 {
         Ok(())
     } else {
-        eprintln!("{failed} of {} sweep files failed", args.sweeps.len());
+        eprintln!(
+            "{failed} of {} failed",
+            crate::text::count(args.sweeps.len(), "sweep file")
+        );
         Err(CliError::Reported(1))
     }
 }

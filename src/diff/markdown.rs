@@ -58,8 +58,8 @@ pub fn render(changes: &[Change], tables: &[String]) -> String {
     let cell_part = cells
         .map(|t| {
             format!(
-                "; {} cell(s) changed, {} added, {} removed",
-                t.changed_rows.len(),
+                "; {} changed, {} added, {} removed",
+                crate::text::count(t.changed_rows.len(), "cell"),
                 t.added,
                 t.removed
             )
@@ -67,9 +67,9 @@ pub fn render(changes: &[Change], tables: &[String]) -> String {
         .unwrap_or_default();
     writeln!(
         out,
-        "**bitgrok diff: {} change(s) beyond tolerance in {touched} of {} table(s){cell_part}.**",
-        changes.len(),
-        counts.len()
+        "**bitgrok diff: {} beyond tolerance in {touched} of {}{cell_part}.**",
+        crate::text::count(changes.len(), "change"),
+        crate::text::count(counts.len(), "table")
     )
     .unwrap();
     let (first, rest): (Vec<&Change>, Vec<&Change>) =

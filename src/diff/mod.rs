@@ -404,7 +404,7 @@ fn text(changes: &[Change]) -> String {
     for r in &rows {
         writeln!(out, "{}", line(*r)).unwrap();
     }
-    writeln!(out, "{} change(s)", changes.len()).unwrap();
+    writeln!(out, "{}", crate::text::count(changes.len(), "change")).unwrap();
     out
 }
 
@@ -609,7 +609,7 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(
             lines[0],
-            "**bitgrok diff: 2 change(s) beyond tolerance in 2 of 2 table(s); 1 cell(s) changed, 0 added, 0 removed.**"
+            "**bitgrok diff: 2 changes beyond tolerance in 2 of 2 tables; 1 cell changed, 0 added, 0 removed.**"
         );
         // Changed cells first, then the counts, then the other tables' changes.
         let at = |s: &str| {

@@ -301,6 +301,14 @@ pub struct QuantConfig {
     /// Per-token absmax activation quantization to this many bits at the inputs
     /// of the quantized matrices; 0 = off.
     pub act_bits: u32,
+    /// What the quantized levels are multiplied by ([`QuantScale`]). Absent in
+    /// configs written before the setting existed, which used `per-step`.
+    #[serde(default)]
+    pub scale: QuantScale,
+    /// Which of the six projection matrices are quantized ([`QuantMatrices`]).
+    /// Absent in configs written before the setting existed: `all`.
+    #[serde(default)]
+    pub matrices: QuantMatrices,
 }
 
 impl Default for QuantConfig {
@@ -310,6 +318,71 @@ impl Default for QuantConfig {
             ternary_center: false,
             eps: 1e-5,
             act_bits: 0,
+            scale: QuantScale::PerStep,
+            matrices: QuantMatrices::All,
+        }
+    }
+}
+
+/// What a quantized matrix's levels (±1; −1, 0, 1; −m … m) are multiplied by. The
+/// levels are always the precision's rule applied to the current latent weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantScale {
+    /// The precision's scale of the current latent weights, recomputed every step:
+    /// γ (ternary), β = mean|W| (binary with `binary_scale`), s = max|W|/m (int-k).
+    #[default]
+    PerStep,
+    /// None: the effective weights are the levels themselves, {−1, 0, 1} (ternary)
+    /// or the integers −m … m (int-k). Binary's is `quant.binary_scale = false`.
+    None,
+    /// The same scale computed once from the initial weights and held constant: a
+    /// fixed magnitude per matrix, neither learned nor decayed (binary: c·sign(W −
+    /// mean W), c the initial mean|W|).
+    Initial,
+}
+
+/// Which of the six projection matrices a quantized precision quantizes; the others
+/// stay fp32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuantMatrices {
+    /// W_Q, W_K, W_V, W_O, W_in, W_out.
+    #[default]
+    All,
+    /// W_Q and W_K only: the attention scores.
+    Qk,
+    /// Every one but W_Q and W_K.
+    AllButQk,
+}
+
+impl QuantMatrices {
+    /// Whether the projection matrix with this TransformerLens name is quantized.
+    pub fn quantizes(self, name: &str) -> bool {
+        let qk = name == crate::engine::weights::W_Q || name == crate::engine::weights::W_K;
+        match self {
+            QuantMatrices::All => true,
+            QuantMatrices::Qk => qk,
+            QuantMatrices::AllButQk => !qk,
+        }
+    }
+    /// The name sweep files and model metadata use.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantMatrices::All => "all",
+            QuantMatrices::Qk => "qk",
+            QuantMatrices::AllButQk => "all-but-qk",
+        }
+    }
+}
+
+impl QuantScale {
+    /// The name sweep files and model metadata use.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantScale::PerStep => "per-step",
+            QuantScale::None => "none",
+            QuantScale::Initial => "initial",
         }
     }
 }
@@ -391,33 +464,50 @@ impl Default for CellConfig {
     }
 }
 
-/// The quantizer options only one precision reads, and that precision: cells that
-/// differ in these and the precision alone are one model at different precisions
-/// (`compare.csv` pairs them), and a cell of another precision never depends on
-/// them ([`CellConfig::trained_form`]).
-/// Each entry: the setting, the precision that reads it, and how to reset it to the
-/// default.
+/// The quantizer options, each with the precisions that read it: cells that differ
+/// in these and the precision alone are one model at different precisions
+/// (`compare.csv` pairs them), and a cell of a precision that does not read one
+/// never depends on it ([`CellConfig::trained_form`]). Each entry: the setting,
+/// whether a precision reads it, and how to reset it to the default.
 #[allow(clippy::type_complexity)]
-pub const QUANTIZER_SETTINGS: &[(&str, Precision, fn(&mut QuantConfig, &QuantConfig))] = &[
-    ("quant.binary_scale", Precision::Binary, |q, d| {
-        q.binary_scale = d.binary_scale
-    }),
-    ("quant.ternary_center", Precision::Ternary, |q, d| {
-        q.ternary_center = d.ternary_center
-    }),
+pub const QUANTIZER_SETTINGS: &[(
+    &str,
+    fn(Precision) -> bool,
+    fn(&mut QuantConfig, &QuantConfig),
+)] = &[
+    (
+        "quant.binary_scale",
+        |p| p == Precision::Binary,
+        |q, d| q.binary_scale = d.binary_scale,
+    ),
+    (
+        "quant.ternary_center",
+        |p| p == Precision::Ternary,
+        |q, d| q.ternary_center = d.ternary_center,
+    ),
+    (
+        "quant.scale",
+        |p| p != Precision::Fp32,
+        |q, d| q.scale = d.scale,
+    ),
+    (
+        "quant.matrices",
+        |p| p != Precision::Fp32,
+        |q, d| q.matrices = d.matrices,
+    ),
 ];
 
 impl CellConfig {
     /// This config with every setting its training cannot read reset to the default:
     /// `quant.binary_scale` unless the precision is binary, `quant.ternary_center`
     /// unless ternary, `quant.eps` unless ternary or with activation quantization,
-    /// the Grokfast constants without Grokfast, `model.uniform_attention` at
+    /// `quant.scale` and `quant.matrices` at fp32, the Grokfast constants without Grokfast, `model.uniform_attention` at
     /// attention rate 1 (the uniform part is 0 either way). Configs with equal
     /// trained forms train the same model; the cell key hashes this form.
     pub fn trained_form(&self) -> CellConfig {
         let (d, mut out) = (CellConfig::default(), self.clone());
-        for &(_, reader, reset) in QUANTIZER_SETTINGS {
-            if self.precision != reader {
+        for &(_, reads, reset) in QUANTIZER_SETTINGS {
+            if !reads(self.precision) {
                 reset(&mut out.quant, &d.quant);
             }
         }
@@ -646,6 +736,33 @@ impl CellConfig {
                 format!(
                     "{} is not allowed (allowed: a number > 0)",
                     ff(self.quant.eps)
+                ),
+            );
+        }
+        if self.precision == Precision::Binary {
+            match (self.quant.binary_scale, self.quant.scale) {
+                (true, QuantScale::None) => bad(
+                    &["quant.scale"],
+                    "\"none\" is not allowed for binary (binary's unscaled grid ±1 is \
+                     quant.binary_scale = false)"
+                        .into(),
+                ),
+                (false, QuantScale::Initial) => bad(
+                    &["quant.scale", "quant.binary_scale"],
+                    "\"initial\" scales binary's β, which quant.binary_scale = false removes \
+                     (allowed: quant.binary_scale = true with quant.scale = \"initial\")"
+                        .into(),
+                ),
+                _ => {}
+            }
+        }
+        if self.quant.matrices != QuantMatrices::All && self.quant.act_bits > 0 {
+            bad(
+                &["quant.matrices", "quant.act_bits"],
+                format!(
+                    "quant.matrices = \"{}\" with activation quantization is not supported \
+                     (allowed: quant.act_bits = 0, or quant.matrices = \"all\")",
+                    self.quant.matrices.name()
                 ),
             );
         }

@@ -29,6 +29,8 @@ pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[
     "model.attention_rate",
     "model.uniform_attention",
     "model.init",
+    "quant.scale",
+    "quant.matrices",
 ];
 
 /// Hex digits of a key shown by `bitgrok plan`.

@@ -120,6 +120,8 @@ fn changed(key: &str, v: &Value) -> Value {
             "model.arch" => if s == "li2024" { "nanda2023" } else { "li2024" }.into(),
             "model.uniform_attention" => if s == "mean" { "sum" } else { "mean" }.into(),
             "model.init" => if s == "fan-in" { "zhong2023" } else { "fan-in" }.into(),
+            "quant.scale" => if s == "per-step" { "none" } else { "per-step" }.into(),
+            "quant.matrices" => if s == "all" { "qk" } else { "all" }.into(),
             _ => panic!("no alternative value for {key}: add one here"),
         }),
         Value::Array(a) => {
@@ -135,7 +137,7 @@ fn changed(key: &str, v: &Value) -> Value {
 fn where_read(key: &str) -> Vec<(&'static str, Value)> {
     match key {
         "quant.binary_scale" => vec![("precision", Value::String("binary".into()))],
-        "quant.ternary_center" | "quant.eps" => {
+        "quant.ternary_center" | "quant.eps" | "quant.scale" | "quant.matrices" => {
             vec![("precision", Value::String("ternary".into()))]
         }
         "train.grokfast_alpha" | "train.grokfast_lambda" => {
@@ -241,7 +243,7 @@ fn float_spelling() {
 
 #[test]
 fn settings_the_training_cannot_read_do_not_change_the_key() {
-    use bitgrok::config::{Precision, UniformAttention};
+    use bitgrok::config::{Precision, QuantMatrices, QuantScale, UniformAttention};
     let fp32 = CellConfig::default();
     let key = |f: &dyn Fn(&mut CellConfig)| {
         let mut c = fp32.clone();
@@ -250,12 +252,14 @@ fn settings_the_training_cannot_read_do_not_change_the_key() {
     };
     let base = cell_key(&fp32);
     // Not read by this cell: the same key, though the legacy key differs.
-    let unread: [&dyn Fn(&mut CellConfig); 5] = [
+    let unread: [&dyn Fn(&mut CellConfig); 7] = [
         &|c| c.quant.binary_scale = !c.quant.binary_scale,
         &|c| c.quant.ternary_center = !c.quant.ternary_center,
         &|c| c.quant.eps = 1e-3,
         &|c| c.train.grokfast_alpha = 0.5,
         &|c| c.model.uniform_attention = UniformAttention::Sum,
+        &|c| c.quant.scale = QuantScale::Initial,
+        &|c| c.quant.matrices = QuantMatrices::Qk,
     ];
     for f in unread {
         assert_eq!(key(f), base);
@@ -265,12 +269,14 @@ fn settings_the_training_cannot_read_do_not_change_the_key() {
     }
     // Read once the precision, act_bits, Grokfast or rate makes them matter: then
     // the change moves the key.
-    let contexts: [&dyn Fn(&mut CellConfig); 5] = [
+    let contexts: [&dyn Fn(&mut CellConfig); 7] = [
         &|c| c.precision = Precision::Binary,
         &|c| c.precision = Precision::Ternary,
         &|c| c.quant.act_bits = 8,
         &|c| c.train.grokfast = true,
         &|c| c.model.attention_rate = 0.5,
+        &|c| c.precision = Precision::Int(4),
+        &|c| c.precision = Precision::Binary,
     ];
     for (context, change) in contexts.iter().zip(unread) {
         let both = key(&|c: &mut CellConfig| {

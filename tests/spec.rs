@@ -503,3 +503,29 @@ fn readme_documents_every_setting() {
     let sweep = parse(example).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(grid::expand(&sweep).len(), 8);
 }
+
+/// The quantizer settings that contradict each other are refused, each naming why.
+#[test]
+fn contradicting_quantizer_settings_are_refused() {
+    one_problem(
+        "name = \"x\"\nprecision = \"binary\"\n[quant]\nscale = \"none\"\n",
+        "quant.scale",
+        4,
+        &["binary_scale = false"],
+    );
+    let ps = problems(
+        "name = \"x\"\nprecision = \"binary\"\n[quant]\nbinary_scale = false\nscale = \"initial\"\n",
+    );
+    assert!(ps[0].to_string().contains("removes"), "{}", ps[0]);
+    let ps =
+        problems("name = \"x\"\nprecision = \"int4\"\n[quant]\nact_bits = 8\nmatrices = \"qk\"\n");
+    assert!(ps[0].to_string().contains("not supported"), "{}", ps[0]);
+    // Each alone is fine, as is fp32 with any of them (it reads none).
+    for ok in [
+        "name = \"x\"\nprecision = \"ternary\"\n[quant]\nscale = \"none\"\n",
+        "name = \"x\"\nprecision = \"binary\"\n[quant]\nscale = \"initial\"\n",
+        "name = \"x\"\nprecision = \"binary\"\n[quant]\nmatrices = \"all-but-qk\"\n",
+    ] {
+        assert!(parse(ok).is_ok(), "{ok}");
+    }
+}

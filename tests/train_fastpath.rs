@@ -6,7 +6,6 @@ use bitgrok::config::{
 };
 use bitgrok::engine::data::split;
 use bitgrok::engine::model::{init_weights, run, Batch};
-use bitgrok::engine::quant::quantize;
 use bitgrok::engine::reference::{loss_and_grads, Params64};
 use bitgrok::engine::weights::{Init, ModelWeights, W_K, W_Q};
 
@@ -40,14 +39,11 @@ fn weights(cfg: &CellConfig) -> ModelWeights {
 }
 
 fn quantized(cfg: &CellConfig, w: &ModelWeights, precision: Precision) -> ModelWeights {
-    let mut e = w.clone();
-    for (spec, p) in e.params_mut() {
-        if spec.quantized {
-            let q = quantize(precision, &cfg.quant, p);
-            p.copy_from_slice(&q);
-        }
-    }
-    e
+    let cfg = CellConfig {
+        precision,
+        ..cfg.clone()
+    };
+    bitgrok::engine::train::effective_weights(&cfg, w)
 }
 
 fn max_abs(x: impl Iterator<Item = f64>) -> f64 {

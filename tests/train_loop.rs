@@ -214,3 +214,75 @@ fn bad_configs_and_checkpoints_are_refused_with_clear_errors() {
     let err = Checkpoint::from_bytes(b"not a checkpoint").unwrap_err();
     assert!(format!("{err:#}").contains("checkpoint"), "{err:#}");
 }
+
+/// Every entry of the quantized matrices `which` selects, and whether each other
+/// projection matrix equals its latent (unquantized) weights.
+fn projections(out: &TrainOutput) -> Vec<(&'static str, Vec<f32>, bool)> {
+    let latent = out.latent.params();
+    out.effective
+        .params()
+        .into_iter()
+        .zip(latent)
+        .filter(|((spec, _), _)| spec.quantized)
+        .map(|((spec, e), (_, l))| (spec.name, e.to_vec(), e == l))
+        .collect()
+}
+
+/// `quant.scale = "initial"`: binary is c·sign(W − mean W) with c the matrix's
+/// initial mean |W|, held while weight decay shrinks the latent weights.
+#[test]
+fn fixed_magnitude_binary_keeps_each_matrix_at_its_initial_mean_abs() {
+    let mut cfg = tiny(Precision::Binary, 300);
+    cfg.quant.scale = bitgrok::config::QuantScale::Initial;
+    let out = train(&cfg, 1);
+    let init = out.init.params();
+    for ((name, e, _), (_, w0)) in projections(&out)
+        .into_iter()
+        .zip(init.into_iter().filter(|(spec, _)| spec.quantized))
+    {
+        let c = (w0.iter().map(|x| x.abs() as f64).sum::<f64>() / w0.len() as f64) as f32;
+        assert!(e.iter().all(|v| v.abs() == c), "{name}: not ±{c}");
+        let latent = out.latent.params();
+        let (_, now) = latent.iter().find(|(s, _)| s.name == name).unwrap();
+        let now = scale(Precision::Binary, &cfg.quant, now).unwrap();
+        assert!(
+            (now - c as f64).abs() > 1e-4 * c as f64,
+            "{name}: the latent scale did not move"
+        );
+    }
+}
+
+/// `quant.scale = "none"`: ternary weights are {−1, 0, 1} and int4 weights the
+/// integers −7 … 7, each using more than one level.
+#[test]
+fn unscaled_grids_are_their_levels() {
+    for (precision, m) in [(Precision::Ternary, 1.0f32), (Precision::Int(4), 7.0)] {
+        let mut cfg = tiny(precision, 50);
+        cfg.quant.scale = bitgrok::config::QuantScale::None;
+        let out = train(&cfg, 1);
+        for (name, e, _) in projections(&out) {
+            assert!(
+                e.iter().all(|v| v.fract() == 0.0 && v.abs() <= m),
+                "{precision} {name}: off the integer grid"
+            );
+            let distinct: std::collections::BTreeSet<i32> = e.iter().map(|&v| v as i32).collect();
+            assert!(distinct.len() > 1, "{precision} {name}: {distinct:?}");
+        }
+    }
+}
+
+/// `quant.matrices`: `qk` quantizes W_Q and W_K only, `all-but-qk` the other four.
+#[test]
+fn only_the_selected_matrices_are_quantized() {
+    use bitgrok::config::QuantMatrices;
+    for matrices in [QuantMatrices::Qk, QuantMatrices::AllButQk] {
+        let mut cfg = tiny(Precision::Binary, 20);
+        cfg.quant.matrices = matrices;
+        let out = train(&cfg, 1);
+        for (name, _, equals_latent) in projections(&out) {
+            let qk = name.ends_with("W_Q") || name.ends_with("W_K");
+            let quantized = matches!(matrices, QuantMatrices::Qk) == qk;
+            assert_eq!(!equals_latent, quantized, "{matrices:?} {name}");
+        }
+    }
+}

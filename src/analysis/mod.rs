@@ -272,12 +272,13 @@ pub fn matrix_stats(name: &str, data: &[f32]) -> MatrixStats {
     }
 }
 
-/// [`matrix_stats`] of every matrix a quantized precision quantizes (computed for
-/// fp32 too, where no entry is forced to zero).
-pub fn quantization_stats(w: &crate::engine::weights::ModelWeights) -> Vec<MatrixStats> {
-    w.params()
+/// [`matrix_stats`] of every matrix the model's precision quantizes (`quant.matrices`
+/// of the six projections; computed for fp32 too, where no entry is forced to zero).
+pub fn quantization_stats(m: &Model) -> Vec<MatrixStats> {
+    m.weights
+        .params()
         .into_iter()
-        .filter(|(spec, _)| spec.quantized)
+        .filter(|(spec, _)| spec.quantized && m.quantized.quantizes(spec.name))
         .map(|(spec, data)| matrix_stats(spec.name, data))
         .collect()
 }
@@ -523,7 +524,7 @@ pub fn analyze(
         logit_patterns,
     };
 
-    let quantization = quantization_stats(w);
+    let quantization = quantization_stats(m);
 
     let nonconstant: f64 = spectrum.norms[1..].iter().map(|n| n * n).sum();
     let frequency_table = (0..=kmax)

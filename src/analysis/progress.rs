@@ -146,10 +146,8 @@ pub fn progress_rows(
                     .filter(|r| r.clustered && r.best_frequency.is_some_and(|k| keys.contains(&k)))
                     .count(),
                 weight_sq_sum: weight_sq_sum(&m.weights),
-                zero_fraction_mean: super::zero_fraction_mean(&super::quantization_stats(
-                    &m.weights,
-                ))
-                .unwrap_or(f64::NAN),
+                zero_fraction_mean: super::zero_fraction_mean(&super::quantization_stats(m))
+                    .unwrap_or(f64::NAN),
                 attention_tv: attention.tv_from_uniform,
                 qk_norm: attention.qk_norm,
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,

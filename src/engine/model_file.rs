@@ -15,7 +15,9 @@
 //! `pos_embed.W_pos`) or one of TransformerLens's buffers; TransformerLens 4.x
 //! bridge names are refused with how to save the names bitgrok reads.
 
-use crate::config::{Arch, AttentionMix, CellConfig, QuantConfig, UniformAttention};
+use crate::config::{
+    Arch, AttentionMix, CellConfig, QuantConfig, QuantMatrices, QuantScale, UniformAttention,
+};
 use crate::engine::weights::{
     from_safetensors_bytes, is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes,
     ModelWeights, NamedTensors, LATENT_PREFIX, PARAMS,
@@ -41,6 +43,9 @@ pub struct Model {
     /// `model.attention_rate` and `model.uniform_attention`: attention is
     /// `rate·softmax + uniform part`.
     pub attention: AttentionMix,
+    /// Which projection matrices the precision quantized (`quant.matrices`; all six
+    /// in a file that does not say): what the quantization statistics describe.
+    pub quantized: QuantMatrices,
 }
 
 impl Model {
@@ -51,6 +56,7 @@ impl Model {
             act_bits: 0,
             act_eps: QuantConfig::default().eps,
             attention: AttentionMix::SOFTMAX,
+            quantized: QuantMatrices::All,
         }
     }
     /// The effective weights of a cell, run as the cell was trained.
@@ -60,6 +66,7 @@ impl Model {
             act_bits: cfg.quant.act_bits,
             act_eps: cfg.quant.eps,
             attention: cfg.model.attention_mix(),
+            quantized: cfg.quant.matrices,
         }
     }
 }
@@ -136,6 +143,12 @@ pub fn metadata(cfg: &CellConfig, key: &str) -> BTreeMap<String, String> {
             "model.uniform_attention".into(),
             cfg.model.uniform_attention.name().into(),
         );
+    }
+    if q.scale != QuantScale::PerStep {
+        meta.insert("quant.scale".into(), q.scale.name().into());
+    }
+    if q.matrices != QuantMatrices::All {
+        meta.insert("quant.matrices".into(), q.matrices.name().into());
     }
     meta
 }
@@ -264,6 +277,19 @@ pub fn model_from_tensors(
     if let Some(f) = meta.get("format").filter(|_| !self_described) {
         bail!("{what}: model format {f:?} is not one bitgrok reads ({MODEL_FORMAT})");
     }
+    let quantized = match meta.get("quant.matrices").filter(|_| self_described) {
+        Some(m) => [
+            QuantMatrices::All,
+            QuantMatrices::Qk,
+            QuantMatrices::AllButQk,
+        ]
+        .into_iter()
+        .find(|q| q.name() == m)
+        .ok_or_else(|| {
+            anyhow!("{what}: metadata quant.matrices = {m:?} is not all, qk or all-but-qk")
+        })?,
+        None => QuantMatrices::All,
+    };
     let (arch, act_bits, act_eps, attention) = if self_described {
         let arch: Arch = meta_get(meta, "arch", what)?
             .parse()
@@ -388,6 +414,7 @@ pub fn model_from_tensors(
             act_bits,
             act_eps,
             attention,
+            quantized,
         },
         self_described,
         skipped,

@@ -9,7 +9,7 @@
 //!
 //! Rounding is half-to-even, as `torch.round` does.
 
-use crate::config::{Precision, QuantConfig};
+use crate::config::{Precision, QuantConfig, QuantScale};
 
 /// Round half to even for `|x| ≤ 2^51`, by the floating-point addition trick: baseline
 /// x86-64 has no rounding instruction, and `round_ties_even` becomes a slow library
@@ -67,9 +67,26 @@ pub fn int_levels(k: u8) -> i32 {
 ///   (BitNet) else 1 (the seed study's code);
 /// - int-k: `s·clip(round(W/s), −m, m)`, `m = 2^(k−1) − 1`, `s = max|W|/m` (all zeros
 ///   when W is all zeros).
-pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
-    let Some(s) = scale(precision, q, w) else {
+///
+/// The levels are then multiplied by that scale (`quant.scale = "per-step"`), by 1
+/// (`"none"`) or by `initial_scale`, the scale of the matrix's initial weights
+/// (`"initial"`, which needs it).
+pub fn quantize(
+    precision: Precision,
+    q: &QuantConfig,
+    w: &[f32],
+    initial_scale: Option<f64>,
+) -> Vec<f32> {
+    let Some(levels_scale) = scale(precision, q, w) else {
         return w.to_vec();
+    };
+    let s = levels_scale;
+    let magnitude = match q.scale {
+        QuantScale::PerStep => s,
+        QuantScale::None => 1.0,
+        QuantScale::Initial => {
+            initial_scale.expect("quant.scale = \"initial\" needs the initial scale")
+        }
     };
     match precision {
         Precision::Fp32 => unreachable!(),
@@ -78,7 +95,7 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
             w.iter()
                 .map(|&x| {
                     let level = round_even(((x as f64 - c) / s).clamp(-2.0, 2.0)).clamp(-1.0, 1.0);
-                    (level * s) as f32
+                    (level * magnitude) as f32
                 })
                 .collect()
         }
@@ -87,9 +104,9 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
             w.iter()
                 .map(|&x| {
                     if x as f64 - alpha >= 0.0 {
-                        s as f32
+                        magnitude as f32
                     } else {
-                        -s as f32
+                        -magnitude as f32
                     }
                 })
                 .collect()
@@ -101,7 +118,8 @@ pub fn quantize(precision: Precision, q: &QuantConfig, w: &[f32]) -> Vec<f32> {
             let m = int_levels(k) as f64;
             w.iter()
                 .map(|&x| {
-                    (round_even((x as f64 / s).clamp(-m - 1.0, m + 1.0)).clamp(-m, m) * s) as f32
+                    (round_even((x as f64 / s).clamp(-m - 1.0, m + 1.0)).clamp(-m, m) * magnitude)
+                        as f32
                 })
                 .collect()
         }
@@ -178,7 +196,7 @@ mod tests {
             };
             let w = sample();
             let g = scale(Precision::Ternary, &q, &w).unwrap() as f32;
-            let out = quantize(Precision::Ternary, &q, &w);
+            let out = quantize(Precision::Ternary, &q, &w, None);
             let mut seen = [false; 3];
             for v in &out {
                 let i = [-g, 0.0, g].iter().position(|x| x == v).expect("off grid");
@@ -197,7 +215,7 @@ mod tests {
                 ..Default::default()
             };
             let b = if scaled { mean_abs(&w) as f32 } else { 1.0 };
-            let out = quantize(Precision::Binary, &q, &w);
+            let out = quantize(Precision::Binary, &q, &w, None);
             let alpha = mean(&w);
             for (x, v) in w.iter().zip(&out) {
                 assert_eq!(*v, if *x as f64 >= alpha { b } else { -b });
@@ -212,7 +230,7 @@ mod tests {
             let q = QuantConfig::default();
             let s = scale(Precision::Int(k), &q, &w).unwrap();
             let m = int_levels(k);
-            let out = quantize(Precision::Int(k), &q, &w);
+            let out = quantize(Precision::Int(k), &q, &w, None);
             let mut levels = std::collections::BTreeSet::new();
             for v in out {
                 let l = (v as f64 / s).round();
@@ -221,6 +239,41 @@ mod tests {
             }
             assert!(levels.contains(&m) || levels.contains(&-m));
             assert!(levels.len() as i32 <= 2 * m + 1);
+        }
+    }
+
+    /// `quant.scale`: "none" gives the levels themselves, "initial" the same levels
+    /// times the given constant, whatever the latent weights' own scale.
+    #[test]
+    fn unscaled_and_initial_scales_keep_the_levels() {
+        let w = sample();
+        for precision in [Precision::Ternary, Precision::Int(4), Precision::Binary] {
+            let per_step = QuantConfig::default();
+            let s = scale(precision, &per_step, &w).unwrap();
+            let levels: Vec<f64> = quantize(precision, &per_step, &w, None)
+                .iter()
+                .map(|&v| v as f64 / s)
+                .collect();
+            if precision != Precision::Binary {
+                let none = QuantConfig {
+                    scale: QuantScale::None,
+                    ..Default::default()
+                };
+                let out = quantize(precision, &none, &w, None);
+                for (v, l) in out.iter().zip(&levels) {
+                    assert_eq!(*v as f64, l.round(), "{precision}");
+                }
+            }
+            let initial = QuantConfig {
+                scale: QuantScale::Initial,
+                ..Default::default()
+            };
+            // Latent weights ten times larger: the same levels, the same magnitude.
+            let w10: Vec<f32> = w.iter().map(|x| x * 10.0).collect();
+            let out = quantize(precision, &initial, &w10, Some(0.25));
+            for (v, l) in out.iter().zip(&levels) {
+                assert_eq!(*v, (l.round() * 0.25) as f32, "{precision}");
+            }
         }
     }
 

@@ -216,19 +216,62 @@ pub struct TrainOutput {
     pub seconds: f64,
 }
 
-/// The effective weights of a model: the quantizer of `cfg.precision` applied to the
-/// six projection matrices, everything else unchanged.
-pub fn effective_weights(cfg: &CellConfig, latent: &ModelWeights) -> ModelWeights {
-    let mut e = latent.clone();
-    if cfg.precision != crate::config::Precision::Fp32 {
+/// The quantizer of a cell: its precision's rule applied to the projection matrices
+/// `quant.matrices` selects, with each matrix's initial scale when `quant.scale =
+/// "initial"` (computed once, from the cell's initial weights).
+#[derive(Clone, Debug)]
+pub struct Quantizer {
+    precision: crate::config::Precision,
+    quant: crate::config::QuantConfig,
+    initial_scales: BTreeMap<&'static str, f64>,
+}
+
+impl Quantizer {
+    pub fn new(cfg: &CellConfig) -> Quantizer {
+        let mut initial_scales = BTreeMap::new();
+        if cfg.precision != crate::config::Precision::Fp32
+            && cfg.quant.scale == crate::config::QuantScale::Initial
+        {
+            for (spec, p) in crate::engine::model::init_weights(cfg).params() {
+                if let Some(s) = crate::engine::quant::scale(cfg.precision, &cfg.quant, p) {
+                    initial_scales.insert(spec.name, s);
+                }
+            }
+        }
+        Quantizer {
+            precision: cfg.precision,
+            quant: cfg.quant.clone(),
+            initial_scales,
+        }
+    }
+
+    /// Whether this parameter is quantized.
+    pub fn quantizes(&self, spec: &crate::engine::weights::Param) -> bool {
+        self.precision != crate::config::Precision::Fp32
+            && spec.quantized
+            && self.quant.matrices.quantizes(spec.name)
+    }
+
+    /// The effective weights: `Q(W)` on the quantized matrices, everything else as is.
+    pub fn effective(&self, latent: &ModelWeights) -> ModelWeights {
+        let mut e = latent.clone();
         for (spec, p) in e.params_mut() {
-            if spec.quantized {
-                let q = quantize(cfg.precision, &cfg.quant, p);
+            if self.quantizes(spec) {
+                let initial = self.initial_scales.get(spec.name).copied();
+                let q = quantize(self.precision, &self.quant, p, initial);
                 p.copy_from_slice(&q);
             }
         }
+        e
     }
-    e
+}
+
+/// The effective weights of a model: [`Quantizer::effective`] of the cell's quantizer.
+pub fn effective_weights(cfg: &CellConfig, latent: &ModelWeights) -> ModelWeights {
+    if cfg.precision == crate::config::Precision::Fp32 {
+        return latent.clone();
+    }
+    Quantizer::new(cfg).effective(latent)
 }
 
 /// The training state of one cell between updates.
@@ -240,6 +283,7 @@ pub struct Trainer {
     pub adam: AdamW,
     pub grokfast: GrokfastEma,
     pub step: u64,
+    quantizer: Quantizer,
 }
 
 impl Trainer {
@@ -253,6 +297,7 @@ impl Trainer {
             latent,
             grokfast: GrokfastEma::default(),
             step: 0,
+            quantizer: Quantizer::new(cfg),
         }
     }
 
@@ -262,7 +307,7 @@ impl Trainer {
         let eff = if self.cfg.precision == crate::config::Precision::Fp32 {
             &self.latent
         } else {
-            quantized = effective_weights(&self.cfg, &self.latent);
+            quantized = self.quantizer.effective(&self.latent);
             &quantized
         };
         let q = &self.cfg.quant;
@@ -289,7 +334,7 @@ impl Trainer {
 
     /// Loss and accuracy on the train and test sets now.
     pub fn evaluate(&self) -> CurvePoint {
-        let eff = effective_weights(&self.cfg, &self.latent);
+        let eff = self.quantizer.effective(&self.latent);
         let q = &self.cfg.quant;
         let tr = model::run(
             &eff,

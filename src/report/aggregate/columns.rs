@@ -6,7 +6,7 @@ use crate::analysis::labels::Label;
 use crate::analysis::progress::Phases;
 use crate::analysis::progress::ProgressRow;
 use crate::analysis::{FrequencyRow, Signature};
-use crate::config::QUANTIZER_SETTINGS;
+use crate::config::{Precision, QUANTIZER_SETTINGS};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -468,7 +468,9 @@ pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     // an option the table lists.
     let variant = |r: &Row| -> String {
         let precision = &r.ids[p_col.expect("checked above")];
-        let reads = |c: &str| option(c).is_some_and(|p| p.to_string() == *precision);
+        let reads = |c: &str| {
+            option(c).is_some_and(|reads| precision.parse().is_ok_and(|p: Precision| reads(p)))
+        };
         let mut parts = vec![precision.clone()];
         for (c, v) in cols.iter().zip(&r.ids) {
             if reads(c) && !v.is_empty() && v != "-" {

@@ -38,13 +38,14 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 mod columns;
+mod compare;
 pub use columns::{
-    cell_columns, compare_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median,
-    summary_columns, FREQUENCY_COLUMNS, PAIR_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
+    cell_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median, summary_columns,
+    FREQUENCY_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
 };
-use columns::{
-    cells_table, compare_table, frequencies_table, names, progress_table, summary_table,
-};
+use columns::{cells_table, frequencies_table, names, progress_table, summary_table};
+use compare::compare_table;
+pub use compare::{compare_columns, PAIR_COLUMNS};
 
 /// One cell of the sweep as the aggregator needs it.
 #[derive(Clone, Debug, PartialEq)]

@@ -6,7 +6,6 @@ use crate::analysis::labels::Label;
 use crate::analysis::progress::Phases;
 use crate::analysis::progress::ProgressRow;
 use crate::analysis::{FrequencyRow, Signature};
-use crate::config::{Precision, QUANTIZER_SETTINGS};
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 
@@ -451,129 +450,6 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
         }
     }
     csv_bytes(&header(cols, &names(PROGRESS_COLUMNS)), &out)
-}
-
-pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    // A row's variant: its precision and the quantizer options it sets. Cells that
-    // differ in nothing else are one model at different precisions and are paired.
-    let option = |c: &str| QUANTIZER_SETTINGS.iter().find(|o| o.0 == c).map(|o| o.1);
-    let variant_col = |c: &String| c == "precision" || option(c).is_some();
-    let p_col = cols.iter().position(|c| c == "precision");
-    let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();
-    let h = header(&group_cols, &compare_columns());
-    if p_col.is_none() {
-        return csv_bytes(&h, &[]);
-    }
-    // `binary`, or `binary quant.binary_scale=true` where the cell's precision reads
-    // an option the table lists.
-    let variant = |r: &Row| -> String {
-        let precision = &r.ids[p_col.expect("checked above")];
-        let reads = |c: &str| {
-            option(c).is_some_and(|reads| precision.parse().is_ok_and(|p: Precision| reads(p)))
-        };
-        let mut parts = vec![precision.clone()];
-        for (c, v) in cols.iter().zip(&r.ids) {
-            if reads(c) && !v.is_empty() && v != "-" {
-                parts.push(format!("{c}={v}"));
-            }
-        }
-        parts.join(" ")
-    };
-    let group_ids = |r: &Row| -> Vec<String> {
-        cols.iter()
-            .zip(&r.ids)
-            .filter(|(c, _)| !variant_col(c))
-            .map(|(_, v)| v.clone())
-            .collect()
-    };
-    let mut out = Vec::new();
-    for (gid, members) in groups_by(rows.iter().map(group_ids)) {
-        // The first cell of each variant in the group, in sweep order.
-        let present: Vec<(String, &Row)> = groups_by(members.iter().map(|&i| variant(&rows[i])))
-            .into_iter()
-            .map(|(v, at)| (v, &rows[members[at[0]]]))
-            .collect();
-        for (i, (va, a)) in present.iter().enumerate() {
-            for (vb, b) in &present[i + 1..] {
-                let mut v = gid.clone();
-                v.push(va.clone());
-                v.push(vb.clone());
-                v.extend(pair_columns(a.sig.as_ref(), b.sig.as_ref()));
-                out.push(v);
-            }
-        }
-    }
-    csv_bytes(&h, &out)
-}
-
-/// One column of compare.csv computed from a pair's signatures (a, b): its name and
-/// its text. Differences are b − a.
-type PairColumn = (&'static str, fn(&Signature, &Signature) -> String);
-
-/// The columns of compare.csv after the group's identity columns and the two
-/// variants (`precision_a`, `precision_b`), in order.
-pub const PAIR_COLUMNS: &[PairColumn] = &[
-    ("key_frequency_jaccard", |a, b| {
-        opt(
-            jaccard(&a.neurons.key_frequencies, &b.neurons.key_frequencies),
-            fmt_fraction,
-        )
-    }),
-    ("diff_n_key_frequencies", |a, b| {
-        (b.neurons.key_frequencies.len() as i64 - a.neurons.key_frequencies.len() as i64)
-            .to_string()
-    }),
-    ("diff_restricted_ratio", |a, b| {
-        difference(a.logits.restricted_ratio, b.logits.restricted_ratio)
-    }),
-    ("diff_step_generalised", |a, b| {
-        step_difference(a.outcome.step_generalised, b.outcome.step_generalised)
-    }),
-    ("diff_step_circuit_start", |a, b| {
-        step_difference(
-            phase(a, |p| p.step_circuit_start),
-            phase(b, |p| p.step_circuit_start),
-        )
-    }),
-    ("diff_gradient_symmetricity", |a, b| {
-        difference(
-            Some(a.algorithm.gradient_symmetricity),
-            Some(b.algorithm.gradient_symmetricity),
-        )
-    }),
-    // Labels compare algorithms: not for a model that learned none.
-    ("same_label", |a, b| {
-        let (a, b) = (a.algorithm.label, b.algorithm.label);
-        if a == Label::NotGeneralised || b == Label::NotGeneralised {
-            String::new()
-        } else {
-            yes_no(a == b)
-        }
-    }),
-];
-
-/// Every column of compare.csv after the group's identity columns.
-pub fn compare_columns() -> Vec<&'static str> {
-    ["precision_a", "precision_b"]
-        .into_iter()
-        .chain(names(PAIR_COLUMNS))
-        .collect()
-}
-
-fn difference(x: Option<f64>, y: Option<f64>) -> String {
-    opt(x.zip(y), |(x, y)| fmt_fraction(y - x))
-}
-
-fn step_difference(x: Option<u64>, y: Option<u64>) -> String {
-    opt(x.zip(y), |(x, y)| (y as i64 - x as i64).to_string())
-}
-
-/// A pair's columns; empty when either cell has no signature.
-pub(super) fn pair_columns(a: Option<&Signature>, b: Option<&Signature>) -> Vec<String> {
-    match (a, b) {
-        (Some(a), Some(b)) => PAIR_COLUMNS.iter().map(|(_, get)| get(a, b)).collect(),
-        _ => vec![String::new(); PAIR_COLUMNS.len()],
-    }
 }
 
 /// The numbers summarised per group: name, whether integer-valued, and getter.

@@ -12,33 +12,46 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     if cells.is_empty() {
         return Ok(None);
     }
-    let kmax = cells
+    // Settings with an analysed cell: the others would leave empty slots.
+    let settings: Vec<&String> = view
+        .settings
         .iter()
-        .map(|c| {
-            c.sig()
-                .map_or(0, |s| s.embedding.norm_by_frequency.len().saturating_sub(1))
+        .filter(|p| cells.iter().any(|c| &c.setting == *p))
+        .collect();
+    let np = settings.len().max(1);
+    // Per cell, its key frequencies' clustered neurons, largest first: seeds use
+    // different frequencies, so ranks (not frequencies) line cells up.
+    let ranked: Vec<(&String, Vec<f64>)> = cells
+        .iter()
+        .filter_map(|c| {
+            let s = c.sig()?;
+            let mut n: Vec<f64> = s
+                .neurons
+                .neurons_per_key_frequency
+                .iter()
+                .map(|k| k.neurons as f64)
+                .collect();
+            n.sort_by(|a, b| b.total_cmp(a));
+            Some((&c.setting, n))
         })
+        .collect();
+    let ranks = ranked
+        .iter()
+        .map(|(_, n)| n.len())
         .max()
         .unwrap_or(1)
         .max(1);
-    let np = view.settings.len().max(1);
-    let max_neurons = cells
+    let max_neurons = ranked
         .iter()
-        .flat_map(|c| {
-            c.sig()
-                .into_iter()
-                .flat_map(|s| s.neurons.neurons_per_key_frequency.iter())
-        })
-        .map(|k| k.neurons)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    // Precision i sits at an offset within each frequency's slot.
-    let offset = |p: &str| {
-        let i = view.settings.iter().position(|x| x == p).unwrap_or(0);
-        (i as f64 + 0.5) / np as f64 - 0.5
+        .flat_map(|(_, n)| n.first())
+        .fold(1.0f64, |a, &b| a.max(b));
+    // Setting i sits at an offset within each rank's slot, so settings do not cover
+    // each other.
+    let offset = |p: &String| {
+        let i = settings.iter().position(|x| *x == p).unwrap_or(0);
+        0.5 * ((i as f64 + 0.5) / np as f64 - 0.5)
     };
-    // The legend goes under both panels: inside the bar chart it hid the tallest bars.
+    // The legend goes under both panels: inside the chart it hid the data.
     let entries = setting_entries(view, |_| true);
     let legend = LegendStrip::new(&entries, 1100);
     let text = svg((1100, 380 + legend.height()), |root| {
@@ -46,42 +59,38 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
         legend.draw(&strip)?;
         let (left, right) = charts.split_horizontally(760);
         let mut chart = ChartBuilder::on(&left)
-            .caption("neurons per key frequency", font(HEADING))
+            .caption("neurons per key frequency, ranked", font(HEADING))
             .margin(8)
             .x_label_area_size(44)
             .y_label_area_size(60)
-            .build_cartesian_2d(0.5f64..kmax as f64 + 0.5, 0f64..max_neurons * 1.1)
+            .build_cartesian_2d(0.5f64..ranks as f64 + 0.5, 0f64..max_neurons * 1.1)
             .map_err(plot_err)?;
         chart
             .configure_mesh()
-            .x_desc("frequency k")
+            .x_desc("key frequency of the cell, by rank (1 = most neurons)")
             .y_desc("clustered neurons")
-            .x_labels(kmax.min(30))
+            .x_labels(ranks.min(30))
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| format!("{v:.0}"))
             .label_style(font(TEXT))
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
-        for p in &view.settings {
+        for (p, n) in &ranked {
             let color = view.color(p);
-            let pts: Vec<(f64, f64)> = cells
+            let pts: Vec<(f64, f64)> = n
                 .iter()
-                .filter(|c| &c.setting == p)
-                .flat_map(|c| {
-                    c.sig()
-                        .into_iter()
-                        .flat_map(|s| s.neurons.neurons_per_key_frequency.iter())
-                })
-                .map(|k| (k.frequency as f64 + 0.8 * offset(p), k.neurons as f64))
+                .enumerate()
+                .map(|(r, &y)| (r as f64 + 1.0 + offset(p), y))
                 .collect();
             chart
-                .draw_series(pts.iter().map(|&(x, y)| {
-                    Rectangle::new(
-                        [(x - 0.35 / np as f64, 0.0), (x + 0.35 / np as f64, y)],
-                        color.mix(0.45).filled(),
-                    )
-                }))
+                .draw_series(std::iter::once(PathElement::new(
+                    pts.clone(),
+                    color.mix(0.6).stroke_width(2),
+                )))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(pts.iter().map(|&pt| Circle::new(pt, 4, color.filled())))
                 .map_err(plot_err)?;
         }
 
@@ -94,12 +103,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .map_err(plot_err)?;
         // Setting names under the dots when they fit in the panel's 300 px, else the
         // legend's colours say which is which.
-        let fits = view
-            .settings
+        let fits = settings
             .iter()
             .all(|n| text_width(n, TEXT) as usize * np < 300);
-        let names = if fits {
-            view.settings.clone()
+        let names: Vec<String> = if fits {
+            settings.iter().map(|s| s.to_string()).collect()
         } else {
             Vec::new()
         };
@@ -123,11 +131,11 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             .light_line_style(WHITE)
             .draw()
             .map_err(plot_err)?;
-        for (i, p) in view.settings.iter().enumerate() {
+        for (i, p) in settings.iter().enumerate() {
             let color = view.color(p);
             let mut xs: Vec<f64> = cells
                 .iter()
-                .filter(|c| &c.setting == p)
+                .filter(|c| &c.setting == *p)
                 .filter_map(|c| c.sig().map(|s| s.neurons.fraction_clustered))
                 .collect();
             let n = xs.len().max(1) as f64;
@@ -149,7 +157,55 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     Ok(Some(Figure {
         id: "neurons",
         title: "Neuron clusters".into(),
-        caption: "Left: clustered MLP neurons of each key frequency, one translucent bar per cell and key frequency (colour = setting; bars of a setting's seeds overlap). Right: the fraction of neurons clustered, one dot per cell, black bar = the setting's median.".into(),
+        caption: "Left: the clustered MLP neurons of each cell's key frequencies, largest first, one line per cell (colour = setting; a setting's cells sit side by side within each rank). Seeds use different frequencies, so cells are lined up by rank; which frequencies a cell uses is in the key-frequency figure. Right: the fraction of neurons clustered, one dot per cell, black bar = the setting's median; settings without an analysed cell are left out.".into(),
         svg: text,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixture;
+    use crate::analysis::KeyFrequency;
+
+    /// One line per analysed cell, its points its key frequencies' neuron counts
+    /// largest first; a setting whose cells are not analysed gets no slot.
+    #[test]
+    fn cells_are_ranked_lines_and_unanalysed_settings_leave_no_slot() {
+        let mut rows = fixture::rows(4, |i, sig| {
+            sig.neurons.neurons_per_key_frequency = (0..3)
+                .map(|k| KeyFrequency {
+                    frequency: k + 1,
+                    neurons: 10 * (k + 1) + i,
+                })
+                .collect();
+        });
+        // Cell 3 (setting "int2") not analysed.
+        rows[3].sig = None;
+        rows[3].status = crate::store::CellState::Missing;
+        let view = fixture::view(&rows, &["fp32", "ternary", "binary", "int2"]);
+        let fig = super::figure(&view).unwrap().unwrap();
+        let svg = roxmltree::Document::parse(&fig.svg).unwrap();
+        // The ranked lines of the three analysed cells and one median bar per analysed
+        // setting (axes and ticks are thinner polylines).
+        let lines = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+            .count();
+        assert_eq!(lines, 3 + 3, "{}", fig.svg);
+        let texts: Vec<&str> = svg
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        // Setting names: in the legend (all four) and under the dots (the three
+        // analysed ones).
+        let count = |name: &str| texts.iter().filter(|t| **t == name).count();
+        assert_eq!(count("ternary"), 2, "{texts:?}");
+        assert_eq!(
+            count("int2"),
+            1,
+            "no slot for a setting without cells: {texts:?}"
+        );
+    }
 }

@@ -5,9 +5,10 @@
 mod common;
 use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, Arch, CellConfig, ModelConfig, Precision, UniformAttention};
-use bitgrok::engine::model_file::{read_cell_model, LATENT_FILE, MODEL_FILE};
+use bitgrok::engine::model_file::{LATENT_FILE, MODEL_FILE};
 use bitgrok::engine::train::TrainOutput;
 use bitgrok::engine::weights::{to_safetensors_bytes, LATENT_PREFIX};
+use bitgrok::store::read_cell_model;
 use std::collections::BTreeMap;
 use std::path::Path;
 

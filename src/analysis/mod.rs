@@ -27,7 +27,8 @@ pub mod progress;
 
 use crate::analysis::fourier::FourierBasis;
 use crate::config::{AnalysisConfig, Arch};
-use crate::engine::model_file::{read_cell_model, read_model_file, Described, Model};
+use crate::engine::model_file::{read_model_file, Described, Model};
+use crate::store::read_cell_model;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -452,7 +453,7 @@ pub(crate) fn key_frequencies(table: &[NeuronRow], kmax: usize) -> (Vec<usize>, 
 /// Write `signature.json`, `frequencies.csv` and `neurons.csv` into `dir`.
 pub fn write_tables(sig: &Signature, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let json_path = dir.join("signature.json");
+    let json_path = dir.join(crate::store::SIGNATURE);
     std::fs::write(&json_path, signature_json(sig)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     let freq_path = dir.join("frequencies.csv");
@@ -477,7 +478,7 @@ pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 /// [`read_cell_model`]), its curves (curves.csv) and its split (split.csv).
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
     let (_, model) = read_cell_model(dir)?;
-    let curves = crate::store::read_curves(&dir.join("curves.csv"))?;
+    let curves = crate::store::read_curves(&dir.join(crate::store::CURVES))?;
     let train = read_train_split(dir)?;
     analyze(&model, Some(&curves), Some(&train), cfg)
         .with_context(|| format!("analysing {}", dir.display()))
@@ -485,7 +486,7 @@ pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
 
 /// The training pairs of a trained cell folder (its split.csv).
 pub fn read_train_split(dir: &Path) -> Result<TrainSplit> {
-    read_train_split_file(&dir.join("split.csv"))
+    read_train_split_file(&dir.join(crate::store::SPLIT))
 }
 
 /// The train pairs of a `split.csv` file.

@@ -93,7 +93,7 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
         let key = artifacts.resolve_key(&args.target)?;
         let dir = artifacts.cell_dir(&key);
         // Under the cell's lock, as every write into a cell folder.
-        let _lock = crate::run::schedule::lock_waiting(&artifacts, &key)?;
+        let _lock = artifacts.lock_waiting(&key)?;
         let sig = crate::analysis::analyze_cell(&dir, &cfg)?;
         let out = args
             .out

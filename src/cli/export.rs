@@ -2,7 +2,7 @@
 //! in TransformerLens's form (see [`crate::engine::export`]).
 
 use crate::engine::export;
-use crate::engine::model_file::read_cell_model;
+use crate::store::read_cell_model;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;

@@ -126,7 +126,10 @@ pub fn run(args: &RunArgs) -> CmdResult {
         eprintln!(
             "failed: {} ({error}); log: {}",
             short(key),
-            artifacts.cell_dir(key).join("train.log").display()
+            artifacts
+                .cell_dir(key)
+                .join(crate::store::TRAIN_LOG)
+                .display()
         );
     }
     for (key, error) in &report.analysis_failed {

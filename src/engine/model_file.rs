@@ -19,8 +19,8 @@ use crate::config::{
     Arch, AttentionMix, CellConfig, QuantConfig, QuantMatrices, QuantScale, UniformAttention,
 };
 use crate::engine::weights::{
-    from_safetensors_bytes, is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes,
-    ModelWeights, NamedTensors, LATENT_PREFIX, PARAMS,
+    is_transformer_lens_buffer, read_safetensors, to_safetensors_bytes, ModelWeights, NamedTensors,
+    LATENT_PREFIX, PARAMS,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
@@ -425,27 +425,4 @@ pub fn model_from_tensors(
 pub fn read_model_file(path: &Path, given: &Described) -> Result<LoadedModel> {
     let (tensors, meta) = read_safetensors(path)?;
     model_from_tensors(&tensors, &meta, given, &path.display().to_string())
-}
-
-/// The model of a trained cell folder (format 2, or format 1 described by its
-/// `cell.toml`), run as it was trained.
-pub fn read_cell_model(dir: &Path) -> Result<(CellConfig, Model)> {
-    let toml_path = dir.join("cell.toml");
-    let text = std::fs::read_to_string(&toml_path)
-        .with_context(|| format!("reading {}", toml_path.display()))?;
-    let cfg: CellConfig =
-        toml::from_str(&text).with_context(|| format!("parsing {}", toml_path.display()))?;
-    let path = dir.join(MODEL_FILE);
-    let buf = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let (tensors, meta) =
-        from_safetensors_bytes(&buf).with_context(|| format!("parsing {}", path.display()))?;
-    let given = Described {
-        arch: Some(cfg.model.arch),
-        act_bits: Some(cfg.quant.act_bits),
-        act_eps: Some(cfg.quant.eps),
-        attention_rate: Some(cfg.model.attention_rate),
-        uniform_attention: Some(cfg.model.uniform_attention),
-    };
-    let loaded = model_from_tensors(&tensors, &meta, &given, &path.display().to_string())?;
-    Ok((cfg, loaded.model))
 }

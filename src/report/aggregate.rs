@@ -158,7 +158,7 @@ fn index_cells(cells_root: &Path) -> Result<Index> {
             let name = e.file_name().to_str().unwrap_or("");
             match e.depth() {
                 2 => name == "analysis",
-                4 => name == "signature.json",
+                4 => name == store::SIGNATURE,
                 _ => true,
             }
         });
@@ -174,7 +174,7 @@ fn index_cells(cells_root: &Path) -> Result<Index> {
             [key] if entry.file_type().is_dir() => {
                 index.dirs.insert(key.to_string());
             }
-            [key, "analysis", akey, "signature.json"] if is_file => {
+            [key, "analysis", akey, name] if is_file && *name == store::SIGNATURE => {
                 index.signatures.insert((key.to_string(), akey.to_string()));
             }
             _ => {}
@@ -230,7 +230,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
                 .signatures
                 .contains(&(cell.key.clone(), cell.analysis_key.clone()));
             if indexed && store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES).is_ok() {
-                let path = dir.join("signature.json");
+                let path = dir.join(store::SIGNATURE);
                 let bytes =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 let sig: Signature = serde_json::from_slice(&bytes)

@@ -114,7 +114,7 @@ fn sweep_view<'a>(artifacts: &Artifacts, read: &'a SweepRows, cells: &[Cell]) ->
                 settings.push(setting.clone());
             }
             let curves = matches!(row.status, Status::Done | Status::Unanalysed)
-                .then(|| store::read_curves(&artifacts.cell_dir(&row.key).join("curves.csv")).ok())
+                .then(|| store::read_curves(&artifacts.cell_dir(&row.key).join(store::CURVES)).ok())
                 .flatten();
             CellView {
                 row,
@@ -404,11 +404,7 @@ fn write_cell_page(
     dir: &Path,
 ) -> Result<bool> {
     let model_hash = match artifacts.status_with(&sc.key, false) {
-        CellStatus::Done(m) => m
-            .files
-            .get("model.safetensors")
-            .cloned()
-            .unwrap_or_default(),
+        CellStatus::Done(m) => m.files.get(store::MODEL_FILE).cloned().unwrap_or_default(),
         _ => String::new(),
     };
     let stamp = format!(

@@ -15,10 +15,9 @@ use crate::store::{self, Artifacts, CellStatus};
 use crate::sweep::cell::{short, Cell};
 use anyhow::{bail, Context, Result};
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How a run behaves.
 #[derive(Clone, Debug)]
@@ -226,7 +225,7 @@ fn run_cell(
             // The lock cannot even be opened, so no process can hold it: recording
             // the failure cannot land on another process's work.
             let msg = format!("{e:#}");
-            let _ = record_failure(cell, artifacts, opts, &msg);
+            let _ = artifacts.record_failure(&cell.key, opts.threads, &msg);
             return Outcome::Failed(msg);
         }
     };
@@ -245,7 +244,7 @@ fn run_cell(
         Err(e) if is_interrupted(&e) => Outcome::Interrupted,
         Err(e) => {
             let msg = format!("{e:#}");
-            if let Err(w) = record_failure(cell, artifacts, opts, &msg) {
+            if let Err(w) = artifacts.record_failure(&cell.key, opts.threads, &msg) {
                 progress.line(&format!(
                     "warning: could not record the failure of {}: {w:#}",
                     cell.key
@@ -283,21 +282,24 @@ fn train_locked(
     if manifest_path.exists() {
         // A failed, corrupt or forced cell: its manifest no longer holds.
         std::fs::remove_file(&manifest_path)?;
-    } else if dir.join("model.safetensors").exists() {
+    } else if dir.join(store::MODEL_FILE).exists() {
         progress.line(&format!(
             "warning: {} has final weights but no manifest.json; training the cell again",
             dir.display()
         ));
     }
-    store::write_atomic(&dir.join("cell.toml"), cell.canonical_toml().as_bytes())?;
+    store::write_atomic(
+        &dir.join(store::CELL_TOML),
+        cell.canonical_toml().as_bytes(),
+    )?;
     let resume = if opts.force {
         None
     } else {
-        load_checkpoint(&dir, |m| progress.line(m))
+        store::load_checkpoint(&dir, |m| progress.line(m))
     };
     let started = store::now_secs();
     let bar = progress.cell_started(cell, resume.as_ref().map(|c| c.step).unwrap_or(0));
-    let mut on_checkpoint = |c: &Checkpoint| save_checkpoint(&dir, c);
+    let mut on_checkpoint = |c: &Checkpoint| store::save_checkpoint(&dir, c);
     let mut on_progress = |p: &Progress| progress.cell_progress(&bar, cell, p);
     let mut on_snapshot =
         |step: u64, w: &ModelWeights| store::write_snapshot(&dir, &cell.key, step, w);
@@ -319,72 +321,6 @@ fn train_locked(
     Ok(())
 }
 
-/// Write a checkpoint sealed with its checksum; the one it replaces is kept as the
-/// previous checkpoint until the next one is in place.
-fn save_checkpoint(dir: &Path, c: &Checkpoint) -> Result<()> {
-    let bytes = store::seal_safetensors(&c.to_bytes()?)?;
-    let latest = dir.join(store::CHECKPOINT);
-    if latest.is_file() {
-        std::fs::rename(&latest, dir.join(store::PREVIOUS_CHECKPOINT))
-            .with_context(|| format!("keeping {} as the previous checkpoint", latest.display()))?;
-    }
-    store::write_atomic(&latest, &bytes)
-}
-
-/// The newest checkpoint that checks out: the latest, else the previous one, else
-/// none (training starts from scratch). Every damaged checkpoint is reported by
-/// name through `warn`.
-pub fn load_checkpoint(dir: &Path, warn: impl Fn(&str)) -> Option<Checkpoint> {
-    let mut damaged = false;
-    for name in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
-        let path = dir.join(name);
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        if !store::is_sealed(&bytes) {
-            if let Ok(c) = Checkpoint::from_bytes(&bytes) {
-                warn(&format!(
-                    "warning: {} has no checksum (written by an earlier bitgrok); resuming from it unverified",
-                    path.display()
-                ));
-                return Some(c);
-            }
-        }
-        match read_checkpoint(&bytes) {
-            Ok(c) => {
-                if damaged {
-                    warn(&format!(
-                        "warning: resuming {} from {} at step {}",
-                        dir.display(),
-                        path.display(),
-                        c.step
-                    ));
-                }
-                return Some(c);
-            }
-            Err(e) => {
-                damaged = true;
-                warn(&format!(
-                    "warning: ignoring damaged checkpoint {}: {e:#}",
-                    path.display()
-                ));
-            }
-        }
-    }
-    if damaged {
-        warn(&format!(
-            "warning: no usable checkpoint in {}; training from scratch",
-            dir.display()
-        ));
-    }
-    None
-}
-
-fn read_checkpoint(bytes: &[u8]) -> Result<Checkpoint> {
-    store::check_sealed(bytes)?;
-    Checkpoint::from_bytes(bytes)
-}
-
 /// Analyse a done cell under its analysis settings unless a verified analysis is
 /// already stored; returns whether it computed one. The analysis folder
 /// `analysis/<analysis key>/` is built under a temporary name and renamed into
@@ -395,7 +331,7 @@ pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
     if store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES).is_ok() {
         return Ok(false);
     }
-    let _lock = lock_waiting(artifacts, &cell.key)?;
+    let _lock = artifacts.lock_waiting(&cell.key)?;
     // Every analysis is written under the lock: temporaries here are leftovers.
     store::remove_temporaries(&artifacts.cell_dir(&cell.key))?;
     match store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES) {
@@ -448,42 +384,4 @@ fn tidy_done_cell(artifacts: &Artifacts, key: &str) {
             }
         }
     }
-}
-
-/// The cell's lock, waiting while another process holds it briefly (an analysis or
-/// gc); gives up after ten minutes.
-pub fn lock_waiting(artifacts: &Artifacts, key: &str) -> Result<store::CellLock> {
-    let started = Instant::now();
-    loop {
-        if let Some(lock) = artifacts.try_lock(key)? {
-            return Ok(lock);
-        }
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!("cell {} stayed locked by another process", short(key));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn record_failure(
-    cell: &Cell,
-    artifacts: &Artifacts,
-    opts: &RunOptions,
-    error: &str,
-) -> Result<()> {
-    let dir = artifacts.cell_dir(&cell.key);
-    store::write_atomic(
-        &dir.join("train.log"),
-        format!("error: {error}\n").as_bytes(),
-    )?;
-    let manifest = store::Manifest {
-        status: store::CellState::Failed,
-        error: Some(error.to_string()),
-        ..store::new_manifest(&cell.key, store::now_secs(), opts.threads)
-    };
-    store::write_atomic(
-        &dir.join(store::MANIFEST),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )
-    .context("writing the failure manifest")
 }

@@ -73,12 +73,12 @@ pub fn new_manifest(key: &str, started: u64, threads: usize) -> Manifest {
 /// format 2 also have `latent.safetensors`, listed by
 /// `engine::model_file::cell_model_files`).
 pub const CELL_FILES: [&str; 6] = [
-    "cell.toml",
-    "curves.csv",
-    "split.csv",
-    "init.safetensors",
-    "model.safetensors",
-    "train.log",
+    super::CELL_TOML,
+    super::CURVES,
+    super::SPLIT,
+    super::INIT,
+    super::MODEL_FILE,
+    super::TRAIN_LOG,
 ];
 
 /// Write a trained cell's outputs, each atomically, then its manifest (the commit point).
@@ -101,12 +101,15 @@ pub fn save_trained_cell(
     }
     let init = output.init.to_named();
     write_atomic(
-        &dir.join("init.safetensors"),
+        &dir.join(super::INIT),
         &crate::engine::weights::to_safetensors_bytes(&init, &meta)?,
     )?;
-    write_atomic(&dir.join("curves.csv"), &curves_csv(&output.curves)?)?;
-    write_atomic(&dir.join("split.csv"), &split_csv(&output.split)?)?;
-    write_atomic(&dir.join("train.log"), train_log(&output.curves).as_bytes())?;
+    write_atomic(&dir.join(super::CURVES), &curves_csv(&output.curves)?)?;
+    write_atomic(&dir.join(super::SPLIT), &split_csv(&output.split)?)?;
+    write_atomic(
+        &dir.join(super::TRAIN_LOG),
+        train_log(&output.curves).as_bytes(),
+    )?;
     let mut manifest = new_manifest(key, started, threads);
     manifest.seconds = output.seconds;
     manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);

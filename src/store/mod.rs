@@ -17,6 +17,7 @@
 //! missing and is retrained; it is never used.
 
 pub mod atomic;
+mod cell;
 pub mod formats;
 pub mod gc;
 pub mod lock;
@@ -29,6 +30,7 @@ pub use atomic::{
     seal_safetensors, verify_files, verify_listed, verify_manifest_dir, write_atomic,
     write_dir_atomic, MANIFEST,
 };
+pub use cell::{load_checkpoint, read_cell_model, save_checkpoint};
 pub use formats::{curves_csv, read_curves, read_split, split_csv};
 pub use lock::CellLock;
 pub use manifest::{
@@ -41,6 +43,15 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+// A cell folder's files, named once (`manifest.json` is [`MANIFEST`]).
+pub const CELL_TOML: &str = "cell.toml";
+pub const CURVES: &str = "curves.csv";
+pub const SPLIT: &str = "split.csv";
+pub const INIT: &str = "init.safetensors";
+pub const TRAIN_LOG: &str = "train.log";
+pub use crate::engine::model_file::{LATENT_FILE, MODEL_FILE};
+/// An analysis folder's signature (one of [`ANALYSIS_FILES`]).
+pub const SIGNATURE: &str = "signature.json";
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 /// The checkpoint before the latest, kept until the next one is in place, so a
 /// damaged latest checkpoint costs one checkpoint interval, not the whole run.
@@ -49,7 +60,7 @@ pub const LOCK: &str = "lock";
 /// In a cell adopted from its legacy key: that key.
 pub const ADOPTED_FROM: &str = "adopted_from";
 /// The files of `cells/<key>/analysis/<analysis key>/` (besides its manifest).
-pub const ANALYSIS_FILES: [&str; 3] = ["signature.json", "frequencies.csv", "neurons.csv"];
+pub const ANALYSIS_FILES: [&str; 3] = [SIGNATURE, "frequencies.csv", "neurons.csv"];
 
 /// Where a cell stands: the one vocabulary of manifests (`done`, `failed`), `plan`,
 /// `status` and the tables. Declared in the order totals list them.
@@ -301,7 +312,7 @@ impl Artifacts {
 /// [`CELL_FILES`] (which include it, so such a cell fails verification anyway).
 pub fn expected_cell_files(dir: &Path, store_format: u32) -> Vec<String> {
     let mut files: Vec<String> = CELL_FILES.iter().map(|s| s.to_string()).collect();
-    let cfg = fs::read_to_string(dir.join("cell.toml"))
+    let cfg = fs::read_to_string(dir.join(CELL_TOML))
         .ok()
         .and_then(|t| toml::from_str::<crate::config::CellConfig>(&t).ok());
     if let Some(cfg) = cfg {

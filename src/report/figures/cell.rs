@@ -33,7 +33,7 @@ pub struct Activations {
 /// through the analysis forward pass.
 pub fn cell_activations(cell_dir: &Path) -> Result<Activations> {
     use crate::analysis::forward;
-    let (_, model) = crate::engine::model_file::read_cell_model(cell_dir)
+    let (_, model) = crate::store::read_cell_model(cell_dir)
         .with_context(|| format!("reading the model of {}", cell_dir.display()))?;
     Ok(activations(&forward::forward_all(&model, Depth::Hidden)))
 }

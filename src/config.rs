@@ -357,15 +357,6 @@ pub enum QuantMatrices {
 }
 
 impl QuantMatrices {
-    /// Whether the projection matrix with this TransformerLens name is quantized.
-    pub fn quantizes(self, name: &str) -> bool {
-        let qk = name == crate::engine::weights::W_Q || name == crate::engine::weights::W_K;
-        match self {
-            QuantMatrices::All => true,
-            QuantMatrices::Qk => qk,
-            QuantMatrices::AllButQk => !qk,
-        }
-    }
     /// The name sweep files and model metadata use.
     pub fn name(self) -> &'static str {
         match self {

@@ -91,14 +91,20 @@ fn help_lists_the_commands() {
     );
 }
 
-#[test]
-fn plan_shows_each_cell_with_its_cache_status() {
+/// The smoke sweep and its cells' keys, in grid order.
+fn smoke() -> (bitgrok::sweep::Sweep, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sweep = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).unwrap();
-    let keys: Vec<String> = grid::expand(&sweep)
+    let keys = grid::expand(&sweep)
         .iter()
         .map(|c| key::cell_key(&c.config))
         .collect();
+    (sweep, keys)
+}
+
+#[test]
+fn plan_shows_each_cell_with_its_cache_status() {
+    let (_, keys) = smoke();
     let artifacts = tempfile::tempdir().unwrap();
     let cells = artifacts.path().join("cells");
     // Cell 0 done, cell 1 partial (directory without a done manifest), others missing.
@@ -162,12 +168,7 @@ fn plan_shows_each_cell_with_its_cache_status() {
 /// without a checkpoint from step 0) and times each kind of cell once.
 #[test]
 fn plan_estimates_the_training_time_of_the_cells_not_done() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let sweep = bitgrok::sweep::load(&root.join("sweeps/smoke.toml")).unwrap();
-    let keys: Vec<String> = grid::expand(&sweep)
-        .iter()
-        .map(|c| key::cell_key(&c.config))
-        .collect();
+    let (sweep, keys) = smoke();
     let steps = sweep.cells[0].config.train.steps;
     let artifacts = tempfile::tempdir().unwrap();
     let art = artifacts.path().to_str().unwrap();

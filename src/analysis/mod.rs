@@ -75,7 +75,7 @@ pub fn quantization_stats(m: &Model) -> Vec<MatrixStats> {
     m.weights
         .params()
         .into_iter()
-        .filter(|(spec, _)| spec.quantized && m.quantized.quantizes(spec.name))
+        .filter(|(spec, _)| spec.quantized && crate::engine::quant::selects(m.quantized, spec.name))
         .map(|(spec, data)| matrix_stats(spec.name, data))
         .collect()
 }

@@ -9,7 +9,7 @@
 //!
 //! Rounding is half-to-even, as `torch.round` does.
 
-use crate::config::{Precision, QuantConfig, QuantScale};
+use crate::config::{Precision, QuantConfig, QuantMatrices, QuantScale};
 
 /// Round half to even for `|x| ≤ 2^51`, by the floating-point addition trick: baseline
 /// x86-64 has no rounding instruction, and `round_ties_even` becomes a slow library
@@ -52,6 +52,17 @@ pub fn scale(precision: Precision, q: &QuantConfig, w: &[f32]) -> Option<f64> {
             let max = w.iter().fold(0.0f64, |acc, &x| acc.max((x as f64).abs()));
             Some(max / m)
         }
+    }
+}
+
+/// Whether `quant.matrices` selects the projection matrix with this TransformerLens
+/// name for quantization.
+pub fn selects(matrices: QuantMatrices, name: &str) -> bool {
+    let qk = name == crate::engine::weights::W_Q || name == crate::engine::weights::W_K;
+    match matrices {
+        QuantMatrices::All => true,
+        QuantMatrices::Qk => qk,
+        QuantMatrices::AllButQk => !qk,
     }
 }
 

@@ -249,7 +249,7 @@ impl Quantizer {
     pub fn quantizes(&self, spec: &crate::engine::weights::Param) -> bool {
         self.precision != crate::config::Precision::Fp32
             && spec.quantized
-            && self.quant.matrices.quantizes(spec.name)
+            && crate::engine::quant::selects(self.quant.matrices, spec.name)
     }
 
     /// The effective weights: `Q(W)` on the quantized matrices, everything else as is.

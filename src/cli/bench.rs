@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Matmul threads [default: all cores].
     #[arg(long, value_parser = at_least_one())]
     pub threads: Option<usize>,
+    /// Also time each phase of a step (quantize, forward, backward, optimizer).
+    #[arg(long)]
+    pub breakdown: bool,
 }
 
 pub fn bench(args: &BenchArgs) -> CmdResult {
@@ -66,5 +69,9 @@ pub fn bench(args: &BenchArgs) -> CmdResult {
         threads
     );
     println!("{report}");
+    if args.breakdown {
+        let b = crate::engine::bench::breakdown(&cfg, args.warmup, args.iters, threads);
+        println!("{b}");
+    }
     Ok(())
 }

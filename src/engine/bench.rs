@@ -24,12 +24,12 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "median {:.2} ms/step (min {:.2}, max {:.2}) over {} steps, {} threads, {} training pairs; peak RSS {:.0} MiB",
+            "median {:.2} ms/step (min {:.2}, max {:.2}) over {}, {}, {} training pairs; peak RSS {:.0} MiB",
             self.median_ms,
             self.min_ms,
             self.max_ms,
-            self.iters,
-            self.threads,
+            crate::text::count(self.iters, "step"),
+            crate::text::count(self.threads, "thread"),
             self.train_pairs,
             self.peak_rss_mib
         )
@@ -91,5 +91,129 @@ pub fn bench(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) -> B
         threads: threads.max(1),
         train_pairs: split.train.len(),
         peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Median milliseconds of each phase of a training step, timed one phase at a time
+/// on the same weights: the quantizer (effective weights), the forward pass alone,
+/// forward with backward, and the optimizer update. The backward pass is the
+/// difference of the two passes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Breakdown {
+    pub quantize_ms: f64,
+    pub forward_ms: f64,
+    pub forward_backward_ms: f64,
+    pub optimizer_ms: f64,
+    pub iters: usize,
+}
+
+impl std::fmt::Display for Breakdown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total = self.quantize_ms + self.forward_backward_ms + self.optimizer_ms;
+        let share = |ms: f64| 100.0 * ms / total.max(f64::MIN_POSITIVE);
+        let backward = (self.forward_backward_ms - self.forward_ms).max(0.0);
+        writeln!(
+            f,
+            "phase        median ms  share of their sum (medians of {} runs each)",
+            self.iters
+        )?;
+        for (name, ms) in [
+            ("quantize", self.quantize_ms),
+            ("forward", self.forward_ms),
+            ("backward", backward),
+            ("optimizer", self.optimizer_ms),
+        ] {
+            writeln!(f, "{name:<12} {ms:>9.2}  {:>5.1} %", share(ms))?;
+        }
+        write!(f, "sum          {total:>9.2}")
+    }
+}
+
+fn median_ms(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        0.5 * (times[n / 2 - 1] + times[n / 2])
+    }
+}
+
+/// Time each phase of a step of `cfg` `iters` times after `warmup` full steps.
+pub fn breakdown(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) -> Breakdown {
+    use crate::engine::model::run;
+    use crate::engine::train::Quantizer;
+    let split = data::split(cfg);
+    let mut trainer = Trainer::new(cfg, &split, init_weights(cfg));
+    let quantizer = Quantizer::new(cfg);
+    let pool = thread_pool(threads).expect("thread pool");
+    let q = &cfg.quant;
+    let mix = cfg.model.attention_mix();
+    pool.install(|| {
+        for _ in 0..warmup {
+            trainer.update();
+        }
+        let iters = iters.max(1);
+        let time = |f: &mut dyn FnMut()| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let (mut qs, mut fs, mut fbs, mut os) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..iters {
+            let mut eff = None;
+            qs.push(time(&mut || {
+                eff = Some(quantizer.effective(&trainer.latent))
+            }));
+            let eff = eff.expect("timed above");
+            fs.push(time(&mut || {
+                run(&eff, q.act_bits, q.eps, mix, &trainer.train, false, false);
+            }));
+            let mut grads = None;
+            fbs.push(time(&mut || {
+                grads = run(&eff, q.act_bits, q.eps, mix, &trainer.train, true, false).grads;
+            }));
+            let grads = grads.expect("gradients were asked for");
+            let mut latent = trainer.latent.clone();
+            let mut adam = trainer.adam.clone();
+            os.push(time(&mut || adam.step(&cfg.train, &mut latent, &grads)));
+        }
+        Breakdown {
+            quantize_ms: median_ms(qs),
+            forward_ms: median_ms(fs),
+            forward_backward_ms: median_ms(fbs),
+            optimizer_ms: median_ms(os),
+            iters,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breakdown_times_every_phase() {
+        let mut cfg = CellConfig {
+            modulus: 11,
+            width: 16,
+            precision: crate::config::Precision::Ternary,
+            ..Default::default()
+        };
+        cfg.train.steps = 10;
+        let b = breakdown(&cfg, 1, 3, 1);
+        assert_eq!(b.iters, 3);
+        for ms in [
+            b.quantize_ms,
+            b.forward_ms,
+            b.forward_backward_ms,
+            b.optimizer_ms,
+        ] {
+            assert!(ms.is_finite() && ms >= 0.0, "{b:?}");
+        }
+        let text = b.to_string();
+        for phase in ["quantize", "forward", "backward", "optimizer", "sum"] {
+            assert!(text.contains(phase), "{text}");
+        }
     }
 }

@@ -1,19 +1,9 @@
 //! The commands around a sweep run: --only, plan --explain, gc, analyze, diff, submit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
-use common::{bitgrok, text};
-
-fn write_sweep(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!("name = \"{name}\"\nmodulus = 11\nwidth = 16\n{body}"),
-    )
-    .unwrap();
-    path
-}
+use common::{bitgrok, text, tiny_sweep as write_sweep};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -3,25 +3,13 @@
 
 mod common;
 
-use common::{bitgrok, cell_dirs, text};
+use common::{bitgrok, cell_dirs, text, tiny_sweep as sweep};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// A sweep file `NAME.toml` in `dir`: p = 11, width 16, and `body`.
-fn sweep(dir: &Path, name: &str, body: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!("name = \"{name}\"\nmodulus = 11\nwidth = 16\n{body}"),
-    )
-    .unwrap();
-    path
 }
 
 fn run(sweep: &Path, art: &Path) -> Output {

@@ -12,15 +12,13 @@ use std::time::{Duration, Instant};
 fn sweep(dir: &Path, name: &str, precisions: &[&str], seeds: &[u64], steps: u64) -> PathBuf {
     let p: Vec<String> = precisions.iter().map(|p| format!("\"{p}\"")).collect();
     let s: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
-    let text = format!(
-        "name = \"{name}\"\nmodulus = 11\nwidth = 16\n[grid]\nprecision = [{}]\nseed = [{}]\n\
+    let body = format!(
+        "[grid]\nprecision = [{}]\nseed = [{}]\n\
          [train]\nsteps = {steps}\neval_every = 50\ncheckpoint_every = 50\n",
         p.join(", "),
         s.join(", ")
     );
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    common::tiny_sweep(dir, name, &body)
 }
 
 fn run(sweep: &Path, artifacts: &Path, extra: &[&str]) -> Output {

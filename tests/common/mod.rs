@@ -12,6 +12,19 @@ pub fn bitgrok(args: &[&str]) -> Output {
         .expect("bitgrok runs")
 }
 
+/// A sweep file `dir/NAME.toml` of tiny cells (p = 11, width 16) with `body` after
+/// those settings: the fixture the command tests share.
+pub fn tiny_sweep(dir: &Path, name: &str, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("name = \"{name}\"\nmodulus = 11\nwidth = 16\n{body}"),
+    )
+    .unwrap();
+    path
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

@@ -95,7 +95,8 @@ fn estimate(sweep: &Sweep, artifacts: &Artifacts) -> String {
         let done_steps = match state {
             CellState::Done | CellState::Unanalysed => continue,
             CellState::Running | CellState::Partial => {
-                checkpoint_step(artifacts, &cell.key).parse().unwrap_or(0)
+                let path = artifacts.cell_dir(&cell.key).join(store::CHECKPOINT);
+                crate::engine::train::checkpoint_step(&path).unwrap_or(0)
             }
             _ => 0,
         };

@@ -88,10 +88,9 @@ pub fn quantize(
     w: &[f32],
     initial_scale: Option<f64>,
 ) -> Vec<f32> {
-    let Some(levels_scale) = scale(precision, q, w) else {
+    let Some(s) = scale(precision, q, w) else {
         return w.to_vec();
     };
-    let s = levels_scale;
     let magnitude = match q.scale {
         QuantScale::PerStep => s,
         QuantScale::None => 1.0,

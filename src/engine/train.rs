@@ -228,21 +228,20 @@ pub struct Quantizer {
 
 impl Quantizer {
     pub fn new(cfg: &CellConfig) -> Quantizer {
-        let mut initial_scales = BTreeMap::new();
-        if cfg.precision != crate::config::Precision::Fp32
-            && cfg.quant.scale == crate::config::QuantScale::Initial
-        {
+        let mut q = Quantizer {
+            precision: cfg.precision,
+            quant: cfg.quant.clone(),
+            initial_scales: BTreeMap::new(),
+        };
+        if cfg.quant.scale == crate::config::QuantScale::Initial {
             for (spec, p) in crate::engine::model::init_weights(cfg).params() {
-                if let Some(s) = crate::engine::quant::scale(cfg.precision, &cfg.quant, p) {
-                    initial_scales.insert(spec.name, s);
+                if q.quantizes(spec) {
+                    let s = crate::engine::quant::scale(cfg.precision, &cfg.quant, p);
+                    q.initial_scales.extend(s.map(|s| (spec.name, s)));
                 }
             }
         }
-        Quantizer {
-            precision: cfg.precision,
-            quant: cfg.quant.clone(),
-            initial_scales,
-        }
+        q
     }
 
     /// Whether this parameter is quantized.
@@ -268,9 +267,6 @@ impl Quantizer {
 
 /// The effective weights of a model: [`Quantizer::effective`] of the cell's quantizer.
 pub fn effective_weights(cfg: &CellConfig, latent: &ModelWeights) -> ModelWeights {
-    if cfg.precision == crate::config::Precision::Fp32 {
-        return latent.clone();
-    }
     Quantizer::new(cfg).effective(latent)
 }
 

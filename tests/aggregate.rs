@@ -503,6 +503,7 @@ fn running_twice_gives_identical_bytes() {
         "cells.csv",
         "frequencies.csv",
         "compare.csv",
+        "overlap.csv",
         "summary.csv",
         "progress.csv",
     ];
@@ -695,7 +696,7 @@ fn readme_lists_every_column() {
     let output_tables = section("## Output tables");
     let progress = section("## Progress measures");
     let tables = bitgrok::report::aggregate::table_columns();
-    assert_eq!(tables.len(), 5);
+    assert_eq!(tables.len(), 6);
     let mut missing = Vec::new();
     for (file, columns) in tables {
         let text = if file == "progress.csv" {
@@ -719,6 +720,67 @@ fn readme_lists_every_column() {
         }
     }
     assert!(missing.is_empty(), "README lacks {missing:?}");
+}
+
+#[test]
+fn overlap_compares_frequency_sets_within_and_across_seeds() {
+    // Two precisions × three seeds; modulus 7 has frequencies 1..=3.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let keys = [
+        ("fp32", "0", "f0", vec![1, 2]),
+        ("fp32", "1", "f1", vec![1, 2]),
+        ("fp32", "2", "f2", vec![3]),
+        ("binary", "0", "b0", vec![1]),
+        ("binary", "1", "b1", vec![2, 3]),
+        ("binary", "2", "b2", vec![]),
+    ];
+    let mut cells = Vec::new();
+    for (precision, seed, key, freqs) in &keys {
+        done_cell(root, key, &planted(freqs, 1.0, Some(300), Label::Clock));
+        cells.push(cell(precision, seed, key));
+    }
+    let axes = vec!["precision".to_string(), "seed".to_string()];
+    let out = root.join("out");
+    aggregate(root, &axes, &cells, &out).unwrap();
+    let table = read(&out, "overlap.csv");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0],
+        "precision_a,precision_b,seeds,pairs,key_frequency_jaccard_median,\
+         key_frequency_jaccard_min,key_frequency_jaccard_max,chance_jaccard_mean"
+    );
+    let row = |a: &str, b: &str, seeds: &str| -> Vec<String> {
+        let prefix = format!("{a},{b},{seeds},");
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no row {prefix} in\n{table}"));
+        line.split(',').skip(3).map(String::from).collect()
+    };
+    // fp32 with itself, different seeds: {12,12}=1, {12,3}=0, {12,3}=0.
+    let fp = row("fp32", "fp32", "different");
+    assert_eq!(fp[..4], ["3", "0.0000", "0.0000", "1.0000"]);
+    // Chance: the mean over the pairs' sizes (2,2), (2,1), (2,1) (chance_jaccard
+    // itself is checked against enumeration in its unit test).
+    let mean = (bitgrok::report::aggregate::chance_jaccard(3, 2, 2).unwrap()
+        + 2.0 * bitgrok::report::aggregate::chance_jaccard(3, 2, 1).unwrap())
+        / 3.0;
+    assert_eq!(fp[4], format!("{mean:.4}"));
+    // fp32 against binary, same seed: {12,1}=0.5, {12,23}=1/3, {3,∅}=0.
+    assert_eq!(
+        row("fp32", "binary", "same")[..4],
+        ["3", "0.3333", "0.0000", "0.5000"]
+    );
+    // Different seeds: six pairs.
+    assert_eq!(row("fp32", "binary", "different")[0], "6");
+    // No same-seed row of a variant with itself.
+    assert!(!table.contains("fp32,fp32,same"));
+    // binary with itself: {1,23}=0, {1,∅}=0, {23,∅}=0.
+    assert_eq!(
+        row("binary", "binary", "different")[..4],
+        ["3", "0.0000", "0.0000", "0.0000"]
+    );
 }
 
 #[test]

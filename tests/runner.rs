@@ -147,7 +147,13 @@ fn a_finished_sweep_is_never_trained_again() {
             .unwrap(),
         mtime
     );
-    for table in ["cells.csv", "frequencies.csv", "compare.csv", "summary.csv"] {
+    for table in [
+        "cells.csv",
+        "frequencies.csv",
+        "compare.csv",
+        "overlap.csv",
+        "summary.csv",
+    ] {
         assert!(
             art.join("sweeps/cache").join(table).is_file(),
             "missing table {table}"

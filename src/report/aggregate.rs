@@ -1,5 +1,5 @@
-//! Aggregate a sweep's cells into five CSV tables: `cells.csv`, `frequencies.csv`,
-//! `compare.csv`, `summary.csv` and `progress.csv`.
+//! Aggregate a sweep's cells into six CSV tables: `cells.csv`, `frequencies.csv`,
+//! `compare.csv`, `overlap.csv`, `summary.csv` and `progress.csv`.
 //!
 //! Input: the sweep's cells in grid order, each with its axis values, cell key and
 //! analysis key. For every cell we read `cells/<key>/manifest.json` and
@@ -18,8 +18,8 @@
 //! not have it. Identity columns always lead a row, so a diff can match rows by them.
 //!
 //! Tables: [`TABLES`] lists them; each table's columns are one list in `columns`
-//! (`SIGNATURE_COLUMNS`, `FREQUENCY_COLUMNS`, `PAIR_COLUMNS`, `SUMMARY_NUMBERS`,
-//! `PROGRESS_COLUMNS`), and README's "Output tables" says what each column holds (a
+//! (`SIGNATURE_COLUMNS`, `FREQUENCY_COLUMNS`, `PAIR_COLUMNS`, `OVERLAP_COLUMNS`,
+//! `SUMMARY_NUMBERS`, `PROGRESS_COLUMNS`), and README's "Output tables" says what each column holds (a
 //! test checks it names every one).
 //!
 //! Rounding (fixed, so files are stable): accuracies, fractions, shares, ratios,
@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 mod columns;
 mod compare;
+mod overlap;
 pub use columns::{
     cell_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median, summary_columns,
     FREQUENCY_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
@@ -46,6 +47,8 @@ pub use columns::{
 use columns::{cells_table, frequencies_table, names, progress_table, summary_table};
 use compare::compare_table;
 pub use compare::{compare_columns, PAIR_COLUMNS};
+use overlap::overlap_table;
+pub use overlap::{chance_jaccard, overlap_columns, OVERLAP_COLUMNS};
 
 /// One cell of the sweep as the aggregator needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -329,6 +332,7 @@ const TABLES: &[Table] = &[
         owned(names(FREQUENCY_COLUMNS))
     }),
     ("compare.csv", compare_table, || owned(compare_columns())),
+    ("overlap.csv", overlap_table, || owned(overlap_columns())),
     ("summary.csv", summary_table, summary_columns),
     ("progress.csv", progress_table, || {
         owned(names(PROGRESS_COLUMNS))
@@ -348,7 +352,7 @@ pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
 }
 
 /// Each table's file name and its columns after the identity columns (summary.csv
-/// drops `seed` from those), for documentation and its test.
+/// and overlap.csv drop `seed` from those), for documentation and its test.
 pub fn table_columns() -> Vec<(&'static str, Vec<String>)> {
     TABLES
         .iter()

@@ -325,6 +325,11 @@ fn main_page(
     for (name, title, link) in [
         ("summary.csv", "Summary per setting, over seeds", false),
         ("compare.csv", "Precisions compared", false),
+        (
+            "overlap.csv",
+            "Key-frequency overlap, within and across seeds",
+            false,
+        ),
         ("cells.csv", "Cells (key links to the cell's page)", true),
     ] {
         let Some(bytes) = table(name) else { continue };

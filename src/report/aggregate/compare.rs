@@ -8,46 +8,88 @@ use crate::analysis::Signature;
 use crate::config::{Precision, QUANTIZER_SETTINGS};
 use anyhow::Result;
 
-pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    // A row's variant: its precision and the quantizer options it sets. Cells that
-    // differ in nothing else are one model at different precisions and are paired.
-    let option = |c: &str| QUANTIZER_SETTINGS.iter().find(|o| o.0 == c).map(|o| o.1);
-    let variant_col = |c: &String| c == "precision" || option(c).is_some();
-    let p_col = cols.iter().position(|c| c == "precision");
-    let group_cols: Vec<String> = cols.iter().filter(|c| !variant_col(c)).cloned().collect();
-    let h = header(&group_cols, &compare_columns());
-    if p_col.is_none() {
-        return csv_bytes(&h, &[]);
+/// How compare.csv and overlap.csv see a row: its variant (its precision and the
+/// quantizer options that precision reads) and the rest of its identity.
+pub(super) struct Variants<'a> {
+    cols: &'a [String],
+    precision: Option<usize>,
+}
+
+impl<'a> Variants<'a> {
+    pub(super) fn new(cols: &'a [String]) -> Self {
+        let precision = cols.iter().position(|c| c == "precision");
+        Variants { cols, precision }
     }
-    // `binary`, or `binary quant.binary_scale=true` where the cell's precision reads
-    // an option the table lists.
-    let variant = |r: &Row| -> String {
-        let precision = &r.ids[p_col.expect("checked above")];
+
+    /// Whether the sweep has a precision column (without one nothing is paired).
+    pub(super) fn any(&self) -> bool {
+        self.precision.is_some()
+    }
+
+    fn option(c: &str) -> Option<fn(Precision) -> bool> {
+        QUANTIZER_SETTINGS.iter().find(|o| o.0 == c).map(|o| o.1)
+    }
+
+    fn is_variant_col(c: &str) -> bool {
+        c == "precision" || Self::option(c).is_some()
+    }
+
+    /// The identity columns that are not part of the variant, in order.
+    pub(super) fn group_cols(&self) -> Vec<String> {
+        self.cols
+            .iter()
+            .filter(|c| !Self::is_variant_col(c))
+            .cloned()
+            .collect()
+    }
+
+    /// `binary`, or `binary quant.binary_scale=true` where the cell's precision reads
+    /// an option the table lists.
+    pub(super) fn variant(&self, r: &Row) -> String {
+        let Some(p_col) = self.precision else {
+            return String::new();
+        };
+        let precision = &r.ids[p_col];
         let reads = |c: &str| {
-            option(c).is_some_and(|reads| precision.parse().is_ok_and(|p: Precision| reads(p)))
+            Self::option(c)
+                .is_some_and(|reads| precision.parse().is_ok_and(|p: Precision| reads(p)))
         };
         let mut parts = vec![precision.clone()];
-        for (c, v) in cols.iter().zip(&r.ids) {
+        for (c, v) in self.cols.iter().zip(&r.ids) {
             if reads(c) && !v.is_empty() && v != "-" {
                 parts.push(format!("{c}={v}"));
             }
         }
         parts.join(" ")
-    };
-    let group_ids = |r: &Row| -> Vec<String> {
-        cols.iter()
+    }
+
+    /// The row's values of [`Self::group_cols`].
+    pub(super) fn group_ids(&self, r: &Row) -> Vec<String> {
+        self.cols
+            .iter()
             .zip(&r.ids)
-            .filter(|(c, _)| !variant_col(c))
+            .filter(|(c, _)| !Self::is_variant_col(c))
             .map(|(_, v)| v.clone())
             .collect()
-    };
+    }
+}
+
+pub(super) fn compare_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    // Cells that differ only in their variant are one model at different precisions
+    // and are paired.
+    let variants = Variants::new(cols);
+    let h = header(&variants.group_cols(), &compare_columns());
+    if !variants.any() {
+        return csv_bytes(&h, &[]);
+    }
     let mut out = Vec::new();
-    for (gid, members) in groups_by(rows.iter().map(group_ids)) {
+    for (gid, members) in groups_by(rows.iter().map(|r| variants.group_ids(r))) {
         // The first cell of each variant in the group, in sweep order.
-        let present: Vec<(String, &Row)> = groups_by(members.iter().map(|&i| variant(&rows[i])))
-            .into_iter()
-            .map(|(v, at)| (v, &rows[members[at[0]]]))
-            .collect();
+        let present: Vec<(String, &Row)> =
+            groups_by(members.iter().map(|&i| variants.variant(&rows[i])))
+                .into_iter()
+                .map(|(v, at)| (v, &rows[members[at[0]]]))
+                .collect();
         for (i, (va, a)) in present.iter().enumerate() {
             for (vb, b) in &present[i + 1..] {
                 let mut v = gid.clone();

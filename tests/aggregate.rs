@@ -540,6 +540,8 @@ fn no_precision_axis_gives_compare_header_only_and_one_summary_row() {
          diff_restricted_ratio,diff_step_generalised,diff_step_circuit_start,\
          diff_gradient_symmetricity,same_label\n"
     );
+    // One cell has no pair to overlap with.
+    assert_eq!(read(&out, "overlap.csv").lines().count(), 1);
     let summary = read(&out, "summary.csv");
     assert_eq!(summary.lines().count(), 2);
     assert!(summary.starts_with("cells,done,analysed,grokked_share,"));

@@ -332,7 +332,11 @@ fn main_page(
         ),
         ("cells.csv", "Cells (key links to the cell's page)", true),
     ] {
-        let Some(bytes) = table(name) else { continue };
+        // A table with no rows (e.g. compare.csv without a precision axis) is left out.
+        let Some(bytes) = table(name).filter(|b| b.iter().filter(|&&c| c == b'\n').count() > 1)
+        else {
+            continue;
+        };
         let _ = writeln!(out, "<h3>{title} <span class=\"meta\">({name})</span></h3>");
         let link: Option<LinkColumn> =
             link.then_some(("key", &page_link as &dyn Fn(&str) -> Option<String>));

@@ -104,7 +104,7 @@ pub fn chance_jaccard(n: usize, ka: usize, kb: usize) -> Option<f64> {
 /// One row per (group, variant a, variant b, seeds): groups are cells equal on every
 /// identity column but `seed` and the variant; variant pairs include a variant with
 /// itself (then only different seeds); every pair of distinct analysed cells counts
-/// once.
+/// once, and a row without pairs is left out.
 pub(super) fn overlap_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     let variants = Variants::new(cols);
     let seed_col = cols.iter().position(|c| c == "seed");
@@ -114,7 +114,8 @@ pub(super) fn overlap_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
         .filter(|c| c != "seed")
         .collect();
     let h = header(&context_cols, &overlap_columns());
-    let Some(seed_col) = seed_col.filter(|_| variants.any()) else {
+    // Without a precision column every cell is one variant (empty names).
+    let Some(seed_col) = seed_col else {
         return csv_bytes(&h, &[]);
     };
     // The seed's place among the group columns (seed is never a variant column).
@@ -159,6 +160,9 @@ pub(super) fn overlap_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
                         .filter(|p| p.0 == seeds)
                         .map(|p| (p.1, p.2))
                         .collect();
+                    if these.is_empty() {
+                        continue;
+                    }
                     let mut v = gid.clone();
                     v.extend([va.clone(), vb.clone(), seeds.name().to_string()]);
                     v.extend(OVERLAP_COLUMNS.iter().map(|(_, get)| get(&these)));

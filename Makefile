@@ -10,7 +10,7 @@ CI_ARTIFACTS := target/ci-artifacts
 # The smoke sweep's expected tables, which CI diffs a fresh run against.
 EXPECTED_SMOKE := tests/expected/smoke
 
-.PHONY: sweep test ci release accept-smoke test-slurm test-report test-interop bench results results-check save-models restore-models
+.PHONY: sweep test ci release accept-smoke test-slurm test-report test-interop bench results results-check check-models save-models restore-models
 
 # Build (release) and run a sweep: says how long its training will take (measured
 # now), trains every cell not already done, then writes its tables under
@@ -80,6 +80,12 @@ results: release
 results-check: release
 	$(BITGROK) run sweeps/$(NAME).toml --artifacts $(ARTIFACTS)
 	$(BITGROK) diff results/$(NAME) $(ARTIFACTS)/sweeps/$(NAME) --ignore train_seconds
+
+# Re-analyse the committed models (models/cells/) and diff the tables they give
+# against results/: every folder whose models are all committed, or only NAMES="a b".
+# Nothing is trained.
+check-models: release
+	BITGROK=$(BITGROK) WORK=$(or $(CARGO_TARGET_DIR),target)/check-committed scripts/check_committed.sh $(NAMES)
 
 # The trained cells behind results/$(NAME)/, copied to models/cells/ to be committed.
 save-models:

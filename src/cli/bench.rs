@@ -27,7 +27,8 @@ pub struct BenchArgs {
     /// Matmul threads [default: all cores].
     #[arg(long, value_parser = at_least_one())]
     pub threads: Option<usize>,
-    /// Also time each phase of a step (quantize, forward, backward, optimizer).
+    /// Also time each phase of a step (quantize, forward, backward, optimizer) and print
+    /// the floor: the products that grow with the batch at the measured gemm rate.
     #[arg(long)]
     pub breakdown: bool,
 }
@@ -72,6 +73,13 @@ pub fn bench(args: &BenchArgs) -> CmdResult {
     if args.breakdown {
         let b = crate::engine::bench::breakdown(&cfg, args.warmup, args.iters, threads);
         println!("{b}");
+        let floor = crate::engine::bench::floor(&cfg, report.train_pairs, args.iters, threads);
+        println!("{floor}");
+        println!(
+            "the step (median {:.2} ms) is {:.2}× its floor",
+            report.median_ms,
+            report.median_ms / floor.ms()
+        );
     }
     Ok(())
 }

@@ -188,6 +188,73 @@ pub fn breakdown(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) 
     })
 }
 
+/// The step's floor: the matrix products that grow with the batch, at the rate the
+/// matrix-product kernel reaches on this machine now. With unquantized activations
+/// the attention and W_in products run on per-token tables (see
+/// `model::ops::attention_mlp`), so per example there remain x1's MLP output
+/// `relu(pre)·W_out` and the logits `x·W_U`, each with its two gradient products;
+/// with quantized activations also `x1·W_in` and `z·W_O` and theirs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Floor {
+    /// Floating-point operations of those products in one step (2 per multiply-add).
+    pub flop: f64,
+    /// Measured rate of the kernel on the largest of them (median of the runs).
+    pub flop_per_s: f64,
+    pub iters: usize,
+}
+
+impl Floor {
+    pub fn ms(&self) -> f64 {
+        1e3 * self.flop / self.flop_per_s
+    }
+}
+
+/// The floor of a step of `cfg` on `n` training examples (see [`Floor`]).
+pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor {
+    let (d, m, p) = (cfg.width, cfg.d_mlp(), cfg.modulus);
+    // Multiply-adds per example of the forward products; the backward pass has two
+    // products of the same size for each.
+    let mut per_example = m * d + d * p;
+    if cfg.quant.act_bits > 0 {
+        per_example += d * m + d * d;
+    }
+    let flop = 3.0 * 2.0 * (n * per_example) as f64;
+    // The largest product: [n, m] · [m, d].
+    let pool = thread_pool(threads).expect("thread pool");
+    let a: Vec<f32> = (0..n * m).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+    let b: Vec<f32> = (0..m * d).map(|i| ((i % 5) as f32 - 2.0) * 0.1).collect();
+    let mut c = vec![0.0f32; n * d];
+    let iters = iters.max(1);
+    let times: Vec<f64> = pool.install(|| {
+        (0..iters + 1)
+            .map(|_| {
+                let t = Instant::now();
+                crate::engine::model::ops::matmul(&mut c, &a, false, &b, false, (n, m, d), false);
+                t.elapsed().as_secs_f64()
+            })
+            .skip(1)
+            .collect()
+    });
+    Floor {
+        flop,
+        flop_per_s: 2.0 * (n * m * d) as f64 / median_ms(times),
+        iters,
+    }
+}
+
+impl std::fmt::Display for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "floor        {:>9.2}  ms: {:.2} GFLOP of the products that grow with the batch, at {:.1} GFLOP/s (the kernel on the largest, median of {} runs)",
+            self.ms(),
+            self.flop / 1e9,
+            self.flop_per_s / 1e9,
+            self.iters
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +278,12 @@ mod tests {
         ] {
             assert!(ms.is_finite() && ms >= 0.0, "{b:?}");
         }
+        let fl = floor(&cfg, 40, 3, 1);
+        // 40 examples × (64·16 + 16·11) multiply-adds (d_mlp = 4·16), 2 flops each, 3
+        // products per matrix.
+        assert_eq!(fl.flop, 3.0 * 2.0 * 40.0 * (64.0 * 16.0 + 16.0 * 11.0));
+        assert!(fl.flop_per_s.is_finite() && fl.flop_per_s > 0.0, "{fl:?}");
+        assert!(fl.to_string().starts_with("floor"), "{fl}");
         let text = b.to_string();
         for phase in ["quantize", "forward", "backward", "optimizer", "sum"] {
             assert!(text.contains(phase), "{text}");

@@ -11,7 +11,8 @@
 # - README's by-hand recipe for that version, run on two cells that need hooks,
 #   must reproduce the loss, and the model it saves must analyse
 #   (`bitgrok analyze FILE` with the cell's flags, split and curves) to the cell's
-#   own signature.
+#   own signature;
+# - scripts/zhong_symmetricity.py measures every export (one line each).
 # Prints the seconds each phase took; work files stay in $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -85,6 +86,12 @@ for version in $VERSIONS; do
     else
         fail "TransformerLens $version: without their hooks $mismatched of $unhooked exports mismatch, exit status $status (see $ulog)"
     fi
+
+    # Zhong et al.'s symmetricity protocol runs on every export: one line each.
+    zlog=$OUT/zhong-symmetricity-$version.log
+    "$py" scripts/zhong_symmetricity.py "$OUT"/exports/* >"$zlog" 2>"$zlog.err" || true
+    measured=$(grep -Ec 'their notebook\) -?[01]\.[0-9]{4}, on \[a, b, =\] \(as trained\) -?[01]\.[0-9]{4}$' "$zlog" || true)
+    if [ "$measured" -eq "$cells" ]; then pass; else fail "TransformerLens $version: scripts/zhong_symmetricity.py measured $measured of $cells exports (see $zlog, $zlog.err)"; fi
 
     recipe "$major" >"$OUT/recipes/tl$major.py"
     [ -s "$OUT/recipes/tl$major.py" ] || { fail "README has no recipe for TransformerLens $major"; continue; }

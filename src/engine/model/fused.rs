@@ -2,7 +2,7 @@
 //! [`attention_mlp`]), on the tape like the other ops of [`super::ops`].
 
 use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, TableShape};
-use super::ops::{add_column_sums, add_into, data, matmul, record, ROWS_PER_TASK};
+use super::ops::{add_column_sums, add_into, data, matmul, record, Scratch, ROWS_PER_TASK};
 use super::T2;
 use crate::config::AttentionMix;
 use dfdx::prelude::*;
@@ -87,7 +87,8 @@ pub fn attention_mlp(
     let mut weights = vec![0.0f32; n * heads * 3];
     let mut probs = vec![0.0f32; n * heads * 3];
     let mut out = vec![0.0f32; n * d];
-    let mut hidden = vec![0.0f32; n * m];
+    // Written in full by the row kernel below.
+    let mut hidden = Scratch::new(n * m);
     let shape = TableShape {
         heads,
         tr,
@@ -117,7 +118,8 @@ pub fn attention_mlp(
             unreachable!()
         };
         matmul(dw_out, &hidden, true, g, false, (m, n, d), true);
-        let mut dpre = vec![0.0f32; n * m];
+        // Written in full by the product (it does not read its output).
+        let mut dpre = Scratch::new(n * m);
         matmul(&mut dpre, g, false, &w_out_v, true, (n, d, m), false);
         // ReLU mask, and the softmax backward per example (into dscore [n, heads, 3]).
         let mut dscore = vec![0.0f32; n * heads * 3];

@@ -108,6 +108,38 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Three dot products of `a` with `b[0]`, `b[1]`, `b[2]`, each computed exactly as
+/// [`dot`] computes it (same lanes, same order), in one pass over `a`.
+#[inline(always)]
+fn dot3(a: &[f32], b: [&[f32]; 3]) -> [f32; 3] {
+    const L: usize = 32;
+    let (mut acc0, mut acc1, mut acc2) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
+    let full = a.len() / L * L;
+    let (a_full, b0, b1, b2) = (&a[..full], &b[0][..full], &b[1][..full], &b[2][..full]);
+    for (((x, y0), y1), y2) in a_full
+        .chunks_exact(L)
+        .zip(b0.chunks_exact(L))
+        .zip(b1.chunks_exact(L))
+        .zip(b2.chunks_exact(L))
+    {
+        for k in 0..L {
+            acc0[k] += x[k] * y0[k];
+            acc1[k] += x[k] * y1[k];
+            acc2[k] += x[k] * y2[k];
+        }
+    }
+    let mut out = [0.0f32; 3];
+    for (j, acc) in [acc0, acc1, acc2].iter().enumerate() {
+        let tail: f32 = a[full..]
+            .iter()
+            .zip(&b[j][full..a.len()])
+            .map(|(x, y)| x * y)
+            .sum();
+        out[j] = acc.iter().sum::<f32>() + tail;
+    }
+    out
+}
+
 #[derive(Clone, Copy)]
 pub(super) struct TableShape {
     pub heads: usize,
@@ -117,6 +149,54 @@ pub(super) struct TableShape {
     /// The attention rate and uniform weight (see [`position_weights`]).
     pub rate: f32,
     pub uniform: f32,
+}
+
+/// Columns per block of [`weighted_rows`]: 64 floats stay in 8 AVX registers.
+const BLOCK: usize = 64;
+
+/// The most heads whose table rows [`table_rows_forward`] gathers on the stack; more
+/// heads take the row-at-a-time loop (the same bits).
+const STACK_HEADS: usize = 16;
+
+/// `out = finish(init + Σ_k w[k]·rows[k])`, summed for each column in the order of
+/// `rows`, one block of columns at a time so that the partial sums stay in registers
+/// instead of going through memory once per row. Every element's operations and
+/// their order are those of `out = init` followed by one `out += w[k]·rows[k]` pass
+/// per row, so the bits are too.
+#[inline(always)]
+fn weighted_rows(
+    out: &mut [f32],
+    init: &[f32],
+    w: &[f32],
+    rows: &[&[f32]],
+    finish: impl Fn(f32, usize) -> f32,
+) {
+    let n = out.len();
+    let mut c0 = 0;
+    while c0 + BLOCK <= n {
+        let mut acc = [0.0f32; BLOCK];
+        acc.copy_from_slice(&init[c0..c0 + BLOCK]);
+        for (wk, row) in w.iter().zip(rows) {
+            let row: &[f32; BLOCK] = row[c0..c0 + BLOCK].try_into().expect("one block");
+            for c in 0..BLOCK {
+                acc[c] += wk * row[c];
+            }
+        }
+        for (c, (o, a)) in out[c0..c0 + BLOCK].iter_mut().zip(acc).enumerate() {
+            *o = finish(a, c0 + c);
+        }
+        c0 += BLOCK;
+    }
+    if c0 < n {
+        let tail = &mut out[c0..];
+        tail.copy_from_slice(&init[c0..]);
+        for (wk, row) in w.iter().zip(rows) {
+            axpy(tail, *wk, &row[c0..]);
+        }
+        for (c, o) in tail.iter_mut().enumerate() {
+            *o = finish(*o, c0 + c);
+        }
+    }
 }
 
 simd_fn! {
@@ -150,6 +230,24 @@ simd_fn! {
         for (k, (((x, a), w), sm)) in chunk.enumerate() {
             let r = rows[k].map(|x| x as usize);
             position_weights(s, r, heads, rate, uniform, w, sm);
+            if heads <= STACK_HEADS {
+                // The table rows the example reads, in (head, position) order.
+                let mut vo_rows: [&[f32]; 3 * STACK_HEADS] = [&[]; 3 * STACK_HEADS];
+                let mut tt_rows: [&[f32]; 3 * STACK_HEADS] = [&[]; 3 * STACK_HEADS];
+                for h in 0..heads {
+                    for j in 0..3 {
+                        vo_rows[h * 3 + j] = &vo[(h * tr + r[j]) * d..][..d];
+                        tt_rows[h * 3 + j] = &tt[(h * tr + r[j]) * m..][..m];
+                    }
+                }
+                let (vo_rows, tt_rows) = (&vo_rows[..heads * 3], &tt_rows[..heads * 3]);
+                match b_out {
+                    Some(b) => weighted_rows(x, cx, w, vo_rows, |v, c| v + b[c]),
+                    None => weighted_rows(x, cx, w, vo_rows, |v, _| v),
+                }
+                weighted_rows(a, ch, w, tt_rows, |v, _| v.max(0.0));
+                continue;
+            }
             x.copy_from_slice(cx);
             a.copy_from_slice(ch);
             for h in 0..heads {
@@ -203,11 +301,9 @@ simd_fn! {
             let gi = &g[i * d..(i + 1) * d];
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
-                let mut dw = [0.0f32; 3];
-                for j in 0..3 {
-                    dw[j] = dot(dp, &tt[(h * tr + r[j]) * m..][..m])
-                        + dot(gi, &vo[(h * tr + r[j]) * d..][..d]);
-                }
+                let t = dot3(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]));
+                let v = dot3(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]));
+                let dw = [t[0] + v[0], t[1] + v[1], t[2] + v[2]];
                 let wh = &w[h * 3..h * 3 + 3];
                 let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
                 for j in 0..3 {
@@ -306,6 +402,96 @@ mod tests {
 
     fn bits(x: &[f32]) -> Vec<u32> {
         x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn dot3_gives_the_bits_of_three_dots() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for n in [0, 1, 31, 32, 45, 128, 515] {
+            let a = rand_vec(&mut rng, n);
+            let b = [0, 1, 2].map(|_| rand_vec(&mut rng, n));
+            let got = dot3(&a, [&b[0], &b[1], &b[2]]);
+            for j in 0..3 {
+                assert_eq!(got[j].to_bits(), dot(&a, &b[j]).to_bits(), "n {n}, j {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_rows_gives_the_bits_of_successive_axpys() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        for n in [1, 63, 64, 65, 128, 200] {
+            let init = rand_vec(&mut rng, n);
+            let w = rand_vec(&mut rng, 12);
+            let rows: Vec<Vec<f32>> = (0..12).map(|_| rand_vec(&mut rng, n)).collect();
+            let refs: Vec<&[f32]> = rows.iter().map(|r| r.as_slice()).collect();
+            let mut got = vec![0.0; n];
+            weighted_rows(&mut got, &init, &w, &refs, |v, c| (v + init[c]).max(0.0));
+            let mut want = init.clone();
+            for (wk, row) in w.iter().zip(&rows) {
+                axpy(&mut want, *wk, row);
+            }
+            for (c, v) in want.iter_mut().enumerate() {
+                *v = (*v + init[c]).max(0.0);
+            }
+            assert_eq!(bits(&got), bits(&want), "n {n}");
+        }
+    }
+
+    #[test]
+    fn table_rows_forward_sums_in_head_then_position_order_with_any_head_count() {
+        // 3 heads take the stacked-rows path, 17 the row-at-a-time one; both must
+        // give the bits of init + one axpy per (head, position) in that order.
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for heads in [3, STACK_HEADS + 1] {
+            let (tr, d, m, n) = (5, 70, 130, 4);
+            let shape = TableShape {
+                heads,
+                tr,
+                d,
+                m,
+                rate: 0.75,
+                uniform: 0.25 / 3.0,
+            };
+            let rows: Vec<[u32; 3]> = (0..n)
+                .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
+                .collect();
+            let s = rand_vec(&mut rng, tr * heads);
+            let (cx, ch) = (rand_vec(&mut rng, d), rand_vec(&mut rng, m));
+            let vo = rand_vec(&mut rng, heads * tr * d);
+            let tt = rand_vec(&mut rng, heads * tr * m);
+            let b_out = rand_vec(&mut rng, d);
+            let (mut out, mut hid) = (vec![0.0; n * d], vec![0.0; n * m]);
+            let (mut w, mut sm) = (vec![0.0; n * heads * 3], vec![0.0; n * heads * 3]);
+            table_rows_forward(
+                shape,
+                &rows,
+                &s,
+                &cx,
+                &ch,
+                &vo,
+                &tt,
+                Some(&b_out),
+                &mut out,
+                &mut hid,
+                (&mut w, &mut sm),
+            );
+            for (i, r) in rows.iter().enumerate() {
+                let r = r.map(|x| x as usize);
+                let (mut x, mut a) = (cx.clone(), ch.clone());
+                for h in 0..heads {
+                    for j in 0..3 {
+                        let wj = w[i * heads * 3 + h * 3 + j];
+                        axpy(&mut x, wj, &vo[(h * tr + r[j]) * d..][..d]);
+                        axpy(&mut a, wj, &tt[(h * tr + r[j]) * m..][..m]);
+                    }
+                }
+                let x: Vec<f32> = x.iter().zip(&b_out).map(|(v, b)| v + b).collect();
+                let a: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
+                assert_eq!(bits(&out[i * d..(i + 1) * d]), bits(&x), "heads {heads}");
+                assert_eq!(bits(&hid[i * m..(i + 1) * m]), bits(&a), "heads {heads}");
+            }
+        }
     }
 
     #[test]

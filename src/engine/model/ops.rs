@@ -74,6 +74,67 @@ pub(super) fn record<S: Shape>(
     out.put_tape(tape)
 }
 
+thread_local! {
+    /// Buffers of earlier ops kept for later ones on this thread (see [`Scratch`]).
+    static SCRATCH: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most buffers a thread keeps for reuse.
+const SCRATCH_KEPT: usize = 8;
+
+/// A buffer of floats whose contents are left from an earlier use, for an output that
+/// is written in full before it is read. It goes back to its thread's pool when
+/// dropped, so a step's largest buffers are neither zeroed nor faulted in afresh
+/// every step. Reading it before writing it would make results depend on earlier
+/// steps: only whole-buffer outputs use it.
+pub(super) struct Scratch(Vec<f32>);
+
+impl Scratch {
+    pub(super) fn new(len: usize) -> Self {
+        // The smallest kept buffer that is large enough, or a new one.
+        let mut v = SCRATCH
+            .with(|pool| {
+                let mut pool = pool.borrow_mut();
+                let best = (0..pool.len())
+                    .filter(|&i| pool[i].capacity() >= len)
+                    .min_by_key(|&i| pool[i].capacity());
+                best.map(|i| pool.swap_remove(i))
+            })
+            .unwrap_or_default();
+        if v.len() >= len {
+            v.truncate(len);
+        } else {
+            v.resize(len, 0.0);
+        }
+        Scratch(v)
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Scratch {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let v = std::mem::take(&mut self.0);
+        let _ = SCRATCH.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < SCRATCH_KEPT {
+                pool.push(v);
+            }
+        });
+    }
+}
+
 pub(super) fn data(t: &T2) -> Vec<f32> {
     let mut v = vec![0.0; t.shape().0 * t.shape().1];
     t.copy_into(&mut v);
@@ -485,4 +546,25 @@ pub fn cross_entropy(
             logits: kept,
         },
     )
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::Scratch;
+
+    #[test]
+    fn scratch_buffers_have_the_asked_length_and_are_reused() {
+        let mut a = Scratch::new(100);
+        assert_eq!(a.len(), 100);
+        a.fill(7.0);
+        let ptr = a.as_ptr();
+        drop(a);
+        // A smaller request takes the kept buffer (its old contents stay).
+        let b = Scratch::new(40);
+        assert_eq!((b.len(), b.as_ptr()), (40, ptr));
+        assert!(b.iter().all(|&v| v == 7.0));
+        drop(b);
+        // A larger one than any kept gets a fresh buffer of that length.
+        assert_eq!(Scratch::new(1000).len(), 1000);
+    }
 }

@@ -404,6 +404,57 @@ mod tests {
         x.iter().map(|v| v.to_bits()).collect()
     }
 
+    /// Random inputs of [`table_rows_forward`] for `n` examples of `shape`.
+    struct ForwardInputs {
+        rows: Vec<[u32; 3]>,
+        s: Vec<f32>,
+        cx: Vec<f32>,
+        ch: Vec<f32>,
+        vo: Vec<f32>,
+        tt: Vec<f32>,
+        b_out: Vec<f32>,
+    }
+
+    impl ForwardInputs {
+        fn random(rng: &mut ChaCha8Rng, shape: TableShape, n: usize) -> Self {
+            let TableShape {
+                heads, tr, d, m, ..
+            } = shape;
+            ForwardInputs {
+                rows: (0..n)
+                    .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
+                    .collect(),
+                s: rand_vec(rng, tr * heads),
+                cx: rand_vec(rng, d),
+                ch: rand_vec(rng, m),
+                vo: rand_vec(rng, heads * tr * d),
+                tt: rand_vec(rng, heads * tr * m),
+                b_out: rand_vec(rng, d),
+            }
+        }
+
+        /// `[out, hidden, weights, softmax]` of the rows.
+        fn run(&self, shape: TableShape) -> [Vec<f32>; 4] {
+            let (n, h3) = (self.rows.len(), shape.heads * 3);
+            let (mut out, mut hid) = (vec![0.0; n * shape.d], vec![0.0; n * shape.m]);
+            let (mut w, mut sm) = (vec![0.0; n * h3], vec![0.0; n * h3]);
+            table_rows_forward(
+                shape,
+                &self.rows,
+                &self.s,
+                &self.cx,
+                &self.ch,
+                &self.vo,
+                &self.tt,
+                Some(&self.b_out),
+                &mut out,
+                &mut hid,
+                (&mut w, &mut sm),
+            );
+            [out, hid, w, sm]
+        }
+    }
+
     #[test]
     fn dot3_gives_the_bits_of_three_dots() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -453,29 +504,17 @@ mod tests {
                 rate: 0.75,
                 uniform: 0.25 / 3.0,
             };
-            let rows: Vec<[u32; 3]> = (0..n)
-                .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
-                .collect();
-            let s = rand_vec(&mut rng, tr * heads);
-            let (cx, ch) = (rand_vec(&mut rng, d), rand_vec(&mut rng, m));
-            let vo = rand_vec(&mut rng, heads * tr * d);
-            let tt = rand_vec(&mut rng, heads * tr * m);
-            let b_out = rand_vec(&mut rng, d);
-            let (mut out, mut hid) = (vec![0.0; n * d], vec![0.0; n * m]);
-            let (mut w, mut sm) = (vec![0.0; n * heads * 3], vec![0.0; n * heads * 3]);
-            table_rows_forward(
-                shape,
-                &rows,
-                &s,
-                &cx,
-                &ch,
-                &vo,
-                &tt,
-                Some(&b_out),
-                &mut out,
-                &mut hid,
-                (&mut w, &mut sm),
-            );
+            let input = ForwardInputs::random(&mut rng, shape, n);
+            let [out, hid, w, _] = input.run(shape);
+            let ForwardInputs {
+                rows,
+                cx,
+                ch,
+                vo,
+                tt,
+                b_out,
+                ..
+            } = &input;
             for (i, r) in rows.iter().enumerate() {
                 let r = r.map(|x| x as usize);
                 let (mut x, mut a) = (cx.clone(), ch.clone());
@@ -486,7 +525,7 @@ mod tests {
                         axpy(&mut a, wj, &tt[(h * tr + r[j]) * m..][..m]);
                     }
                 }
-                let x: Vec<f32> = x.iter().zip(&b_out).map(|(v, b)| v + b).collect();
+                let x: Vec<f32> = x.iter().zip(b_out).map(|(v, b)| v + b).collect();
                 let a: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
                 assert_eq!(bits(&out[i * d..(i + 1) * d]), bits(&x), "heads {heads}");
                 assert_eq!(bits(&hid[i * m..(i + 1) * m]), bits(&a), "heads {heads}");
@@ -516,38 +555,9 @@ mod tests {
                 heads, tr, d, m, ..
             },
         ) = (13, shape);
-        let rows: Vec<[u32; 3]> = (0..n)
-            .map(|_| [0, 1, 2].map(|_| rng.gen_range(0..tr as u32)))
-            .collect();
-        let s = rand_vec(&mut rng, tr * heads);
-        let (cx, ch) = (rand_vec(&mut rng, d), rand_vec(&mut rng, m));
-        let (vo, tt) = (
-            rand_vec(&mut rng, heads * tr * d),
-            rand_vec(&mut rng, heads * tr * m),
-        );
-        let b_out = rand_vec(&mut rng, d);
-        let (simd, base) = both(|| {
-            let (mut out, mut hid, mut w, mut sm) = (
-                vec![0.0; n * d],
-                vec![0.0; n * m],
-                vec![0.0; n * heads * 3],
-                vec![0.0; n * heads * 3],
-            );
-            table_rows_forward(
-                shape,
-                &rows,
-                &s,
-                &cx,
-                &ch,
-                &vo,
-                &tt,
-                Some(&b_out),
-                &mut out,
-                &mut hid,
-                (&mut w, &mut sm),
-            );
-            [out, hid, w, sm].map(|v| bits(&v))
-        });
+        let input = ForwardInputs::random(&mut rng, shape, n);
+        let (simd, base) = both(|| input.run(shape).map(|v| bits(&v)));
+        let (rows, vo, tt) = (&input.rows, &input.vo, &input.tt);
         assert_eq!(simd, base, "table_rows_forward");
         let (hidden, g) = (rand_vec(&mut rng, n * m), rand_vec(&mut rng, n * d));
         let weights = rand_vec(&mut rng, n * heads * 3);
@@ -556,12 +566,12 @@ mod tests {
             let (mut dpre, mut dscore) = (dpre0.clone(), vec![0.0; n * heads * 3]);
             table_rows_backward(
                 shape,
-                &rows,
+                rows,
                 &hidden,
                 &g,
                 &weights,
-                &vo,
-                &tt,
+                vo,
+                tt,
                 &mut dpre,
                 &mut dscore,
             );
@@ -571,7 +581,7 @@ mod tests {
         let src = rand_vec(&mut rng, n * m);
         let (simd, base) = both(|| {
             let mut acc = rand_vec(&mut ChaCha8Rng::seed_from_u64(1), tr * 50);
-            scatter_rows(&rows, &weights, &src, heads, 1, m, 10, 60, &mut acc);
+            scatter_rows(rows, &weights, &src, heads, 1, m, 10, 60, &mut acc);
             bits(&acc)
         });
         assert_eq!(simd, base, "scatter_rows");

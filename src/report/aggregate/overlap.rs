@@ -107,24 +107,22 @@ pub fn chance_jaccard(n: usize, ka: usize, kb: usize) -> Option<f64> {
 /// once, and a row without pairs is left out.
 pub(super) fn overlap_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     let variants = Variants::new(cols);
-    let seed_col = cols.iter().position(|c| c == "seed");
-    let context_cols: Vec<String> = variants
-        .group_cols()
-        .into_iter()
-        .filter(|c| c != "seed")
+    let group_cols = variants.group_cols();
+    let seed_at = group_cols.iter().position(|c| c == "seed");
+    let context_cols: Vec<String> = group_cols
+        .iter()
+        .filter(|c| *c != "seed")
+        .cloned()
         .collect();
     let h = header(&context_cols, &overlap_columns());
-    // Without a precision column every cell is one variant (empty names).
-    let Some(seed_col) = seed_col else {
+    // Without a seed column there is nothing to pair across seeds. (Without a
+    // precision column every cell is one variant, with an empty name.)
+    let (Some(seed_at), Some(seed_col)) = (seed_at, cols.iter().position(|c| c == "seed")) else {
         return csv_bytes(&h, &[]);
     };
-    // The seed's place among the group columns (seed is never a variant column).
-    let seed_at = variants.group_cols().iter().position(|c| c == "seed");
     let group_key = |r: &Row| -> Vec<String> {
         let mut g = variants.group_ids(r);
-        if let Some(at) = seed_at {
-            g.remove(at);
-        }
+        g.remove(seed_at);
         g
     };
     let mut out = Vec::new();

@@ -27,9 +27,8 @@ for name in "${names[@]}"; do
     art="$work/$name"
     rm -rf "$art"
     mkdir -p "$art/cells"
-    col=$(head -1 "$table" | tr ',' '\n' | grep -nx key | cut -d: -f1)
     missing=0
-    for key in $(tail -n +2 "$table" | cut -d, -f"$col" | sort -u); do
+    for key in $("$(dirname "$0")/table_keys.sh" "$table"); do
         if [ -f "models/cells/$key/manifest.json" ]; then
             cp -r "models/cells/$key" "$art/cells/$key"
         else

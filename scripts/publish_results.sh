@@ -31,9 +31,8 @@ for link in $(grep -o 'href="cells/[^"]*"' "$dst/report.html" | cut -d'"' -f2 | 
 done
 # Cells moved from a legacy key (see README, "Cell keys"): the mapping, so tables
 # and pages published under the legacy keys can be matched.
-col=$(head -1 "$dst/cells.csv" | tr ',' '\n' | grep -nx key | cut -d: -f1)
 rm -f "$dst/legacy_keys.csv"
-for key in $(tail -n +2 "$dst/cells.csv" | cut -d, -f"$col" | sort -u); do
+for key in $("$(dirname "$0")/table_keys.sh" "$dst/cells.csv"); do
     from="$artifacts/cells/$key/adopted_from"
     if [ -f "$from" ]; then
         [ -f "$dst/legacy_keys.csv" ] || echo "key,legacy_key" > "$dst/legacy_keys.csv"

@@ -9,9 +9,8 @@ name=$1
 artifacts=$2
 table="results/$name/cells.csv"
 [ -f "$table" ] || { echo "no $table: publish the sweep first" >&2; exit 1; }
-col=$(head -1 "$table" | tr ',' '\n' | grep -nx key | cut -d: -f1)
 n=0
-for key in $(tail -n +2 "$table" | cut -d, -f"$col" | sort -u); do
+for key in $("$(dirname "$0")/table_keys.sh" "$table"); do
     src="$artifacts/cells/$key"
     dst="models/cells/$key"
     [ -f "$src/manifest.json" ] || { echo "cell $key has no manifest in $artifacts" >&2; exit 1; }

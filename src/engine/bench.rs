@@ -230,14 +230,14 @@ pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor 
             .map(|_| {
                 let t = Instant::now();
                 crate::engine::model::ops::matmul(&mut c, &a, false, &b, false, (n, m, d), false);
-                t.elapsed().as_secs_f64()
+                t.elapsed().as_secs_f64() * 1e3
             })
             .skip(1)
             .collect()
     });
     Floor {
         flop,
-        flop_per_s: 2.0 * (n * m * d) as f64 / median_ms(times),
+        flop_per_s: 2.0 * (n * m * d) as f64 / (median_ms(times) / 1e3),
         iters,
     }
 }

@@ -112,6 +112,7 @@ fn signature(p: &Planted) -> Signature {
                 }],
                 score_spread: 0.25,
             },
+            query_init: None,
             ablation: AttentionAblation {
                 loss_uniform: 1.1,
                 accuracy_uniform: 0.5,

@@ -143,6 +143,17 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
     );
     assert_eq!(last.attention_tv, sig.algorithm.attention.tv_from_uniform);
     assert_eq!(last.qk_norm, sig.algorithm.attention.qk_norm);
+    assert_eq!(last.eq_norm_ratio, sig.algorithm.query.eq_norm_ratio);
+    assert_eq!(last.score_spread, sig.algorithm.query.score_spread);
+    assert!(close(
+        last.ablation_loss_increase,
+        sig.algorithm.ablation.loss_increase
+    ));
+    // The step-0 snapshot is the initial weights the signature's `query_init` reads.
+    let init = bitgrok::analysis::initial_query_path(&cfg);
+    assert_eq!(rows[0].step, 0);
+    assert_eq!(rows[0].score_spread, init.score_spread);
+    assert_eq!(rows[0].eq_norm_ratio, init.eq_norm_ratio);
     assert_eq!(
         Some(last.zero_fraction_mean),
         bitgrok::analysis::zero_fraction_mean(&sig.quantization)

@@ -302,6 +302,7 @@ pub fn analyze(
         attention_rate,
         attention,
         query: mechanism::query_path(w),
+        query_init: None,
         routing: labels::routing(ablation.loss_increase, cfg),
         ablation,
         gradient_symmetricity: symmetricity,
@@ -477,11 +478,19 @@ pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 /// Analyse a trained cell folder: its model (run as it was trained, see
 /// [`read_cell_model`]), its curves (curves.csv) and its split (split.csv).
 pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
-    let (_, model) = read_cell_model(dir)?;
+    let (cell, model) = read_cell_model(dir)?;
     let curves = crate::store::read_curves(&dir.join(crate::store::CURVES))?;
     let train = read_train_split(dir)?;
-    analyze(&model, Some(&curves), Some(&train), cfg)
-        .with_context(|| format!("analysing {}", dir.display()))
+    let mut sig = analyze(&model, Some(&curves), Some(&train), cfg)
+        .with_context(|| format!("analysing {}", dir.display()))?;
+    sig.algorithm.query_init = Some(initial_query_path(&cell));
+    Ok(sig)
+}
+
+/// The query path of a cell's initial weights, quantized as its first step saw them.
+pub fn initial_query_path(cell: &crate::config::CellConfig) -> mechanism::QueryPath {
+    let latent = crate::engine::model::init_weights(cell);
+    mechanism::query_path(&crate::engine::train::effective_weights(cell, &latent))
 }
 
 /// The training pairs of a trained cell folder (its split.csv).

@@ -23,8 +23,8 @@
 
 use super::fourier::FourierBasis;
 use super::{
-    check_analysable, clock_pizza, forward, key_frequencies, measures, neuron_table, Outcome,
-    Signature, TrainSplit,
+    check_analysable, clock_pizza, forward, key_frequencies, measures, mechanism, neuron_table,
+    Outcome, Signature, TrainSplit,
 };
 use crate::config::{AnalysisConfig, CellConfig};
 use crate::engine::model_file::Model;
@@ -65,6 +65,15 @@ pub struct ProgressRow {
     /// sqrt(Σ_h ‖W_Q,h·W_K,hᵀ‖²): what weight decay shrinks on the way to uniform
     /// attention.
     pub qk_norm: f64,
+    /// ‖E_=‖ over the median number token's norm (the signature's `eq_norm_ratio`):
+    /// the size of the only source of li2024's read-out query.
+    pub eq_norm_ratio: f64,
+    /// Spread of the read-out scores over the keys that occur, largest head (the
+    /// signature's `score_spread`).
+    pub score_spread: f64,
+    /// All-pairs loss with position-2 attention made uniform, minus as trained (the
+    /// signature's `ablation_loss_increase`): when routing starts to matter.
+    pub ablation_loss_increase: f64,
     pub gradient_symmetricity: f64,
 }
 
@@ -114,6 +123,9 @@ pub fn progress_rows(
                 );
             }
             let fwd = forward::forward_all(m, Depth::Hidden);
+            let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+            let (all_pairs_loss, _) = measures::full_loss(&fwd.logits, p, &all);
+            let query = mechanism::query_path(&m.weights);
             let (train_loss, _) = measures::full_loss(&fwd.logits, p, &train);
             let (test_loss, test_acc) = measures::full_loss(&fwd.logits, p, &test);
             let spectrum =
@@ -150,6 +162,10 @@ pub fn progress_rows(
                     .unwrap_or(f64::NAN),
                 attention_tv: attention.tv_from_uniform,
                 qk_norm: attention.qk_norm,
+                eq_norm_ratio: query.eq_norm_ratio,
+                score_spread: query.score_spread,
+                ablation_loss_increase: mechanism::attention_ablation(m, all_pairs_loss)
+                    .loss_increase,
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
             })
         })
@@ -232,6 +248,9 @@ mod tests {
             zero_fraction_mean: 0.0,
             attention_tv: 0.0,
             qk_norm: 0.0,
+            eq_norm_ratio: 0.0,
+            score_spread: 0.0,
+            ablation_loss_increase: 0.0,
             gradient_symmetricity: 0.0,
         }
     }

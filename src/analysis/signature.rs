@@ -107,6 +107,11 @@ pub struct AlgorithmSummary {
     pub attention: clock_pizza::AttentionSummary,
     /// Where the position-2 query comes from.
     pub query: mechanism::QueryPath,
+    /// The same at initialisation: the cell's initial weights as its quantizer sees
+    /// them (None for a model file, whose initial weights are unknown). Tells routing
+    /// present from the start apart from routing that training built.
+    #[serde(default)]
+    pub query_init: Option<mechanism::QueryPath>,
     /// The all-pairs loss with position-2 attention replaced by uniform.
     pub ablation: mechanism::AttentionAblation,
     /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.

@@ -293,3 +293,41 @@ fn analysis_key_follows_the_settings() {
     };
     assert_ne!(analysis_key(&cfg), analysis_key(&other));
 }
+
+#[test]
+fn unit_size_quantized_weights_start_with_content_dependent_scores() {
+    // The seed study's cell shape. At initialisation the read-out scores barely vary
+    // over the keys in fp32 (small weights), but ±1 entries are 10-30× the initial
+    // mean |W|, so the same seed's ±1 model starts with scores that do; at a fixed
+    // magnitude equal to the initial mean |W| it starts like fp32.
+    let cell = |precision, scale: crate::config::QuantScale| {
+        let mut c = crate::config::CellConfig {
+            precision,
+            modulus: 113,
+            width: 128,
+            ..crate::config::CellConfig::default()
+        };
+        // The magnitude sweep's fixed magnitude: binary's β taken once at init.
+        c.quant.binary_scale = scale == crate::config::QuantScale::Initial;
+        c.quant.scale = scale;
+        c
+    };
+    use crate::config::{Precision, QuantScale};
+    let fp32 = initial_query_path(&cell(Precision::Fp32, QuantScale::PerStep));
+    let unit = initial_query_path(&cell(Precision::Binary, QuantScale::PerStep));
+    let fixed = initial_query_path(&cell(Precision::Binary, QuantScale::Initial));
+    assert!(fp32.score_spread > 0.0);
+    assert!(
+        unit.score_spread > 50.0 * fp32.score_spread,
+        "±1 {} vs fp32 {}",
+        unit.score_spread,
+        fp32.score_spread
+    );
+    let ratio = fixed.score_spread / fp32.score_spread;
+    assert!(
+        (0.2..5.0).contains(&ratio),
+        "fixed magnitude / fp32 = {ratio}"
+    );
+    // The embedding is fp32 in every precision: the same initial E_= for one seed.
+    assert_eq!(fp32.eq_norm_ratio, unit.eq_norm_ratio);
+}

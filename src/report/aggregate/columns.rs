@@ -185,6 +185,12 @@ pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
                 .map(|h| fmt_magnitude(h.score_spread)),
         )
     }),
+    ("score_spread_init", |s| {
+        opt(
+            s.algorithm.query_init.as_ref().map(|q| q.score_spread),
+            fmt_magnitude,
+        )
+    }),
     ("ablation_loss_increase", |s| {
         fmt_magnitude(s.algorithm.ablation.loss_increase)
     }),
@@ -434,6 +440,11 @@ pub const PROGRESS_COLUMNS: &[ProgressColumn] = &[
     }),
     ("attention_tv", |_, p| fmt_fraction(p.attention_tv)),
     ("qk_norm", |_, p| fmt_magnitude(p.qk_norm)),
+    ("eq_norm_ratio", |_, p| fmt_magnitude(p.eq_norm_ratio)),
+    ("score_spread", |_, p| fmt_magnitude(p.score_spread)),
+    ("ablation_loss_increase", |_, p| {
+        fmt_magnitude(p.ablation_loss_increase)
+    }),
     ("gradient_symmetricity", |_, p| {
         fmt_fraction(p.gradient_symmetricity)
     }),
@@ -492,6 +503,9 @@ pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     }),
     ("eq_norm_ratio", false, |s| {
         Some(s.algorithm.query.eq_norm_ratio)
+    }),
+    ("score_spread_init", false, |s| {
+        s.algorithm.query_init.as_ref().map(|q| q.score_spread)
     }),
     ("degree1_share", false, |s| {
         s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean)

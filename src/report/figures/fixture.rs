@@ -57,6 +57,9 @@ pub fn progress(steps: u64) -> Vec<ProgressRow> {
                 zero_fraction_mean: 0.0,
                 attention_tv: 0.01,
                 qk_norm: 1.0,
+                eq_norm_ratio: 1.0 / t,
+                score_spread: 0.5 / t,
+                ablation_loss_increase: 0.0,
                 gradient_symmetricity: 0.5,
             }
         })

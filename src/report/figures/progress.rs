@@ -56,6 +56,11 @@ const MEASURES: &[Measure] = &[
         get: |r| r.attention_tv,
         log: false,
     },
+    Measure {
+        title: "loss increase, attention made uniform (nats)",
+        get: |r| r.ablation_loss_increase,
+        log: false,
+    },
 ];
 
 /// A phase boundary drawn: its legend name, dash and step.

@@ -317,7 +317,7 @@ fn cells_table_has_every_cell_with_its_status() {
          distance_irrelevance_max_wrong,clock_score,pizza_score,pattern_per_frequency,\
          attention_tv,attention_tv_per_head,attention_variation,attention_entropy,qk_norm,\
          qk_norm_per_head,eq_norm_ratio,query_norm_per_head,score_spread,\
-         score_spread_per_head,ablation_loss_increase,ablation_acc,degree1_share,\
+         score_spread_per_head,score_spread_init,ablation_loss_increase,ablation_acc,degree1_share,\
          degree2_share,phase_alignment,difference_share,difference_share_pre_norm,\
          x2_norm_cv,x2_norm_difference_share,routing,logit_pattern,neuron_form,label,\
          zero_fraction_mean,distinct_values_max,train_seconds,error"

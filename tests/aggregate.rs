@@ -112,7 +112,11 @@ fn signature(p: &Planted) -> Signature {
                 }],
                 score_spread: 0.25,
             },
-            query_init: None,
+            query_init: Some(QueryPath {
+                eq_norm_ratio: 1.0,
+                heads: vec![],
+                score_spread: 0.125,
+            }),
             ablation: AttentionAblation {
                 loss_uniform: 1.1,
                 accuracy_uniform: 0.5,
@@ -327,7 +331,7 @@ fn cells_table_has_every_cell_with_its_status() {
         "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,,,,0.1235,2,2,1;3,\
          0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.3750,0.8750,0.7500,\
          1:clock,0.2500,0.2500;0.2500,0.1250,0.7500,2.500e0,1.250e0;1.250e0,5.000e-1,\
-         2.000e0,2.500e-1,2.500e-1,1.000e0,0.5000,,,,0.0625,0.5000,,,content-dependent,\
+         2.000e0,2.500e-1,2.500e-1,1.250e-1,1.000e0,0.5000,,,,0.0625,0.5000,,,content-dependent,\
          clock,none,clock,0.1250,3,12.3,"
     );
     let empty_sig = ",".repeat(53);

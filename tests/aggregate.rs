@@ -334,7 +334,7 @@ fn cells_table_has_every_cell_with_its_status() {
          2.000e0,2.500e-1,2.500e-1,1.250e-1,1.000e0,0.5000,,,,0.0625,0.5000,,,content-dependent,\
          clock,none,clock,0.1250,3,12.3,"
     );
-    let empty_sig = ",".repeat(53);
+    let empty_sig = ",".repeat(54);
     assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
     assert_eq!(
         lines[4],

@@ -244,6 +244,32 @@ fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
     assert_eq!(zeros[3], finals[0]);
     assert_eq!(zeros[7], finals[1]);
 
+    // `analyze KEY` stores what `run` stores: the progress table and the phases.
+    let key = cells[0].file_name().unwrap().to_str().unwrap().to_string();
+    let again = dir.path().join("again");
+    let out = bitgrok(&[
+        "analyze",
+        &key,
+        "--artifacts",
+        art.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stored = std::fs::read_dir(cells[0].join("analysis"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for file in ["progress.csv", "signature.json"] {
+        assert_eq!(
+            std::fs::read(again.join(file)).unwrap(),
+            std::fs::read(stored.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+
     // A damaged snapshot makes the cell count as corrupt: it is named and rebuilt.
     let snap = cells[0].join("snapshots/step-00000050.safetensors");
     let good = std::fs::read(&snap).unwrap();

@@ -475,16 +475,41 @@ pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
     Ok(())
 }
 
+/// What the analysis of a trained cell stores: its signature (with its phases when
+/// the cell has snapshots) and the progress rows of its snapshots. `run` and
+/// `analyze KEY` both compute it with [`analyze_cell`], so they never store less.
+pub struct CellAnalysis {
+    pub signature: Signature,
+    pub progress: Option<Vec<progress::ProgressRow>>,
+}
+
+impl CellAnalysis {
+    /// Write the signature's tables and, with snapshots, `progress.csv` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_tables(&self.signature, dir)?;
+        match &self.progress {
+            Some(rows) => progress::write_progress(rows, dir),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Analyse a trained cell folder: its model (run as it was trained, see
-/// [`read_cell_model`]), its curves (curves.csv) and its split (split.csv).
-pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<Signature> {
+/// [`read_cell_model`]), its curves (curves.csv), its split (split.csv), its initial
+/// weights' query path and its snapshots.
+pub fn analyze_cell(dir: &Path, cfg: &AnalysisConfig) -> Result<CellAnalysis> {
     let (cell, model) = read_cell_model(dir)?;
     let curves = crate::store::read_curves(&dir.join(crate::store::CURVES))?;
     let train = read_train_split(dir)?;
-    let mut sig = analyze(&model, Some(&curves), Some(&train), cfg)
+    let mut signature = analyze(&model, Some(&curves), Some(&train), cfg)
         .with_context(|| format!("analysing {}", dir.display()))?;
-    sig.algorithm.query_init = Some(initial_query_path(&cell));
-    Ok(sig)
+    signature.algorithm.query_init = Some(initial_query_path(&cell));
+    let progress = progress::cell_progress(dir, &cell, &mut signature, cfg)
+        .with_context(|| format!("progress measures of {}", dir.display()))?;
+    Ok(CellAnalysis {
+        signature,
+        progress,
+    })
 }
 
 /// The query path of a cell's initial weights, quantized as its first step saw them.

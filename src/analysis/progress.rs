@@ -195,7 +195,7 @@ pub fn cell_progress(
 
 /// Write `progress.csv` (one row per snapshot) into `dir`.
 pub fn write_progress(rows: &[ProgressRow], dir: &Path) -> Result<()> {
-    super::write_csv(&dir.join("progress.csv"), rows)
+    super::write_csv(&dir.join(crate::store::PROGRESS), rows)
 }
 
 /// Phase boundaries from the progress rows (ascending by step) and the final

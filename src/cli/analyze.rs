@@ -94,13 +94,13 @@ pub fn analyze(args: &AnalyzeArgs) -> CmdResult {
         let dir = artifacts.cell_dir(&key);
         // Under the cell's lock, as every write into a cell folder.
         let _lock = artifacts.lock_waiting(&key)?;
-        let sig = crate::analysis::analyze_cell(&dir, &cfg)?;
+        let analysis = crate::analysis::analyze_cell(&dir, &cfg)?;
         let out = args
             .out
             .clone()
             .unwrap_or_else(|| artifacts.analysis_dir(&key, &analysis_key(&cfg)));
-        store::write_dir_atomic(&out, |tmp| crate::analysis::write_tables(&sig, tmp))?;
-        (sig, out)
+        store::write_dir_atomic(&out, |tmp| analysis.write(tmp))?;
+        (analysis.signature, out)
     };
     println!(
         "arch {}  label {}  key frequencies {:?}  logits explained {:.4}  gradient symmetricity {:.4}",

@@ -240,7 +240,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
                     .with_context(|| format!("{} is not a valid signature", path.display()))?;
                 row.sig = Some(sig);
                 row.status = Status::Done;
-                row.progress = read_progress(&dir.join("progress.csv"))?;
+                row.progress = read_progress(&dir.join(store::PROGRESS))?;
             }
         }
     }

@@ -13,7 +13,7 @@ use crate::engine::weights::ModelWeights;
 use crate::run::progress::Reporter;
 use crate::store::{self, Artifacts, CellStatus};
 use crate::sweep::cell::{short, Cell};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -328,13 +328,14 @@ fn train_locked(
 /// `gc` and other runners never see it half made).
 pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
     let dir = artifacts.analysis_dir(&cell.key, &cell.analysis_key());
-    if store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES).is_ok() {
+    let files = store::analysis_files(&cell.config);
+    if store::verify_manifest_dir(&dir, &files).is_ok() {
         return Ok(false);
     }
     let _lock = artifacts.lock_waiting(&cell.key)?;
     // Every analysis is written under the lock: temporaries here are leftovers.
     store::remove_temporaries(&artifacts.cell_dir(&cell.key))?;
-    match store::verify_manifest_dir(&dir, &store::ANALYSIS_FILES) {
+    match store::verify_manifest_dir(&dir, &files) {
         Ok(()) => return Ok(false),
         Err(why) if dir.exists() => {
             eprintln!(
@@ -348,17 +349,8 @@ pub fn ensure_analysis(cell: &Cell, artifacts: &Artifacts) -> Result<bool> {
         bail!("cell {} is no longer done", short(&cell.key));
     }
     let cell_dir = artifacts.cell_dir(&cell.key);
-    let mut sig = crate::analysis::analyze_cell(&cell_dir, &cell.analysis)?;
-    let progress =
-        crate::analysis::progress::cell_progress(&cell_dir, &cell.config, &mut sig, &cell.analysis)
-            .with_context(|| format!("progress measures of {}", cell_dir.display()))?;
-    store::write_dir_atomic(&dir, |tmp| {
-        crate::analysis::write_tables(&sig, tmp)?;
-        match &progress {
-            Some(rows) => crate::analysis::progress::write_progress(rows, tmp),
-            None => Ok(()),
-        }
-    })?;
+    let analysis = crate::analysis::analyze_cell(&cell_dir, &cell.analysis)?;
+    store::write_dir_atomic(&dir, |tmp| analysis.write(tmp))?;
     Ok(true)
 }
 

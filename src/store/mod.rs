@@ -61,6 +61,18 @@ pub const LOCK: &str = "lock";
 pub const ADOPTED_FROM: &str = "adopted_from";
 /// The files of `cells/<key>/analysis/<analysis key>/` (besides its manifest).
 pub const ANALYSIS_FILES: [&str; 3] = [SIGNATURE, "frequencies.csv", "neurons.csv"];
+/// An analysis folder's progress table, for a cell with snapshots.
+pub const PROGRESS: &str = "progress.csv";
+
+/// The files a complete analysis of a cell trained with `cfg` holds: a cell with
+/// snapshots also has its [`PROGRESS`] table.
+pub fn analysis_files(cfg: &crate::config::CellConfig) -> Vec<&'static str> {
+    let mut files = ANALYSIS_FILES.to_vec();
+    if cfg.train.snapshot_every > 0 {
+        files.push(PROGRESS);
+    }
+    files
+}
 
 /// Where a cell stands: the one vocabulary of manifests (`done`, `failed`), `plan`,
 /// `status` and the tables. Declared in the order totals list them.

@@ -255,6 +255,11 @@ pub fn loss_and_accuracy(
     )
 }
 
+/// Every input (a, b), in the logits' row order a·p + b.
+pub fn all_pairs(p: usize) -> Vec<(usize, usize)> {
+    (0..p * p).map(|i| (i / p, i % p)).collect()
+}
+
 /// Loss and accuracy of the model's own logits on `pairs`.
 pub fn full_loss(logits: &[f32], p: usize, pairs: &[(usize, usize)]) -> (f64, f64) {
     loss_and_accuracy(p, pairs, |a, b, out| {
@@ -345,10 +350,6 @@ mod tests {
             }
         }
         l
-    }
-
-    fn all_pairs(p: usize) -> Vec<(usize, usize)> {
-        (0..p * p).map(|i| (i / p, i % p)).collect()
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
         ..m.clone()
     };
     let logits = crate::analysis::forward::logits(&uniform);
-    let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let all = measures::all_pairs(p);
     let (l, acc) = measures::full_loss(&logits, p, &all);
     AttentionAblation {
         loss_uniform: l,

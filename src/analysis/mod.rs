@@ -151,7 +151,7 @@ pub fn analyze(
     let attention_rate = m.attention.rate;
     let basis = FourierBasis::new(p);
     let fwd = forward::forward_all(m, crate::engine::reference::Depth::Logits);
-    let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let all = measures::all_pairs(p);
     let all_pairs = measures::full_loss(&fwd.logits, p, &all);
     let split_sets = split.map(|s| split_pairs(p, s)).transpose()?;
 

@@ -109,6 +109,7 @@ pub fn progress_rows(
     let keys = &final_sig.neurons.key_frequencies;
     let p = final_sig.modulus;
     let (train, test) = super::split_pairs(p, split)?;
+    let all = measures::all_pairs(p);
     let basis = FourierBasis::new(p);
     let finite = |x: f64| if x.is_finite() { x } else { f64::NAN };
     snapshots
@@ -123,7 +124,6 @@ pub fn progress_rows(
                 );
             }
             let fwd = forward::forward_all(m, Depth::Hidden);
-            let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
             let (all_pairs_loss, _) = measures::full_loss(&fwd.logits, p, &all);
             let query = mechanism::query_path(&m.weights);
             let (train_loss, _) = measures::full_loss(&fwd.logits, p, &train);

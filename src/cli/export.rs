@@ -38,7 +38,7 @@ fn write_export(args: &ExportArgs) -> Result<()> {
     let meta = crate::engine::model_file::metadata(&cfg, &key);
     // The loader's check: bitgrok's own all-pairs loss and accuracy of this model.
     let p = model.weights.modulus();
-    let all: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let all = crate::analysis::measures::all_pairs(p);
     let logits = crate::analysis::forward::logits(&model);
     let (loss, accuracy) = crate::analysis::measures::full_loss(&logits, p, &all);
     let max_abs_logit = logits

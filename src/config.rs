@@ -173,6 +173,13 @@ pub struct ModelConfig {
     /// written before the setting existed, which used `fan-in`.
     #[serde(default)]
     pub init: InitScheme,
+    /// Factor on the `=` token's initial embedding `E_=`, applied after its Gaussian
+    /// draw so every other initial weight is the seed's as at 1. In li2024 `E_=` is
+    /// the read-out position's only query source, so 0 starts a model with uniform
+    /// attention (an intervention on the routing present at initialisation). Absent
+    /// in configs written before the setting existed, which used 1.
+    #[serde(default = "one")]
+    pub eq_init_scale: f64,
 }
 
 fn one() -> f64 {
@@ -282,6 +289,7 @@ impl Default for ModelConfig {
             attention_rate: 1.0,
             uniform_attention: UniformAttention::Mean,
             init: InitScheme::FanIn,
+            eq_init_scale: 1.0,
         }
     }
 }

@@ -31,6 +31,7 @@ pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[
     "model.init",
     "quant.scale",
     "quant.matrices",
+    "model.eq_init_scale",
 ];
 
 /// Hex digits of a key shown by `bitgrok plan`.

@@ -326,3 +326,45 @@ fn zhong_initialisation_scales_three_matrices_by_their_fan_out() {
     assert_eq!(zhong.w_q, fan_in.w_q);
     assert_eq!(zhong.w_e, fan_in.w_e);
 }
+
+#[test]
+fn eq_init_scale_changes_only_the_eq_embedding_and_zero_removes_the_initial_routing() {
+    let mut cfg = CellConfig {
+        modulus: 31,
+        width: 64,
+        precision: Precision::Binary,
+        ..Default::default()
+    };
+    cfg.quant.binary_scale = false;
+    let base = init_weights(&cfg);
+    let mut scaled_cfg = cfg.clone();
+    scaled_cfg.model.eq_init_scale = 0.25;
+    let scaled = init_weights(&scaled_cfg);
+    let p = cfg.modulus;
+    for t in 0..=p {
+        let want: Vec<f32> = if t == p {
+            base.w_e
+                .row(t)
+                .iter()
+                .map(|&v| (v as f64 * 0.25) as f32)
+                .collect()
+        } else {
+            base.w_e.row(t).to_vec()
+        };
+        assert_eq!(scaled.w_e.row(t), &want[..], "row {t}");
+    }
+    assert_eq!(
+        (&scaled.w_q, &scaled.w_in, &scaled.w_u),
+        (&base.w_q, &base.w_in, &base.w_u)
+    );
+    // At 0 the read-out query is zero, so every key scores the same at step 0; at 1
+    // the ±1 grid's scores spread.
+    let mut zero_cfg = cfg.clone();
+    zero_cfg.model.eq_init_scale = 0.0;
+    assert!(init_weights(&zero_cfg).w_e.row(p).iter().all(|&v| v == 0.0));
+    assert_eq!(
+        bitgrok::analysis::initial_query_path(&zero_cfg).score_spread,
+        0.0
+    );
+    assert!(bitgrok::analysis::initial_query_path(&cfg).score_spread > 0.1);
+}

@@ -114,6 +114,15 @@ impl CellConfig {
                 ),
             );
         }
+        if !(self.model.eq_init_scale.is_finite() && self.model.eq_init_scale >= 0.0) {
+            bad(
+                &["model.eq_init_scale"],
+                format!(
+                    "{} is not allowed (allowed: a number >= 0)",
+                    ff(self.model.eq_init_scale)
+                ),
+            );
+        }
         if self.quant.eps <= 0.0 {
             bad(
                 &["quant.eps"],
@@ -323,5 +332,28 @@ impl AnalysisConfig {
     /// [`AnalysisConfig::check`] as one error naming every violated setting.
     pub fn checked(&self) -> anyhow::Result<()> {
         joined(self.check())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eq_init_scale_is_a_finite_number_at_least_zero() {
+        let with = |s: f64| {
+            let mut c = CellConfig::default();
+            c.model.eq_init_scale = s;
+            c.check()
+        };
+        for ok in [0.0, 0.5, 1.0, 3.0] {
+            assert!(with(ok).is_empty(), "{ok}");
+        }
+        for bad in [-0.5, f64::NAN, f64::INFINITY] {
+            let v = with(bad);
+            assert_eq!(v.len(), 1, "{bad}");
+            assert_eq!(v[0].keys, ["model.eq_init_scale"]);
+            assert!(v[0].message.contains("allowed: a number >= 0"), "{}", v[0]);
+        }
     }
 }

@@ -55,7 +55,7 @@ pub fn validate(cfg: &CellConfig) -> anyhow::Result<()> {
 /// and `1/sqrt(d)` for the embeddings W_E and W_pos (Nanda's choice); biases 0, RMSNorm
 /// gain 1 (each parameter's [`Init`]). Draws come from ChaCha20 stream [`INIT_STREAM`]
 /// of the cell seed, parameter after parameter in [`crate::engine::weights::PARAMS`]
-/// order (Box–Muller, f64).
+/// order (Box–Muller, f64); then the `=` row of W_E times `model.eq_init_scale`.
 pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
     let dims = Dims {
         modulus: cfg.modulus,
@@ -64,7 +64,7 @@ pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
         d_mlp: cfg.d_mlp(),
     };
     let mut rng = cell_rng(cfg.seed, INIT_STREAM);
-    ModelWeights::try_build(cfg.model.arch, &dims, |spec, (rows, cols)| {
+    let mut w = ModelWeights::try_build(cfg.model.arch, &dims, |spec, (rows, cols)| {
         let n = rows * cols;
         Ok(match spec.init {
             Init::Zeros => vec![0.0; n],
@@ -82,7 +82,15 @@ pub fn init_weights(cfg: &CellConfig) -> ModelWeights {
             }
         })
     })
-    .expect("initialisation builds every parameter at its own shape")
+    .expect("initialisation builds every parameter at its own shape");
+    let scale = cfg.model.eq_init_scale;
+    if scale != 1.0 {
+        w.w_e
+            .row_mut(cfg.modulus)
+            .iter_mut()
+            .for_each(|v| *v = (*v as f64 * scale) as f32);
+    }
+    w
 }
 
 /// The dimension whose square root divides a Gaussian parameter's initial std:

@@ -136,6 +136,55 @@ pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
     }
 }
 
+/// What the read-out position's own input `x_=` (`E_=`, + `W_pos[2]` in nanda2023)
+/// contributes besides the query (whose removal [`AttentionAblation`] measures):
+/// the all-pairs loss with `x_=` cut from the residual stream at position 2 (the
+/// MLP's input and the read-out) or from its own value, minus the loss as is. A path
+/// ablation on the f64 reference pass; the attention pattern stays the model's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EqRouteAblation {
+    /// ≈ 0 when `x_=` is no bias the MLP or the read-out needs.
+    pub residual_loss_increase: f64,
+    pub value_loss_increase: f64,
+}
+
+/// [`EqRouteAblation`] of `m`.
+pub fn eq_route_ablation(m: &Model) -> EqRouteAblation {
+    use crate::engine::reference::{Depth, EqRoutes, Params64};
+    use rayon::prelude::*;
+    let w = Params64::from_weights(&m.weights);
+    let read_out = crate::analysis::forward::read_out(m, &w);
+    let p = m.weights.modulus();
+    let pairs: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let loss = |routes: EqRoutes| -> f64 {
+        let logits: Vec<f64> = pairs
+            .par_chunks(crate::analysis::forward::BATCH)
+            .map(|chunk| {
+                read_out
+                    .position_two_routed(chunk, Depth::Logits, routes)
+                    .rows
+                    .logits
+            })
+            .collect::<Vec<_>>()
+            .concat();
+        measures::loss_and_accuracy(p, &pairs, |a, b, out| {
+            out.copy_from_slice(&logits[(a * p + b) * p..(a * p + b + 1) * p])
+        })
+        .0
+    };
+    let base = loss(EqRoutes::ALL);
+    EqRouteAblation {
+        residual_loss_increase: loss(EqRoutes {
+            residual: false,
+            value: true,
+        }) - base,
+        value_loss_increase: loss(EqRoutes {
+            residual: true,
+            value: false,
+        }) - base,
+    }
+}
+
 /// What the final RMSNorm divides by: the norm of `x2` over the p² inputs (li2024).
 /// The pre-norm correct logit is ‖x2‖ times the post-norm one over sqrt(d); this
 /// says how much of the pre-norm dependence on a − b sits in the norm, which the

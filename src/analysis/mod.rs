@@ -305,6 +305,7 @@ pub fn analyze(
         query_init: None,
         routing: labels::routing(ablation.loss_increase, cfg),
         ablation,
+        eq_routes: Some(mechanism::eq_route_ablation(m)),
         gradient_symmetricity: symmetricity,
         symmetricity_triples: triples,
         distance_irrelevance: di,

@@ -114,6 +114,10 @@ pub struct AlgorithmSummary {
     pub query_init: Option<mechanism::QueryPath>,
     /// The all-pairs loss with position-2 attention replaced by uniform.
     pub ablation: mechanism::AttentionAblation,
+    /// The same with `x_=` cut from its other routes (residual stream, own value).
+    /// Absent in signatures of analysis versions before 8.
+    #[serde(default)]
+    pub eq_routes: Option<mechanism::EqRouteAblation>,
     /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
     /// How many (a, b, c) triples that mean is over.

@@ -331,3 +331,37 @@ fn unit_size_quantized_weights_start_with_content_dependent_scores() {
     // The embedding is fp32 in every precision: the same initial E_= for one seed.
     assert_eq!(fp32.eq_norm_ratio, unit.eq_norm_ratio);
 }
+
+#[test]
+fn cutting_the_eq_inputs_routes_is_zeroing_it_where_attention_ignores_the_query() {
+    use crate::engine::reference::{Depth, EqRoutes, Params64};
+    let w = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    let p = w.modulus();
+    // At attention rate 0 the query is not read, so cutting x_= from its residual
+    // and value routes is the same model as E_= = 0 (here computed by training's pass).
+    let m = at_rate(&w, 0.0);
+    let w64 = Params64::from_weights(&w);
+    let pairs: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let none = EqRoutes {
+        residual: false,
+        value: false,
+    };
+    let cut = forward::read_out(&m, &w64)
+        .position_two_routed(&pairs, Depth::Logits, none)
+        .rows
+        .logits;
+    let mut zeroed = w.clone();
+    zeroed.w_e.row_mut(p).iter_mut().for_each(|v| *v = 0.0);
+    let want = forward::logits(&at_rate(&zeroed, 0.0));
+    for (got, want) in cut.iter().zip(&want) {
+        assert!((got - *want as f64).abs() < 1e-5, "{got} vs {want}");
+    }
+    // Each route of the random model matters; a model whose E_= is 0 loses nothing.
+    let e = mechanism::eq_route_ablation(&at_rate(&w, 1.0));
+    assert!(e.residual_loss_increase.abs() > 1e-6 && e.value_loss_increase.abs() > 1e-6);
+    let e0 = mechanism::eq_route_ablation(&at_rate(&zeroed, 1.0));
+    assert_eq!(
+        (e0.residual_loss_increase, e0.value_loss_increase),
+        (0.0, 0.0)
+    );
+}

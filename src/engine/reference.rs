@@ -415,21 +415,34 @@ impl<'a> ReadOut<'a> {
     /// `h`'s weights on positions 0, 1, 2) do not depend on the other inputs of the
     /// batch, nor on the depth.
     pub fn position_two(&self, pairs: &[(usize, usize)], depth: Depth) -> PositionTwo {
+        self.position_two_routed(pairs, depth, EqRoutes::ALL)
+    }
+
+    /// [`ReadOut::position_two`] with the routes of position 2's own input `x_=` not
+    /// in `routes` cut (that input replaced by zero there only): a path ablation. The
+    /// query and the keys are never cut, so the attention pattern is the model's.
+    pub fn position_two_routed(
+        &self,
+        pairs: &[(usize, usize)],
+        depth: Depth,
+        routes: EqRoutes,
+    ) -> PositionTwo {
         let h = self.w.heads;
+        let d = self.w.w_e.cols;
+        let zero = vec![0.0; d];
         let mut pattern = Vec::with_capacity(pairs.len() * h);
         let mut softmax = Vec::with_capacity(pairs.len() * h);
         let (mut x0, mut z) = (Vec::new(), Vec::new());
         for &(a, b) in pairs {
             let slots = self.slots_of(a, b);
-            let att = attend(
-                self.w,
-                slots.map(|s| (&s.q[..], &s.k[..], &s.v[..])),
-                2,
-                self.mix,
-            );
+            let mut qkv = slots.map(|s| (&s.q[..], &s.k[..], &s.v[..]));
+            if !routes.value {
+                qkv[2].2 = &zero;
+            }
+            let att = attend(self.w, qkv, 2, self.mix);
             pattern.extend(att.pattern);
             softmax.extend(att.softmax);
-            x0.extend_from_slice(&slots[2].x0);
+            x0.extend_from_slice(if routes.residual { &slots[2].x0 } else { &zero });
             z.extend(att.z);
         }
         PositionTwo {
@@ -460,6 +473,23 @@ impl<'a> ReadOut<'a> {
             })
             .collect()
     }
+}
+
+/// The routes by which position 2's own input `x_=` (the `=` embedding, plus
+/// `W_pos[2]` in nanda2023) reaches the read-out besides its query: the residual
+/// stream (the MLP's input and the final sum) and its own value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EqRoutes {
+    pub residual: bool,
+    pub value: bool,
+}
+
+impl EqRoutes {
+    /// The model as it is.
+    pub const ALL: EqRoutes = EqRoutes {
+        residual: true,
+        value: true,
+    };
 }
 
 /// Position 2 of a batch of inputs ([`ReadOut::position_two`]).

@@ -197,6 +197,24 @@ pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
     ("ablation_acc", |s| {
         fmt_fraction(s.algorithm.ablation.accuracy_uniform)
     }),
+    ("eq_residual_loss_increase", |s| {
+        opt(
+            s.algorithm
+                .eq_routes
+                .as_ref()
+                .map(|e| e.residual_loss_increase),
+            fmt_magnitude,
+        )
+    }),
+    ("eq_value_loss_increase", |s| {
+        opt(
+            s.algorithm
+                .eq_routes
+                .as_ref()
+                .map(|e| e.value_loss_increase),
+            fmt_magnitude,
+        )
+    }),
     ("degree1_share", |s| {
         opt(
             s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean),
@@ -497,6 +515,18 @@ pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
     ("pizza_score", false, |s| mean_pattern(s, |x| x.pizza)),
     ("ablation_loss_increase", false, |s| {
         Some(s.algorithm.ablation.loss_increase)
+    }),
+    ("eq_residual_loss_increase", false, |s| {
+        s.algorithm
+            .eq_routes
+            .as_ref()
+            .map(|e| e.residual_loss_increase)
+    }),
+    ("eq_value_loss_increase", false, |s| {
+        s.algorithm
+            .eq_routes
+            .as_ref()
+            .map(|e| e.value_loss_increase)
     }),
     ("score_spread", false, |s| {
         Some(s.algorithm.query.score_spread)

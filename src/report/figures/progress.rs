@@ -147,8 +147,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                     .y_label_area_size(62)
                     .build_cartesian_2d(0f64..max_step, lo - pad..hi + pad)
                     .map_err(plot_err)?;
-                // Within a decade, whole powers of ten would repeat: show two digits.
-                let digits = if hi - lo < 1.0 { 1 } else { 0 };
+                let digits = log_tick_digits(lo, hi);
                 let log = m.log;
                 chart
                     .configure_mesh()
@@ -239,10 +238,38 @@ fn caption(cells: &[&CellView]) -> String {
     text
 }
 
+/// Mantissa digits of a log panel's tick labels (`1.5e3`) spanning `10^lo..10^hi`:
+/// enough that its five ticks read differently (a sum of squares that barely moves
+/// would otherwise show one number five times), whole powers over a decade or more.
+fn log_tick_digits(lo: f64, hi: f64) -> usize {
+    if hi - lo >= 1.0 {
+        return 0;
+    }
+    let step = (1.0 - 10f64.powf(lo - hi)) / 5.0;
+    ((-step.log10()).ceil() as usize).clamp(1, 4)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixture;
     use super::*;
+
+    #[test]
+    fn log_ticks_of_a_narrow_range_read_differently() {
+        // 2.00e5 to 2.06e5 (a ±1 model's sum of squares), 0.5 and 3 decades.
+        for (lo, hi, digits) in [(2.0e5, 2.06e5, 3), (1.0, 10f64.sqrt(), 1), (1e-3, 1.0, 0)] {
+            let (lo, hi) = (f64::log10(lo), f64::log10(hi));
+            let d = log_tick_digits(lo, hi);
+            assert_eq!(d, digits, "{lo}..{hi}");
+            if d > 0 {
+                let labels: Vec<String> = (0..5)
+                    .map(|i| format!("{:.*e}", d, 10f64.powf(lo + (hi - lo) * i as f64 / 4.0)))
+                    .collect();
+                let distinct: std::collections::HashSet<_> = labels.iter().collect();
+                assert_eq!(distinct.len(), 5, "{labels:?}");
+            }
+        }
+    }
 
     #[test]
     fn phase_boundaries_are_drawn_and_a_lost_generalisation_is_named() {

@@ -98,7 +98,7 @@ pub fn forward_all(m: &Model, depth: Depth) -> ForwardPass {
     let n = p * p;
     let d = w.w_e.cols;
     let read_out = read_out(m, &w);
-    let pairs: Vec<(usize, usize)> = (0..n).map(|i| (i / p, i % p)).collect();
+    let pairs = crate::analysis::measures::all_pairs(p);
     let batches: Vec<_> = pairs
         .par_chunks(BATCH)
         .map(|chunk| read_out.position_two(chunk, depth))

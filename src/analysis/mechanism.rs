@@ -155,7 +155,7 @@ pub fn eq_route_ablation(m: &Model) -> EqRouteAblation {
     let w = Params64::from_weights(&m.weights);
     let read_out = crate::analysis::forward::read_out(m, &w);
     let p = m.weights.modulus();
-    let pairs: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let pairs = measures::all_pairs(p);
     let loss = |routes: EqRoutes| -> f64 {
         let logits: Vec<f64> = pairs
             .par_chunks(crate::analysis::forward::BATCH)

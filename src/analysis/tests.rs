@@ -341,7 +341,7 @@ fn cutting_the_eq_inputs_routes_is_zeroing_it_where_attention_ignores_the_query(
     // and value routes is the same model as E_= = 0 (here computed by training's pass).
     let m = at_rate(&w, 0.0);
     let w64 = Params64::from_weights(&w);
-    let pairs: Vec<(usize, usize)> = (0..p * p).map(|i| (i / p, i % p)).collect();
+    let pairs = measures::all_pairs(p);
     let none = EqRoutes {
         residual: false,
         value: false,

@@ -91,6 +91,22 @@ fn help_lists_the_commands() {
     );
 }
 
+/// Published tables record `--version` in their provenance, so it must name the
+/// versions that decide what a stored cell and its analysis mean.
+#[test]
+fn version_names_the_engine_analysis_and_store_versions() {
+    let out = bitgrok(&["--version"]);
+    assert!(out.status.success());
+    let line = text(&out.stdout);
+    let want = format!(
+        "bitgrok {} (engine version {}, analysis version {}, store format {})",
+        env!("CARGO_PKG_VERSION"),
+        bitgrok::key::ENGINE_VERSION,
+        bitgrok::key::ANALYSIS_VERSION,
+        bitgrok::store::STORE_FORMAT
+    );
+    assert_eq!(line.trim_end(), want);
+}
 /// The smoke sweep and its cells' keys, in grid order.
 fn smoke() -> (bitgrok::sweep::Sweep, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

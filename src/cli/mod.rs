@@ -25,10 +25,23 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `--version`: the release and the version numbers that decide what a stored
+/// cell or analysis means, so a published table's provenance names them.
+fn version_line() -> &'static str {
+    let line = format!(
+        "{} (engine version {}, analysis version {}, store format {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::key::ENGINE_VERSION,
+        crate::key::ANALYSIS_VERSION,
+        crate::store::STORE_FORMAT
+    );
+    Box::leak(line.into_boxed_str())
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bitgrok",
-    version,
+    version = version_line(),
     about = "Declarative sweeps that train one-layer transformers on modular addition \
              at fp32, ternary, binary and k-bit weight precision and compare the \
              algorithms they learn."

@@ -13,11 +13,13 @@ use plotters::prelude::*;
 const PANEL: (u32, u32) = (340, 270);
 const MAX_COLS: usize = 4;
 
-/// One panel: which measure, and whether its axis is logarithmic.
+/// One panel: which measure, whether its axis is logarithmic, and the least value
+/// the measure can take (its axis never reaches below it: no negative fractions).
 struct Measure {
     title: &'static str,
     get: fn(&ProgressRow) -> f64,
     log: bool,
+    least: Option<f64>,
 }
 
 const MEASURES: &[Measure] = &[
@@ -25,41 +27,49 @@ const MEASURES: &[Measure] = &[
         title: "test loss",
         get: |r| r.test_loss,
         log: true,
+        least: None,
     },
     Measure {
         title: "excluded loss (train, final keys out)",
         get: |r| r.excluded_loss,
         log: true,
+        least: None,
     },
     Measure {
         title: "restricted loss (test, final keys only)",
         get: |r| r.restricted_loss,
         log: true,
+        least: None,
     },
     Measure {
         title: "Gini of the embedding spectrum",
         get: |r| r.gini,
         log: false,
+        least: Some(0.0),
     },
     Measure {
         title: "sum of squared weights",
         get: |r| r.weight_sq_sum,
         log: true,
+        least: None,
     },
     Measure {
         title: "quantized weights at zero (mean)",
         get: |r| r.zero_fraction_mean,
         log: false,
+        least: Some(0.0),
     },
     Measure {
         title: "attention distance from uniform",
         get: |r| r.attention_tv,
         log: false,
+        least: Some(0.0),
     },
     Measure {
         title: "loss increase, attention made uniform (nats)",
         get: |r| r.ablation_loss_increase,
         log: false,
+        least: None,
     },
 ];
 
@@ -138,14 +148,14 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                         .iter()
                         .flat_map(|c| c.row.progress.iter().filter_map(value)),
                 );
-                let pad = (hi - lo) * 0.05;
+                let (bottom, top) = y_axis(lo, hi, m.least);
                 let mut chart = ChartBuilder::on(area)
                     .caption(m.title, font(TITLE))
                     .margin(6)
                     .margin_right(16)
                     .x_label_area_size(40)
                     .y_label_area_size(62)
-                    .build_cartesian_2d(0f64..max_step, lo - pad..hi + pad)
+                    .build_cartesian_2d(0f64..max_step, bottom..top)
                     .map_err(plot_err)?;
                 let digits = log_tick_digits(lo, hi);
                 let log = m.log;
@@ -191,7 +201,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                             chart
                                 .plotting_area()
                                 .draw(
-                                    &(EmptyElement::at((step as f64, hi + pad))
+                                    &(EmptyElement::at((step as f64, top))
                                         + PathElement::new(
                                             vec![(dx, 0), (dx, height)],
                                             dash.style(color, 2),
@@ -249,10 +259,30 @@ fn log_tick_digits(lo: f64, hi: f64) -> usize {
     ((-step.log10()).ceil() as usize).clamp(1, 4)
 }
 
+/// A panel's y axis: the values' range padded by 5 % each way, never below the
+/// measure's least value.
+fn y_axis(lo: f64, hi: f64, least: Option<f64>) -> (f64, f64) {
+    let pad = (hi - lo) * 0.05;
+    let bottom = least.map_or(lo - pad, |least| (lo - pad).max(least));
+    (bottom, hi + pad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixture;
     use super::*;
+
+    #[test]
+    fn a_fraction_axis_never_goes_below_zero() {
+        // All of a binary sweep's zero fractions are 0: `bounds` gives (−0.5, 0.5).
+        let (lo, hi) = super::super::bounds([0.0, 0.0].into_iter());
+        assert_eq!(y_axis(lo, hi, Some(0.0)), (0.0, 0.55));
+        assert_eq!(y_axis(lo, hi, None), (-0.55, 0.55));
+        let (bottom, top) = y_axis(0.2, 0.4, Some(0.0));
+        assert!((bottom - 0.19).abs() < 1e-12 && (top - 0.41).abs() < 1e-12);
+        let at_zero = MEASURES.iter().find(|m| m.title.contains("at zero"));
+        assert_eq!(at_zero.and_then(|m| m.least), Some(0.0));
+    }
 
     #[test]
     fn log_ticks_of_a_narrow_range_read_differently() {

@@ -98,15 +98,19 @@ fn version_names_the_engine_analysis_and_store_versions() {
     let out = bitgrok(&["--version"]);
     assert!(out.status.success());
     let line = text(&out.stdout);
-    let want = format!(
-        "bitgrok {} (engine version {}, analysis version {}, store format {})",
-        env!("CARGO_PKG_VERSION"),
-        bitgrok::key::ENGINE_VERSION,
-        bitgrok::key::ANALYSIS_VERSION,
-        bitgrok::store::STORE_FORMAT
+    assert!(
+        line.starts_with(&format!("bitgrok {} (", env!("CARGO_PKG_VERSION"))),
+        "{line}"
     );
-    assert_eq!(line.trim_end(), want);
+    for (name, number) in [
+        ("engine version", bitgrok::key::ENGINE_VERSION),
+        ("analysis version", bitgrok::key::ANALYSIS_VERSION),
+        ("store format", bitgrok::store::STORE_FORMAT),
+    ] {
+        assert!(line.contains(&format!("{name} {number}")), "{name}: {line}");
+    }
 }
+
 /// The smoke sweep and its cells' keys, in grid order.
 fn smoke() -> (bitgrok::sweep::Sweep, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -70,6 +70,7 @@ fn smoke_report_draws_every_figure_from_the_cells() {
         "key_frequencies",
         "neurons",
         "algorithm_plane",
+        "routing",
     ];
     for id in figs {
         let svg = parse_xml(&dir.join("figures").join(format!("{id}.svg")));

@@ -10,6 +10,7 @@ mod curves;
 mod neurons;
 mod plane;
 mod progress;
+mod routing;
 mod spectrum;
 
 use crate::analysis::{CurvePoint, Signature};
@@ -92,6 +93,7 @@ pub const FIGURES: &[FigureFn] = &[
     spectrum::matrix,
     neurons::figure,
     plane::figure,
+    routing::figure,
     progress::figure,
 ];
 

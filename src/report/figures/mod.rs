@@ -83,6 +83,15 @@ impl SweepView<'_> {
     pub fn analysed(&self) -> impl Iterator<Item = &CellView<'_>> {
         self.cells.iter().filter(|c| c.row.status == Status::Done)
     }
+
+    /// The settings that have a cell among `cells`, in colour order: a panel or slot
+    /// per setting would otherwise leave empty ones.
+    pub fn settings_among(&self, cells: &[&CellView]) -> Vec<&String> {
+        self.settings
+            .iter()
+            .filter(|p| cells.iter().any(|c| &c.setting == *p))
+            .collect()
+    }
 }
 
 /// The sweep-level figures in page order.

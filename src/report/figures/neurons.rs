@@ -12,12 +12,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     if cells.is_empty() {
         return Ok(None);
     }
-    // Settings with an analysed cell: the others would leave empty slots.
-    let settings: Vec<&String> = view
-        .settings
-        .iter()
-        .filter(|p| cells.iter().any(|c| &c.setting == *p))
-        .collect();
+    let settings = view.settings_among(&cells);
     let np = settings.len().max(1);
     // Per cell, its key frequencies' clustered neurons, largest first: seeds use
     // different frequencies, so ranks (not frequencies) line cells up.

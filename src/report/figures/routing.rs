@@ -61,11 +61,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     if cells.is_empty() {
         return Ok(None);
     }
-    let settings: Vec<&String> = view
-        .settings
-        .iter()
-        .filter(|p| cells.iter().any(|c| &c.setting == *p))
-        .collect();
+    let settings = view.settings_among(&cells);
     let np = settings.len();
     let threshold = view.analysis.routing_min_loss_increase;
     let entries = setting_entries(view, |s| cells.iter().any(|c| c.setting == s));

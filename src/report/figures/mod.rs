@@ -59,6 +59,12 @@ impl CellView<'_> {
     pub fn sig(&self) -> Option<&Signature> {
         self.row.sig.as_ref()
     }
+
+    /// Analysed and generalised: what the point figures draw filled (else hollow).
+    pub fn generalised(&self) -> bool {
+        self.sig()
+            .is_some_and(|s| s.algorithm.label != crate::analysis::labels::Label::NotGeneralised)
+    }
 }
 
 /// Everything the sweep-level figures draw.

@@ -80,7 +80,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 x: (X.get)(s)?,
                 y: (Y.get)(s)?,
                 label: marker_label(s, &view.analysis),
-                generalised: s.algorithm.label != Label::NotGeneralised,
+                generalised: c.generalised(),
             })
         })
         .collect();

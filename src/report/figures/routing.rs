@@ -5,8 +5,7 @@
 //! query's source in li2024.
 
 use super::{font, plot_err, setting_entries, svg, Figure, LegendStrip, SweepView};
-use super::{CellView, HEADING, INK, TEXT};
-use crate::analysis::labels::Label;
+use super::{CellView, Shape, HEADING, INK, TEXT};
 use anyhow::Result;
 use plotters::prelude::*;
 
@@ -108,16 +107,13 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 for (j, c) in mine.iter().enumerate() {
                     let Some(v) = (m.get)(c) else { continue };
                     let x = i as f64 + 0.6 * ((j as f64 + 0.5) / n - 0.5);
-                    let generalised =
-                        c.sig().map(|s| s.algorithm.label) != Some(Label::NotGeneralised);
-                    let style = if generalised {
-                        color.filled()
-                    } else {
-                        color.stroke_width(2)
-                    };
-                    chart
-                        .draw_series(std::iter::once(Circle::new((x, v.log10()), 5, style)))
-                        .map_err(plot_err)?;
+                    Shape::Circle.draw(
+                        chart.plotting_area(),
+                        (x, v.log10()),
+                        5,
+                        color,
+                        c.generalised(),
+                    )?;
                 }
             }
         }

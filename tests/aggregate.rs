@@ -128,6 +128,7 @@ fn signature(p: &Planted) -> Signature {
                 residual_loss_increase: 0.5,
                 value_loss_increase: -0.25,
             }),
+            score_elasticity: Some(-0.5),
             logit_patterns: vec![LogitPattern {
                 frequency: 1,
                 clock: 0.875,

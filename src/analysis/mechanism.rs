@@ -136,6 +136,71 @@ pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
     }
 }
 
+/// How the loss on `pairs` answers sharper or flatter read-out attention: the
+/// elasticity d ln L / d ln s, where every attention score is multiplied by s
+/// (W_Q scaled, which scales the query and nothing else), at s = 1. Training's loss
+/// gradient pulls the scores apart where it is negative and together where it is
+/// positive; weight decay shrinks them in either case. Exactly 0 when every score is
+/// 0. A central difference (s = e^{±1e-5}) on the f64 reference pass; NaN when the
+/// loss is 0.
+pub fn score_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
+    use crate::engine::reference::Params64;
+    const STEP: f64 = 1e-5;
+    let w = Params64::from_weights(&m.weights);
+    let loss_at = |scale: f64| {
+        let mut scaled = w.clone();
+        scaled.w_q.data.iter_mut().for_each(|x| *x *= scale);
+        precise_loss(m, &scaled, pairs)
+    };
+    let loss = precise_loss(m, &w, pairs);
+    if !(loss > 0.0) {
+        return f64::NAN;
+    }
+    (loss_at(STEP.exp()) - loss_at((-STEP).exp())) / (2.0 * STEP) / loss
+}
+
+/// Mean cross-entropy on `pairs` from the f64 reference read-out of `w` (with `m`'s
+/// activation and attention settings), each pair's loss as ln(1 + Σ_{c≠y} e^{z_c −
+/// z_y}) where the label's logit is the largest: a converged model's loss is about
+/// 1e-7, and [`score_elasticity`] differences two of them.
+fn precise_loss(
+    m: &Model,
+    w: &crate::engine::reference::Params64,
+    pairs: &[(usize, usize)],
+) -> f64 {
+    use crate::analysis::forward::{read_out, BATCH};
+    use crate::engine::reference::Depth;
+    use rayon::prelude::*;
+    let p = m.weights.modulus();
+    let read_out = read_out(m, w);
+    let total: f64 = pairs
+        .par_chunks(BATCH)
+        .map(|chunk| {
+            let logits = read_out.position_two(chunk, Depth::Logits).rows.logits;
+            chunk
+                .iter()
+                .zip(logits.chunks(p))
+                .map(|(&(a, b), z)| {
+                    let y = (a + b) % p;
+                    let max = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    if z[y] >= max {
+                        let rest: f64 = (0..p)
+                            .filter(|&c| c != y)
+                            .map(|c| (z[c] - z[y]).exp())
+                            .sum();
+                        rest.ln_1p()
+                    } else {
+                        max + z.iter().map(|v| (v - max).exp()).sum::<f64>().ln() - z[y]
+                    }
+                })
+                .sum::<f64>()
+        })
+        .collect::<Vec<_>>()
+        .iter()
+        .sum();
+    total / pairs.len() as f64
+}
+
 /// What the read-out position's own input `x_=` (`E_=`, + `W_pos[2]` in nanda2023)
 /// contributes besides the query (whose removal [`AttentionAblation`] measures):
 /// the all-pairs loss with `x_=` cut from the residual stream at position 2 (the

@@ -306,6 +306,7 @@ pub fn analyze(
         routing: labels::routing(ablation.loss_increase, cfg),
         ablation,
         eq_routes: Some(mechanism::eq_route_ablation(m)),
+        score_elasticity: Some(mechanism::score_elasticity(m, ex_set)),
         gradient_symmetricity: symmetricity,
         symmetricity_triples: triples,
         distance_irrelevance: di,

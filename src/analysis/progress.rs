@@ -74,6 +74,9 @@ pub struct ProgressRow {
     /// All-pairs loss with position-2 attention made uniform, minus as trained (the
     /// signature's `ablation_loss_increase`): when routing starts to matter.
     pub ablation_loss_increase: f64,
+    /// d ln(train loss) / d ln(score scale) (the signature's `score_elasticity`): below
+    /// 0, training's loss gradient pulls the read-out scores apart.
+    pub score_elasticity: f64,
     pub gradient_symmetricity: f64,
 }
 
@@ -166,6 +169,7 @@ pub fn progress_rows(
                 score_spread: query.score_spread,
                 ablation_loss_increase: mechanism::attention_ablation(m, all_pairs_loss)
                     .loss_increase,
+                score_elasticity: mechanism::score_elasticity(m, &train),
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
             })
         })
@@ -251,6 +255,7 @@ mod tests {
             eq_norm_ratio: 0.0,
             score_spread: 0.0,
             ablation_loss_increase: 0.0,
+            score_elasticity: 0.0,
             gradient_symmetricity: 0.0,
         }
     }

@@ -118,6 +118,11 @@ pub struct AlgorithmSummary {
     /// Absent in signatures of analysis versions before 8.
     #[serde(default)]
     pub eq_routes: Option<mechanism::EqRouteAblation>,
+    /// d ln L / d ln (score scale) on the pairs of the excluded loss (train pairs
+    /// when known): whether the loss rewards sharper read-out attention. Absent in
+    /// signatures of analysis versions before 9.
+    #[serde(default)]
+    pub score_elasticity: Option<f64>,
     /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
     /// How many (a, b, c) triples that mean is over.

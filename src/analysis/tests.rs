@@ -365,3 +365,50 @@ fn cutting_the_eq_inputs_routes_is_zeroing_it_where_attention_ignores_the_query(
         (0.0, 0.0)
     );
 }
+
+#[test]
+fn score_elasticity_is_the_reference_gradient_along_w_q() {
+    use crate::engine::reference::{loss_and_grads, Params64};
+    // d L / d ln s with W_Q → s·W_Q is ⟨W_Q, ∂L/∂W_Q⟩: the reference backward pass
+    // (itself checked against finite differences) computes it independently of the
+    // read-out pass the measure differences.
+    for (arch, rate) in [
+        (Arch::Li2024, 1.0),
+        (Arch::Nanda2023, 1.0),
+        (Arch::Li2024, 0.5),
+    ] {
+        let mut w = random_model(arch, 11, 16, 4, 32, 5);
+        w.w_q.data.iter_mut().for_each(|v| *v *= 3.0);
+        let m = at_rate(&w, rate);
+        let pairs: Vec<(usize, usize)> = measures::all_pairs(11).into_iter().step_by(3).collect();
+        let as_u32: Vec<(u32, u32)> = pairs.iter().map(|&(a, b)| (a as u32, b as u32)).collect();
+        let w64 = Params64::from_weights(&w);
+        let (loss, _, grads) = loss_and_grads(&w64, &as_u32, 0, m.act_eps, m.attention, true);
+        let slope: f64 = grads
+            .unwrap()
+            .w_q
+            .data
+            .iter()
+            .zip(&w64.w_q.data)
+            .map(|(g, x)| g * x)
+            .sum();
+        let got = mechanism::score_elasticity(&m, &pairs);
+        let want = slope / loss;
+        assert!(
+            want.abs() > 1e-3,
+            "{arch} {rate}: the random model's scores matter"
+        );
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{arch} {rate}: elasticity {got} vs reference gradient {want}"
+        );
+    }
+    // Every score 0: scaling changes nothing, exactly.
+    let mut flat = random_model(Arch::Li2024, 11, 16, 4, 32, 5);
+    flat.w_q.data.iter_mut().for_each(|v| *v = 0.0);
+    let pairs = measures::all_pairs(11);
+    assert_eq!(
+        mechanism::score_elasticity(&at_rate(&flat, 1.0), &pairs),
+        0.0
+    );
+}

@@ -215,6 +215,9 @@ pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
             fmt_magnitude,
         )
     }),
+    ("score_elasticity", |s| {
+        opt(s.algorithm.score_elasticity, fmt_magnitude)
+    }),
     ("degree1_share", |s| {
         opt(
             s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean),
@@ -463,6 +466,7 @@ pub const PROGRESS_COLUMNS: &[ProgressColumn] = &[
     ("ablation_loss_increase", |_, p| {
         fmt_magnitude(p.ablation_loss_increase)
     }),
+    ("score_elasticity", |_, p| fmt_magnitude(p.score_elasticity)),
     ("gradient_symmetricity", |_, p| {
         fmt_fraction(p.gradient_symmetricity)
     }),
@@ -528,6 +532,7 @@ pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
             .as_ref()
             .map(|e| e.value_loss_increase)
     }),
+    ("score_elasticity", false, |s| s.algorithm.score_elasticity),
     ("score_spread", false, |s| {
         Some(s.algorithm.query.score_spread)
     }),

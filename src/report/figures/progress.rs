@@ -71,6 +71,12 @@ const MEASURES: &[Measure] = &[
         log: false,
         least: None,
     },
+    Measure {
+        title: "train-loss elasticity to score scale",
+        get: |r| r.score_elasticity,
+        log: false,
+        least: None,
+    },
 ];
 
 /// A phase boundary drawn: its legend name, dash and step.

@@ -116,10 +116,13 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             entries.push((name.to_string(), Mark::Line(INK, dash, 2)));
         }
     }
-    // The legend fills the grid's empty slot when there is one and it fits there.
+    // The legend fills the grid's empty slot when there is one, it fits there and
+    // the slot costs no row (9 panels: 3 × 3 and a strip, not 5 × 2).
     let (rows, cols) = grid_shape(MEASURES.len() + 1, MAX_COLS);
     let in_slot = LegendStrip::new(&entries, PANEL.0);
-    let slot = rows * cols > MEASURES.len() && in_slot.height() + 30 <= PANEL.1;
+    let slot = rows * cols > MEASURES.len()
+        && rows <= grid_shape(MEASURES.len(), MAX_COLS).0
+        && in_slot.height() + 30 <= PANEL.1;
     let (rows, cols) = if slot {
         (rows, cols)
     } else {

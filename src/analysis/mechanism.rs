@@ -153,7 +153,7 @@ pub fn score_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
         precise_loss(m, &scaled, pairs)
     };
     let loss = precise_loss(m, &w, pairs);
-    if !(loss > 0.0) {
+    if loss.is_nan() || loss <= 0.0 {
         return f64::NAN;
     }
     (loss_at(STEP.exp()) - loss_at((-STEP).exp())) / (2.0 * STEP) / loss

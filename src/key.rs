@@ -15,7 +15,7 @@ use toml::Value;
 pub const ENGINE_VERSION: u32 = 1;
 
 /// Bump when a change to the analysis changes its results for given weights.
-pub const ANALYSIS_VERSION: u32 = 9;
+pub const ANALYSIS_VERSION: u32 = 10;
 
 /// Settings that do not change the trained model and so are not in the cell key.
 pub const NOT_IN_CELL_KEY: &[&str] = &["train.checkpoint_every"];

@@ -129,6 +129,7 @@ fn signature(p: &Planted) -> Signature {
                 value_loss_increase: -0.25,
             }),
             score_elasticity: Some(-0.5),
+            eq_elasticity: Some(0.25),
             logit_patterns: vec![LogitPattern {
                 frequency: 1,
                 clock: 0.875,
@@ -329,7 +330,7 @@ fn cells_table_has_every_cell_with_its_status() {
          attention_tv,attention_tv_per_head,attention_variation,attention_entropy,qk_norm,\
          qk_norm_per_head,eq_norm_ratio,query_norm_per_head,score_spread,\
          score_spread_per_head,score_spread_init,ablation_loss_increase,ablation_acc,eq_residual_loss_increase,\
-         eq_value_loss_increase,score_elasticity,degree1_share,\
+         eq_value_loss_increase,score_elasticity,eq_elasticity,degree1_share,\
          degree2_share,phase_alignment,difference_share,difference_share_pre_norm,\
          x2_norm_cv,x2_norm_difference_share,routing,logit_pattern,neuron_form,label,\
          zero_fraction_mean,distinct_values_max,train_seconds,error"
@@ -339,10 +340,10 @@ fn cells_table_has_every_cell_with_its_status() {
         "fp32,0,k0,done,1.234e-4,5.000e-1,1.0000,1.0000,yes,100,300,200,,,,0.1235,2,2,1;3,\
          0.1875,1,0.8765,2.500e0,0.5000,3.000e1,100.0000,0.4000,,0.3750,0.8750,0.7500,\
          1:clock,0.2500,0.2500;0.2500,0.1250,0.7500,2.500e0,1.250e0;1.250e0,5.000e-1,\
-         2.000e0,2.500e-1,2.500e-1,1.250e-1,1.000e0,0.5000,5.000e-1,-2.500e-1,-5.000e-1,,,,0.0625,0.5000,,,content-dependent,\
+         2.000e0,2.500e-1,2.500e-1,1.250e-1,1.000e0,0.5000,5.000e-1,-2.500e-1,-5.000e-1,2.500e-1,,,,0.0625,0.5000,,,content-dependent,\
          clock,none,clock,0.1250,3,12.3,"
     );
-    let empty_sig = ",".repeat(57);
+    let empty_sig = ",".repeat(58);
     assert_eq!(lines[2], format!("fp32,1,k3,missing{empty_sig},,"));
     assert_eq!(
         lines[4],

@@ -141,15 +141,36 @@ pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
 /// (W_Q scaled, which scales the query and nothing else), at s = 1. Training's loss
 /// gradient pulls the scores apart where it is negative and together where it is
 /// positive; weight decay shrinks them in either case. Exactly 0 when every score is
-/// 0. A central difference (s = e^{±1e-5}) on the f64 reference pass; NaN when the
-/// loss is 0.
+/// 0. NaN when the loss is 0.
 pub fn score_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
+    elasticity(m, pairs, |w, s| w.w_q.data.iter_mut().for_each(|x| *x *= s))
+}
+
+/// How the loss on `pairs` answers a larger or smaller `=` embedding: d ln L / d ln s
+/// with E_= → s·E_= on every route it takes (the query, position 2's own key and
+/// value, the residual stream), at s = 1. Below 0 the loss gradient pulls E_= up,
+/// above 0 down; weight decay pulls it down either way, so an E_= that shrinks while
+/// this is below 0 is shrunk against the loss gradient. NaN when the loss is 0.
+pub fn eq_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
+    let p = m.weights.modulus();
+    elasticity(m, pairs, |w, s| {
+        w.w_e.row_mut(p).iter_mut().for_each(|x| *x *= s)
+    })
+}
+
+/// d ln L / d ln s at s = 1 of the loss on `pairs` with `scale(w, s)` applied to the
+/// f64 weights: a central difference (s = e^{±1e-5}) on the reference pass.
+fn elasticity(
+    m: &Model,
+    pairs: &[(usize, usize)],
+    scale: impl Fn(&mut crate::engine::reference::Params64, f64),
+) -> f64 {
     use crate::engine::reference::Params64;
     const STEP: f64 = 1e-5;
     let w = Params64::from_weights(&m.weights);
-    let loss_at = |scale: f64| {
+    let loss_at = |s: f64| {
         let mut scaled = w.clone();
-        scaled.w_q.data.iter_mut().for_each(|x| *x *= scale);
+        scale(&mut scaled, s);
         precise_loss(m, &scaled, pairs)
     };
     let loss = precise_loss(m, &w, pairs);
@@ -162,7 +183,7 @@ pub fn score_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
 /// Mean cross-entropy on `pairs` from the f64 reference read-out of `w` (with `m`'s
 /// activation and attention settings), each pair's loss as ln(1 + Σ_{c≠y} e^{z_c −
 /// z_y}) where the label's logit is the largest: a converged model's loss is about
-/// 1e-7, and [`score_elasticity`] differences two of them.
+/// 1e-7, and [`elasticity`] differences two of them.
 fn precise_loss(
     m: &Model,
     w: &crate::engine::reference::Params64,

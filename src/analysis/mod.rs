@@ -307,6 +307,7 @@ pub fn analyze(
         ablation,
         eq_routes: Some(mechanism::eq_route_ablation(m)),
         score_elasticity: Some(mechanism::score_elasticity(m, ex_set)),
+        eq_elasticity: Some(mechanism::eq_elasticity(m, ex_set)),
         gradient_symmetricity: symmetricity,
         symmetricity_triples: triples,
         distance_irrelevance: di,

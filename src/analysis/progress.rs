@@ -77,6 +77,9 @@ pub struct ProgressRow {
     /// d ln(train loss) / d ln(score scale) (the signature's `score_elasticity`): below
     /// 0, training's loss gradient pulls the read-out scores apart.
     pub score_elasticity: f64,
+    /// d ln(train loss) / d ln ‖E_=‖ (the signature's `eq_elasticity`): below 0, the
+    /// loss gradient pulls the `=` embedding up.
+    pub eq_elasticity: f64,
     pub gradient_symmetricity: f64,
 }
 
@@ -170,6 +173,7 @@ pub fn progress_rows(
                 ablation_loss_increase: mechanism::attention_ablation(m, all_pairs_loss)
                     .loss_increase,
                 score_elasticity: mechanism::score_elasticity(m, &train),
+                eq_elasticity: mechanism::eq_elasticity(m, &train),
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
             })
         })
@@ -256,6 +260,7 @@ mod tests {
             score_spread: 0.0,
             ablation_loss_increase: 0.0,
             score_elasticity: 0.0,
+            eq_elasticity: 0.0,
             gradient_symmetricity: 0.0,
         }
     }

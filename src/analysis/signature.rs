@@ -123,6 +123,10 @@ pub struct AlgorithmSummary {
     /// signatures of analysis versions before 9.
     #[serde(default)]
     pub score_elasticity: Option<f64>,
+    /// d ln L / d ln ‖E_=‖ on the same pairs (E_= scaled on every route): whether the
+    /// loss pulls the `=` embedding up or down. Absent before analysis version 10.
+    #[serde(default)]
+    pub eq_elasticity: Option<f64>,
     /// Mean cosine of d logit_c / d x₀ and d logit_c / d x₁ over fixed triples.
     pub gradient_symmetricity: f64,
     /// How many (a, b, c) triples that mean is over.

@@ -367,7 +367,7 @@ fn cutting_the_eq_inputs_routes_is_zeroing_it_where_attention_ignores_the_query(
 }
 
 #[test]
-fn score_elasticity_is_the_reference_gradient_along_w_q() {
+fn elasticities_are_the_reference_gradient_along_w_q_and_e_eq() {
     use crate::engine::reference::{loss_and_grads, Params64};
     // d L / d ln s with W_Q → s·W_Q is ⟨W_Q, ∂L/∂W_Q⟩: the reference backward pass
     // (itself checked against finite differences) computes it independently of the
@@ -394,6 +394,16 @@ fn score_elasticity_is_the_reference_gradient_along_w_q() {
             .sum();
         let got = mechanism::score_elasticity(&m, &pairs);
         let want = slope / loss;
+        // Scaling E_= on every route: ⟨E_=, ∂L/∂E_=⟩ / L.
+        let g = grads_eq(&w64, &as_u32, &m);
+        let eq_row = w64.w_e.row(11).to_vec();
+        let eq_want = g.iter().zip(&eq_row).map(|(g, x)| g * x).sum::<f64>() / loss;
+        let eq_got = mechanism::eq_elasticity(&m, &pairs);
+        assert!(eq_want.abs() > 1e-3, "{arch} {rate}: E_= matters");
+        assert!(
+            (eq_got - eq_want).abs() <= 1e-6 * eq_want.abs().max(1.0),
+            "{arch} {rate}: E_= elasticity {eq_got} vs reference gradient {eq_want}"
+        );
         assert!(
             want.abs() > 1e-3,
             "{arch} {rate}: the random model's scores matter"
@@ -411,4 +421,13 @@ fn score_elasticity_is_the_reference_gradient_along_w_q() {
         mechanism::score_elasticity(&at_rate(&flat, 1.0), &pairs),
         0.0
     );
+}
+
+/// The reference gradient of the loss on `pairs` with respect to the `=` row of W_E.
+fn grads_eq(w64: &crate::engine::reference::Params64, pairs: &[(u32, u32)], m: &Model) -> Vec<f64> {
+    let (_, _, g) =
+        crate::engine::reference::loss_and_grads(w64, pairs, 0, m.act_eps, m.attention, true);
+    let g = g.unwrap();
+    let p = w64.modulus();
+    g.w_e.data[p * g.w_e.cols..(p + 1) * g.w_e.cols].to_vec()
 }

@@ -218,6 +218,9 @@ pub(super) const SIGNATURE_COLUMNS: &[SignatureColumn] = &[
     ("score_elasticity", |s| {
         opt(s.algorithm.score_elasticity, fmt_magnitude)
     }),
+    ("eq_elasticity", |s| {
+        opt(s.algorithm.eq_elasticity, fmt_magnitude)
+    }),
     ("degree1_share", |s| {
         opt(
             s.algorithm.neuron_form.as_ref().map(|f| f.degree1_mean),
@@ -467,6 +470,7 @@ pub const PROGRESS_COLUMNS: &[ProgressColumn] = &[
         fmt_magnitude(p.ablation_loss_increase)
     }),
     ("score_elasticity", |_, p| fmt_magnitude(p.score_elasticity)),
+    ("eq_elasticity", |_, p| fmt_magnitude(p.eq_elasticity)),
     ("gradient_symmetricity", |_, p| {
         fmt_fraction(p.gradient_symmetricity)
     }),
@@ -533,6 +537,7 @@ pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[
             .map(|e| e.value_loss_increase)
     }),
     ("score_elasticity", false, |s| s.algorithm.score_elasticity),
+    ("eq_elasticity", false, |s| s.algorithm.eq_elasticity),
     ("score_spread", false, |s| {
         Some(s.algorithm.query.score_spread)
     }),

@@ -61,6 +61,7 @@ pub fn progress(steps: u64) -> Vec<ProgressRow> {
                 score_spread: 0.5 / t,
                 ablation_loss_increase: 0.0,
                 score_elasticity: 0.0,
+                eq_elasticity: 0.0,
                 gradient_symmetricity: 0.5,
             }
         })

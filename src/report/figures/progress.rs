@@ -77,6 +77,12 @@ const MEASURES: &[Measure] = &[
         log: false,
         least: None,
     },
+    Measure {
+        title: "train-loss elasticity to ‖E_=‖",
+        get: |r| r.eq_elasticity,
+        log: false,
+        least: None,
+    },
 ];
 
 /// A phase boundary drawn: its legend name, dash and step.

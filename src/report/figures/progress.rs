@@ -13,76 +13,65 @@ use plotters::prelude::*;
 const PANEL: (u32, u32) = (340, 270);
 const MAX_COLS: usize = 4;
 
-/// One panel: which measure, whether its axis is logarithmic, and the least value
-/// the measure can take (its axis never reaches below it: no negative fractions).
+/// One panel: which measure and the kind of axis it needs.
 struct Measure {
     title: &'static str,
     get: fn(&ProgressRow) -> f64,
-    log: bool,
-    least: Option<f64>,
+    axis: Axis,
+}
+
+/// How a measure's values are drawn.
+#[derive(Clone, Copy)]
+enum Axis {
+    /// A positive quantity spanning decades: logarithmic.
+    Log,
+    /// A share in [0, 1]: linear, never below 0 (no negative fractions).
+    Share,
+    /// A quantity of either sign: linear.
+    Signed,
+}
+
+impl Measure {
+    fn log(&self) -> bool {
+        matches!(self.axis, Axis::Log)
+    }
+    /// The least value the measure can take: its axis never reaches below it.
+    fn least(&self) -> Option<f64> {
+        matches!(self.axis, Axis::Share).then_some(0.0)
+    }
+}
+
+const fn measure(title: &'static str, axis: Axis, get: fn(&ProgressRow) -> f64) -> Measure {
+    Measure { title, get, axis }
 }
 
 const MEASURES: &[Measure] = &[
-    Measure {
-        title: "test loss",
-        get: |r| r.test_loss,
-        log: true,
-        least: None,
-    },
-    Measure {
-        title: "excluded loss (train, final keys out)",
-        get: |r| r.excluded_loss,
-        log: true,
-        least: None,
-    },
-    Measure {
-        title: "restricted loss (test, final keys only)",
-        get: |r| r.restricted_loss,
-        log: true,
-        least: None,
-    },
-    Measure {
-        title: "Gini of the embedding spectrum",
-        get: |r| r.gini,
-        log: false,
-        least: Some(0.0),
-    },
-    Measure {
-        title: "sum of squared weights",
-        get: |r| r.weight_sq_sum,
-        log: true,
-        least: None,
-    },
-    Measure {
-        title: "quantized weights at zero (mean)",
-        get: |r| r.zero_fraction_mean,
-        log: false,
-        least: Some(0.0),
-    },
-    Measure {
-        title: "attention distance from uniform",
-        get: |r| r.attention_tv,
-        log: false,
-        least: Some(0.0),
-    },
-    Measure {
-        title: "loss increase, attention made uniform (nats)",
-        get: |r| r.ablation_loss_increase,
-        log: false,
-        least: None,
-    },
-    Measure {
-        title: "train-loss elasticity to score scale",
-        get: |r| r.score_elasticity,
-        log: false,
-        least: None,
-    },
-    Measure {
-        title: "train-loss elasticity to ‖E_=‖",
-        get: |r| r.eq_elasticity,
-        log: false,
-        least: None,
-    },
+    measure("test loss", Axis::Log, |r| r.test_loss),
+    measure("excluded loss (train, final keys out)", Axis::Log, |r| {
+        r.excluded_loss
+    }),
+    measure("restricted loss (test, final keys only)", Axis::Log, |r| {
+        r.restricted_loss
+    }),
+    measure("Gini of the embedding spectrum", Axis::Share, |r| r.gini),
+    measure("sum of squared weights", Axis::Log, |r| r.weight_sq_sum),
+    measure("quantized weights at zero (mean)", Axis::Share, |r| {
+        r.zero_fraction_mean
+    }),
+    measure("attention distance from uniform", Axis::Share, |r| {
+        r.attention_tv
+    }),
+    measure(
+        "loss increase, attention made uniform (nats)",
+        Axis::Signed,
+        |r| r.ablation_loss_increase,
+    ),
+    measure("train-loss elasticity to score scale", Axis::Signed, |r| {
+        r.score_elasticity
+    }),
+    measure("train-loss elasticity to ‖E_=‖", Axis::Signed, |r| {
+        r.eq_elasticity
+    }),
 ];
 
 /// A phase boundary drawn: its legend name, dash and step.
@@ -151,7 +140,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 // Log panels plot log10 of the value on a linear axis labelled 10^x.
                 let value = |r: &ProgressRow| {
                     let v = (m.get)(r);
-                    if m.log {
+                    if m.log() {
                         (v > 0.0).then(|| v.log10())
                     } else {
                         Some(v)
@@ -163,7 +152,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                         .iter()
                         .flat_map(|c| c.row.progress.iter().filter_map(value)),
                 );
-                let (bottom, top) = y_axis(lo, hi, m.least);
+                let (bottom, top) = y_axis(lo, hi, m.least());
                 let mut chart = ChartBuilder::on(area)
                     .caption(m.title, font(TITLE))
                     .margin(6)
@@ -173,7 +162,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                     .build_cartesian_2d(0f64..max_step, bottom..top)
                     .map_err(plot_err)?;
                 let digits = log_tick_digits(lo, hi);
-                let log = m.log;
+                let log = m.log();
                 chart
                     .configure_mesh()
                     .x_desc("step")
@@ -296,7 +285,7 @@ mod tests {
         let (bottom, top) = y_axis(0.2, 0.4, Some(0.0));
         assert!((bottom - 0.19).abs() < 1e-12 && (top - 0.41).abs() < 1e-12);
         let at_zero = MEASURES.iter().find(|m| m.title.contains("at zero"));
-        assert_eq!(at_zero.and_then(|m| m.least), Some(0.0));
+        assert_eq!(at_zero.and_then(|m| m.least()), Some(0.0));
     }
 
     #[test]

@@ -136,54 +136,50 @@ pub fn attention_ablation(m: &Model, loss: f64) -> AttentionAblation {
     }
 }
 
-/// How the loss on `pairs` answers sharper or flatter read-out attention: the
-/// elasticity d ln L / d ln s, where every attention score is multiplied by s
-/// (W_Q scaled, which scales the query and nothing else), at s = 1. Training's loss
-/// gradient pulls the scores apart where it is negative and together where it is
-/// positive; weight decay shrinks them in either case. Exactly 0 when every score is
-/// 0. NaN when the loss is 0.
-pub fn score_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
-    elasticity(m, pairs, |w, s| w.w_q.data.iter_mut().for_each(|x| *x *= s))
+/// How the loss on `pairs` answers two rescalings, each as the elasticity
+/// d ln L / d ln s at s = 1. Weight decay shrinks both scaled quantities whatever
+/// their sign.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Elasticities {
+    /// Every attention score multiplied by s (W_Q scaled, which scales the query and
+    /// nothing else): below 0 the loss gradient pulls the read-out scores apart,
+    /// above 0 together. Exactly 0 when every score is 0.
+    pub score: f64,
+    /// E_= → s·E_= on every route it takes (the query, position 2's own key and
+    /// value, the residual stream): below 0 the loss gradient pulls E_= up, above 0
+    /// down, so an E_= that shrinks while this is below 0 shrinks against it.
+    pub eq: f64,
 }
 
-/// How the loss on `pairs` answers a larger or smaller `=` embedding: d ln L / d ln s
-/// with E_= → s·E_= on every route it takes (the query, position 2's own key and
-/// value, the residual stream), at s = 1. Below 0 the loss gradient pulls E_= up,
-/// above 0 down; weight decay pulls it down either way, so an E_= that shrinks while
-/// this is below 0 is shrunk against the loss gradient. NaN when the loss is 0.
-pub fn eq_elasticity(m: &Model, pairs: &[(usize, usize)]) -> f64 {
-    let p = m.weights.modulus();
-    elasticity(m, pairs, |w, s| {
-        w.w_e.row_mut(p).iter_mut().for_each(|x| *x *= s)
-    })
-}
-
-/// d ln L / d ln s at s = 1 of the loss on `pairs` with `scale(w, s)` applied to the
-/// f64 weights: a central difference (s = e^{±1e-5}) on the reference pass.
-fn elasticity(
-    m: &Model,
-    pairs: &[(usize, usize)],
-    scale: impl Fn(&mut crate::engine::reference::Params64, f64),
-) -> f64 {
+/// [`Elasticities`] of `m` on `pairs`: central differences (s = e^{±1e-5}) on the f64
+/// reference pass around one unscaled loss; NaN when that loss is 0.
+pub fn elasticities(m: &Model, pairs: &[(usize, usize)]) -> Elasticities {
     use crate::engine::reference::Params64;
     const STEP: f64 = 1e-5;
     let w = Params64::from_weights(&m.weights);
-    let loss_at = |s: f64| {
-        let mut scaled = w.clone();
-        scale(&mut scaled, s);
-        precise_loss(m, &scaled, pairs)
-    };
     let loss = precise_loss(m, &w, pairs);
-    if loss.is_nan() || loss <= 0.0 {
-        return f64::NAN;
+    let p = m.weights.modulus();
+    let elasticity = |scale: &dyn Fn(&mut Params64, f64)| {
+        if loss.is_nan() || loss <= 0.0 {
+            return f64::NAN;
+        }
+        let loss_at = |s: f64| {
+            let mut scaled = w.clone();
+            scale(&mut scaled, s);
+            precise_loss(m, &scaled, pairs)
+        };
+        (loss_at(STEP.exp()) - loss_at((-STEP).exp())) / (2.0 * STEP) / loss
+    };
+    Elasticities {
+        score: elasticity(&|w, s| w.w_q.data.iter_mut().for_each(|x| *x *= s)),
+        eq: elasticity(&|w, s| w.w_e.row_mut(p).iter_mut().for_each(|x| *x *= s)),
     }
-    (loss_at(STEP.exp()) - loss_at((-STEP).exp())) / (2.0 * STEP) / loss
 }
 
 /// Mean cross-entropy on `pairs` from the f64 reference read-out of `w` (with `m`'s
 /// activation and attention settings), each pair's loss as ln(1 + Σ_{c≠y} e^{z_c −
 /// z_y}) where the label's logit is the largest: a converged model's loss is about
-/// 1e-7, and [`elasticity`] differences two of them.
+/// 1e-7, and [`elasticities`] differences two of them.
 fn precise_loss(
     m: &Model,
     w: &crate::engine::reference::Params64,

@@ -289,6 +289,7 @@ pub fn analyze(
         }
     }
     let ablation = mechanism::attention_ablation(m, all_pairs.0);
+    let elasticities = mechanism::elasticities(m, ex_set);
     let label = labels::summary_label(
         &labels::LabelInputs {
             generalised: outcome.generalised,
@@ -306,8 +307,8 @@ pub fn analyze(
         routing: labels::routing(ablation.loss_increase, cfg),
         ablation,
         eq_routes: Some(mechanism::eq_route_ablation(m)),
-        score_elasticity: Some(mechanism::score_elasticity(m, ex_set)),
-        eq_elasticity: Some(mechanism::eq_elasticity(m, ex_set)),
+        score_elasticity: Some(elasticities.score),
+        eq_elasticity: Some(elasticities.eq),
         gradient_symmetricity: symmetricity,
         symmetricity_triples: triples,
         distance_irrelevance: di,

@@ -138,6 +138,7 @@ pub fn progress_rows(
                 measures::embedding_spectrum(&basis, &m.weights.w_e, cfg.energy_coverage);
             let neurons = neuron_table(&fwd, &basis, cfg);
             let (_, snapshot_keys) = key_frequencies(&neurons, basis.max_frequency());
+            let elasticities = mechanism::elasticities(m, &train);
             let attention = clock_pizza::attention_summary(
                 &fwd.attention,
                 &clock_pizza::qk_norms(&m.weights),
@@ -172,8 +173,8 @@ pub fn progress_rows(
                 score_spread: query.score_spread,
                 ablation_loss_increase: mechanism::attention_ablation(m, all_pairs_loss)
                     .loss_increase,
-                score_elasticity: mechanism::score_elasticity(m, &train),
-                eq_elasticity: mechanism::eq_elasticity(m, &train),
+                score_elasticity: elasticities.score,
+                eq_elasticity: elasticities.eq,
                 gradient_symmetricity: clock_pizza::gradient_symmetricity(m, cfg).0,
             })
         })

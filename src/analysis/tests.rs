@@ -392,13 +392,14 @@ fn elasticities_are_the_reference_gradient_along_w_q_and_e_eq() {
             .zip(&w64.w_q.data)
             .map(|(g, x)| g * x)
             .sum();
-        let got = mechanism::score_elasticity(&m, &pairs);
+        let both = mechanism::elasticities(&m, &pairs);
+        let got = both.score;
         let want = slope / loss;
         // Scaling E_= on every route: ⟨E_=, ∂L/∂E_=⟩ / L.
         let g = grads_eq(&w64, &as_u32, &m);
         let eq_row = w64.w_e.row(11).to_vec();
         let eq_want = g.iter().zip(&eq_row).map(|(g, x)| g * x).sum::<f64>() / loss;
-        let eq_got = mechanism::eq_elasticity(&m, &pairs);
+        let eq_got = both.eq;
         assert!(eq_want.abs() > 1e-3, "{arch} {rate}: E_= matters");
         assert!(
             (eq_got - eq_want).abs() <= 1e-6 * eq_want.abs().max(1.0),
@@ -418,7 +419,7 @@ fn elasticities_are_the_reference_gradient_along_w_q_and_e_eq() {
     flat.w_q.data.iter_mut().for_each(|v| *v = 0.0);
     let pairs = measures::all_pairs(11);
     assert_eq!(
-        mechanism::score_elasticity(&at_rate(&flat, 1.0), &pairs),
+        mechanism::elasticities(&at_rate(&flat, 1.0), &pairs).score,
         0.0
     );
 }

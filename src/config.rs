@@ -412,6 +412,11 @@ pub struct TrainConfig {
     /// end) under `snapshots/`, for the progress measures; 0 = off. Part of the cell
     /// key when non-zero, so a sweep asking for snapshots never gets a cell without.
     pub snapshot_every: u64,
+    /// Record how AdamW moves the `=` embedding, summed over windows of this many
+    /// updates, in `eq_update.csv`; 0 = off. Only reads the optimizer's state (the
+    /// weights are the same bits) but part of the cell key when non-zero, as
+    /// snapshots are, so a sweep asking for the record never gets a cell without.
+    pub eq_update_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -430,6 +435,7 @@ impl Default for TrainConfig {
             grokfast_alpha: 0.98,
             grokfast_lambda: 2.0,
             snapshot_every: 0,
+            eq_update_every: 0,
         }
     }
 }

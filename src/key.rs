@@ -32,6 +32,7 @@ pub const KEYED_WHEN_NOT_DEFAULT: &[&str] = &[
     "quant.scale",
     "quant.matrices",
     "model.eq_init_scale",
+    "train.eq_update_every",
 ];
 
 /// Hex digits of a key shown by `bitgrok plan`.

@@ -698,8 +698,9 @@ fn rows_keep_grid_order_with_many_cells() {
 }
 
 /// README names every column of every table the aggregator writes, in the table's
-/// row of "Output tables" (progress.csv: in "Progress measures"; a summary statistic
-/// `<m>_median` by its measure `m`). The column lists in
+/// row of "Output tables" (progress.csv: in "Progress measures", eq_update.csv in
+/// "The `=` embedding's updates"; a summary statistic `<m>_median` by its measure
+/// `m`). The column lists in
 /// src/report/aggregate/columns.rs are the one source.
 #[test]
 fn readme_lists_every_column() {
@@ -711,12 +712,15 @@ fn readme_lists_every_column() {
     };
     let output_tables = section("## Output tables");
     let progress = section("## Progress measures");
+    let eq_update = section("## The `=` embedding's updates");
     let tables = bitgrok::report::aggregate::table_columns();
-    assert_eq!(tables.len(), 6);
+    assert_eq!(tables.len(), 7);
     let mut missing = Vec::new();
     for (file, columns) in tables {
         let text = if file == "progress.csv" {
             progress.clone()
+        } else if file == "eq_update.csv" {
+            eq_update.clone() + &output_tables
         } else {
             let row = output_tables
                 .lines()

@@ -1,8 +1,9 @@
 //! Training one cell: data split, quantizers, the model and its fused ops, AdamW and
-//! Grokfast, the training loop, weights files, and the f64 reference used by tests.
+//! Grokfast, the training loop, the record of E_='s updates, weights files, and the f64 reference used by tests.
 
 pub mod bench;
 pub mod data;
+pub mod eq_update;
 pub mod export;
 pub mod model;
 pub mod model_file;

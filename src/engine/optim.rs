@@ -44,8 +44,7 @@ impl AdamW {
     pub fn step(&mut self, cfg: &TrainConfig, theta: &mut ModelWeights, grads: &ModelWeights) {
         let lr = learning_rate(cfg, self.t);
         self.t += 1;
-        let [b1, b2] = cfg.betas;
-        let (c1, c2) = (1.0 - b1.powi(self.t as i32), 1.0 - b2.powi(self.t as i32));
+        let (c1, c2) = bias_corrections(cfg, self.t);
         let (eps, wd) = (cfg.eps, cfg.weight_decay);
         let groups = theta
             .params_mut()
@@ -62,17 +61,39 @@ impl AdamW {
                 .zip(g.par_chunks(BLOCK))
                 .for_each(|(((th, m), v), g)| {
                     for i in 0..th.len() {
-                        let gi = g[i] as f64;
-                        let mi = b1 * m[i] as f64 + (1.0 - b1) * gi;
-                        let vi = b2 * v[i] as f64 + (1.0 - b2) * gi * gi;
+                        let (mi, vi) = moments(cfg, m[i], v[i], g[i]);
                         m[i] = mi as f32;
                         v[i] = vi as f32;
                         let x = th[i] as f64;
-                        th[i] = (x - lr * ((mi / c1) / ((vi / c2).sqrt() + eps) + wd * x)) as f32;
+                        th[i] = (x - lr * (direction(mi, vi, c1, c2, eps) + wd * x)) as f32;
                     }
                 });
         }
     }
+}
+
+/// `(1 − β1^t, 1 − β2^t)`: the bias corrections of update number `t` (1-based).
+pub fn bias_corrections(cfg: &TrainConfig, t: u64) -> (f64, f64) {
+    let [b1, b2] = cfg.betas;
+    (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32))
+}
+
+/// The moments after one more gradient `g`: `(β1·m + (1−β1)·g, β2·v + (1−β2)·g²)`.
+#[inline(always)]
+pub fn moments(cfg: &TrainConfig, m: f32, v: f32, g: f32) -> (f64, f64) {
+    let [b1, b2] = cfg.betas;
+    let g = g as f64;
+    (
+        b1 * m as f64 + (1.0 - b1) * g,
+        b2 * v as f64 + (1.0 - b2) * g * g,
+    )
+}
+
+/// Adam's normalised step direction `m̂/(sqrt(v̂)+ε)` from the moments `m`, `v` and
+/// the bias corrections `c1`, `c2`.
+#[inline(always)]
+pub fn direction(m: f64, v: f64, c1: f64, c2: f64, eps: f64) -> f64 {
+    (m / c1) / ((v / c2).sqrt() + eps)
 }
 
 /// Grokfast-EMA: `μ_t = α·μ_{t−1} + (1−α)·g_t` (`μ_0 = g_0`); the optimizer receives

@@ -7,6 +7,7 @@
 
 use crate::config::CellConfig;
 use crate::engine::data::{self, Split};
+use crate::engine::eq_update::{eq_row, EqState, EqUpdateTrace, EqUpdateWindow};
 use crate::engine::model::{self, init_weights, Batch};
 use crate::engine::optim::{AdamW, GrokfastEma};
 use crate::engine::quant::quantize;
@@ -39,6 +40,8 @@ pub struct Checkpoint {
     pub seconds: f64,
     /// The cell config (JSON) the run belongs to.
     pub config: String,
+    /// The record of E_='s updates so far (`train.eq_update_every` > 0).
+    pub eq_update: Option<EqUpdateTrace>,
 }
 
 const CHECKPOINT_FORMAT: &str = "bitgrok-checkpoint-1";
@@ -75,7 +78,7 @@ impl Checkpoint {
                 ]
             })
             .collect();
-        let meta = BTreeMap::from([
+        let mut meta = BTreeMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             ("step".to_string(), self.step.to_string()),
             ("adam_t".to_string(), self.adam.t.to_string()),
@@ -83,6 +86,9 @@ impl Checkpoint {
             ("config".to_string(), self.config.clone()),
             ("curves".to_string(), serde_json::to_string(&curves)?),
         ]);
+        if let Some(trace) = &self.eq_update {
+            meta.insert("eq_update".to_string(), trace.to_json()?);
+        }
         to_safetensors_bytes(&tensors, &meta)
     }
 
@@ -131,6 +137,11 @@ impl Checkpoint {
                 .collect(),
             seconds: f64::from_bits(get("seconds")?.parse()?),
             config: get("config")?.clone(),
+            eq_update: meta
+                .get("eq_update")
+                .map(|s| EqUpdateTrace::from_json(s))
+                .transpose()
+                .context("checkpoint eq_update")?,
         })
     }
 }
@@ -214,6 +225,8 @@ pub struct TrainOutput {
     /// At step 0, every `eval_every` steps, and the final step.
     pub curves: Vec<CurvePoint>,
     pub seconds: f64,
+    /// How AdamW moved E_=, per window (empty unless `train.eq_update_every` > 0).
+    pub eq_update: Vec<EqUpdateWindow>,
 }
 
 /// The quantizer of a cell: its precision's rule applied to the projection matrices
@@ -279,6 +292,8 @@ pub struct Trainer {
     pub adam: AdamW,
     pub grokfast: GrokfastEma,
     pub step: u64,
+    /// The record of E_='s updates, when `train.eq_update_every` > 0.
+    pub eq_update: Option<EqUpdateTrace>,
     quantizer: Quantizer,
 }
 
@@ -293,6 +308,7 @@ impl Trainer {
             latent,
             grokfast: GrokfastEma::default(),
             step: 0,
+            eq_update: (cfg.train.eq_update_every > 0).then(EqUpdateTrace::default),
             quantizer: Quantizer::new(cfg),
         }
     }
@@ -322,9 +338,17 @@ impl Trainer {
             self.grokfast
                 .filter(t.grokfast_alpha, t.grokfast_lambda, &mut grads);
         }
+        let before = self
+            .eq_update
+            .is_some()
+            .then(|| EqState::read(&self.latent, &self.adam, &grads));
         // Straight-through: the gradient w.r.t. Q(W) updates the latent W.
         self.adam.step(t, &mut self.latent, &grads);
         self.step += 1;
+        if let (Some(trace), Some(before)) = (&mut self.eq_update, before) {
+            let after = eq_row(&self.latent);
+            trace.record(&self.cfg, &self.adam, &before, after, self.step);
+        }
         out.loss
     }
 
@@ -373,6 +397,7 @@ impl Trainer {
             curves: curves.to_vec(),
             seconds,
             config: resume_key(&self.cfg)?,
+            eq_update: self.eq_update.clone(),
         })
     }
 }
@@ -458,6 +483,12 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         trainer.latent = ck.latent;
         trainer.adam = ck.adam;
         trainer.grokfast = ck.grokfast;
+        if trainer.eq_update.is_some() {
+            trainer.eq_update =
+                Some(ck.eq_update.context(
+                    "the checkpoint has no record of E_='s updates, which this cell keeps",
+                )?);
+        }
         curves = ck.curves;
         seconds_before = ck.seconds;
     }
@@ -510,5 +541,6 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         effective,
         curves,
         seconds: seconds_before + started.elapsed().as_secs_f64(),
+        eq_update: trainer.eq_update.map(|t| t.windows).unwrap_or_default(),
     })
 }

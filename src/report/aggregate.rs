@@ -1,5 +1,6 @@
-//! Aggregate a sweep's cells into six CSV tables: `cells.csv`, `frequencies.csv`,
-//! `compare.csv`, `overlap.csv`, `summary.csv` and `progress.csv`.
+//! Aggregate a sweep's cells into CSV tables: `cells.csv`, `frequencies.csv`,
+//! `compare.csv`, `overlap.csv`, `summary.csv`, `progress.csv` and, where a cell
+//! recorded E_='s updates, `eq_update.csv`.
 //!
 //! Input: the sweep's cells in grid order, each with its axis values, cell key and
 //! analysis key. For every cell we read `cells/<key>/manifest.json` and
@@ -19,7 +20,7 @@
 //!
 //! Tables: [`TABLES`] lists them; each table's columns are one list in `columns`
 //! (`SIGNATURE_COLUMNS`, `FREQUENCY_COLUMNS`, `PAIR_COLUMNS`, `OVERLAP_COLUMNS`,
-//! `SUMMARY_NUMBERS`, `PROGRESS_COLUMNS`), and README's "Output tables" says what each column holds (a
+//! `SUMMARY_NUMBERS`, `PROGRESS_COLUMNS`, `eq_update_columns`), and README's "Output tables" says what each column holds (a
 //! test checks it names every one).
 //!
 //! Rounding (fixed, so files are stable): accuracies, fractions, shares, ratios,
@@ -32,6 +33,7 @@
 
 use crate::analysis::progress::ProgressRow;
 use crate::analysis::Signature;
+use crate::engine::eq_update::EqUpdateWindow;
 use crate::store::{self, write_atomic, Artifacts, CellState as Status, CellStatus};
 use anyhow::{Context, Result};
 use std::collections::HashSet;
@@ -41,10 +43,12 @@ mod columns;
 mod compare;
 mod overlap;
 pub use columns::{
-    cell_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median, summary_columns,
-    FREQUENCY_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
+    cell_columns, eq_update_columns, fmt_fraction, fmt_magnitude, jaccard, mean_pattern, median,
+    summary_columns, FREQUENCY_COLUMNS, PROGRESS_COLUMNS, SUMMARY_NUMBERS,
 };
-use columns::{cells_table, frequencies_table, names, progress_table, summary_table};
+use columns::{
+    cells_table, eq_update_table, frequencies_table, names, progress_table, summary_table,
+};
 use compare::compare_table;
 pub use compare::{compare_columns, PAIR_COLUMNS};
 use overlap::overlap_table;
@@ -129,6 +133,8 @@ pub struct Row {
     pub sig: Option<Signature>,
     /// Progress rows of the analysis (cells with snapshots).
     pub progress: Vec<ProgressRow>,
+    /// How AdamW moved E_= (cells trained with `train.eq_update_every` > 0).
+    pub eq_update: Vec<EqUpdateWindow>,
 }
 
 /// Every cell of a sweep as read from the store, in grid order.
@@ -208,6 +214,7 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
         error: None,
         sig: None,
         progress: Vec::new(),
+        eq_update: Vec::new(),
     };
     if !index.dirs.contains(&cell.key) {
         return Ok(row);
@@ -228,6 +235,13 @@ fn read_row(root: &Path, index: &Index, ids: Vec<String>, cell: &SweepCell) -> R
         CellStatus::Done(m) => {
             row.status = Status::Unanalysed;
             row.seconds = Some(m.seconds);
+            if m.files.contains_key(store::EQ_UPDATE) {
+                let path = artifacts.cell_dir(&cell.key).join(store::EQ_UPDATE);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                row.eq_update = crate::engine::eq_update::from_csv(&text)
+                    .with_context(|| format!("{} is not a valid table", path.display()))?;
+            }
             let dir = artifacts.analysis_dir(&cell.key, &cell.analysis_key);
             let indexed = index
                 .signatures
@@ -317,26 +331,56 @@ pub fn read_sweep(
     })
 }
 
-/// A table of the sweep: its file name, how its bytes are made from the rows, and
-/// its columns after the identity columns.
+/// A table of the sweep: its file name, how its bytes are made from the rows, its
+/// columns after the identity columns, and whether a sweep with these rows has it.
 type Table = (
     &'static str,
     fn(&[String], &[Row]) -> Result<Vec<u8>>,
     fn() -> Vec<String>,
+    fn(&[Row]) -> bool,
 );
+
+/// Tables every sweep has.
+fn always(_: &[Row]) -> bool {
+    true
+}
 
 /// The sweep's tables, in the order they are written: the one list of them.
 const TABLES: &[Table] = &[
-    ("cells.csv", cells_table, || owned(cell_columns())),
-    ("frequencies.csv", frequencies_table, || {
-        owned(names(FREQUENCY_COLUMNS))
-    }),
-    ("compare.csv", compare_table, || owned(compare_columns())),
-    ("overlap.csv", overlap_table, || owned(overlap_columns())),
-    ("summary.csv", summary_table, summary_columns),
-    ("progress.csv", progress_table, || {
-        owned(names(PROGRESS_COLUMNS))
-    }),
+    ("cells.csv", cells_table, || owned(cell_columns()), always),
+    (
+        "frequencies.csv",
+        frequencies_table,
+        || owned(names(FREQUENCY_COLUMNS)),
+        always,
+    ),
+    (
+        "compare.csv",
+        compare_table,
+        || owned(compare_columns()),
+        always,
+    ),
+    (
+        "overlap.csv",
+        overlap_table,
+        || owned(overlap_columns()),
+        always,
+    ),
+    ("summary.csv", summary_table, summary_columns, always),
+    (
+        "progress.csv",
+        progress_table,
+        || owned(names(PROGRESS_COLUMNS)),
+        always,
+    ),
+    // Only where a cell recorded E_='s updates, so other sweeps' tables stay as
+    // they were.
+    (
+        "eq_update.csv",
+        eq_update_table,
+        || owned(eq_update_columns()),
+        |rows| rows.iter().any(|r| !r.eq_update.is_empty()),
+    ),
 ];
 
 fn owned(v: Vec<&str>) -> Vec<String> {
@@ -347,7 +391,8 @@ fn owned(v: Vec<&str>) -> Vec<String> {
 pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
     TABLES
         .iter()
-        .map(|(name, make, _)| Ok((*name, make(&read.columns, &read.rows)?)))
+        .filter(|(_, _, _, present)| present(&read.rows))
+        .map(|(name, make, _, _)| Ok((*name, make(&read.columns, &read.rows)?)))
         .collect()
 }
 
@@ -356,7 +401,7 @@ pub fn tables(read: &SweepRows) -> Result<Vec<(&'static str, Vec<u8>)>> {
 pub fn table_columns() -> Vec<(&'static str, Vec<String>)> {
     TABLES
         .iter()
-        .map(|(name, _, columns)| (*name, columns()))
+        .map(|(name, _, columns, _)| (*name, columns()))
         .collect()
 }
 

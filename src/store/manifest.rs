@@ -110,16 +110,22 @@ pub fn save_trained_cell(
         &dir.join(super::TRAIN_LOG),
         train_log(&output.curves).as_bytes(),
     )?;
+    if output.config.train.eq_update_every > 0 {
+        write_atomic(
+            &dir.join(super::EQ_UPDATE),
+            crate::engine::eq_update::to_csv(&output.eq_update).as_bytes(),
+        )?;
+    }
     let mut manifest = new_manifest(key, started, threads);
     manifest.seconds = output.seconds;
     manifest.steps = output.curves.last().map(|c| c.step).unwrap_or(0);
     // Snapshots were written during training (`store::write_snapshot`).
-    let snapshots = crate::store::snapshot_files(&output.config);
+    let extra = crate::store::config_cell_files(&output.config);
     let written = models.iter().map(|(name, _)| *name);
     for name in CELL_FILES
         .into_iter()
         .chain(written)
-        .chain(snapshots.iter().map(String::as_str))
+        .chain(extra.iter().map(String::as_str))
     {
         manifest
             .files

@@ -49,6 +49,8 @@ pub const CURVES: &str = "curves.csv";
 pub const SPLIT: &str = "split.csv";
 pub const INIT: &str = "init.safetensors";
 pub const TRAIN_LOG: &str = "train.log";
+/// How AdamW moved E_= (cells with `train.eq_update_every` > 0).
+pub const EQ_UPDATE: &str = "eq_update.csv";
 pub use crate::engine::model_file::{LATENT_FILE, MODEL_FILE};
 /// An analysis folder's signature (one of [`ANALYSIS_FILES`]).
 pub const SIGNATURE: &str = "signature.json";
@@ -70,6 +72,16 @@ pub fn analysis_files(cfg: &crate::config::CellConfig) -> Vec<&'static str> {
     let mut files = ANALYSIS_FILES.to_vec();
     if cfg.train.snapshot_every > 0 {
         files.push(PROGRESS);
+    }
+    files
+}
+
+/// The files a cell's config adds to [`CELL_FILES`]: its snapshots and, when it
+/// records E_='s updates, [`EQ_UPDATE`].
+pub fn config_cell_files(cfg: &crate::config::CellConfig) -> Vec<String> {
+    let mut files = snapshot_files(cfg);
+    if cfg.train.eq_update_every > 0 {
+        files.push(EQ_UPDATE.to_string());
     }
     files
 }
@@ -320,7 +332,7 @@ impl Artifacts {
 
 /// Every file a finished cell in `dir` must list in its manifest: [`CELL_FILES`],
 /// `latent.safetensors` for a quantized precision (store format 2 on), and the
-/// snapshots its config asks for. Without a readable `cell.toml` only
+/// files its config asks for ([`config_cell_files`]). Without a readable `cell.toml` only
 /// [`CELL_FILES`] (which include it, so such a cell fails verification anyway).
 pub fn expected_cell_files(dir: &Path, store_format: u32) -> Vec<String> {
     let mut files: Vec<String> = CELL_FILES.iter().map(|s| s.to_string()).collect();
@@ -331,7 +343,7 @@ pub fn expected_cell_files(dir: &Path, store_format: u32) -> Vec<String> {
         if store_format >= 2 && cfg.precision != crate::config::Precision::Fp32 {
             files.push(crate::engine::model_file::LATENT_FILE.to_string());
         }
-        files.extend(snapshot_files(&cfg));
+        files.extend(config_cell_files(&cfg));
     }
     files
 }

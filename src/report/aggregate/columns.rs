@@ -489,6 +489,36 @@ pub(super) fn progress_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
     csv_bytes(&header(cols, &names(PROGRESS_COLUMNS)), &out)
 }
 
+/// The columns of eq_update.csv after the identity columns: the cell's key, then the
+/// cell file's columns (`engine::eq_update::columns`).
+pub fn eq_update_columns() -> Vec<&'static str> {
+    std::iter::once("key")
+        .chain(crate::engine::eq_update::columns())
+        .collect()
+}
+
+/// `eq_update.csv`: one row per (cell, window of updates), grid order then step.
+/// Norms and parts in scientific notation, cosines to 4 decimals.
+pub(super) fn eq_update_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
+    use crate::engine::eq_update::EQ_UPDATE_MEASURES;
+    let mut out = Vec::new();
+    for r in rows {
+        for w in &r.eq_update {
+            let mut v = r.ids.clone();
+            v.extend([r.key.clone(), w.step.to_string(), w.updates.to_string()]);
+            v.extend(EQ_UPDATE_MEASURES.iter().zip(w.values).map(|(name, x)| {
+                if name.ends_with("_cos") {
+                    fmt_fraction(x)
+                } else {
+                    fmt_magnitude(x)
+                }
+            }));
+            out.push(v);
+        }
+    }
+    csv_bytes(&header(cols, &eq_update_columns()), &out)
+}
+
 /// The numbers summarised per group: name, whether integer-valued, and getter.
 pub type Getter = fn(&Signature) -> Option<f64>;
 pub const SUMMARY_NUMBERS: &[(&str, bool, Getter)] = &[

@@ -32,6 +32,7 @@ pub fn rows(n: usize, edit: impl Fn(usize, &mut Signature)) -> Vec<Row> {
                 error: None,
                 sig: Some(sig),
                 progress: Vec::new(),
+                eq_update: Vec::new(),
             }
         })
         .collect()

@@ -7,6 +7,7 @@
 
 pub mod cell;
 mod curves;
+mod eq_update;
 mod neurons;
 mod plane;
 mod progress;
@@ -110,6 +111,7 @@ pub const FIGURES: &[FigureFn] = &[
     plane::figure,
     routing::figure,
     progress::figure,
+    eq_update::figure,
 ];
 
 /// Draw every figure that has data.

@@ -7,22 +7,24 @@ use super::{
     Mark, SweepView, INK, TEXT, TITLE,
 };
 use crate::analysis::progress::{Phases, ProgressRow};
+use crate::report::aggregate::Row;
 use anyhow::Result;
 use plotters::prelude::*;
 
 const PANEL: (u32, u32) = (340, 270);
 const MAX_COLS: usize = 4;
 
-/// One panel: which measure and the kind of axis it needs.
-struct Measure {
-    title: &'static str,
-    get: fn(&ProgressRow) -> f64,
+/// One panel of a figure over training steps: its title, the kind of axis it
+/// needs, and the measure it draws from one row of type `R`.
+pub(super) struct Measure<R> {
+    pub(super) title: &'static str,
+    get: fn(&R) -> f64,
     axis: Axis,
 }
 
 /// How a measure's values are drawn.
 #[derive(Clone, Copy)]
-enum Axis {
+pub(super) enum Axis {
     /// A positive quantity spanning decades: logarithmic.
     Log,
     /// A share in [0, 1]: linear, never below 0 (no negative fractions).
@@ -31,7 +33,7 @@ enum Axis {
     Signed,
 }
 
-impl Measure {
+impl<R> Measure<R> {
     fn log(&self) -> bool {
         matches!(self.axis, Axis::Log)
     }
@@ -41,11 +43,11 @@ impl Measure {
     }
 }
 
-const fn measure(title: &'static str, axis: Axis, get: fn(&ProgressRow) -> f64) -> Measure {
+pub(super) const fn measure<R>(title: &'static str, axis: Axis, get: fn(&R) -> f64) -> Measure<R> {
     Measure { title, get, axis }
 }
 
-const MEASURES: &[Measure] = &[
+const MEASURES: &[Measure<ProgressRow>] = &[
     measure("test loss", Axis::Log, |r| r.test_loss),
     measure("excluded loss (train, final keys out)", Axis::Log, |r| {
         r.excluded_loss
@@ -95,12 +97,6 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
     if cells.is_empty() {
         return Ok(None);
     }
-    let max_step = cells
-        .iter()
-        .filter_map(|c| c.row.progress.last().map(|r| r.step))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
     let phases = |c: &CellView| c.sig().and_then(|s| s.phases.clone());
     let mut entries = setting_entries(view, |s| cells.iter().any(|c| c.setting == s));
     for &(name, dash, get) in PHASES {
@@ -111,34 +107,100 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
             entries.push((name.to_string(), Mark::Line(INK, dash, 2)));
         }
     }
+    let draw_phases = |chart: &mut Chart, c: &CellView, top: f64| -> Result<()> {
+        let Some(p) = phases(c) else { return Ok(()) };
+        let color = view.color(&c.setting);
+        // Boundaries at the same snapshot sit 3 px apart, so none hides another.
+        let height = {
+            let ys = chart.plotting_area().get_pixel_range().1;
+            ys.end - ys.start
+        };
+        let mut drawn: Vec<u64> = Vec::new();
+        for &(_, dash, get) in PHASES {
+            if let Some(step) = get(&p) {
+                let dx = 3 * drawn.iter().filter(|&&s| s == step).count() as i32;
+                drawn.push(step);
+                chart
+                    .plotting_area()
+                    .draw(
+                        &(EmptyElement::at((step as f64, top))
+                            + PathElement::new(vec![(dx, 0), (dx, height)], dash.style(color, 2))),
+                    )
+                    .map_err(plot_err)?;
+            }
+        }
+        Ok(())
+    };
+    let text = line_panels(
+        view,
+        &cells,
+        |r| &r.progress,
+        |r| r.step,
+        MEASURES,
+        &entries,
+        &draw_phases,
+    )?;
+    Ok(Some(Figure {
+        id: "progress",
+        title: "Progress measures over training".into(),
+        caption: caption(&cells),
+        svg: text,
+    }))
+}
+
+/// A panel's chart: steps across, the measure up.
+pub(super) type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Panels of measures over training steps, one per measure, one line per cell
+/// coloured by setting, with `entries` as the legend (in the grid's empty slot when
+/// it fits there); `extra(chart, cell, top)` draws on each panel after a cell's line.
+pub(super) fn line_panels<R>(
+    view: &SweepView,
+    cells: &[&CellView],
+    rows: fn(&Row) -> &[R],
+    step: fn(&R) -> u64,
+    measures: &[Measure<R>],
+    entries: &[(String, Mark)],
+    extra: &dyn Fn(&mut Chart, &CellView, f64) -> Result<()>,
+) -> Result<String> {
+    let max_step = cells
+        .iter()
+        .filter_map(|c| rows(c.row).last().map(step))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     // The legend fills the grid's empty slot when there is one, it fits there and
     // the slot costs no row (9 panels: 3 × 3 and a strip, not 5 × 2).
-    let (rows, cols) = grid_shape(MEASURES.len() + 1, MAX_COLS);
-    let in_slot = LegendStrip::new(&entries, PANEL.0);
-    let slot = rows * cols > MEASURES.len()
-        && rows <= grid_shape(MEASURES.len(), MAX_COLS).0
+    let (grid_rows, cols) = grid_shape(measures.len() + 1, MAX_COLS);
+    let in_slot = LegendStrip::new(entries, PANEL.0);
+    let slot = grid_rows * cols > measures.len()
+        && grid_rows <= grid_shape(measures.len(), MAX_COLS).0
         && in_slot.height() + 30 <= PANEL.1;
-    let (rows, cols) = if slot {
-        (rows, cols)
+    let (grid_rows, cols) = if slot {
+        (grid_rows, cols)
     } else {
-        grid_shape(MEASURES.len(), MAX_COLS)
+        grid_shape(measures.len(), MAX_COLS)
     };
-    let strip = LegendStrip::new(&entries, PANEL.0 * cols as u32);
+    let strip = LegendStrip::new(entries, PANEL.0 * cols as u32);
     let strip_h = if slot { 0 } else { strip.height() };
-    let text = svg(
-        (PANEL.0 * cols as u32, PANEL.1 * rows as u32 + strip_h),
+    svg(
+        (PANEL.0 * cols as u32, PANEL.1 * grid_rows as u32 + strip_h),
         |root| {
             let (top, body) = root.split_vertically(strip_h);
-            let areas = body.split_evenly((rows, cols));
+            let areas = body.split_evenly((grid_rows, cols));
             if slot {
-                let (_, below) = areas[MEASURES.len()].split_vertically(30);
+                let (_, below) = areas[measures.len()].split_vertically(30);
                 in_slot.draw(&below)?;
             } else {
                 strip.draw(&top)?;
             }
-            for (area, m) in areas.iter().zip(MEASURES) {
+            for (area, m) in areas.iter().zip(measures) {
                 // Log panels plot log10 of the value on a linear axis labelled 10^x.
-                let value = |r: &ProgressRow| {
+                let value = |r: &R| {
                     let v = (m.get)(r);
                     if m.log() {
                         (v > 0.0).then(|| v.log10())
@@ -150,7 +212,7 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                 let (lo, hi) = super::bounds(
                     cells
                         .iter()
-                        .flat_map(|c| c.row.progress.iter().filter_map(value)),
+                        .flat_map(|c| rows(c.row).iter().filter_map(value)),
                 );
                 let (bottom, top) = y_axis(lo, hi, m.least());
                 let mut chart = ChartBuilder::on(area)
@@ -180,51 +242,22 @@ pub fn figure(view: &SweepView) -> Result<Option<Figure>> {
                     .light_line_style(WHITE)
                     .draw()
                     .map_err(plot_err)?;
-                for c in &cells {
+                for c in cells {
                     let color = view.color(&c.setting);
                     chart
                         .draw_series(LineSeries::new(
-                            c.row
-                                .progress
+                            rows(c.row)
                                 .iter()
-                                .filter_map(|r| value(r).map(|v| (r.step as f64, v))),
+                                .filter_map(|r| value(r).map(|v| (step(r) as f64, v))),
                             color.stroke_width(1),
                         ))
                         .map_err(plot_err)?;
-                    let Some(p) = phases(c) else { continue };
-                    // Boundaries at the same snapshot sit 3 px apart, so none hides another.
-                    let height = {
-                        let ys = chart.plotting_area().get_pixel_range().1;
-                        ys.end - ys.start
-                    };
-                    let mut drawn: Vec<u64> = Vec::new();
-                    for &(_, dash, get) in PHASES {
-                        if let Some(step) = get(&p) {
-                            let dx = 3 * drawn.iter().filter(|&&s| s == step).count() as i32;
-                            drawn.push(step);
-                            chart
-                                .plotting_area()
-                                .draw(
-                                    &(EmptyElement::at((step as f64, top))
-                                        + PathElement::new(
-                                            vec![(dx, 0), (dx, height)],
-                                            dash.style(color, 2),
-                                        )),
-                                )
-                                .map_err(plot_err)?;
-                        }
-                    }
+                    extra(&mut chart, c, top)?;
                 }
             }
             Ok(())
         },
-    )?;
-    Ok(Some(Figure {
-        id: "progress",
-        title: "Progress measures over training".into(),
-        caption: caption(&cells),
-        svg: text,
-    }))
+    )
 }
 
 /// What the figure shows, and what its losses are measured against when a cell

@@ -9,7 +9,7 @@ use bitgrok::engine::train::{train_cell, Checkpoint, TrainHooks, TrainOutput};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
-use common::{bitgrok, text};
+use common::{cell_dirs, run_sweep, tiny_sweep};
 
 fn cell(precision: Precision, steps: u64, every: u64) -> CellConfig {
     let mut cfg = CellConfig {
@@ -159,21 +159,10 @@ fn a_resumed_run_records_what_an_uninterrupted_one_does() {
 #[test]
 fn a_traced_sweep_stores_the_record_and_tables_it() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = dir.path().join("traced.toml");
-    std::fs::write(
-        &sweep,
-        "name = \"traced\"\nmodulus = 11\nwidth = 16\n[grid]\nprecision = [\"fp32\", \"binary\"]\n\
-         [train]\nsteps = 30\neval_every = 10\neq_update_every = 10\n",
-    )
-    .unwrap();
     let art = dir.path().join("art");
-    let out = bitgrok(&[
-        "run",
-        sweep.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = "[grid]\nprecision = [\"fp32\", \"binary\"]\n\
+                [train]\nsteps = 30\neval_every = 10\neq_update_every = 10\n";
+    run_sweep(&tiny_sweep(dir.path(), "traced", body), &art);
     let table = std::fs::read_to_string(art.join("sweeps/traced/eq_update.csv")).unwrap();
     let mut lines = table.lines();
     assert_eq!(
@@ -185,8 +174,7 @@ fn a_traced_sweep_stores_the_record_and_tables_it() {
     assert_eq!(rows.len(), 6);
     assert!(rows[0].starts_with("fp32,") && rows[3].starts_with("binary,"));
     // Each cell keeps its record, listed (so checksummed) in its manifest.
-    for cell in std::fs::read_dir(art.join("cells")).unwrap() {
-        let cell = cell.unwrap().path();
+    for cell in cell_dirs(&art) {
         let manifest = std::fs::read_to_string(cell.join("manifest.json")).unwrap();
         assert!(manifest.contains("\"eq_update.csv\""));
         let windows = bitgrok::engine::eq_update::from_csv(
@@ -199,19 +187,12 @@ fn a_traced_sweep_stores_the_record_and_tables_it() {
         );
     }
     // A sweep without the record has no such table.
-    let plain = dir.path().join("plain.toml");
-    std::fs::write(
-        &plain,
-        "name = \"plain\"\nmodulus = 11\nwidth = 16\n[train]\nsteps = 10\neval_every = 10\n",
-    )
-    .unwrap();
-    let out = bitgrok(&[
-        "run",
-        plain.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plain = tiny_sweep(
+        dir.path(),
+        "plain",
+        "[train]\nsteps = 10\neval_every = 10\n",
+    );
+    run_sweep(&plain, &art);
     assert!(art.join("sweeps/plain/cells.csv").exists());
     assert!(!art.join("sweeps/plain/eq_update.csv").exists());
 }

@@ -11,7 +11,7 @@ use bitgrok::engine::weights::ModelWeights;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 mod common;
-use common::{bitgrok, cell_dirs, text};
+use common::{bitgrok, cell_dirs, run_sweep, text, tiny_sweep};
 
 /// A p = 23, width 32 cell that memorises and then generalises within 3,000 steps
 /// (the smoke sweep's fp32 seed-0 cell), with snapshots every `every` steps.
@@ -182,21 +182,11 @@ fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_for
 #[test]
 fn a_sweep_with_snapshots_stores_them_checksummed_and_tables_carry_progress() {
     let dir = tempfile::tempdir().unwrap();
-    let sweep = dir.path().join("snap.toml");
-    std::fs::write(
-        &sweep,
-        "name = \"snap\"\nmodulus = 11\nwidth = 16\n[grid]\nprecision = [\"fp32\", \"ternary\"]\n\
-         [train]\nsteps = 120\neval_every = 20\nsnapshot_every = 50\n",
-    )
-    .unwrap();
+    let body = "[grid]\nprecision = [\"fp32\", \"ternary\"]\n\
+                [train]\nsteps = 120\neval_every = 20\nsnapshot_every = 50\n";
+    let sweep = tiny_sweep(dir.path(), "snap", body);
     let art = dir.path().join("art");
-    let out = bitgrok(&[
-        "run",
-        sweep.to_str().unwrap(),
-        "--artifacts",
-        art.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_sweep(&sweep, &art);
     let cells = cell_dirs(&art);
     assert_eq!(cells.len(), 2);
     for c in &cells {

@@ -25,6 +25,17 @@ pub fn tiny_sweep(dir: &Path, name: &str, body: &str) -> PathBuf {
     path
 }
 
+/// `bitgrok run SWEEP --artifacts ARTIFACTS`, which must succeed.
+pub fn run_sweep(sweep: &Path, artifacts: &Path) {
+    let out = bitgrok(&[
+        "run",
+        sweep.to_str().unwrap(),
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

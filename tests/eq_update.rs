@@ -5,11 +5,10 @@ use bitgrok::engine::data::split;
 use bitgrok::engine::eq_update::{eq_row, EqUpdateWindow};
 use bitgrok::engine::model::init_weights;
 use bitgrok::engine::reference::{loss_and_grads, Params64};
-use bitgrok::engine::train::{train_cell, Checkpoint, TrainHooks, TrainOutput};
-use std::sync::atomic::{AtomicBool, Ordering};
+use bitgrok::engine::train::{Checkpoint, TrainOutput};
 
 mod common;
-use common::{cell_dirs, run_sweep, tiny_sweep};
+use common::{cell_dirs, run_sweep, tiny_sweep, train_until};
 
 fn cell(precision: Precision, steps: u64, every: u64) -> CellConfig {
     let mut cfg = CellConfig {
@@ -26,33 +25,13 @@ fn cell(precision: Precision, steps: u64, every: u64) -> CellConfig {
     cfg
 }
 
-/// Train, stopping after `stop_at` updates when given (the checkpoint written then
-/// is returned).
+/// Train to the end (or after `stop_at` updates), keeping the checkpoints.
 fn train(
     cfg: &CellConfig,
     resume: Option<Checkpoint>,
     stop_at: Option<u64>,
 ) -> (anyhow::Result<TrainOutput>, Vec<Checkpoint>) {
-    let stop = AtomicBool::new(false);
-    let mut checkpoints = Vec::new();
-    let out = train_cell(
-        cfg,
-        TrainHooks {
-            threads: 1,
-            resume,
-            on_checkpoint: &mut |c: &Checkpoint| {
-                checkpoints.push(Checkpoint::from_bytes(&c.to_bytes()?)?);
-                Ok(())
-            },
-            on_progress: &mut |p| {
-                if Some(p.step) == stop_at {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            },
-            on_snapshot: &mut |_, _| Ok(()),
-            stop: &stop,
-        },
-    );
+    let (out, _, checkpoints) = train_until(cfg, resume, stop_at);
     (out, checkpoints)
 }
 
@@ -148,7 +127,8 @@ fn a_resumed_run_records_what_an_uninterrupted_one_does() {
     // Interrupted after 15 updates: mid-window (windows end at 12 and 18).
     let (stopped, checkpoints) = train(&cfg, None, Some(15));
     assert!(stopped.is_err());
-    let last = checkpoints.last().unwrap().clone();
+    // Through its bytes, as a resumed run reads it.
+    let last = Checkpoint::from_bytes(&checkpoints.last().unwrap().to_bytes().unwrap()).unwrap();
     assert_eq!(last.step, 15);
     assert_eq!(last.eq_update.as_ref().unwrap().windows.len(), 2);
     let resumed = train(&cfg, Some(last), None).0.unwrap();

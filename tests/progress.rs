@@ -4,14 +4,10 @@ use bitgrok::analysis::progress::{phases, progress_rows};
 use bitgrok::analysis::{analyze, TrainSplit};
 use bitgrok::config::{AnalysisConfig, CellConfig, Precision};
 use bitgrok::engine::model_file::Model;
-use bitgrok::engine::train::{
-    snapshot_steps, train_cell, Checkpoint, Interrupted, TrainHooks, TrainOutput,
-};
-use bitgrok::engine::weights::ModelWeights;
-use std::sync::atomic::{AtomicBool, Ordering};
+use bitgrok::engine::train::{snapshot_steps, Interrupted, TrainOutput};
 
 mod common;
-use common::{bitgrok, cell_dirs, run_sweep, text, tiny_sweep};
+use common::{bitgrok, cell_dirs, run_sweep, text, tiny_sweep, train_until};
 
 /// A p = 23, width 32 cell that memorises and then generalises within 3,000 steps
 /// (the smoke sweep's fp32 seed-0 cell), with snapshots every `every` steps.
@@ -28,41 +24,6 @@ fn grokking_cell(steps: u64, every: u64) -> CellConfig {
     cfg.train.eval_every = 100;
     cfg.train.snapshot_every = every;
     cfg
-}
-
-type Snapshots = Vec<(u64, ModelWeights)>;
-
-/// Train, collecting the snapshots; stop after `stop_at` updates when given.
-fn train(
-    cfg: &CellConfig,
-    resume: Option<Checkpoint>,
-    stop_at: Option<u64>,
-) -> (anyhow::Result<TrainOutput>, Snapshots, Vec<Checkpoint>) {
-    let stop = AtomicBool::new(false);
-    let mut snaps = Vec::new();
-    let mut checkpoints = Vec::new();
-    let out = train_cell(
-        cfg,
-        TrainHooks {
-            threads: 1,
-            resume,
-            on_checkpoint: &mut |c: &Checkpoint| {
-                checkpoints.push(c.clone());
-                Ok(())
-            },
-            on_progress: &mut |p| {
-                if Some(p.step) == stop_at {
-                    stop.store(true, Ordering::SeqCst);
-                }
-            },
-            on_snapshot: &mut |step, w| {
-                snaps.push((step, w.clone()));
-                Ok(())
-            },
-            stop: &stop,
-        },
-    );
-    (out, snaps, checkpoints)
 }
 
 fn split_of(out: &TrainOutput) -> TrainSplit {
@@ -82,7 +43,7 @@ fn snapshots_are_the_weights_of_a_run_stopped_there_and_survive_a_resume() {
     cfg.precision = Precision::Ternary;
     cfg.train.eval_every = 20;
     assert_eq!(snapshot_steps(&cfg), [0, 25, 50, 60]);
-    let (whole, snaps, _) = train(&cfg, None, None);
+    let (whole, snaps, _) = train_until(&cfg, None, None);
     let whole = whole.unwrap();
     let steps: Vec<u64> = snaps.iter().map(|s| s.0).collect();
     assert_eq!(steps, [0, 25, 50, 60]);
@@ -91,15 +52,15 @@ fn snapshots_are_the_weights_of_a_run_stopped_there_and_survive_a_resume() {
     let mut short = cfg.clone();
     short.train.steps = 25;
     short.train.eval_every = 25;
-    let (short_out, _, _) = train(&short, None, None);
+    let (short_out, _, _) = train_until(&short, None, None);
     assert_eq!(snaps[1].1, short_out.unwrap().effective);
 
     // Interrupt after 37 updates, resume: the snapshots of both parts are the
     // uninterrupted run's, bit for bit.
-    let (err, first, checkpoints) = train(&cfg, None, Some(37));
+    let (err, first, checkpoints) = train_until(&cfg, None, Some(37));
     assert!(err.unwrap_err().downcast_ref::<Interrupted>().is_some());
     let resume = checkpoints.last().cloned().expect("a checkpoint on stop");
-    let (resumed, second, _) = train(&cfg, Some(resume), None);
+    let (resumed, second, _) = train_until(&cfg, Some(resume), None);
     resumed.unwrap();
     let mut all = first;
     for s in second {
@@ -113,7 +74,7 @@ fn snapshots_are_the_weights_of_a_run_stopped_there_and_survive_a_resume() {
 #[test]
 fn progress_on_the_final_snapshot_equals_the_final_signature_and_the_circuit_forms_first() {
     let cfg = grokking_cell(3000, 100);
-    let (out, snaps, _) = train(&cfg, None, None);
+    let (out, snaps, _) = train_until(&cfg, None, None);
     let out = out.unwrap();
     let split = split_of(&out);
     let an = AnalysisConfig::default();

@@ -49,6 +49,49 @@ pub fn cell_dirs(artifacts: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// Weights at each snapshot step.
+pub type Snapshots = Vec<(u64, bitgrok::engine::weights::ModelWeights)>;
+
+/// Train one thread, collecting the snapshots and checkpoints; after `stop_at`
+/// updates (when given) ask training to stop, which writes a checkpoint and fails
+/// with `Interrupted`.
+pub fn train_until(
+    cfg: &bitgrok::config::CellConfig,
+    resume: Option<bitgrok::engine::train::Checkpoint>,
+    stop_at: Option<u64>,
+) -> (
+    anyhow::Result<bitgrok::engine::train::TrainOutput>,
+    Snapshots,
+    Vec<bitgrok::engine::train::Checkpoint>,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let mut snaps = Vec::new();
+    let mut checkpoints = Vec::new();
+    let out = bitgrok::engine::train::train_cell(
+        cfg,
+        bitgrok::engine::train::TrainHooks {
+            threads: 1,
+            resume,
+            on_checkpoint: &mut |c| {
+                checkpoints.push(c.clone());
+                Ok(())
+            },
+            on_progress: &mut |p| {
+                if Some(p.step) == stop_at {
+                    stop.store(true, Ordering::SeqCst);
+                }
+            },
+            on_snapshot: &mut |step, w| {
+                snaps.push((step, w.clone()));
+                Ok(())
+            },
+            stop: &stop,
+        },
+    );
+    (out, snaps, checkpoints)
+}
+
 /// Train a cell with no checkpoints, progress or snapshots.
 pub fn train_quietly(
     cfg: &bitgrok::config::CellConfig,

@@ -50,7 +50,7 @@ def main(folder):
                 ",".join(
                     str(v)
                     for v in [
-                        cell["precision"],
+                        cell.get("precision", ""),
                         cell["seed"],
                         name,
                         len(part),

@@ -38,7 +38,8 @@ pub const DECAY_PART: usize = 3;
 pub const GRADIENT_COS: usize = 4;
 pub const MOMENTUM_COS: usize = 5;
 pub const ADAM_COS: usize = 6;
-const COSINES: std::ops::Range<usize> = GRADIENT_COS..ADAM_COS + 1;
+/// The measures that are mean cosines (the others are norms and sums of steps).
+pub const COSINES: std::ops::Range<usize> = GRADIENT_COS..ADAM_COS + 1;
 
 /// One window of updates of E_=.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -500,14 +500,14 @@ pub fn eq_update_columns() -> Vec<&'static str> {
 /// `eq_update.csv`: one row per (cell, window of updates), grid order then step.
 /// Norms and parts in scientific notation, cosines to 4 decimals.
 pub(super) fn eq_update_table(cols: &[String], rows: &[Row]) -> Result<Vec<u8>> {
-    use crate::engine::eq_update::EQ_UPDATE_MEASURES;
+    use crate::engine::eq_update::COSINES;
     let mut out = Vec::new();
     for r in rows {
         for w in &r.eq_update {
             let mut v = r.ids.clone();
             v.extend([r.key.clone(), w.step.to_string(), w.updates.to_string()]);
-            v.extend(EQ_UPDATE_MEASURES.iter().zip(w.values).map(|(name, x)| {
-                if name.ends_with("_cos") {
+            v.extend(w.values.iter().enumerate().map(|(i, &x)| {
+                if COSINES.contains(&i) {
                     fmt_fraction(x)
                 } else {
                     fmt_magnitude(x)

@@ -40,6 +40,7 @@ use std::sync::Arc;
 mod fused;
 pub(crate) mod kernels;
 pub mod ops;
+pub mod relu_products;
 
 pub(crate) type Tp = OwnedTape<f32, Cpu>;
 pub(crate) type T2 = Tensor<(usize, usize), f32, Cpu, Tp>;

@@ -3,6 +3,7 @@
 
 use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, TableShape};
 use super::ops::{add_column_sums, add_into, data, matmul, record, Scratch, ROWS_PER_TASK};
+use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::T2;
 use crate::config::AttentionMix;
 use dfdx::prelude::*;
@@ -108,7 +109,8 @@ pub fn attention_mlp(
             let w = (weights, probs);
             table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, w);
         });
-    matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
+    let nonzero = NonzeroBits::of(&hidden, n, m);
+    relu_times(&mut out, &hidden, &nonzero, &w_out_v, (n, m, d), true);
     let has_bias = b_in.is_some();
     let mut inputs = vec![scores, v, w_o, x0_query, w_in, w_out];
     inputs.extend(b_in);
@@ -117,7 +119,7 @@ pub fn attention_mlp(
         let [ds, dv, dw_o, dx0, dw_in, dw_out, rest @ ..] = dins else {
             unreachable!()
         };
-        matmul(dw_out, &hidden, true, g, false, (m, n, d), true);
+        relu_t_times(dw_out, &hidden, &nonzero, g, (m, n, d), true);
         // Written in full by the product (it does not read its output).
         let mut dpre = Scratch::new(n * m);
         matmul(&mut dpre, g, false, &w_out_v, true, (n, d, m), false);

@@ -11,6 +11,7 @@
 
 pub use super::fused::attention_mlp;
 use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
+use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::{Tp, T2};
 use crate::config::AttentionMix;
 use dfdx::prelude::*;
@@ -389,15 +390,9 @@ pub fn mlp_block(
             add_into(row, b);
         }
     }
-    matmul(
-        &mut out,
-        aq.as_ref().unwrap_or(&hidden),
-        false,
-        &w_out_v,
-        false,
-        (n, m, d),
-        true,
-    );
+    let a_used = aq.as_ref().unwrap_or(&hidden);
+    let nonzero = NonzeroBits::of(a_used, n, m);
+    relu_times(&mut out, a_used, &nonzero, &w_out_v, (n, m, d), true);
     let has_bias = b_in.is_some();
     let mut inputs = vec![x, w_in, w_out];
     inputs.extend(b_in);
@@ -408,7 +403,7 @@ pub fn mlp_block(
         let (dw_in, rest) = rest.split_first_mut().unwrap();
         let (dw_out, rest) = rest.split_first_mut().unwrap();
         let a_used = aq.as_ref().unwrap_or(&hidden);
-        matmul(dw_out, a_used, true, g, false, (m, n, d), true);
+        relu_t_times(dw_out, a_used, &nonzero, g, (m, n, d), true);
         let mut dh = vec![0.0f32; n * m];
         matmul(&mut dh, g, false, &w_out_v, true, (n, d, m), false);
         dh.par_chunks_mut(1 << 14)

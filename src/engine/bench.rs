@@ -193,7 +193,10 @@ pub fn breakdown(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) 
 /// the attention and W_in products run on per-token tables (see
 /// `model::ops::attention_mlp`), so per example there remain x1's MLP output
 /// `relu(pre)·W_out` and the logits `x·W_U`, each with its two gradient products;
-/// with quantized activations also `x1·W_in` and `z·W_O` and theirs.
+/// with quantized activations also `x1·W_in` and `z·W_O` and theirs. They are counted
+/// dense, although two of relu(pre)'s products skip its zeros
+/// (`model::relu_products`), so a step can come closer to this floor than its
+/// other work suggests.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Floor {
     /// Floating-point operations of those products in one step (2 per multiply-add).
@@ -246,7 +249,7 @@ impl std::fmt::Display for Floor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "floor        {:>9.2}  ms: {:.2} GFLOP of the products that grow with the batch, at {:.1} GFLOP/s (the kernel on the largest, median of {} runs)",
+            "floor        {:>9.2}  ms: {:.2} GFLOP of the products that grow with the batch (counted dense), at {:.1} GFLOP/s (the kernel on the largest, median of {} runs)",
             self.ms(),
             self.flop / 1e9,
             self.flop_per_s / 1e9,

@@ -186,20 +186,16 @@ pub fn relu_times(
         return matmul(out, h, false, w, false, (n, m, d), accumulate);
     }
     let kc = depth_chunk(n, d, m);
-    out[..n * d]
-        .par_chunks_mut(d * ROWS_PER_TASK)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let i0 = task * ROWS_PER_TASK;
-            // SAFETY: `skipping_applies` checked AVX2 and FMA; `out` holds whole rows
-            // i0.. (d each), all below n.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                simd::rows_times(out, i0, h, bits, w, m, d, kc, accumulate)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("{:?}", (out.len(), i0, kc))
-        });
+    for_each_task(out, d, ROWS_PER_TASK, |i0, out| {
+        // SAFETY: `skipping_applies` checked AVX2 and FMA; `out` holds whole rows
+        // i0.. (d each), all below n.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            simd::rows_times(out, i0, h, bits, w, m, d, kc, accumulate)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("{:?}", (out.len(), i0, kc))
+    });
 }
 
 /// `dw (+)= hᵀ · g` with `h` [n, m] (mostly zeros allowed, `bits` its nonzero bits),
@@ -219,20 +215,29 @@ pub fn relu_t_times(
         return matmul(dw, h, true, g, false, (m, n, d), accumulate);
     }
     let kc = depth_chunk(m, d, n);
-    dw[..m * d]
-        .par_chunks_mut(d * NEURONS_PER_TASK)
+    for_each_task(dw, d, NEURONS_PER_TASK, |k0, dw| {
+        // SAFETY: as in `relu_times`; `dw` holds whole rows of neurons k0.., all
+        // below m.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            simd::neurons_times(dw, k0, h, bits, g, n, d, kc, accumulate)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("{:?}", (dw.len(), k0, kc))
+    });
+}
+
+/// Runs `task(first row, rows)` on the output's rows (`d` floats each) in parallel
+/// blocks of `per_task` rows.
+fn for_each_task(
+    out: &mut [f32],
+    d: usize,
+    per_task: usize,
+    task: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    out.par_chunks_mut(d * per_task)
         .enumerate()
-        .for_each(|(task, dw)| {
-            let k0 = task * NEURONS_PER_TASK;
-            // SAFETY: as in `relu_times`; `dw` holds whole rows of neurons k0.., all
-            // below m.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                simd::neurons_times(dw, k0, h, bits, g, n, d, kc, accumulate)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("{:?}", (dw.len(), k0, kc))
-        });
+        .for_each(|(t, rows)| task(t * per_task, rows));
 }
 
 /// Writes a finished chunk's sum `acc` of element `dst`: the element itself for the
@@ -338,7 +343,42 @@ mod simd {
         }
     }
 
+    /// One skipping product for the output rows `out` [r, d]: per depth chunk of `kc`
+    /// (of `depth`), `block(sums, b0, b1)` adds the nonzero terms of the depth block
+    /// `b0..b1` into the chunk's sums [r, d], which are then finished into `out`
+    /// against the full chain `full(i, j, c0, c1)` of row i, column j.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn chunked(
+        out: &mut [f32],
+        d: usize,
+        depth: usize,
+        kc: usize,
+        accumulate: bool,
+        mut block: impl FnMut(&mut [f32], usize, usize),
+        full: impl Fn(usize, usize, usize, usize) -> f32,
+    ) {
+        let r = out.len() / d;
+        let mut sums = vec![0.0f32; r * d];
+        for c0 in (0..depth).step_by(kc) {
+            let c1 = (c0 + kc).min(depth);
+            sums.fill(0.0);
+            for b0 in (c0..c1).step_by(BLOCK) {
+                block(&mut sums, b0, (b0 + BLOCK).min(c1));
+            }
+            for (i, (out, sums)) in out
+                .chunks_exact_mut(d)
+                .zip(sums.chunks_exact(d))
+                .enumerate()
+            {
+                for (j, (o, s)) in out.iter_mut().zip(sums).enumerate() {
+                    finish(o, *s, c0 == 0, accumulate, || full(i, j, c0, c1));
+                }
+            }
+        }
+    }
+
     /// [`super::relu_times`] for the rows `i0..i0 + out.len()/d`: `out` [·, d].
+    /// Depth blocks outside, rows inside: a block of w stays in cache.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows_times(
@@ -352,38 +392,22 @@ mod simd {
         kc: usize,
         accumulate: bool,
     ) {
-        let r = out.len() / d;
-        let mut acc = vec![0.0f32; r * d];
-        let mut masks = vec![0u64; r];
-        for c0 in (0..m).step_by(kc) {
-            let c1 = (c0 + kc).min(m);
-            acc.fill(0.0);
-            // Depth blocks outside, rows inside: a block of w stays in cache.
-            for b0 in (c0..c1).step_by(BLOCK) {
-                let b1 = (b0 + BLOCK).min(c1);
-                for (i, mask) in masks.iter_mut().enumerate() {
-                    *mask = bits.row(i0 + i, b0, b1 - b0);
-                }
-                let x = |i: usize, t: usize| *h.get_unchecked((i0 + i) * m + b0 + t);
-                fma_masked(&mut acc, d, &masks, x, w.as_ptr().add(b0 * d));
+        let mut masks = vec![0u64; out.len() / d];
+        let block = |sums: &mut [f32], b0: usize, b1: usize| {
+            for (i, mask) in masks.iter_mut().enumerate() {
+                *mask = bits.row(i0 + i, b0, b1 - b0);
             }
-            for i in 0..r {
-                let hi = &h[(i0 + i) * m..(i0 + i + 1) * m];
-                for j in 0..d {
-                    let full = || full_chain((c0..c1).map(|k| (hi[k], w[k * d + j])));
-                    finish(
-                        &mut out[i * d + j],
-                        acc[i * d + j],
-                        c0 == 0,
-                        accumulate,
-                        full,
-                    );
-                }
-            }
-        }
+            let x = |i: usize, t: usize| *h.get_unchecked((i0 + i) * m + b0 + t);
+            fma_masked(sums, d, &masks, x, w.as_ptr().add(b0 * d));
+        };
+        let full = |i: usize, j: usize, c0: usize, c1: usize| {
+            full_chain((c0..c1).map(|k| (h[(i0 + i) * m + k], w[k * d + j])))
+        };
+        chunked(out, d, m, kc, accumulate, block, full);
     }
 
     /// [`super::relu_t_times`] for the neurons `k0..k0 + dw.len()/d`: `dw` [·, d].
+    /// Example blocks outside, neurons inside: a block of g stays in cache.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn neurons_times(
@@ -399,48 +423,32 @@ mod simd {
     ) {
         let m = bits.m;
         let nk = dw.len() / d;
-        let mut acc = vec![0.0f32; nk * d];
         let mut masks = vec![0u64; nk];
         let mut vals = vec![0.0f32; nk * BLOCK];
-        for c0 in (0..n).step_by(kc) {
-            let c1 = (c0 + kc).min(n);
-            acc.fill(0.0);
-            // Example blocks outside, neurons inside: a block of g stays in cache.
-            for b0 in (c0..c1).step_by(BLOCK) {
-                let b1 = (b0 + BLOCK).min(c1);
-                for (kk, mask) in masks.iter_mut().enumerate() {
-                    *mask = bits.col(k0 + kk, b0, b1 - b0);
-                }
-                // The block's values by neuron, read row by row (a row's neurons share
-                // a cache line), and the next block's rows fetched meanwhile.
-                for t in 0..b1 - b0 {
-                    let row = &h[(b0 + t) * m + k0..(b0 + t) * m + k0 + nk];
-                    for (kk, v) in row.iter().enumerate() {
-                        vals[kk * BLOCK + t] = *v;
-                    }
-                    if b1 + t < n {
-                        let next = h.as_ptr().add((b1 + t) * m + k0);
-                        _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(nk - 1) as *const i8);
-                    }
-                }
-                let x = |kk: usize, t: usize| *vals.get_unchecked(kk * BLOCK + t);
-                fma_masked(&mut acc, d, &masks, x, g.as_ptr().add(b0 * d));
+        let block = |sums: &mut [f32], b0: usize, b1: usize| {
+            for (kk, mask) in masks.iter_mut().enumerate() {
+                *mask = bits.col(k0 + kk, b0, b1 - b0);
             }
-            for kk in 0..nk {
-                let k = k0 + kk;
-                for j in 0..d {
-                    let full = || full_chain((c0..c1).map(|i| (h[i * m + k], g[i * d + j])));
-                    finish(
-                        &mut dw[kk * d + j],
-                        acc[kk * d + j],
-                        c0 == 0,
-                        accumulate,
-                        full,
-                    );
+            // The block's values by neuron, read row by row (a row's neurons share a
+            // cache line), and the next block's rows fetched meanwhile.
+            for t in 0..b1 - b0 {
+                let row = &h[(b0 + t) * m + k0..(b0 + t) * m + k0 + nk];
+                for (kk, v) in row.iter().enumerate() {
+                    vals[kk * BLOCK + t] = *v;
+                }
+                if b1 + t < n {
+                    let next = h.as_ptr().add((b1 + t) * m + k0);
+                    _mm_prefetch::<_MM_HINT_T0>(next as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(next.add(nk - 1) as *const i8);
                 }
             }
-        }
+            let x = |kk: usize, t: usize| *vals.get_unchecked(kk * BLOCK + t);
+            fma_masked(sums, d, &masks, x, g.as_ptr().add(b0 * d));
+        };
+        let full = |kk: usize, j: usize, c0: usize, c1: usize| {
+            full_chain((c0..c1).map(|i| (h[i * m + k0 + kk], g[i * d + j])))
+        };
+        chunked(dw, d, n, kc, accumulate, block, full);
     }
 }
 

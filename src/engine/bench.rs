@@ -193,10 +193,9 @@ pub fn breakdown(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) 
 /// the attention and W_in products run on per-token tables (see
 /// `model::ops::attention_mlp`), so per example there remain x1's MLP output
 /// `relu(pre)·W_out` and the logits `x·W_U`, each with its two gradient products;
-/// with quantized activations also `x1·W_in` and `z·W_O` and theirs. They are counted
+/// with quantized activations also `x1·W_in` and `z·W_O` and theirs. All are counted
 /// dense, although two of relu(pre)'s products skip its zeros
-/// (`model::relu_products`), so a step can come closer to this floor than its
-/// other work suggests.
+/// (`model::relu_products`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Floor {
     /// Floating-point operations of those products in one step (2 per multiply-add).

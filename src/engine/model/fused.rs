@@ -1,7 +1,7 @@
 //! The fused attention + MLP op of the fast pass for unquantized activations (see
 //! [`attention_mlp`]), on the tape like the other ops of [`super::ops`].
 
-use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, TableShape};
+use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape};
 use super::ops::{add_column_sums, add_into, data, matmul, record, Scratch, ROWS_PER_TASK};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::T2;
@@ -151,27 +151,25 @@ pub fn attention_mlp(
             }
         }
         // Table gradients dT_h [tr, m] and dVO_h [tr, d]: scatter-adds, one task per
-        // (head, column block), each summing over the examples in order.
-        const COLS: usize = 128;
+        // column block, each summing over the examples in order.
+        const COLS: usize = 16;
+        let readers = Readers::of(&rows, tr);
         let scatter = |width: usize, src: &[f32]| -> Vec<f32> {
             let blocks = width.div_ceil(COLS);
-            let parts: Vec<Vec<f32>> = (0..heads * blocks)
+            let parts: Vec<Vec<f32>> = (0..blocks)
                 .into_par_iter()
-                .map(|task| {
-                    let (h, b) = (task / blocks, task % blocks);
+                .map(|b| {
                     let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                    let mut acc = vec![0.0f32; tr * (c1 - c0)];
-                    scatter_rows(&rows, &weights, src, heads, h, width, c0, c1, &mut acc);
-                    acc
+                    let mut part = vec![0.0f32; heads * tr * (c1 - c0)];
+                    scatter_rows(&readers, &weights, src, heads, width, c0, c1, &mut part);
+                    part
                 })
                 .collect();
             let mut out = vec![0.0f32; heads * tr * width];
-            for (task, acc) in parts.into_iter().enumerate() {
-                let (h, b) = (task / blocks, task % blocks);
+            for (b, part) in parts.into_iter().enumerate() {
                 let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                for t in 0..tr {
-                    out[(h * tr + t) * width + c0..(h * tr + t) * width + c1]
-                        .copy_from_slice(&acc[t * (c1 - c0)..(t + 1) * (c1 - c0)]);
+                for (row, part) in part.chunks_exact(c1 - c0).enumerate() {
+                    out[row * width + c0..row * width + c1].copy_from_slice(part);
                 }
             }
             out

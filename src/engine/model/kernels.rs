@@ -295,9 +295,7 @@ simd_fn! {
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
-            for (x, a) in dp.iter_mut().zip(&hidden[i * m..(i + 1) * m]) {
-                *x = if *a > 0.0 { *x } else { 0.0 };
-            }
+            relu_mask(dp, &hidden[i * m..(i + 1) * m]);
             let gi = &g[i * d..(i + 1) * d];
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
@@ -314,27 +312,224 @@ simd_fn! {
     }
 }
 
-simd_fn! {
-    /// `acc[t, c0..c1] += Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` for head `h`, over
-    /// the examples in order.
-    pub(super) fn scatter_rows(
-        rows: &[[u32; 3]],
+/// The readers of every table row: for row `t`, `terms[start[t]..start[t + 1]]` are
+/// the (example `i`, position `j`) with `rows[i][j] = t`, as `4i + j`, in example
+/// then position order: the order in which a pass over the examples adds them.
+pub(super) struct Readers {
+    start: Vec<usize>,
+    terms: Vec<u32>,
+}
+
+impl Readers {
+    pub(super) fn of(rows: &[[u32; 3]], tr: usize) -> Self {
+        let mut start = vec![0usize; tr + 1];
+        for r in rows {
+            for &t in r {
+                start[t as usize + 1] += 1;
+            }
+        }
+        for t in 0..tr {
+            start[t + 1] += start[t];
+        }
+        let mut next = start.clone();
+        let mut terms = vec![0u32; 3 * rows.len()];
+        for (i, r) in rows.iter().enumerate() {
+            for (j, &t) in r.iter().enumerate() {
+                terms[next[t as usize]] = u32::try_from(4 * i + j).expect("examples fit u32");
+                next[t as usize] += 1;
+            }
+        }
+        Readers { start, terms }
+    }
+
+    fn of_row(&self, t: usize) -> &[u32] {
+        &self.terms[self.start[t]..self.start[t + 1]]
+    }
+
+    fn table_rows(&self) -> usize {
+        self.start.len() - 1
+    }
+}
+
+/// Columns of a block of [`scatter_rows`]: 16 floats for each of 4 heads stay in 8
+/// AVX registers.
+const SCATTER_COLS: usize = 16;
+
+/// The sums of one table row for the heads `h0..h0 + H` and the `C` columns from
+/// `c`: `out_h = Σ_{(i, j) in terms} w_ihj · src[i, c..c + C]`, in the terms' order.
+#[inline(always)]
+fn reader_sums<const H: usize, const C: usize>(
+    terms: &[u32],
+    weights: &[f32],
+    src: &[f32],
+    heads: usize,
+    h0: usize,
+    width: usize,
+    c: usize,
+) -> [[f32; C]; H] {
+    #[cfg(target_arch = "x86_64")]
+    if C == 16 && is_x86_feature_detected!("avx") && simd_allowed() {
+        let mut out = [[0.0f32; C]; H];
+        // SAFETY: the CPU has AVX; `sums16` checks every index it reads.
+        let sums = unsafe { avx::sums16::<H>(terms, weights, src, heads, h0, width, c) };
+        for (o, s) in out.iter_mut().zip(&sums) {
+            o.copy_from_slice(s);
+        }
+        return out;
+    }
+    let mut acc = [[0.0f32; C]; H];
+    for &term in terms {
+        let (i, j) = (term as usize / 4, term as usize % 4);
+        let s: &[f32; C] = src[i * width + c..][..C].try_into().expect("one block");
+        for (g, acc) in acc.iter_mut().enumerate() {
+            let w = weights[(i * heads + h0 + g) * 3 + j];
+            for k in 0..C {
+                acc[k] += w * s[k];
+            }
+        }
+    }
+    acc
+}
+
+/// `x = if a > 0 { x } else { +0 }`, element by element.
+#[inline(always)]
+fn relu_mask(x: &mut [f32], a: &[f32]) {
+    let n = x.len().min(a.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx") && simd_allowed() {
+        // SAFETY: the CPU has AVX; the kernel stays within the first n elements.
+        done = unsafe { avx::relu_mask(&mut x[..n], &a[..n]) };
+    }
+    for (x, a) in x[done..n].iter_mut().zip(&a[done..n]) {
+        *x = if *a > 0.0 { *x } else { 0.0 };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    /// [`super::relu_mask`] on the whole 8-float vectors (an AND with the comparison;
+    /// the compiler turns the scalar select into masked stores, slow on some CPUs).
+    /// Returns how many elements it did.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn relu_mask(x: &mut [f32], a: &[f32]) -> usize {
+        let full = x.len().min(a.len()) / 8 * 8;
+        let zero = _mm256_setzero_ps();
+        for k in (0..full).step_by(8) {
+            let keep = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(a.as_ptr().add(k)), zero);
+            let v = _mm256_and_ps(_mm256_loadu_ps(x.as_ptr().add(k)), keep);
+            _mm256_storeu_ps(x.as_mut_ptr().add(k), v);
+        }
+        full
+    }
+
+    /// [`super::reader_sums`] for 16 columns, two 8-float vectors per head, with a
+    /// separate multiply and add (the bits of the scalar `acc += w * s`).
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn sums16<const H: usize>(
+        terms: &[u32],
         weights: &[f32],
         src: &[f32],
         heads: usize,
-        h: usize,
+        h0: usize,
+        width: usize,
+        c: usize,
+    ) -> [[f32; 16]; H] {
+        let mut lo = [_mm256_setzero_ps(); H];
+        let mut hi = [_mm256_setzero_ps(); H];
+        for &term in terms {
+            let (i, j) = (term as usize / 4, term as usize % 4);
+            let s = &src[i * width + c..][..16];
+            let w = &weights[(i * heads + h0) * 3 + j..][..3 * (H - 1) + 1];
+            let (s0, s1) = (
+                _mm256_loadu_ps(s.as_ptr()),
+                _mm256_loadu_ps(s.as_ptr().add(8)),
+            );
+            for g in 0..H {
+                let wv = _mm256_set1_ps(w[3 * g]);
+                lo[g] = _mm256_add_ps(lo[g], _mm256_mul_ps(wv, s0));
+                hi[g] = _mm256_add_ps(hi[g], _mm256_mul_ps(wv, s1));
+            }
+        }
+        let mut out = [[0.0f32; 16]; H];
+        for g in 0..H {
+            _mm256_storeu_ps(out[g].as_mut_ptr(), lo[g]);
+            _mm256_storeu_ps(out[g].as_mut_ptr().add(8), hi[g]);
+        }
+        out
+    }
+}
+
+simd_fn! {
+    /// The scatter-add of the examples' rows into the table rows they read:
+    /// `out[h, t, ·] = Σ_{i, j: r_ij = t} w_ihj · src[i, c0..c1]` (out [heads, tr,
+    /// c1 − c0], overwritten), each element summed from 0 over the examples in order,
+    /// and within an example over its positions in order: the bits of
+    /// `acc[r_ij] += w_ihj · src[i]` over i then j. It runs one table row at a time
+    /// (its [`Readers`]) so that the sums stay in registers while `src` is read.
+    pub(super) fn scatter_rows(
+        readers: &Readers,
+        weights: &[f32],
+        src: &[f32],
+        heads: usize,
         width: usize,
         c0: usize,
         c1: usize,
-        acc: &mut [f32],
+        out: &mut [f32],
     ) {
-        let cw = c1 - c0;
-        for (i, r) in rows.iter().enumerate() {
-            let src_row = &src[i * width + c0..i * width + c1];
-            for j in 0..3 {
-                let wj = weights[(i * heads + h) * 3 + j];
-                let t = r[j] as usize;
-                axpy(&mut acc[t * cw..(t + 1) * cw], wj, src_row);
+        let (tr, cw) = (readers.table_rows(), c1 - c0);
+        assert!(out.len() >= heads * tr * cw);
+        if cw == 0 {
+            return;
+        }
+        // The block's columns of every example, contiguous: read in the readers'
+        // (scattered) order, rows of a power-of-two width would crowd a few cache sets.
+        let n = src.len() / width;
+        let mut packed = vec![0.0f32; n * cw];
+        let pairs = packed.chunks_exact_mut(cw).zip(src.chunks_exact(width));
+        if cw == SCATTER_COLS {
+            // Fixed-size copies (a 16-float `memcpy` call per row costs more).
+            for (dst, row) in pairs {
+                let dst: &mut [f32; SCATTER_COLS] = dst.try_into().expect("one block");
+                *dst = row[c0..c1].try_into().expect("one block");
+            }
+        } else {
+            for (dst, row) in pairs {
+                dst.copy_from_slice(&row[c0..c1]);
+            }
+        }
+        let (src, width, c0, c1) = (&packed[..], cw, 0, cw);
+        for t in 0..tr {
+            let terms = readers.of_row(t);
+            let mut h0 = 0;
+            while h0 < heads {
+                let hg = (heads - h0).min(4);
+                let mut c = c0;
+                while c + SCATTER_COLS <= c1 {
+                    let mut put = |sums: &[[f32; SCATTER_COLS]]| {
+                        for (g, s) in sums.iter().enumerate() {
+                            let at = ((h0 + g) * tr + t) * cw + c - c0;
+                            out[at..at + SCATTER_COLS].copy_from_slice(s);
+                        }
+                    };
+                    let (w, s) = (weights, src);
+                    match hg {
+                        4 => put(&reader_sums::<4, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
+                        3 => put(&reader_sums::<3, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
+                        2 => put(&reader_sums::<2, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
+                        _ => put(&reader_sums::<1, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
+                    }
+                    c += SCATTER_COLS;
+                }
+                for c in c..c1 {
+                    for g in 0..hg {
+                        let s = reader_sums::<1, 1>(terms, weights, src, heads, h0 + g, width, c);
+                        out[((h0 + g) * tr + t) * cw + c - c0] = s[0][0];
+                    }
+                }
+                h0 += hg;
             }
         }
     }
@@ -534,6 +729,44 @@ mod tests {
     }
 
     #[test]
+    fn scatter_rows_gives_the_bits_of_adding_the_examples_in_order() {
+        // The definition: acc[h, r_ij] += w_ihj · src[i] for i in order, j in order.
+        // Repeated rows within an example (a = b), table rows nobody reads, head
+        // counts that are not a multiple of 4, column blocks with a tail.
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (heads, tr, width, n) in [(4, 9, 64, 40), (5, 6, 45, 33), (1, 3, 20, 7)] {
+            let mut rows: Vec<[u32; 3]> = (0..n)
+                .map(|_| [0, 1].map(|_| rng.gen_range(0..tr as u32 - 2)))
+                .map(|[a, b]| [a.min(b), a.max(b), tr as u32 - 2])
+                .collect();
+            rows[1] = [2, 2, tr as u32 - 2];
+            let weights = rand_vec(&mut rng, n * heads * 3);
+            let src = rand_vec(&mut rng, n * width);
+            let readers = Readers::of(&rows, tr);
+            for (c0, c1) in [(0, width), (3, width - 2), (16, 32.min(width))] {
+                let cw = c1 - c0;
+                let mut want = vec![0.0f32; heads * tr * cw];
+                for (i, r) in rows.iter().enumerate() {
+                    for h in 0..heads {
+                        for j in 0..3 {
+                            let w = weights[(i * heads + h) * 3 + j];
+                            let at = (h * tr + r[j] as usize) * cw;
+                            axpy(
+                                &mut want[at..at + cw],
+                                w,
+                                &src[i * width + c0..i * width + c1],
+                            );
+                        }
+                    }
+                }
+                let mut got = rand_vec(&mut rng, heads * tr * cw);
+                scatter_rows(&readers, &weights, &src, heads, width, c0, c1, &mut got);
+                assert_eq!(bits(&got), bits(&want), "heads {heads}, columns {c0}..{c1}");
+            }
+        }
+    }
+
+    #[test]
     fn every_simd_kernel_gives_the_bits_of_its_baseline() {
         if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
             eprintln!("skipped: this CPU lacks AVX2/FMA, so only the baseline kernels run");
@@ -560,6 +793,11 @@ mod tests {
         let (rows, vo, tt) = (&input.rows, &input.vo, &input.tt);
         assert_eq!(simd, base, "table_rows_forward");
         let (hidden, g) = (rand_vec(&mut rng, n * m), rand_vec(&mut rng, n * d));
+        // relu(pre) has exact zeros, which the mask must drop.
+        let hidden: Vec<f32> = hidden
+            .iter()
+            .map(|&v| if v < -1.0 { 0.0 } else { v })
+            .collect();
         let weights = rand_vec(&mut rng, n * heads * 3);
         let dpre0 = rand_vec(&mut rng, n * m);
         let (simd, base) = both(|| {
@@ -579,10 +817,11 @@ mod tests {
         });
         assert_eq!(simd, base, "table_rows_backward");
         let src = rand_vec(&mut rng, n * m);
+        let readers = Readers::of(rows, tr);
         let (simd, base) = both(|| {
-            let mut acc = rand_vec(&mut ChaCha8Rng::seed_from_u64(1), tr * 50);
-            scatter_rows(rows, &weights, &src, heads, 1, m, 10, 60, &mut acc);
-            bits(&acc)
+            let mut out = rand_vec(&mut ChaCha8Rng::seed_from_u64(1), heads * tr * 50);
+            scatter_rows(&readers, &weights, &src, heads, m, 10, 60, &mut out);
+            bits(&out)
         });
         assert_eq!(simd, base, "scatter_rows");
         let (gain, xv, dy) = (

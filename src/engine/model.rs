@@ -37,6 +37,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod chains;
 mod fused;
 pub(crate) mod kernels;
 pub mod ops;

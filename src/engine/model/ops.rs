@@ -9,6 +9,7 @@
 //! which splits the output, not the summation. Results therefore do not depend on
 //! the thread count (a test checks this bit for bit at the seed study's cell size).
 
+use super::chains;
 pub use super::fused::attention_mlp;
 use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
@@ -143,9 +144,29 @@ pub(super) fn data(t: &T2) -> Vec<f32> {
 }
 
 /// Row-major matrix product `c (+)= op(a) · op(b)` with `op(a)` [m, k] and `op(b)` [k, n];
-/// `ta`/`tb` say that `a`/`b` are stored transposed.
+/// `ta`/`tb` say that `a`/`b` are stored transposed. The bits are `gemm`'s
+/// ([`gemm_matmul`]); where it applies, our kernel computes them ([`super::chains`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    if chains::applies(c, a, b, (m, k, n), accumulate) {
+        chains::matmul(c, a, ta, b, tb, (m, k, n), accumulate);
+    } else {
+        gemm_matmul(c, a, ta, b, tb, (m, k, n), accumulate);
+    }
+}
+
+/// [`matmul`] by the `gemm` crate (0.15.5, pinned: its chains are the contract).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_matmul(
     c: &mut [f32],
     a: &[f32],
     ta: bool,

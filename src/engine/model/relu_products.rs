@@ -454,38 +454,10 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::chains::tests::{bits, dense};
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-
-    fn bits(x: &[f32]) -> Vec<u32> {
-        x.iter().map(|v| v.to_bits()).collect()
-    }
-
-    /// `matmul`'s contract written out (module notes): per element, per depth chunk
-    /// of [`depth_chunk`], an FMA chain from +0 over every term in order.
-    fn chain_definition(
-        c: &mut [f32],
-        a: impl Fn(usize, usize) -> f32,
-        b: impl Fn(usize, usize) -> f32,
-        (m, k, n): (usize, usize, usize),
-        accumulate: bool,
-    ) {
-        let kc = depth_chunk(m, n, k);
-        for i in 0..m {
-            for j in 0..n {
-                for c0 in (0..k).step_by(kc) {
-                    let acc = full_chain((c0..(c0 + kc).min(k)).map(|t| (a(i, t), b(t, j))));
-                    let dst = &mut c[i * n + j];
-                    *dst = if c0 == 0 && !accumulate {
-                        acc
-                    } else {
-                        *dst + acc
-                    };
-                }
-            }
-        }
-    }
 
     /// A relu-like matrix: about `zeros` of it +0 (a few −0), the rest of mixed sign
     /// and size, with some tiny values whose products underflow.
@@ -501,18 +473,6 @@ mod tests {
                     rng.gen_range(-1e-30f32..1e-30)
                 } else {
                     rng.gen_range(-3.0f32..3.0)
-                }
-            })
-            .collect()
-    }
-
-    fn dense(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                if rng.gen_bool(0.02) {
-                    rng.gen_range(-1e-20f32..1e-20)
-                } else {
-                    rng.gen_range(-2.0f32..2.0)
                 }
             })
             .collect()
@@ -552,27 +512,6 @@ mod tests {
                     want,
                     "column {k} from {i}, {len} of {n}x{m}"
                 );
-            }
-        }
-    }
-
-    #[test]
-    fn matmul_follows_the_chain_definition() {
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        for &(m, k, n) in &SHAPES {
-            for accumulate in [false, true] {
-                let (a, b) = (dense(&mut rng, m * k), dense(&mut rng, k * n));
-                let c0 = dense(&mut rng, m * n);
-                let (mut c, mut want) = (c0.clone(), c0);
-                matmul(&mut c, &a, false, &b, false, (m, k, n), accumulate);
-                chain_definition(
-                    &mut want,
-                    |i, t| a[i * k + t],
-                    |t, j| b[t * n + j],
-                    (m, k, n),
-                    accumulate,
-                );
-                assert_eq!(bits(&c), bits(&want), "{m}x{k}x{n} accumulate {accumulate}");
             }
         }
     }

@@ -1,0 +1,366 @@
+//! The dense matrix product of the fast pass, computed by a kernel of ours that gives
+//! every bit `gemm` gives (see [`super::relu_products`] for what `gemm` 0.15.5
+//! computes: per output element and per depth chunk of [`depth_chunk`], an FMA chain
+//! from +0 over the terms in order, the first chunk written or added, later ones
+//! added). The kernel computes exactly those chains, with a register tile and a
+//! blocking chosen for this model's shapes (short depths, outputs of a few thousand
+//! rows); which elements are computed together and on which thread never changes an
+//! element's chain. Shapes off `gemm`'s general path, non-finite operands and CPUs
+//! without AVX2 + FMA are left to `gemm` itself ([`applies`]).
+
+use super::kernels::simd_allowed;
+use super::ops::Scratch;
+use super::relu_products::depth_chunk;
+use rayon::prelude::*;
+
+/// Columns of a packed panel of `op(b)`: two 8-float vectors.
+const PANEL: usize = 16;
+/// Rows of the register tile: 6 rows × 2 vectors = 12 accumulators.
+const MR: usize = 6;
+/// Output rows and panels of one parallel task.
+const TASK_ROWS: usize = 8 * MR;
+const TASK_PANELS: usize = 8;
+
+/// Whether [`matmul`] computes `op(a)·op(b)` (`m × k` by `k × n`): x86-64 with AVX2
+/// and FMA (where `gemm` takes its FMA kernel), shapes on `gemm`'s general path
+/// (depth over 2, both output dimensions over 1) and finite operands (and a finite
+/// `c` when accumulating), so that NaN payloads cannot depend on the operand order.
+pub(super) fn applies(
+    c: &[f32],
+    a: &[f32],
+    b: &[f32],
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        simd_allowed()
+            && std::is_x86_feature_detected!("avx2")
+            && std::is_x86_feature_detected!("fma")
+            && m > 1
+            && n > 1
+            && k > 2
+            && all_finite(&a[..m * k])
+            && all_finite(&b[..k * n])
+            && (!accumulate || all_finite(&c[..m * n]))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (c, a, b, m, k, n, accumulate, simd_allowed);
+        false
+    }
+}
+
+/// No infinity or NaN in `x` (an integer count, which vectorises).
+fn all_finite(x: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    x.chunks(1 << 12).all(|x| {
+        x.iter()
+            .map(|v| (v.to_bits() & EXPONENT == EXPONENT) as u32)
+            .sum::<u32>()
+            == 0
+    })
+}
+
+/// `c (+)= op(a)·op(b)` with `op(a)` [m, k], `op(b)` [k, n], `c` [m, n] row-major,
+/// `ta`/`tb` saying that `a`/`b` are stored transposed: the bits of `gemm`. Call only
+/// where [`applies`] holds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    let kc = depth_chunk(m, n, k);
+    // op(b) in panels of PANEL columns, each [k, PANEL] with zeros past column n.
+    let panels = n.div_ceil(PANEL);
+    // Written in full below (zeros included).
+    let mut packed = Scratch::new(panels * k * PANEL);
+    for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
+        let j0 = p * PANEL;
+        let width = (n - j0).min(PANEL);
+        for (t, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (v, x) in row.iter_mut().enumerate() {
+                let j = j0 + v;
+                *x = match (v < width, tb) {
+                    (false, _) => 0.0,
+                    (true, true) => b[j * k + t],
+                    (true, false) => b[t * n + j],
+                };
+            }
+        }
+    }
+    // (row stride, depth stride) of op(a).
+    let (ars, acs) = if ta { (1, m) } else { (k, 1) };
+    let row_tasks = m.div_ceil(TASK_ROWS);
+    let out = OutPtr(c.as_mut_ptr());
+    (0..row_tasks * panels.div_ceil(TASK_PANELS))
+        .into_par_iter()
+        .for_each(|task| {
+            let (rt, pt) = (task % row_tasks, task / row_tasks);
+            let (i0, i1) = (rt * TASK_ROWS, ((rt + 1) * TASK_ROWS).min(m));
+            let (p0, p1) = (pt * TASK_PANELS, ((pt + 1) * TASK_PANELS).min(panels));
+            for c0 in (0..k).step_by(kc) {
+                let c1 = (c0 + kc).min(k);
+                let write = c0 == 0 && !accumulate;
+                for p in p0..p1 {
+                    let panel = &packed[p * k * PANEL..(p + 1) * k * PANEL];
+                    let (j0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
+                    for r0 in (i0..i1).step_by(MR) {
+                        let rows = (i1 - r0).min(MR);
+                        let tile = Tile {
+                            a: &a[..m * k],
+                            ars,
+                            acs,
+                            r0,
+                            rows,
+                            panel,
+                            depth: (c0, c1),
+                            out: &out,
+                            ldc: n,
+                            j0,
+                            width,
+                            write,
+                        };
+                        // SAFETY: `applies` checked AVX2 and FMA; the tile's output
+                        // elements (rows r0.., columns j0..j0 + width) lie in `c` and
+                        // belong to this task alone (tasks split rows and panels).
+                        #[cfg(target_arch = "x86_64")]
+                        unsafe {
+                            simd::tile(&tile)
+                        }
+                        #[cfg(not(target_arch = "x86_64"))]
+                        unreachable!("{}", tile.rows)
+                    }
+                }
+            }
+        });
+}
+
+/// The output's base pointer, shared by the tasks, each of which writes its own
+/// elements only.
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint elements (see `matmul`), and `c` outlives them.
+unsafe impl Sync for OutPtr {}
+
+/// One register tile: rows `r0..r0 + rows` of op(a) against one packed panel, over
+/// the depth chunk `depth`, into the output columns `j0..j0 + width`.
+struct Tile<'a> {
+    a: &'a [f32],
+    ars: usize,
+    acs: usize,
+    r0: usize,
+    rows: usize,
+    panel: &'a [f32],
+    depth: (usize, usize),
+    out: &'a OutPtr,
+    ldc: usize,
+    j0: usize,
+    width: usize,
+    /// Whether the chunk's sums are the elements (the first chunk of a product that
+    /// does not accumulate) rather than added to them.
+    write: bool,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{Tile, MR, PANEL};
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn tile(t: &Tile) {
+        match t.rows {
+            6 => rows::<6>(t),
+            5 => rows::<5>(t),
+            4 => rows::<4>(t),
+            3 => rows::<3>(t),
+            2 => rows::<2>(t),
+            _ => rows::<1>(t),
+        }
+    }
+
+    /// The chains of `R` rows: for every depth `s` of the chunk in order,
+    /// `acc[r][j] = fma(op(a)[r0 + r, s], panel[s][j], acc[r][j])` from +0.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(t: &Tile) {
+        const { assert!(R <= MR) };
+        let (c0, c1) = t.depth;
+        assert!(t.panel.len() >= c1 * PANEL);
+        assert!(c1 == 0 || (t.r0 + R - 1) * t.ars + (c1 - 1) * t.acs < t.a.len());
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let a = t.a.as_ptr();
+        let mut bp = t.panel.as_ptr().add(c0 * PANEL);
+        for s in c0..c1 {
+            let (b0, b1) = (_mm256_loadu_ps(bp), _mm256_loadu_ps(bp.add(8)));
+            for r in 0..R {
+                let x = _mm256_broadcast_ss(&*a.add((t.r0 + r) * t.ars + s * t.acs));
+                lo[r] = _mm256_fmadd_ps(x, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(x, b1, hi[r]);
+            }
+            bp = bp.add(PANEL);
+        }
+        for r in 0..R {
+            let dst = t.out.0.add((t.r0 + r) * t.ldc + t.j0);
+            if t.width == PANEL {
+                for (v, acc) in [lo[r], hi[r]].into_iter().enumerate() {
+                    let d = dst.add(8 * v);
+                    let x = if t.write {
+                        acc
+                    } else {
+                        _mm256_add_ps(_mm256_loadu_ps(d), acc)
+                    };
+                    _mm256_storeu_ps(d, x);
+                }
+            } else {
+                let mut sums = [0.0f32; PANEL];
+                _mm256_storeu_ps(sums.as_mut_ptr(), lo[r]);
+                _mm256_storeu_ps(sums.as_mut_ptr().add(8), hi[r]);
+                for (v, s) in sums[..t.width].iter().enumerate() {
+                    let d = dst.add(v);
+                    *d = if t.write { *s } else { *d + *s };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::ops::gemm_matmul;
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    pub(crate) fn bits(x: &[f32]) -> Vec<u32> {
+        x.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// `gemm`'s contract written out (module notes of `relu_products`): per element,
+    /// per depth chunk of [`depth_chunk`], an FMA chain from +0 over every term in
+    /// order; the first chunk written (or added when accumulating), later ones added.
+    pub(crate) fn chain_definition(
+        c: &mut [f32],
+        a: impl Fn(usize, usize) -> f32,
+        b: impl Fn(usize, usize) -> f32,
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+    ) {
+        let kc = depth_chunk(m, n, k);
+        for i in 0..m {
+            for j in 0..n {
+                for c0 in (0..k).step_by(kc) {
+                    let acc =
+                        (c0..(c0 + kc).min(k)).fold(0.0f32, |s, t| a(i, t).mul_add(b(t, j), s));
+                    let dst = &mut c[i * n + j];
+                    *dst = if c0 == 0 && !accumulate {
+                        acc
+                    } else {
+                        *dst + acc
+                    };
+                }
+            }
+        }
+    }
+
+    /// Values of mixed sign and size, with some tiny ones whose products underflow.
+    pub(crate) fn dense(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                if rng.gen_bool(0.02) {
+                    rng.gen_range(-1e-20f32..1e-20)
+                } else {
+                    rng.gen_range(-2.0f32..2.0)
+                }
+            })
+            .collect()
+    }
+
+    /// (m, k, n): both of `gemm`'s chunkings (outputs of at most 64 × 64; balanced
+    /// chunks past a depth of 512), widths that are not a multiple of the vector or
+    /// the panel (113 like the logits), partial row tiles and tasks.
+    const SHAPES: [(usize, usize, usize); 11] = [
+        (2, 3, 2),
+        (3, 5, 8),
+        (7, 4, 5),
+        (70, 96, 24),
+        (33, 600, 72),
+        (200, 1100, 16),
+        (64, 1500, 64),
+        (130, 512, 136),
+        (100, 128, 113),
+        (113, 100, 130),
+        (128, 700, 113),
+    ];
+
+    /// `gemm` (the pinned contract) and our kernel both give the chains of the
+    /// definition, for every layout of the operands, accumulating or not, on 1 and 3
+    /// threads.
+    #[test]
+    fn gemm_and_our_kernel_follow_the_chain_definition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for &(m, k, n) in &SHAPES {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let accumulate = rng.gen_bool(0.5);
+                let (a, b) = (dense(&mut rng, m * k), dense(&mut rng, k * n));
+                let c0 = dense(&mut rng, m * n);
+                let mut want = c0.clone();
+                chain_definition(
+                    &mut want,
+                    |i, t| if ta { a[t * m + i] } else { a[i * k + t] },
+                    |t, j| if tb { b[j * k + t] } else { b[t * n + j] },
+                    (m, k, n),
+                    accumulate,
+                );
+                let what = format!("{m}x{k}x{n} ta {ta} tb {tb} accumulate {accumulate}");
+                let mut c = c0.clone();
+                gemm_matmul(&mut c, &a, ta, &b, tb, (m, k, n), accumulate);
+                assert_eq!(bits(&c), bits(&want), "gemm {what}");
+                if !applies(&c0, &a, &b, (m, k, n), accumulate) {
+                    continue;
+                }
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = c0.clone();
+                    pool.install(|| matmul(&mut c, &a, ta, &b, tb, (m, k, n), accumulate));
+                    assert_eq!(bits(&c), bits(&want), "ours {what}, {threads} threads");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_keeps_what_our_kernel_does_not_cover() {
+        let (a, b, c) = (vec![1.0f32; 40], vec![1.0f32; 40], vec![1.0f32; 100]);
+        let shape = (10, 4, 10);
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            assert!(!applies(&c, &a, &b, shape, false));
+            return;
+        }
+        assert!(applies(&c, &a, &b, shape, true));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut x = a.clone();
+            x[17] = bad;
+            assert!(!applies(&c, &x, &b, shape, false), "{bad} in a");
+            assert!(!applies(&c, &a, &x, shape, false), "{bad} in b");
+            let mut y = c.clone();
+            y[99] = bad;
+            assert!(applies(&y, &a, &b, shape, false), "c is not read");
+            assert!(
+                !applies(&y, &a, &b, shape, true),
+                "{bad} in c, accumulating"
+            );
+        }
+        for shape in [(1, 4, 10), (10, 4, 1), (10, 2, 10)] {
+            assert!(!applies(&c, &a, &b, shape, false), "{shape:?}");
+        }
+    }
+}

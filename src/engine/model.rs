@@ -308,7 +308,7 @@ pub fn run(
         Some(g) => ops::rms_norm(x2, g.leaky_trace()),
         None => x2,
     };
-    let logits: T2 = xn.matmul(w_u.leaky_trace());
+    let logits: T2 = ops::product(xn, w_u.leaky_trace());
     let (loss, stats) = ops::cross_entropy(
         logits,
         batch.labels.clone(),

@@ -446,6 +446,26 @@ pub fn mlp_block(
     })
 }
 
+/// `x·w` ([n, k] by [k, m]) on [`matmul`], with the products and the accumulation
+/// into the gradients that dfdx's `matmul` op makes (`dx += g·wᵀ`, `dw += xᵀ·g`), so
+/// the bits are those of dfdx's op.
+pub fn product(x: T2, w: T2) -> T2 {
+    let ((n, k), m) = (*x.shape(), w.shape().1);
+    assert_eq!(w.shape().0, k, "inner dimensions differ");
+    // Kept for the backward pass in reused buffers (a fresh one per step would be
+    // faulted in afresh).
+    let (mut xv, mut wv) = (Scratch::new(n * k), Scratch::new(k * m));
+    x.copy_into(&mut xv);
+    w.copy_into(&mut wv);
+    let mut out = vec![0.0f32; n * m];
+    matmul(&mut out, &xv, false, &wv, false, (n, k, m), false);
+    record(vec![x, w], out, (n, m), move |g, dins| {
+        let [dx, dw] = dins else { unreachable!() };
+        matmul(dx, g, false, &wv, true, (n, m, k), true);
+        matmul(dw, &xv, true, g, false, (k, n, m), true);
+    })
+}
+
 /// Final RMSNorm with learned gain: `y = x / ‖x‖ · sqrt(d) ⊙ g` per row.
 pub fn rms_norm(x: T2, gain: T2) -> T2 {
     let (n, d) = *x.shape();

@@ -8,7 +8,7 @@
 //! element's chain. Shapes off `gemm`'s general path, non-finite operands and CPUs
 //! without AVX2 + FMA are left to `gemm` itself ([`applies`]).
 
-use super::kernels::simd_allowed;
+use super::kernels::{simd_allowed, simd_fn};
 use super::ops::Scratch;
 use super::relu_products::depth_chunk;
 use rayon::prelude::*;
@@ -51,15 +51,42 @@ pub(super) fn applies(
     }
 }
 
-/// No infinity or NaN in `x` (an integer count, which vectorises).
-fn all_finite(x: &[f32]) -> bool {
-    const EXPONENT: u32 = 0x7f80_0000;
-    x.chunks(1 << 12).all(|x| {
-        x.iter()
-            .map(|v| (v.to_bits() & EXPONENT == EXPONENT) as u32)
-            .sum::<u32>()
-            == 0
-    })
+simd_fn! {
+    /// No infinity or NaN in `x` (an integer count, which vectorises).
+    fn all_finite(x: &[f32]) -> bool {
+        const EXPONENT: u32 = 0x7f80_0000;
+        x.chunks(1 << 12).all(|x| {
+            x.iter()
+                .map(|v| (v.to_bits() & EXPONENT == EXPONENT) as u32)
+                .sum::<u32>()
+                == 0
+        })
+    }
+}
+
+simd_fn! {
+    /// `op(b)` ([k, n]; stored [n, k] when `tb`) in panels of [`PANEL`] columns, each
+    /// [k, PANEL] contiguous, zeros past column n.
+    fn pack_panels(b: &[f32], tb: bool, k: usize, n: usize, packed: &mut [f32]) {
+        for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
+            let j0 = p * PANEL;
+            let width = (n - j0).min(PANEL);
+            if tb {
+                panel.fill(0.0);
+                for v in 0..width {
+                    let column = &b[(j0 + v) * k..(j0 + v + 1) * k];
+                    for (row, x) in panel.chunks_exact_mut(PANEL).zip(column) {
+                        row[v] = *x;
+                    }
+                }
+            } else {
+                for (t, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    row[..width].copy_from_slice(&b[t * n + j0..t * n + j0 + width]);
+                    row[width..].fill(0.0);
+                }
+            }
+        }
+    }
 }
 
 /// `c (+)= op(a)·op(b)` with `op(a)` [m, k], `op(b)` [k, n], `c` [m, n] row-major,
@@ -79,22 +106,9 @@ pub(super) fn matmul(
     let kc = depth_chunk(m, n, k);
     // op(b) in panels of PANEL columns, each [k, PANEL] with zeros past column n.
     let panels = n.div_ceil(PANEL);
-    // Written in full below (zeros included).
+    // Written in full (zeros included).
     let mut packed = Scratch::new(panels * k * PANEL);
-    for (p, panel) in packed.chunks_exact_mut(k * PANEL).enumerate() {
-        let j0 = p * PANEL;
-        let width = (n - j0).min(PANEL);
-        for (t, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            for (v, x) in row.iter_mut().enumerate() {
-                let j = j0 + v;
-                *x = match (v < width, tb) {
-                    (false, _) => 0.0,
-                    (true, true) => b[j * k + t],
-                    (true, false) => b[t * n + j],
-                };
-            }
-        }
-    }
+    pack_panels(b, tb, k, n, &mut packed);
     // (row stride, depth stride) of op(a).
     let (ars, acs) = if ta { (1, m) } else { (k, 1) };
     let row_tasks = m.div_ceil(TASK_ROWS);

@@ -18,7 +18,7 @@ const PANEL: usize = 16;
 /// Rows of the register tile: 6 rows × 2 vectors = 12 accumulators.
 const MR: usize = 6;
 /// Output rows and panels of one parallel task.
-const TASK_ROWS: usize = 8 * MR;
+const TASK_ROWS: usize = 4 * MR;
 const TASK_PANELS: usize = 8;
 
 /// Whether [`matmul`] computes `op(a)·op(b)` (`m × k` by `k × n`): x86-64 with AVX2

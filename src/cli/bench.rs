@@ -73,7 +73,7 @@ pub fn bench(args: &BenchArgs) -> CmdResult {
     if args.breakdown {
         let b = crate::engine::bench::breakdown(&cfg, args.warmup, args.iters, threads);
         println!("{b}");
-        let floor = crate::engine::bench::floor(&cfg, report.train_pairs, args.iters, threads);
+        let floor = crate::engine::bench::floor(&cfg, report.examples, args.iters, threads);
         println!("{floor}");
         println!(
             "the step (median {:.2} ms) is {:.2}× its floor",

@@ -16,6 +16,9 @@ pub struct BenchReport {
     pub iters: usize,
     pub threads: usize,
     pub train_pairs: usize,
+    /// Distinct inputs among them, which is what a step computes (li2024 computes
+    /// `[a, b]` and `[b, a]` once: see `model::Batch`).
+    pub examples: usize,
     /// Peak resident memory of the process so far (VmHWM), in MiB.
     pub peak_rss_mib: f64,
 }
@@ -24,13 +27,14 @@ impl std::fmt::Display for BenchReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "median {:.2} ms/step (min {:.2}, max {:.2}) over {}, {}, {} training pairs; peak RSS {:.0} MiB",
+            "median {:.2} ms/step (min {:.2}, max {:.2}) over {}, {}, {} training pairs ({} distinct inputs); peak RSS {:.0} MiB",
             self.median_ms,
             self.min_ms,
             self.max_ms,
             crate::text::count(self.iters, "step"),
             crate::text::count(self.threads, "thread"),
             self.train_pairs,
+            self.examples,
             self.peak_rss_mib
         )
     }
@@ -90,6 +94,7 @@ pub fn bench(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) -> B
         iters: n,
         threads: threads.max(1),
         train_pairs: split.train.len(),
+        examples: trainer.train.rows.len(),
         peak_rss_mib: peak_rss_mib(),
     }
 }
@@ -211,7 +216,7 @@ impl Floor {
     }
 }
 
-/// The floor of a step of `cfg` on `n` training examples (see [`Floor`]).
+/// The floor of a step of `cfg` on `n` distinct inputs (see [`Floor`]).
 pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor {
     let (d, m, p) = (cfg.width, cfg.d_mlp(), cfg.modulus);
     // Multiply-adds per example of the forward products; the backward pass has two

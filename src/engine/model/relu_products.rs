@@ -22,7 +22,7 @@
 //! [`matmul`].
 
 use super::kernels::simd_allowed;
-use super::ops::matmul;
+use super::ops::{matmul, Scratch};
 use rayon::prelude::*;
 
 /// The register tile of `gemm`'s FMA kernel for f32 (3 vectors of 8 rows × 4
@@ -186,12 +186,13 @@ pub fn relu_times(
         return matmul(out, h, false, w, false, (n, m, d), accumulate);
     }
     let kc = depth_chunk(n, d, m);
+    let w_rows = DenseRows::new(w, m, d);
     for_each_task(out, d, ROWS_PER_TASK, |i0, out| {
         // SAFETY: `skipping_applies` checked AVX2 and FMA; `out` holds whole rows
         // i0.. (d each), all below n.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            simd::rows_times(out, i0, h, bits, w, m, d, kc, accumulate)
+            simd::rows_times(out, i0, h, bits, &w_rows, kc, accumulate)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("{:?}", (out.len(), i0, kc))
@@ -215,12 +216,13 @@ pub fn relu_t_times(
         return matmul(dw, h, true, g, false, (m, n, d), accumulate);
     }
     let kc = depth_chunk(m, d, n);
+    let g_rows = DenseRows::new(g, n, d);
     for_each_task(dw, d, NEURONS_PER_TASK, |k0, dw| {
         // SAFETY: as in `relu_times`; `dw` holds whole rows of neurons k0.., all
         // below m.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            simd::neurons_times(dw, k0, h, bits, g, n, d, kc, accumulate)
+            simd::neurons_times(dw, k0, h, bits, &g_rows, kc, accumulate)
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("{:?}", (dw.len(), k0, kc))
@@ -264,9 +266,77 @@ fn full_chain(terms: impl Iterator<Item = (f32, f32)>) -> f32 {
     terms.fold(0.0f32, |acc, (x, y)| x.mul_add(y, acc))
 }
 
+/// Width of the column block that starts at column `c` of `d` (a multiple of 8):
+/// 64, and 8 at the end.
+fn block_width(d: usize, c: usize) -> usize {
+    if d - c >= 64 {
+        64
+    } else {
+        8
+    }
+}
+
+/// The dense operand of a skipping product, [depth, d], as the kernels read it: 64
+/// rows of one column block at a time ([`block_width`]). Rows 1 KiB or more apart
+/// (d ≥ 256) would fall in a few cache sets and not stay in the L1 cache together,
+/// so such a matrix is copied by column blocks, each [depth, width] contiguous (the
+/// block of column `c` at offset `c·depth`); a narrower one is read in place.
+struct DenseRows<'a> {
+    data: &'a [f32],
+    blocks: Option<Scratch>,
+    depth: usize,
+    d: usize,
+}
+
+impl<'a> DenseRows<'a> {
+    fn new(data: &'a [f32], depth: usize, d: usize) -> Self {
+        let data = &data[..depth * d];
+        let blocks = (d >= 256).then(|| {
+            // Written in full below.
+            let mut out = Scratch::new(depth * d);
+            let mut c = 0;
+            while c < d {
+                let width = block_width(d, c);
+                let block = &mut out[c * depth..(c + width) * depth];
+                for (dst, row) in block.chunks_exact_mut(width).zip(data.chunks_exact(d)) {
+                    dst.copy_from_slice(&row[c..c + width]);
+                }
+                c += width;
+            }
+            out
+        });
+        DenseRows {
+            data,
+            blocks,
+            depth,
+            d,
+        }
+    }
+
+    /// The start of rows `b0..` (at most 64) of the column block at `c`, and the
+    /// distance between its rows.
+    fn block(&self, c: usize, b0: usize) -> (*const f32, usize) {
+        let width = block_width(self.d, c);
+        let rows = 64.min(self.depth - b0);
+        match &self.blocks {
+            Some(blocks) => {
+                let at = c * self.depth + b0 * width;
+                (blocks[at..at + rows * width].as_ptr(), width)
+            }
+            None => {
+                let at = b0 * self.d + c;
+                (
+                    self.data[at..at + (rows - 1) * self.d + width].as_ptr(),
+                    self.d,
+                )
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{finish, full_chain, NonzeroBits, BLOCK};
+    use super::{block_width, finish, full_chain, DenseRows, NonzeroBits, BLOCK};
     use std::arch::x86_64::*;
 
     /// [`super::nonzero_word`] on 8 values at a time.
@@ -315,31 +385,34 @@ mod simd {
 
     /// `acc_i[c..c+8V] = fma(x(i, t), rows_t[c..c+8V], acc_i)` for every row `i` and
     /// set bit `t` of `masks[i]` in increasing order, `acc_i = acc + i·d`, for each
-    /// column block `c` of 64 (and narrower ones at the end). Column blocks outside,
-    /// rows inside: a block of `rows` (64 × 64 floats) stays in the L1 cache.
+    /// column block `c` ([`block_width`]); `rows_t` is row `b0 + t` of `rows`. Column
+    /// blocks outside, rows inside: a block of `rows` (64 × 64 floats) stays in the
+    /// L1 cache.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_masked(
         acc: &mut [f32],
         d: usize,
         masks: &[u64],
         x: impl Fn(usize, usize) -> f32 + Copy,
-        rows: *const f32,
+        rows: &DenseRows,
+        b0: usize,
     ) {
         let mut c = 0;
         while c < d {
-            let wide = d - c >= 64;
+            let width = block_width(d, c);
+            let (block, stride) = rows.block(c, b0);
             for (i, &bits) in masks.iter().enumerate() {
                 if bits == 0 {
                     continue;
                 }
                 let a = acc.as_mut_ptr().add(i * d + c);
-                if wide {
-                    fma_rows::<8>(a, bits, |t| x(i, t), rows.add(c), d);
+                if width == 64 {
+                    fma_rows::<8>(a, bits, |t| x(i, t), block, stride);
                 } else {
-                    fma_rows::<1>(a, bits, |t| x(i, t), rows.add(c), d);
+                    fma_rows::<1>(a, bits, |t| x(i, t), block, stride);
                 }
             }
-            c += if wide { 64 } else { 8 };
+            c += width;
         }
     }
 
@@ -402,19 +475,18 @@ mod simd {
         i0: usize,
         h: &[f32],
         bits: &NonzeroBits,
-        w: &[f32],
-        m: usize,
-        d: usize,
+        w_rows: &DenseRows,
         kc: usize,
         accumulate: bool,
     ) {
+        let (w, m, d) = (w_rows.data, w_rows.depth, w_rows.d);
         let mut masks = vec![0u64; out.len() / d];
         let block = |sums: &mut [f32], b0: usize, b1: usize| {
             for (i, mask) in masks.iter_mut().enumerate() {
                 *mask = bits.row(i0 + i, b0, b1 - b0);
             }
             let x = |i: usize, t: usize| *h.get_unchecked((i0 + i) * m + b0 + t);
-            fma_masked(sums, d, &masks, x, w.as_ptr().add(b0 * d));
+            fma_masked(sums, d, &masks, x, w_rows, b0);
         };
         let full = |i: usize, j: usize, c0: usize, c1: usize| {
             full_chain((c0..c1).map(|k| (h[(i0 + i) * m + k], w[k * d + j])))
@@ -431,12 +503,11 @@ mod simd {
         k0: usize,
         h: &[f32],
         bits: &NonzeroBits,
-        g: &[f32],
-        n: usize,
-        d: usize,
+        g_rows: &DenseRows,
         kc: usize,
         accumulate: bool,
     ) {
+        let (g, n, d) = (g_rows.data, g_rows.depth, g_rows.d);
         let m = bits.m;
         let nk = dw.len() / d;
         let mut masks = vec![0u64; nk];
@@ -459,7 +530,7 @@ mod simd {
                 }
             }
             let x = |kk: usize, t: usize| *vals.get_unchecked(kk * BLOCK + t);
-            fma_masked(sums, d, &masks, x, g.as_ptr().add(b0 * d));
+            fma_masked(sums, d, &masks, x, g_rows, b0);
         };
         let full = |kk: usize, j: usize, c0: usize, c1: usize| {
             full_chain((c0..c1).map(|i| (h[i * m + k0 + kk], g[i * d + j])))
@@ -495,14 +566,16 @@ mod tests {
     }
 
     /// Shapes on both of `gemm`'s chunkings (small outputs; balanced `kc` past 512)
-    /// and partial row blocks, depth blocks and column blocks.
-    const SHAPES: [(usize, usize, usize); 6] = [
+    /// and partial row blocks, depth blocks and column blocks; dense operands read in
+    /// place (d < 256) and copied by column blocks (d ≥ 256).
+    const SHAPES: [(usize, usize, usize); 7] = [
         (3, 5, 8),
         (70, 96, 24),
         (33, 600, 72),
         (200, 1100, 16),
         (64, 1500, 64),
         (130, 512, 136),
+        (70, 150, 264),
     ];
 
     #[test]

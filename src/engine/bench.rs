@@ -207,6 +207,9 @@ pub struct Floor {
     pub flop: f64,
     /// Measured rate of the kernel on the largest of them (median of the runs).
     pub flop_per_s: f64,
+    /// The rate of the `gemm` crate on the same product, for comparison (its bits
+    /// are the contract our kernel keeps: `model::chains`).
+    pub gemm_flop_per_s: f64,
     pub iters: usize,
 }
 
@@ -215,6 +218,9 @@ impl Floor {
         1e3 * self.flop / self.flop_per_s
     }
 }
+
+/// `matmul`'s signature: `c (+)= op(a)·op(b)`.
+type MatrixProduct = fn(&mut [f32], &[f32], bool, &[f32], bool, (usize, usize, usize), bool);
 
 /// The floor of a step of `cfg` on `n` distinct inputs (see [`Floor`]).
 pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor {
@@ -232,19 +238,24 @@ pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor 
     let b: Vec<f32> = (0..m * d).map(|i| ((i % 5) as f32 - 2.0) * 0.1).collect();
     let mut c = vec![0.0f32; n * d];
     let iters = iters.max(1);
-    let times: Vec<f64> = pool.install(|| {
-        (0..iters + 1)
-            .map(|_| {
-                let t = Instant::now();
-                crate::engine::model::ops::matmul(&mut c, &a, false, &b, false, (n, m, d), false);
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .skip(1)
-            .collect()
-    });
+    use crate::engine::model::ops::{gemm_matmul, matmul};
+    let mut rate = |product: MatrixProduct| {
+        let times: Vec<f64> = pool.install(|| {
+            (0..iters + 1)
+                .map(|_| {
+                    let t = Instant::now();
+                    product(&mut c, &a, false, &b, false, (n, m, d), false);
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .skip(1)
+                .collect()
+        });
+        2.0 * (n * m * d) as f64 / (median_ms(times) / 1e3)
+    };
     Floor {
         flop,
-        flop_per_s: 2.0 * (n * m * d) as f64 / (median_ms(times) / 1e3),
+        flop_per_s: rate(matmul),
+        gemm_flop_per_s: rate(gemm_matmul),
         iters,
     }
 }
@@ -253,11 +264,12 @@ impl std::fmt::Display for Floor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "floor        {:>9.2}  ms: {:.2} GFLOP of the products that grow with the batch (counted dense), at {:.1} GFLOP/s (the kernel on the largest, median of {} runs)",
+            "floor        {:>9.2}  ms: {:.2} GFLOP of the products that grow with the batch (counted dense), at {:.1} GFLOP/s (the kernel on the largest, median of {} runs; the gemm crate: {:.1} GFLOP/s)",
             self.ms(),
             self.flop / 1e9,
             self.flop_per_s / 1e9,
-            self.iters
+            self.iters,
+            self.gemm_flop_per_s / 1e9
         )
     }
 }
@@ -290,6 +302,10 @@ mod tests {
         // products per matrix.
         assert_eq!(fl.flop, 3.0 * 2.0 * 40.0 * (64.0 * 16.0 + 16.0 * 11.0));
         assert!(fl.flop_per_s.is_finite() && fl.flop_per_s > 0.0, "{fl:?}");
+        assert!(
+            fl.gemm_flop_per_s.is_finite() && fl.gemm_flop_per_s > 0.0,
+            "{fl:?}"
+        );
         assert!(fl.to_string().starts_with("floor"), "{fl}");
         let text = b.to_string();
         for phase in ["quantize", "forward", "backward", "optimizer", "sum"] {

@@ -166,7 +166,7 @@ pub fn matmul(
 
 /// [`matmul`] by the `gemm` crate (0.15.5, pinned: its chains are the contract).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_matmul(
+pub fn gemm_matmul(
     c: &mut [f32],
     a: &[f32],
     ta: bool,

@@ -1,7 +1,9 @@
 //! The fused attention + MLP op of the fast pass for unquantized activations (see
 //! [`attention_mlp`]), on the tape like the other ops of [`super::ops`].
 
-use super::kernels::{scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape};
+use super::kernels::{
+    scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape, SCATTER_COLS,
+};
 use super::ops::{add_column_sums, add_into, data, matmul, record, Scratch, ROWS_PER_TASK};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::T2;
@@ -151,8 +153,8 @@ pub fn attention_mlp(
             }
         }
         // Table gradients dT_h [tr, m] and dVO_h [tr, d]: scatter-adds, one task per
-        // column block, each summing over the examples in order.
-        const COLS: usize = 16;
+        // block of the kernel's width, each summing over the examples in order.
+        const COLS: usize = SCATTER_COLS;
         let readers = Readers::of(&rows, tr);
         let scatter = |width: usize, src: &[f32]| -> Vec<f32> {
             let blocks = width.div_ceil(COLS);

@@ -352,8 +352,9 @@ impl Readers {
 }
 
 /// Columns of a block of [`scatter_rows`]: 16 floats for each of 4 heads stay in 8
-/// AVX registers.
-const SCATTER_COLS: usize = 16;
+/// AVX registers. Callers hand it blocks of this width (one task each), whose
+/// source columns it packs contiguously.
+pub(super) const SCATTER_COLS: usize = 16;
 
 /// The sums of one table row for the heads `h0..h0 + H` and the `C` columns from
 /// `c`: `out_h = Σ_{(i, j) in terms} w_ihj · src[i, c..c + C]`, in the terms' order.

@@ -53,7 +53,7 @@ pub(super) fn applies(
 
 simd_fn! {
     /// No infinity or NaN in `x` (an integer count, which vectorises).
-    fn all_finite(x: &[f32]) -> bool {
+    pub(super) fn all_finite(x: &[f32]) -> bool {
         const EXPONENT: u32 = 0x7f80_0000;
         x.chunks(1 << 12).all(|x| {
             x.iter()

@@ -501,33 +501,33 @@ simd_fn! {
                 dst.copy_from_slice(&row[c0..c1]);
             }
         }
-        let (src, width, c0, c1) = (&packed[..], cw, 0, cw);
+        // From here on, columns are those of the packed block (0..cw).
         for t in 0..tr {
             let terms = readers.of_row(t);
             let mut h0 = 0;
             while h0 < heads {
                 let hg = (heads - h0).min(4);
-                let mut c = c0;
-                while c + SCATTER_COLS <= c1 {
+                let mut c = 0;
+                while c + SCATTER_COLS <= cw {
                     let mut put = |sums: &[[f32; SCATTER_COLS]]| {
                         for (g, s) in sums.iter().enumerate() {
-                            let at = ((h0 + g) * tr + t) * cw + c - c0;
+                            let at = ((h0 + g) * tr + t) * cw + c;
                             out[at..at + SCATTER_COLS].copy_from_slice(s);
                         }
                     };
-                    let (w, s) = (weights, src);
+                    let (w, p) = (weights, &packed[..]);
                     match hg {
-                        4 => put(&reader_sums::<4, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
-                        3 => put(&reader_sums::<3, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
-                        2 => put(&reader_sums::<2, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
-                        _ => put(&reader_sums::<1, SCATTER_COLS>(terms, w, s, heads, h0, width, c)),
+                        4 => put(&reader_sums::<4, SCATTER_COLS>(terms, w, p, heads, h0, cw, c)),
+                        3 => put(&reader_sums::<3, SCATTER_COLS>(terms, w, p, heads, h0, cw, c)),
+                        2 => put(&reader_sums::<2, SCATTER_COLS>(terms, w, p, heads, h0, cw, c)),
+                        _ => put(&reader_sums::<1, SCATTER_COLS>(terms, w, p, heads, h0, cw, c)),
                     }
                     c += SCATTER_COLS;
                 }
-                for c in c..c1 {
+                for c in c..cw {
                     for g in 0..hg {
-                        let s = reader_sums::<1, 1>(terms, weights, src, heads, h0 + g, width, c);
-                        out[((h0 + g) * tr + t) * cw + c - c0] = s[0][0];
+                        let s = reader_sums::<1, 1>(terms, weights, &packed, heads, h0 + g, cw, c);
+                        out[((h0 + g) * tr + t) * cw + c] = s[0][0];
                     }
                 }
                 h0 += hg;

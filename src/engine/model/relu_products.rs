@@ -21,6 +21,7 @@
 //! A non-finite value in the dense operand (`0·∞` is NaN) sends the whole product to
 //! [`matmul`].
 
+use super::chains::all_finite;
 use super::kernels::simd_allowed;
 use super::ops::{matmul, Scratch};
 use rayon::prelude::*;
@@ -62,11 +63,11 @@ fn skipping_applies(rows: usize, cols: usize, depth: usize, dense: &[f32]) -> bo
             && cols > 1
             && depth > 2
             && cols.is_multiple_of(8)
-            && dense.iter().all(|x| x.is_finite())
+            && all_finite(dense)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (rows, cols, depth, dense, simd_allowed);
+        let _ = (rows, cols, depth, dense, simd_allowed, all_finite);
         false
     }
 }

@@ -110,7 +110,7 @@ impl EqUpdateTrace {
         let mut m_hat = Vec::with_capacity(after.len());
         let mut step_dir = Vec::with_capacity(after.len());
         for i in 0..after.len() {
-            let (m, v) = moments(t, before.m[i], before.v[i], before.g[i]);
+            let (m, v) = moments(t.betas, before.m[i], before.v[i], before.g[i]);
             m_hat.push(m / c1);
             step_dir.push(direction(m, v, c1, c2, t.eps));
         }

@@ -9,6 +9,15 @@ thread_local! {
     static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Runs `f` with only the baseline version of every `simd_fn` kernel on this thread.
+#[cfg(test)]
+pub(crate) fn baseline_only<T>(f: impl FnOnce() -> T) -> T {
+    BASELINE_ONLY.with(|b| b.set(true));
+    let out = f();
+    BASELINE_ONLY.with(|b| b.set(false));
+    out
+}
+
 /// Whether a kernel may take its SIMD version (always, outside tests).
 #[inline(always)]
 pub(crate) fn simd_allowed() -> bool {
@@ -589,11 +598,7 @@ mod tests {
 
     /// Runs `f` once with the SIMD versions allowed and once baseline-only.
     fn both<T>(f: impl Fn() -> T) -> (T, T) {
-        let simd = f();
-        BASELINE_ONLY.with(|b| b.set(true));
-        let base = f();
-        BASELINE_ONLY.with(|b| b.set(false));
-        (simd, base)
+        (f(), baseline_only(&f))
     }
 
     fn bits(x: &[f32]) -> Vec<u32> {

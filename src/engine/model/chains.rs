@@ -104,13 +104,8 @@ pub(super) fn matmul(
 ) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
     let kc = depth_chunk(m, n, k);
-    // op(b) in panels of PANEL columns, each [k, PANEL] with zeros past column n.
+    let packed = pack(b, tb, k, n);
     let panels = n.div_ceil(PANEL);
-    // Written in full (zeros included).
-    let mut packed = Scratch::new(panels * k * PANEL);
-    pack_panels(b, tb, k, n, &mut packed);
-    // (row stride, depth stride) of op(a).
-    let (ars, acs) = if ta { (1, m) } else { (k, 1) };
     let row_tasks = m.div_ceil(TASK_ROWS);
     let out = OutPtr(c.as_mut_ptr());
     (0..row_tasks * panels.div_ceil(TASK_PANELS))
@@ -119,45 +114,137 @@ pub(super) fn matmul(
             let (rt, pt) = (task % row_tasks, task / row_tasks);
             let (i0, i1) = (rt * TASK_ROWS, ((rt + 1) * TASK_ROWS).min(m));
             let (p0, p1) = (pt * TASK_PANELS, ((pt + 1) * TASK_PANELS).min(panels));
-            for c0 in (0..k).step_by(kc) {
-                let c1 = (c0 + kc).min(k);
-                let write = c0 == 0 && !accumulate;
-                for p in p0..p1 {
-                    let panel = &packed[p * k * PANEL..(p + 1) * k * PANEL];
-                    let (j0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
-                    for r0 in (i0..i1).step_by(MR) {
-                        let rows = (i1 - r0).min(MR);
-                        let tile = Tile {
-                            a: &a[..m * k],
-                            ars,
-                            acs,
-                            r0,
-                            rows,
-                            panel,
-                            depth: (c0, c1),
-                            out: &out,
-                            ldc: n,
-                            j0,
-                            width,
-                            write,
-                        };
-                        // SAFETY: `applies` checked AVX2 and FMA; the tile's output
-                        // elements (rows r0.., columns j0..j0 + width) lie in `c` and
-                        // belong to this task alone (tasks split rows and panels).
-                        #[cfg(target_arch = "x86_64")]
-                        unsafe {
-                            simd::tile(&tile)
-                        }
-                        #[cfg(not(target_arch = "x86_64"))]
-                        unreachable!("{}", tile.rows)
-                    }
-                }
+            // SAFETY: tasks split rows and panels, so each writes its own elements.
+            unsafe {
+                products(
+                    &out,
+                    a,
+                    ta,
+                    &packed,
+                    (m, k, n),
+                    kc,
+                    accumulate,
+                    (i0, i1),
+                    (p0, p1),
+                )
             }
         });
 }
 
-/// The output's base pointer, shared by the tasks, each of which writes its own
-/// elements only.
+/// [`matmul`] by blocks of `block_rows` output rows, each block then handed to
+/// `then(first row, the block's rows of c)` at once, while it is still in cache;
+/// blocks run in parallel and their results come back in block order. The bits of
+/// [`matmul`]: the depth chunks are the whole product's. Call only where [`applies`]
+/// holds.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_by_rows<R: Send>(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    block_rows: usize,
+    then: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> Vec<R> {
+    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n && block_rows > 0);
+    let kc = depth_chunk(m, n, k);
+    let packed = pack(b, tb, k, n);
+    let panels = n.div_ceil(PANEL);
+    c[..m * n]
+        .par_chunks_mut(block_rows * n)
+        .enumerate()
+        .map(|(blk, rows)| {
+            let i0 = blk * block_rows;
+            let i1 = i0 + rows.len() / n;
+            // SAFETY: the block's elements are `rows`, borrowed by this task alone.
+            let out = OutPtr(rows.as_mut_ptr().wrapping_sub(i0 * n));
+            unsafe {
+                products(
+                    &out,
+                    a,
+                    ta,
+                    &packed,
+                    (m, k, n),
+                    kc,
+                    accumulate,
+                    (i0, i1),
+                    (0, panels),
+                )
+            }
+            then(i0, rows)
+        })
+        .collect()
+}
+
+/// `op(b)` ([k, n]) in panels of [`PANEL`] columns, each [k, PANEL] with zeros past
+/// column n.
+fn pack(b: &[f32], tb: bool, k: usize, n: usize) -> Scratch {
+    // Written in full (zeros included).
+    let mut packed = Scratch::new(n.div_ceil(PANEL) * k * PANEL);
+    pack_panels(b, tb, k, n, &mut packed);
+    packed
+}
+
+/// The output elements of rows `i0..i1` and panels `p0..p1` of the product (see
+/// [`matmul`]), depth chunk after depth chunk.
+///
+/// # Safety
+/// `out` + `i·n + j` must be writable for every such element, by this call alone;
+/// AVX2 and FMA must be present ([`applies`]).
+#[allow(clippy::too_many_arguments)]
+unsafe fn products(
+    out: &OutPtr,
+    a: &[f32],
+    ta: bool,
+    packed: &[f32],
+    (m, k, n): (usize, usize, usize),
+    kc: usize,
+    accumulate: bool,
+    (i0, i1): (usize, usize),
+    (p0, p1): (usize, usize),
+) {
+    // (row stride, depth stride) of op(a).
+    let (ars, acs) = if ta { (1, m) } else { (k, 1) };
+    for c0 in (0..k).step_by(kc) {
+        let c1 = (c0 + kc).min(k);
+        let write = c0 == 0 && !accumulate;
+        for p in p0..p1 {
+            let panel = &packed[p * k * PANEL..(p + 1) * k * PANEL];
+            let (j0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
+            for r0 in (i0..i1).step_by(MR) {
+                let rows = (i1 - r0).min(MR);
+                let tile = Tile {
+                    a: &a[..m * k],
+                    ars,
+                    acs,
+                    r0,
+                    rows,
+                    panel,
+                    depth: (c0, c1),
+                    out,
+                    ldc: n,
+                    j0,
+                    width,
+                    write,
+                };
+                // SAFETY: the caller's promises; the tile's output elements (rows
+                // r0.., columns j0..j0 + width) are among them.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    simd::tile(&tile)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!("{}", tile.rows)
+            }
+        }
+    }
+}
+
+/// The output's base pointer (element `i·n + j` at `+ i·n + j`, which may lie before
+/// the buffer when only a block of rows is lent), shared by the tasks, each of which
+/// writes its own elements only.
 struct OutPtr(*mut f32);
 // SAFETY: tasks write disjoint elements (see `matmul`), and `c` outlives them.
 unsafe impl Sync for OutPtr {}
@@ -220,7 +307,8 @@ mod simd {
             bp = bp.add(PANEL);
         }
         for r in 0..R {
-            let dst = t.out.0.add((t.r0 + r) * t.ldc + t.j0);
+            // Wrapping: a block's base may lie before its buffer ([`matmul_by_rows`]).
+            let dst = t.out.0.wrapping_add((t.r0 + r) * t.ldc + t.j0);
             if t.width == PANEL {
                 for (v, acc) in [lo[r], hi[r]].into_iter().enumerate() {
                     let d = dst.add(8 * v);
@@ -346,6 +434,27 @@ pub(super) mod tests {
                     let mut c = c0.clone();
                     pool.install(|| matmul(&mut c, &a, ta, &b, tb, (m, k, n), accumulate));
                     assert_eq!(bits(&c), bits(&want), "ours {what}, {threads} threads");
+                    // By blocks of rows: each block is done when handed out.
+                    for block_rows in [1, 7, 64, m + 1] {
+                        let mut c = c0.clone();
+                        let blocks = pool.install(|| {
+                            let then = |i0: usize, rows: &mut [f32]| (i0, bits(rows));
+                            let shape = (m, k, n);
+                            matmul_by_rows(
+                                &mut c, &a, ta, &b, tb, shape, accumulate, block_rows, then,
+                            )
+                        });
+                        let starts: Vec<usize> = blocks.iter().map(|(i0, _)| *i0).collect();
+                        let handed: Vec<u32> = blocks.into_iter().flat_map(|(_, b)| b).collect();
+                        let what = format!("{what}, {threads} threads, blocks of {block_rows}");
+                        assert_eq!(
+                            starts,
+                            (0..m).step_by(block_rows).collect::<Vec<_>>(),
+                            "{what}"
+                        );
+                        assert_eq!(handed, bits(&want), "by rows {what}");
+                        assert_eq!(bits(&c), bits(&want), "by rows {what}");
+                    }
                 }
             }
         }

@@ -4,7 +4,9 @@
 use super::kernels::{
     scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape, SCATTER_COLS,
 };
-use super::ops::{add_column_sums, add_into, data, matmul, record, Scratch, ROWS_PER_TASK};
+use super::ops::{
+    add_column_sums, add_into, data, matmul, matmul_by_rows, record, Scratch, ROWS_PER_TASK,
+};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::T2;
 use crate::config::AttentionMix;
@@ -122,29 +124,37 @@ pub fn attention_mlp(
             unreachable!()
         };
         relu_t_times(dw_out, &hidden, &nonzero, g, (m, n, d), true);
-        // Written in full by the product (it does not read its output).
+        // Written in full by the product (it does not read its output). Each block
+        // of rows is finished while in cache: the ReLU mask, and the softmax backward
+        // per example (dscore [rows, heads, 3]).
         let mut dpre = Scratch::new(n * m);
-        matmul(&mut dpre, g, false, &w_out_v, true, (n, d, m), false);
-        // ReLU mask, and the softmax backward per example (into dscore [n, heads, 3]).
-        let mut dscore = vec![0.0f32; n * heads * 3];
-        dpre.par_chunks_mut(m * ROWS_PER_TASK)
-            .zip(dscore.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(c, (dpre, dscore))| {
-                let i0 = c * ROWS_PER_TASK;
-                let n_here = dscore.len() / (heads * 3);
+        let dscore: Vec<f32> = matmul_by_rows(
+            &mut dpre,
+            g,
+            false,
+            &w_out_v,
+            true,
+            (n, d, m),
+            false,
+            ROWS_PER_TASK,
+            |i0, dpre| {
+                let n_here = dpre.len() / m;
+                let mut dscore = vec![0.0f32; n_here * heads * 3];
                 table_rows_backward(
                     shape,
                     &rows[i0..i0 + n_here],
-                    &hidden[i0 * m..(i0 + n_here) * m],
+                    nonzero.row_words(i0, i0 + n_here),
                     &g[i0 * d..(i0 + n_here) * d],
                     &probs[i0 * heads * 3..(i0 + n_here) * heads * 3],
                     &vo,
                     &tt,
                     dpre,
-                    dscore,
+                    &mut dscore,
                 );
-            });
+                dscore
+            },
+        )
+        .concat();
         for (i, r) in rows.iter().enumerate() {
             for h in 0..heads {
                 for j in 0..3 {

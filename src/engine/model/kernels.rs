@@ -285,7 +285,7 @@ simd_fn! {
     pub(super) fn table_rows_backward(
         shape: TableShape,
         rows: &[[u32; 3]],
-        hidden: &[f32],
+        nonzero: &[u64],
         g: &[f32],
         probs: &[f32],
         vo: &[f32],
@@ -304,7 +304,8 @@ simd_fn! {
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
-            relu_mask(dp, &hidden[i * m..(i + 1) * m]);
+            let words = m.div_ceil(64);
+            mask_by_bits(dp, &nonzero[i * words..(i + 1) * words]);
             let gi = &g[i * d..(i + 1) * d];
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
@@ -401,18 +402,23 @@ fn reader_sums<const H: usize, const C: usize>(
     acc
 }
 
-/// `x = if a > 0 { x } else { +0 }`, element by element.
+/// `x = if bit k of `words` is set { x } else { +0 }`, element by element (bit k
+/// is bit k % 64 of word k / 64): the ReLU mask, read from relu(pre)'s nonzero bits
+/// ([`super::relu_products::NonzeroBits`]) rather than from relu(pre), a 32nd of
+/// the bytes. relu(pre) = `max(pre, 0)` is never NaN or below zero, so it is
+/// nonzero exactly where it is above zero.
 #[inline(always)]
-fn relu_mask(x: &mut [f32], a: &[f32]) {
-    let n = x.len().min(a.len());
+fn mask_by_bits(x: &mut [f32], words: &[u64]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if is_x86_feature_detected!("avx") && simd_allowed() {
-        // SAFETY: the CPU has AVX; the kernel stays within the first n elements.
-        done = unsafe { avx::relu_mask(&mut x[..n], &a[..n]) };
+    if is_x86_feature_detected!("avx2") && simd_allowed() {
+        // SAFETY: the CPU has AVX2; the kernel stays within `x` and `words`.
+        done = unsafe { avx::mask_by_bits(x, words) };
     }
-    for (x, a) in x[done..n].iter_mut().zip(&a[done..n]) {
-        *x = if *a > 0.0 { *x } else { 0.0 };
+    for (k, x) in x.iter_mut().enumerate().skip(done) {
+        if (words[k / 64] >> (k % 64)) & 1 == 0 {
+            *x = 0.0;
+        }
     }
 }
 
@@ -420,17 +426,22 @@ fn relu_mask(x: &mut [f32], a: &[f32]) {
 mod avx {
     use std::arch::x86_64::*;
 
-    /// [`super::relu_mask`] on the whole 8-float vectors (an AND with the comparison;
-    /// the compiler turns the scalar select into masked stores, slow on some CPUs).
-    /// Returns how many elements it did.
-    #[target_feature(enable = "avx")]
-    pub(super) unsafe fn relu_mask(x: &mut [f32], a: &[f32]) -> usize {
-        let full = x.len().min(a.len()) / 8 * 8;
-        let zero = _mm256_setzero_ps();
+    /// [`super::mask_by_bits`] on the whole 8-float vectors (an AND with the mask
+    /// each vector's byte of bits spreads to its lanes). Returns how many elements it
+    /// did.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_by_bits(x: &mut [f32], words: &[u64]) -> usize {
+        let full = x.len() / 8 * 8;
+        let lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
         for k in (0..full).step_by(8) {
-            let keep = _mm256_cmp_ps::<_CMP_GT_OQ>(_mm256_loadu_ps(a.as_ptr().add(k)), zero);
-            let v = _mm256_and_ps(_mm256_loadu_ps(x.as_ptr().add(k)), keep);
-            _mm256_storeu_ps(x.as_mut_ptr().add(k), v);
+            let byte = ((words[k / 64] >> (k % 64)) & 0xff) as i32;
+            let set = _mm256_and_si256(_mm256_set1_epi32(byte), lane_bits);
+            let mut keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(set, lane_bits));
+            // Hidden from the optimizer, which would otherwise turn the AND into a
+            // masked store of zeros (`vpmaskmovd`, slow on some CPUs).
+            std::arch::asm!("/* {0} */", inout(ymm_reg) keep, options(pure, nomem, nostack));
+            let at = x.as_mut_ptr().add(k);
+            _mm256_storeu_ps(at, _mm256_and_ps(_mm256_loadu_ps(at), keep));
         }
         full
     }
@@ -588,6 +599,7 @@ simd_fn! {
 
 #[cfg(test)]
 mod tests {
+    use super::super::relu_products::NonzeroBits;
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -799,11 +811,12 @@ mod tests {
         let (rows, vo, tt) = (&input.rows, &input.vo, &input.tt);
         assert_eq!(simd, base, "table_rows_forward");
         let (hidden, g) = (rand_vec(&mut rng, n * m), rand_vec(&mut rng, n * d));
-        // relu(pre) has exact zeros, which the mask must drop.
+        // relu(pre): exact zeros of both signs, which the mask must drop.
         let hidden: Vec<f32> = hidden
             .iter()
-            .map(|&v| if v < -1.0 { 0.0 } else { v })
+            .map(|&v| if v < -1.5 { -0.0 } else { v.max(0.0) })
             .collect();
+        let nonzero = NonzeroBits::of(&hidden, n, m);
         let weights = rand_vec(&mut rng, n * heads * 3);
         let dpre0 = rand_vec(&mut rng, n * m);
         let (simd, base) = both(|| {
@@ -811,7 +824,7 @@ mod tests {
             table_rows_backward(
                 shape,
                 rows,
-                &hidden,
+                nonzero.row_words(0, n),
                 &g,
                 &weights,
                 vo,
@@ -822,6 +835,12 @@ mod tests {
             [dpre, dscore].map(|v| bits(&v))
         });
         assert_eq!(simd, base, "table_rows_backward");
+        let masked: Vec<f32> = dpre0
+            .iter()
+            .zip(&hidden)
+            .map(|(&x, &a)| if a > 0.0 { x } else { 0.0 })
+            .collect();
+        assert_eq!(simd[0], bits(&masked), "the ReLU mask");
         let src = rand_vec(&mut rng, n * m);
         let readers = Readers::of(rows, tr);
         let (simd, base) = both(|| {

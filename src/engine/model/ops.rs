@@ -164,6 +164,32 @@ pub fn matmul(
     }
 }
 
+/// [`matmul`] with `c`'s rows handed out in blocks of `block_rows`, each to
+/// `then(first row, its rows of c)` as soon as it is computed (by our kernel; after
+/// the whole product where `gemm` computes it); the results in block order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_by_rows<R: Send>(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    (m, k, n): (usize, usize, usize),
+    accumulate: bool,
+    block_rows: usize,
+    then: impl Fn(usize, &mut [f32]) -> R + Sync,
+) -> Vec<R> {
+    if chains::applies(c, a, b, (m, k, n), accumulate) {
+        return chains::matmul_by_rows(c, a, ta, b, tb, (m, k, n), accumulate, block_rows, then);
+    }
+    gemm_matmul(c, a, ta, b, tb, (m, k, n), accumulate);
+    c[..m * n]
+        .par_chunks_mut(block_rows * n)
+        .enumerate()
+        .map(|(blk, rows)| then(blk * block_rows, rows))
+        .collect()
+}
+
 /// [`matmul`] by the `gemm` crate (0.15.5, pinned: its chains are the contract).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_matmul(
@@ -602,5 +628,41 @@ mod scratch_tests {
         drop(b);
         // A larger one than any kept gets a fresh buffer of that length.
         assert_eq!(Scratch::new(1000).len(), 1000);
+    }
+}
+
+#[cfg(test)]
+mod product_tests {
+    use super::super::chains::tests::{bits, dense};
+    use super::super::kernels::baseline_only;
+    use super::{gemm_matmul, matmul_by_rows};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Where `gemm` computes the product (here: a NaN in `a`, and a run with the SIMD
+    /// kernels off), the blocks are handed out after it, each with its first row.
+    #[test]
+    fn products_by_rows_hand_out_gemm_blocks_where_gemm_computes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let (m, k, n) = (50, 40, 30);
+        let (mut a, b) = (dense(&mut rng, m * k), dense(&mut rng, k * n));
+        for nan in [false, true] {
+            if nan {
+                a[123] = f32::NAN;
+            }
+            let mut want = vec![0.0f32; m * n];
+            gemm_matmul(&mut want, &a, false, &b, true, (m, k, n), false);
+            let run = || {
+                let mut c = vec![0.0f32; m * n];
+                let then = |i0: usize, rows: &mut [f32]| (i0, bits(rows));
+                matmul_by_rows(&mut c, &a, false, &b, true, (m, k, n), false, 16, then)
+            };
+            for blocks in [run(), baseline_only(run)] {
+                let starts: Vec<usize> = blocks.iter().map(|(i0, _)| *i0).collect();
+                assert_eq!(starts, [0, 16, 32, 48], "nan {nan}");
+                let handed: Vec<u32> = blocks.into_iter().flat_map(|(_, b)| b).collect();
+                assert_eq!(handed, bits(&want), "nan {nan}");
+            }
+        }
     }
 }

@@ -114,6 +114,13 @@ impl NonzeroBits {
         NonzeroBits { n, m, rows, cols }
     }
 
+    /// The words of rows `i0..i1`, `m.div_ceil(64)` a row: bit t of a row's word w
+    /// says `h[i, 64w + t] != 0`.
+    pub(super) fn row_words(&self, i0: usize, i1: usize) -> &[u64] {
+        let words = self.m.div_ceil(64);
+        &self.rows[i0 * words..i1 * words]
+    }
+
     /// Bits of `h[i, start..start + len]` (`len` at most 64).
     fn row(&self, i: usize, start: usize, len: usize) -> u64 {
         let words = self.m.div_ceil(64);

@@ -7,7 +7,7 @@ use super::kernels::{
 use super::ops::{
     add_column_sums, add_into, data, matmul, matmul_by_rows, record, Scratch, ROWS_PER_TASK,
 };
-use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
+use super::relu_products::{relu_t_times, NonzeroBits, ReluTimes};
 use super::T2;
 use crate::config::AttentionMix;
 use dfdx::prelude::*;
@@ -102,19 +102,32 @@ pub fn attention_mlp(
         rate: mix.rate as f32,
         uniform: mix.uniform_weight_f32(),
     };
-    out.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(hidden.par_chunks_mut(m * ROWS_PER_TASK))
-        .zip(weights.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
-        .zip(probs.par_chunks_mut(heads * 3 * ROWS_PER_TASK))
+    // Block by block of rows, while each is in cache: the table rows, relu(pre)'s
+    // nonzero bits and the product relu(pre)·W_out (added to x1).
+    const BLOCK: usize = NonzeroBits::BLOCK_ROWS;
+    let mut nonzero = NonzeroBits::zeros(n, m);
+    let product = ReluTimes::new(&w_out_v, (n, m, d), true);
+    out.par_chunks_mut(d * BLOCK)
+        .zip(hidden.par_chunks_mut(m * BLOCK))
+        .zip(weights.par_chunks_mut(heads * 3 * BLOCK))
+        .zip(probs.par_chunks_mut(heads * 3 * BLOCK))
+        .zip(nonzero.blocks_mut())
         .enumerate()
-        .for_each(|(c, (((out, hidden), weights), probs))| {
-            let rows = &rows[c * ROWS_PER_TASK..];
-            let b_out = b_out_v.as_deref();
-            let w = (weights, probs);
-            table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, w);
-        });
-    let nonzero = NonzeroBits::of(&hidden, n, m);
-    relu_times(&mut out, &hidden, &nonzero, &w_out_v, (n, m, d), true);
+        .for_each(
+            |(c, ((((out, hidden), weights), probs), (row_words, col_words)))| {
+                let rows = &rows[c * BLOCK..];
+                let b_out = b_out_v.as_deref();
+                let w = (weights, probs);
+                table_rows_forward(shape, rows, &s, &cx, &ch, &vo, &tt, b_out, out, hidden, w);
+                NonzeroBits::fill_block(hidden, m, row_words, col_words);
+                if let Some(product) = &product {
+                    product.rows(out, hidden, row_words);
+                }
+            },
+        );
+    if product.is_none() {
+        matmul(&mut out, &hidden, false, &w_out_v, false, (n, m, d), true);
+    }
     let has_bias = b_in.is_some();
     let mut inputs = vec![scores, v, w_o, x0_query, w_in, w_out];
     inputs.extend(b_in);

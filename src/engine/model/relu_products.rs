@@ -84,34 +84,60 @@ pub struct NonzeroBits {
 }
 
 impl NonzeroBits {
+    /// Rows of `h` per block of the column bits: one bit per row in a word.
+    pub const BLOCK_ROWS: usize = 64;
+
     pub fn of(h: &[f32], n: usize, m: usize) -> Self {
         assert!(h.len() >= n * m);
-        let words = m.div_ceil(64);
-        let mut rows = vec![0u64; n * words];
-        let mut cols = vec![0u64; n.div_ceil(64) * m];
-        if n > 0 && m > 0 {
-            rows.par_chunks_mut(64 * words)
-                .zip(cols.par_chunks_mut(m))
-                .enumerate()
-                .for_each(|(b, (rows, cols))| {
-                    for (t, row) in rows.chunks_mut(words).enumerate() {
-                        let hr = &h[(64 * b + t) * m..(64 * b + t + 1) * m];
-                        for (w, word) in row.iter_mut().enumerate() {
-                            *word = nonzero_word(&hr[64 * w..(64 * w + 64).min(m)]);
-                        }
-                    }
-                    for w in 0..words {
-                        let mut block = [0u64; 64];
-                        for (t, row) in rows.chunks(words).enumerate() {
-                            block[t] = row[w];
-                        }
-                        transpose64(&mut block);
-                        let k0 = 64 * w;
-                        cols[k0..(k0 + 64).min(m)].copy_from_slice(&block[..(m - k0).min(64)]);
-                    }
-                });
+        let mut bits = NonzeroBits::zeros(n, m);
+        bits.blocks_mut().enumerate().for_each(|(b, (rows, cols))| {
+            let i0 = b * Self::BLOCK_ROWS;
+            let i1 = (i0 + Self::BLOCK_ROWS).min(n);
+            Self::fill_block(&h[i0 * m..i1 * m], m, rows, cols)
+        });
+        bits
+    }
+
+    /// No bit set, for `h` [n, m]; filled block by block ([`Self::blocks_mut`]).
+    pub fn zeros(n: usize, m: usize) -> Self {
+        NonzeroBits {
+            n,
+            m,
+            rows: vec![0u64; n * m.div_ceil(64)],
+            cols: vec![0u64; n.div_ceil(64) * m],
         }
-        NonzeroBits { n, m, rows, cols }
+    }
+
+    /// The words of each block of [`Self::BLOCK_ROWS`] rows, in parallel: (its row
+    /// words, its column words), for [`Self::fill_block`].
+    pub fn blocks_mut(
+        &mut self,
+    ) -> impl IndexedParallelIterator<Item = (&mut [u64], &mut [u64])> + '_ {
+        let words = self.m.div_ceil(64).max(1);
+        self.rows
+            .par_chunks_mut(Self::BLOCK_ROWS * words)
+            .zip(self.cols.par_chunks_mut(self.m.max(1)))
+    }
+
+    /// Sets the bits of one block of rows `h` [rows, m] in its words (`rows`,
+    /// `cols` from [`Self::blocks_mut`]).
+    pub fn fill_block(h: &[f32], m: usize, rows: &mut [u64], cols: &mut [u64]) {
+        let words = m.div_ceil(64);
+        for (t, row) in rows.chunks_mut(words).enumerate() {
+            let hr = &h[t * m..(t + 1) * m];
+            for (w, word) in row.iter_mut().enumerate() {
+                *word = nonzero_word(&hr[64 * w..(64 * w + 64).min(m)]);
+            }
+        }
+        for w in 0..words {
+            let mut block = [0u64; 64];
+            for (t, row) in rows.chunks(words).enumerate() {
+                block[t] = row[w];
+            }
+            transpose64(&mut block);
+            let k0 = 64 * w;
+            cols[k0..(k0 + 64).min(m)].copy_from_slice(&block[..(m - k0).min(64)]);
+        }
     }
 
     /// The words of rows `i0..i1`, `m.div_ceil(64)` a row: bit t of a row's word w
@@ -119,12 +145,6 @@ impl NonzeroBits {
     pub(super) fn row_words(&self, i0: usize, i1: usize) -> &[u64] {
         let words = self.m.div_ceil(64);
         &self.rows[i0 * words..i1 * words]
-    }
-
-    /// Bits of `h[i, start..start + len]` (`len` at most 64).
-    fn row(&self, i: usize, start: usize, len: usize) -> u64 {
-        let words = self.m.div_ceil(64);
-        window(|w| self.rows[i * words + w], start, len)
     }
 
     /// Bits of `h[start..start + len, k]` (`len` at most 64).
@@ -190,21 +210,56 @@ pub fn relu_times(
 ) {
     assert!(out.len() >= n * d && h.len() >= n * m && w.len() >= m * d);
     assert_eq!((bits.n, bits.m), (n, m), "nonzero bits of another shape");
-    if !skipping_applies(n, d, m, &w[..m * d]) {
+    let Some(product) = ReluTimes::new(w, (n, m, d), accumulate) else {
         return matmul(out, h, false, w, false, (n, m, d), accumulate);
-    }
-    let kc = depth_chunk(n, d, m);
-    let w_rows = DenseRows::new(w, m, d);
-    for_each_task(out, d, ROWS_PER_TASK, |i0, out| {
-        // SAFETY: `skipping_applies` checked AVX2 and FMA; `out` holds whole rows
-        // i0.. (d each), all below n.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            simd::rows_times(out, i0, h, bits, &w_rows, kc, accumulate)
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("{:?}", (out.len(), i0, kc))
+    };
+    for_each_task(&mut out[..n * d], d, ROWS_PER_TASK, |i0, out| {
+        let i1 = i0 + out.len() / d;
+        product.rows(out, &h[i0 * m..i1 * m], bits.row_words(i0, i1));
     });
+}
+
+/// The skipping product `out (+)= h · w` of [`relu_times`] for a whole `h` [n, m],
+/// run on any blocks of output rows ([`Self::rows`]), e.g. each as soon as its rows
+/// of `h` are made: every block gives the bits of the whole product.
+pub struct ReluTimes<'a> {
+    w: DenseRows<'a>,
+    kc: usize,
+    accumulate: bool,
+}
+
+impl<'a> ReluTimes<'a> {
+    /// `None` where the skipping kernel does not apply: then [`matmul`] computes the
+    /// whole product.
+    pub fn new(w: &'a [f32], (n, m, d): (usize, usize, usize), accumulate: bool) -> Option<Self> {
+        assert!(w.len() >= m * d);
+        skipping_applies(n, d, m, &w[..m * d]).then(|| ReluTimes {
+            w: DenseRows::new(w, m, d),
+            kc: depth_chunk(n, d, m),
+            accumulate,
+        })
+    }
+
+    /// Output rows `out` [r, d] from the same rows of `h` ([r, m]) and their nonzero
+    /// words ([`NonzeroBits::row_words`]).
+    pub fn rows(&self, out: &mut [f32], h: &[f32], words: &[u64]) {
+        let (m, d) = (self.w.depth, self.w.d);
+        let r = out.len() / d;
+        assert!(h.len() >= r * m && words.len() >= r * m.div_ceil(64));
+        for (t, out) in out[..r * d].chunks_mut(ROWS_PER_TASK * d).enumerate() {
+            let i0 = t * ROWS_PER_TASK;
+            let i1 = i0 + out.len() / d;
+            let (h, words) = (&h[i0 * m..i1 * m], &words[i0 * m.div_ceil(64)..]);
+            // SAFETY: `new` checked AVX2 and FMA (`skipping_applies`); `out`, `h` and
+            // `words` hold the same whole rows.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                simd::rows_times(out, h, words, &self.w, self.kc, self.accumulate)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("{:?}", (out.len(), h.len(), words.len()))
+        }
+    }
 }
 
 /// `dw (+)= hᵀ · g` with `h` [n, m] (mostly zeros allowed, `bits` its nonzero bits),
@@ -344,7 +399,7 @@ impl<'a> DenseRows<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{block_width, finish, full_chain, DenseRows, NonzeroBits, BLOCK};
+    use super::{block_width, finish, full_chain, window, DenseRows, NonzeroBits, BLOCK};
     use std::arch::x86_64::*;
 
     /// [`super::nonzero_word`] on 8 values at a time.
@@ -474,30 +529,30 @@ mod simd {
         }
     }
 
-    /// [`super::relu_times`] for the rows `i0..i0 + out.len()/d`: `out` [·, d].
-    /// Depth blocks outside, rows inside: a block of w stays in cache.
-    #[allow(clippy::too_many_arguments)]
+    /// [`super::ReluTimes::rows`] for the output rows `out` [r, d], the same rows
+    /// of `h` [r, m] and their nonzero words. Depth blocks outside, rows inside: a
+    /// block of w stays in cache.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows_times(
         out: &mut [f32],
-        i0: usize,
         h: &[f32],
-        bits: &NonzeroBits,
+        words: &[u64],
         w_rows: &DenseRows,
         kc: usize,
         accumulate: bool,
     ) {
         let (w, m, d) = (w_rows.data, w_rows.depth, w_rows.d);
+        let per_row = m.div_ceil(64);
         let mut masks = vec![0u64; out.len() / d];
         let block = |sums: &mut [f32], b0: usize, b1: usize| {
             for (i, mask) in masks.iter_mut().enumerate() {
-                *mask = bits.row(i0 + i, b0, b1 - b0);
+                *mask = window(|w| words[i * per_row + w], b0, b1 - b0);
             }
-            let x = |i: usize, t: usize| *h.get_unchecked((i0 + i) * m + b0 + t);
+            let x = |i: usize, t: usize| *h.get_unchecked(i * m + b0 + t);
             fma_masked(sums, d, &masks, x, w_rows, b0);
         };
         let full = |i: usize, j: usize, c0: usize, c1: usize| {
-            full_chain((c0..c1).map(|k| (h[(i0 + i) * m + k], w[k * d + j])))
+            full_chain((c0..c1).map(|k| (h[i * m + k], w[k * d + j])))
         };
         chunked(out, d, m, kc, accumulate, block, full);
     }
@@ -597,7 +652,7 @@ mod tests {
                 let len = rng.gen_range(1..=64usize.min(m - k));
                 let want = (0..len).fold(0u64, |b, t| b | ((h[i * m + k + t] != 0.0) as u64) << t);
                 assert_eq!(
-                    bits.row(i, k, len),
+                    window(|w| bits.row_words(i, i + 1)[w], k, len),
                     want,
                     "row {i} from {k}, {len} of {n}x{m}"
                 );
@@ -644,6 +699,21 @@ mod tests {
                             bits(&want),
                             "forward {n}x{m}x{d} {zeros} {accumulate}"
                         );
+                        // Any blocks of output rows, each on its own.
+                        let nonzero = NonzeroBits::of(&h, n, m);
+                        for block in [5, 64] {
+                            let Some(product) = ReluTimes::new(&w, (n, m, d), accumulate) else {
+                                break;
+                            };
+                            let mut out = o0.clone();
+                            for (b, out) in out.chunks_mut(block * d).enumerate() {
+                                let (i0, i1) = (b * block, b * block + out.len() / d);
+                                let words = nonzero.row_words(i0, i1);
+                                product.rows(out, &h[i0 * m..i1 * m], words);
+                            }
+                            let what = format!("{n}x{m}x{d} {zeros} {accumulate} by {block}");
+                            assert_eq!(bits(&out), bits(&want), "forward {what}");
+                        }
                         let (mut dw, mut want) = (dw0.clone(), dw0.clone());
                         pool.install(|| {
                             relu_t_times(

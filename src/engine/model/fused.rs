@@ -61,8 +61,9 @@ pub fn attention_mlp(
             out
         })
         .collect();
-    let mut vo = vec![0.0f32; heads * tr * d];
-    let mut tt = vec![0.0f32; heads * tr * m];
+    // Written in full by the products below.
+    let mut vo = Scratch::new(heads * tr * d);
+    let mut tt = Scratch::new(heads * tr * m);
     for h in 0..heads {
         let vo_h = &mut vo[h * tr * d..(h + 1) * tr * d];
         matmul(

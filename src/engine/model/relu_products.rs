@@ -340,13 +340,16 @@ fn block_width(d: usize, c: usize) -> usize {
 }
 
 /// The dense operand of a skipping product, [depth, d], as the kernels read it: 64
-/// rows of one column block at a time ([`block_width`]). Rows 1 KiB or more apart
-/// (d ≥ 256) would fall in a few cache sets and not stay in the L1 cache together,
-/// so such a matrix is copied by column blocks, each [depth, width] contiguous (the
-/// block of column `c` at offset `c·depth`); a narrower one is read in place.
+/// rows of one column block at a time ([`block_width`]). It is copied by column
+/// blocks, each [depth, width] contiguous (the block of column `c` at offset
+/// `c·depth`), on a cache-line boundary: a block's rows are then whole cache lines
+/// in distinct cache sets (rows of the matrix itself, 512 bytes or more apart, fall
+/// in a few sets, and a vector load straddles two lines when the matrix does not
+/// start on one). The copy costs far less than the product reads it.
 struct DenseRows<'a> {
+    /// The matrix itself, for the full chains ([`finish`]).
     data: &'a [f32],
-    blocks: Option<Scratch>,
+    blocks: Scratch,
     depth: usize,
     d: usize,
 }
@@ -354,20 +357,17 @@ struct DenseRows<'a> {
 impl<'a> DenseRows<'a> {
     fn new(data: &'a [f32], depth: usize, d: usize) -> Self {
         let data = &data[..depth * d];
-        let blocks = (d >= 256).then(|| {
-            // Written in full below.
-            let mut out = Scratch::new(depth * d);
-            let mut c = 0;
-            while c < d {
-                let width = block_width(d, c);
-                let block = &mut out[c * depth..(c + width) * depth];
-                for (dst, row) in block.chunks_exact_mut(width).zip(data.chunks_exact(d)) {
-                    dst.copy_from_slice(&row[c..c + width]);
-                }
-                c += width;
+        // Written in full below.
+        let mut blocks = Scratch::new(depth * d);
+        let mut c = 0;
+        while c < d {
+            let width = block_width(d, c);
+            let block = &mut blocks[c * depth..(c + width) * depth];
+            for (dst, row) in block.chunks_exact_mut(width).zip(data.chunks_exact(d)) {
+                dst.copy_from_slice(&row[c..c + width]);
             }
-            out
-        });
+            c += width;
+        }
         DenseRows {
             data,
             blocks,
@@ -381,25 +381,14 @@ impl<'a> DenseRows<'a> {
     fn block(&self, c: usize, b0: usize) -> (*const f32, usize) {
         let width = block_width(self.d, c);
         let rows = 64.min(self.depth - b0);
-        match &self.blocks {
-            Some(blocks) => {
-                let at = c * self.depth + b0 * width;
-                (blocks[at..at + rows * width].as_ptr(), width)
-            }
-            None => {
-                let at = b0 * self.d + c;
-                (
-                    self.data[at..at + (rows - 1) * self.d + width].as_ptr(),
-                    self.d,
-                )
-            }
-        }
+        let at = c * self.depth + b0 * width;
+        (self.blocks[at..at + rows * width].as_ptr(), width)
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{block_width, finish, full_chain, window, DenseRows, NonzeroBits, BLOCK};
+    use super::{block_width, finish, full_chain, window, DenseRows, NonzeroBits, Scratch, BLOCK};
     use std::arch::x86_64::*;
 
     /// [`super::nonzero_word`] on 8 values at a time.
@@ -494,7 +483,8 @@ mod simd {
         full: impl Fn(usize, usize, usize, usize) -> f32,
     ) {
         let r = out.len() / d;
-        let mut sums = vec![0.0f32; r * d];
+        // Zeroed at the start of every chunk.
+        let mut sums = Scratch::new(r * d);
         for c0 in (0..depth).step_by(kc) {
             let c1 = (c0 + kc).min(depth);
             sums.fill(0.0);
@@ -629,8 +619,8 @@ mod tests {
     }
 
     /// Shapes on both of `gemm`'s chunkings (small outputs; balanced `kc` past 512)
-    /// and partial row blocks, depth blocks and column blocks; dense operands read in
-    /// place (d < 256) and copied by column blocks (d ≥ 256).
+    /// and partial row blocks, depth blocks and column blocks (64-wide blocks and the
+    /// 8-wide tail; widths past 256).
     const SHAPES: [(usize, usize, usize); 7] = [
         (3, 5, 8),
         (70, 96, 24),

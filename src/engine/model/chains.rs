@@ -487,3 +487,60 @@ pub(super) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::super::ops::{gemm_matmul, matmul};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::time::Instant;
+
+    fn median(mut f: impl FnMut()) -> f64 {
+        let mut t: Vec<f64> = (0..21)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        t[10]
+    }
+
+    #[test]
+    #[ignore]
+    fn time_dense_products() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let shapes = [
+            ("dpre g.W_out^T", (3256, 128, 512), false, true),
+            ("logits x.W_U", (3256, 128, 113), false, false),
+            ("dx g.W_U^T", (3256, 113, 128), false, true),
+            ("dW_U x^T.g", (128, 3256, 113), true, false),
+            ("tt vo_h.W_in", (114, 128, 512), false, false),
+            ("dvo dtt.W_in^T", (456, 512, 128), false, true),
+            ("dW_in vo^T.dtt", (128, 456, 512), true, false),
+        ];
+        let mut total = 0.0;
+        for (name, (m, k, n), ta, tb) in shapes {
+            let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| {
+                let ours = median(|| matmul(&mut c, &a, ta, &b, tb, (m, k, n), false));
+                let gemm = median(|| gemm_matmul(&mut c, &a, ta, &b, tb, (m, k, n), false));
+                let gf = 2.0 * (m * k * n) as f64 * 1e-6;
+                total += ours;
+                println!(
+                    "{name:16} {m}x{k}x{n}: ours {ours:.3} ms ({:.0} GF/s), gemm {gemm:.3} ({:.0})",
+                    gf / ours,
+                    gf / gemm
+                );
+            });
+        }
+        println!("total ours {total:.2} ms");
+    }
+}

@@ -191,8 +191,11 @@ fn weighted_rows(
                 acc[c] += wk * row[c];
             }
         }
-        for (c, (o, a)) in out[c0..c0 + BLOCK].iter_mut().zip(acc).enumerate() {
-            *o = finish(a, c0 + c);
+        // By index over fixed-size arrays: the sums stay in registers (iterating the
+        // array by value spilled them, and the finish read them back misaligned).
+        let o: &mut [f32; BLOCK] = (&mut out[c0..c0 + BLOCK]).try_into().expect("one block");
+        for c in 0..BLOCK {
+            o[c] = finish(acc[c], c0 + c);
         }
         c0 += BLOCK;
     }

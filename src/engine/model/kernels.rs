@@ -117,11 +117,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Three dot products of `a` with `b[0]`, `b[1]`, `b[2]`, each computed exactly as
-/// [`dot`] computes it (same lanes, same order), in one pass over `a`.
+/// Lanes of [`dot`]'s partial sums.
+const DOT_LANES: usize = 32;
+
+/// The partial sums of three dot products of `a` with `b[0]`, `b[1]`, `b[2]`, each as
+/// [`dot`] computes them (same lanes, same order), in one pass over `a`; the sums
+/// themselves come from [`dot_sums`].
 #[inline(always)]
-fn dot3(a: &[f32], b: [&[f32]; 3]) -> [f32; 3] {
-    const L: usize = 32;
+fn dot3_parts(a: &[f32], b: [&[f32]; 3]) -> DotParts<3> {
+    const L: usize = DOT_LANES;
     let (mut acc0, mut acc1, mut acc2) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
     let full = a.len() / L * L;
     let (a_full, b0, b1, b2) = (&a[..full], &b[0][..full], &b[1][..full], &b[2][..full]);
@@ -137,16 +141,38 @@ fn dot3(a: &[f32], b: [&[f32]; 3]) -> [f32; 3] {
             acc2[k] += x[k] * y2[k];
         }
     }
-    let mut out = [0.0f32; 3];
-    for (j, acc) in [acc0, acc1, acc2].iter().enumerate() {
-        let tail: f32 = a[full..]
+    let tails = [0, 1, 2].map(|j| {
+        a[full..]
             .iter()
             .zip(&b[j][full..a.len()])
             .map(|(x, y)| x * y)
-            .sum();
-        out[j] = acc.iter().sum::<f32>() + tail;
+            .sum::<f32>()
+    });
+    DotParts {
+        lanes: [acc0, acc1, acc2],
+        tails,
     }
-    out
+}
+
+/// The lanes and tail of `N` dot products (see [`dot3_parts`]).
+struct DotParts<const N: usize> {
+    lanes: [[f32; DOT_LANES]; N],
+    tails: [f32; N],
+}
+
+/// The `N` dot products of [`DotParts`], each `lanes.iter().sum() + tail` as [`dot`]
+/// finishes it, their sums interleaved lane by lane: `N` independent chains of adds
+/// instead of one after the other.
+#[inline(always)]
+fn dot_sums<const N: usize>(parts: &DotParts<N>) -> [f32; N] {
+    // What `Iterator::sum` starts from, as in `dot`.
+    let mut sums = [std::iter::empty::<f32>().sum::<f32>(); N];
+    for k in 0..DOT_LANES {
+        for (s, lanes) in sums.iter_mut().zip(&parts.lanes) {
+            *s += lanes[k];
+        }
+    }
+    std::array::from_fn(|j| sums[j] + parts.tails[j])
 }
 
 #[derive(Clone, Copy)]
@@ -312,8 +338,13 @@ simd_fn! {
             let gi = &g[i * d..(i + 1) * d];
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
-                let t = dot3(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]));
-                let v = dot3(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]));
+                let t = dot3_parts(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]));
+                let v = dot3_parts(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]));
+                let sums = dot_sums(&DotParts {
+                    lanes: [t.lanes[0], t.lanes[1], t.lanes[2], v.lanes[0], v.lanes[1], v.lanes[2]],
+                    tails: [t.tails[0], t.tails[1], t.tails[2], v.tails[0], v.tails[1], v.tails[2]],
+                });
+                let (t, v) = (&sums[..3], &sums[3..]);
                 let dw = [t[0] + v[0], t[1] + v[1], t[2] + v[2]];
                 let wh = &w[h * 3..h * 3 + 3];
                 let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
@@ -677,7 +708,7 @@ mod tests {
         for n in [0, 1, 31, 32, 45, 128, 515] {
             let a = rand_vec(&mut rng, n);
             let b = [0, 1, 2].map(|_| rand_vec(&mut rng, n));
-            let got = dot3(&a, [&b[0], &b[1], &b[2]]);
+            let got = dot_sums(&dot3_parts(&a, [&b[0], &b[1], &b[2]]));
             for j in 0..3 {
                 assert_eq!(got[j].to_bits(), dot(&a, &b[j]).to_bits(), "n {n}, j {j}");
             }

@@ -28,6 +28,7 @@ fn main() -> anyhow::Result<()> {
         &cfg,
         TrainHooks {
             threads,
+            more_threads: &|| 0,
             resume: None,
             on_checkpoint: &mut |_| Ok(()),
             on_progress: &mut |p| {

@@ -440,3 +440,22 @@ fn cells_under_legacy_keys_are_adopted_not_retrained() {
         text(&plan.stdout)
     );
 }
+
+/// A worker that finds no cell left lends its core to the cells still training (the
+/// manifest records the most threads a cell took); threads set by hand stay as set.
+#[test]
+fn idle_workers_lend_their_cores_unless_threads_are_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = sweep(dir.path(), "lend", &["fp32"], &[0], 300);
+    let artifacts = dir.path().join("artifacts");
+    let threads = |extra: &[&str]| {
+        let out = run(&sweep, &artifacts, extra);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dirs = cell_dirs(&artifacts);
+        let manifest = std::fs::read_to_string(dirs[0].join("manifest.json")).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+        value["threads"].as_u64().unwrap()
+    };
+    assert_eq!(threads(&["--jobs", "2"]), 2, "one cell, two jobs");
+    assert_eq!(threads(&["--jobs", "2", "--threads", "1", "--force"]), 1);
+}

@@ -129,6 +129,35 @@ fn runs_are_bit_identical_across_repeats_and_threads() {
     assert_same(&train(&cfg, 1), &train(&cfg, 2));
 }
 
+/// A run lends a cell the cores of idle workers between steps: the thread count
+/// changes mid-training, the bits do not.
+#[test]
+fn threads_lent_between_steps_keep_the_bits() {
+    let mut cfg = tiny(Precision::Ternary, 40);
+    cfg.train.eval_every = 20;
+    let fixed = train(&cfg, 1);
+    let asked = std::sync::atomic::AtomicUsize::new(0);
+    // 0, 1, 2, 0, 1, 2, ... more threads, step after step.
+    let more = || asked.fetch_add(1, Ordering::SeqCst) % 3;
+    let stop = AtomicBool::new(false);
+    let lent = train_cell(
+        &cfg,
+        TrainHooks {
+            threads: 1,
+            more_threads: &more,
+            resume: None,
+            on_checkpoint: &mut |_| Ok(()),
+            on_progress: &mut |_| {},
+            on_snapshot: &mut |_, _| Ok(()),
+            stop: &stop,
+        },
+    )
+    .unwrap();
+    assert_same(&fixed, &lent);
+    assert_eq!((fixed.max_threads, lent.max_threads), (1, 3));
+    assert_eq!(asked.load(Ordering::SeqCst), 40, "asked before every step");
+}
+
 #[test]
 fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
     for grokfast in [false, true] {
@@ -146,6 +175,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             &cfg,
             TrainHooks {
                 threads: 1,
+                more_threads: &|| 0,
                 resume: None,
                 on_checkpoint: &mut |c: &Checkpoint| {
                     saved.push(c.to_bytes()?);
@@ -174,6 +204,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
                 &cfg,
                 TrainHooks {
                     threads: 2,
+                    more_threads: &|| 0,
                     resume: Some(Checkpoint::from_bytes(bytes).unwrap()),
                     on_checkpoint: &mut |_| Ok(()),
                     on_progress: &mut |_| {},
@@ -193,6 +224,7 @@ fn a_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             &other,
             TrainHooks {
                 threads: 1,
+                more_threads: &|| 0,
                 resume: Some(ck),
                 on_checkpoint: &mut |_| Ok(()),
                 on_progress: &mut |_| {},

@@ -19,7 +19,8 @@ pub struct RunArgs {
     /// Cells trained at once [default: one per core].
     #[arg(long, short = 'j', value_parser = at_least_one())]
     pub jobs: Option<usize>,
-    /// Matmul threads per cell [default: cores / jobs].
+    /// Matmul threads per cell [default: cores / jobs, and a cell also takes the cores
+    /// of workers that found no cell left].
     #[arg(long, value_parser = at_least_one())]
     pub threads: Option<usize>,
     /// Retrain the selected cells even when done.

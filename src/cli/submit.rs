@@ -118,6 +118,8 @@ pub fn run_cell(args: &RunCellArgs) -> CmdResult {
     let opts = RunOptions {
         jobs: 1,
         threads: args.threads,
+        // The task's CPUs, as Slurm gave them.
+        lend_idle_cores: false,
         force: false,
         fail_fast: true,
     };

@@ -184,6 +184,10 @@ pub struct TrainHooks<'a> {
     /// gemm with `Parallelism::Rayon(rayon::current_num_threads())`, so it follows the
     /// pool, as do bitgrok's own kernels.
     pub threads: usize,
+    /// Threads the cell may take beyond `threads` now, asked before every step: cores
+    /// that other workers of a run have left idle ([`crate::run::schedule`]). `&|| 0`
+    /// keeps `threads` throughout.
+    pub more_threads: &'a (dyn Fn() -> usize + Sync),
     /// Continue from here.
     pub resume: Option<Checkpoint>,
     /// Called every `train.checkpoint_every` updates (not after the last one).
@@ -225,6 +229,8 @@ pub struct TrainOutput {
     /// At step 0, every `eval_every` steps, and the final step.
     pub curves: Vec<CurvePoint>,
     pub seconds: f64,
+    /// The most threads a step of this run took (`threads` plus any lent).
+    pub max_threads: usize,
     /// How AdamW moved E_=, per window (empty unless `train.eq_update_every` > 0).
     pub eq_update: Vec<EqUpdateWindow>,
 }
@@ -429,6 +435,24 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
         .build()?)
 }
 
+/// One pool per thread count a cell's training uses (a step's bits do not depend on
+/// it), built when first asked for.
+#[derive(Default)]
+struct Pools(Vec<(usize, rayon::ThreadPool)>);
+
+impl Pools {
+    fn get(&mut self, threads: usize) -> Result<&rayon::ThreadPool> {
+        let at = match self.0.iter().position(|(n, _)| *n == threads) {
+            Some(at) => at,
+            None => {
+                self.0.push((threads, thread_pool(threads)?));
+                self.0.len() - 1
+            }
+        };
+        Ok(&self.0[at].1)
+    }
+}
+
 /// Whether the weights at `step` are a snapshot: step 0, every
 /// `train.snapshot_every` steps and the last step, when snapshots are on.
 pub fn is_snapshot_step(cfg: &CellConfig, step: u64) -> bool {
@@ -455,6 +479,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
     model::validate(cfg)?;
     let TrainHooks {
         threads,
+        more_threads,
         resume,
         on_checkpoint,
         on_progress,
@@ -492,7 +517,8 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         curves = ck.curves;
         seconds_before = ck.seconds;
     }
-    let pool = thread_pool(threads)?;
+    let mut pools = Pools::default();
+    let mut max_threads = threads.max(1);
     let started = Instant::now();
     let steps = cfg.train.steps;
     let (eval_every, ck_every) = (cfg.train.eval_every, cfg.train.checkpoint_every);
@@ -500,7 +526,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         let step = trainer.step;
         let due = step == steps || (eval_every > 0 && step.is_multiple_of(eval_every)) || step == 0;
         if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
-            let point = pool.install(|| trainer.evaluate());
+            let point = pools.get(threads.max(1))?.install(|| trainer.evaluate());
             curves.push(point);
             on_progress(&Progress {
                 step,
@@ -520,7 +546,9 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
             on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
             return Err(Interrupted.into());
         }
-        let loss = pool.install(|| trainer.update());
+        let n = threads.max(1) + more_threads();
+        max_threads = max_threads.max(n);
+        let loss = pools.get(n)?.install(|| trainer.update());
         on_progress(&Progress {
             step: trainer.step,
             steps,
@@ -541,6 +569,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         effective,
         curves,
         seconds: seconds_before + started.elapsed().as_secs_f64(),
+        max_threads,
         eq_update: trainer.eq_update.map(|t| t.windows).unwrap_or_default(),
     })
 }

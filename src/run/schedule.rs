@@ -15,7 +15,7 @@ use crate::store::{self, Artifacts, CellStatus};
 use crate::sweep::cell::{short, Cell};
 use anyhow::{bail, Result};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Matmul threads per cell.
     pub threads: usize,
+    /// Whether a cell takes the cores of workers that found no cell left (when the
+    /// threads were not set by hand).
+    pub lend_idle_cores: bool,
     /// Retrain cells even when done.
     pub force: bool,
     /// Stop at the first failed cell.
@@ -39,10 +42,10 @@ impl RunOptions {
             .map(|n| n.get())
             .unwrap_or(1);
         let jobs = jobs.unwrap_or(cores).max(1);
-        let threads = threads.unwrap_or((cores / jobs).max(1));
         RunOptions {
             jobs,
-            threads,
+            threads: threads.unwrap_or((cores / jobs).max(1)),
+            lend_idle_cores: threads.is_none(),
             force: false,
             fail_fast: false,
         }
@@ -83,6 +86,22 @@ pub fn install_stop_handler() -> Result<()> {
         flag::register(sig, Arc::clone(stop_flag()))?;
     }
     Ok(())
+}
+
+/// The cores of workers that found no cell left to take, shared among the cells
+/// still training: the last cells of a run (or a run of fewer cells than jobs) use
+/// every core. Threads never change a cell's bits.
+#[derive(Default)]
+struct IdleCores {
+    idle: AtomicUsize,
+    training: AtomicUsize,
+}
+
+impl IdleCores {
+    /// Threads each training cell may take beyond its own.
+    fn share(&self) -> usize {
+        self.idle.load(Ordering::SeqCst) / self.training.load(Ordering::SeqCst).max(1)
+    }
 }
 
 enum Outcome {
@@ -131,6 +150,11 @@ pub fn run(
     let queue = Mutex::new(todo);
     let report = Mutex::new(report);
     let abort = AtomicBool::new(false);
+    let cores = IdleCores::default();
+    let more_threads = || match opts.lend_idle_cores {
+        true => cores.share(),
+        false => 0,
+    };
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.max(1) {
             s.spawn(|| loop {
@@ -138,13 +162,16 @@ pub fn run(
                     return;
                 }
                 let Some((i, waited)) = queue.lock().unwrap().pop_front() else {
+                    cores.idle.fetch_add(opts.threads, Ordering::SeqCst);
                     return;
                 };
                 if waited {
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let cell = &cells[i];
-                let outcome = run_cell(cell, artifacts, opts, stop, &progress);
+                cores.training.fetch_add(1, Ordering::SeqCst);
+                let outcome = run_cell(cell, artifacts, opts, &more_threads, stop, &progress);
+                cores.training.fetch_sub(1, Ordering::SeqCst);
                 if !matches!(outcome, Outcome::Busy | Outcome::Interrupted) {
                     progress.cell_settled(cell);
                 }
@@ -205,6 +232,7 @@ fn run_cell(
     cell: &Cell,
     artifacts: &Artifacts,
     opts: &RunOptions,
+    more_threads: &(dyn Fn() -> usize + Sync),
     stop: &AtomicBool,
     progress: &Reporter,
 ) -> Outcome {
@@ -237,7 +265,7 @@ fn run_cell(
     }
     // The failure is recorded while the lock is still held, so it can never land
     // on top of another process's finished cell.
-    match train_locked(cell, artifacts, opts, stop, progress) {
+    match train_locked(cell, artifacts, opts, more_threads, stop, progress) {
         Ok(()) => Outcome::Trained,
         // Only the trainer's own stop is an interruption: any other error, a failed
         // checkpoint write after Ctrl-C included, is a failure with its message.
@@ -266,6 +294,7 @@ fn train_locked(
     cell: &Cell,
     artifacts: &Artifacts,
     opts: &RunOptions,
+    more_threads: &(dyn Fn() -> usize + Sync),
     stop: &AtomicBool,
     progress: &Reporter,
 ) -> Result<()> {
@@ -305,6 +334,7 @@ fn train_locked(
         |step: u64, w: &ModelWeights| store::write_snapshot(&dir, &cell.key, step, w);
     let hooks = TrainHooks {
         threads: opts.threads,
+        more_threads,
         resume,
         on_checkpoint: &mut on_checkpoint,
         on_progress: &mut on_progress,
@@ -314,7 +344,7 @@ fn train_locked(
     let output = train::train_cell(&cell.config, hooks);
     bar.finish_and_clear();
     let output = output?;
-    store::save_trained_cell(&dir, &cell.key, &output, started, opts.threads)?;
+    store::save_trained_cell(&dir, &cell.key, &output, started, output.max_threads)?;
     for name in [store::CHECKPOINT, store::PREVIOUS_CHECKPOINT] {
         let _ = std::fs::remove_file(dir.join(name));
     }

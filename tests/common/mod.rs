@@ -72,6 +72,7 @@ pub fn train_until(
         cfg,
         bitgrok::engine::train::TrainHooks {
             threads: 1,
+            more_threads: &|| 0,
             resume,
             on_checkpoint: &mut |c| {
                 checkpoints.push(c.clone());
@@ -102,6 +103,7 @@ pub fn train_quietly(
         cfg,
         bitgrok::engine::train::TrainHooks {
             threads,
+            more_threads: &|| 0,
             resume: None,
             on_checkpoint: &mut |_| Ok(()),
             on_progress: &mut |_| {},

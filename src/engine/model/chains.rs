@@ -99,35 +99,23 @@ pub(super) fn matmul(
     ta: bool,
     b: &[f32],
     tb: bool,
-    (m, k, n): (usize, usize, usize),
+    shape: (usize, usize, usize),
     accumulate: bool,
 ) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    let kc = depth_chunk(m, n, k);
-    let packed = pack(b, tb, k, n);
-    let panels = n.div_ceil(PANEL);
+    let (m, _, n) = shape;
+    assert!(c.len() >= m * n);
+    let product = Product::new(a, ta, b, tb, shape, accumulate);
+    let panels = product.panels();
     let row_tasks = m.div_ceil(TASK_ROWS);
     let out = OutPtr(c.as_mut_ptr());
     (0..row_tasks * panels.div_ceil(TASK_PANELS))
         .into_par_iter()
         .for_each(|task| {
             let (rt, pt) = (task % row_tasks, task / row_tasks);
-            let (i0, i1) = (rt * TASK_ROWS, ((rt + 1) * TASK_ROWS).min(m));
-            let (p0, p1) = (pt * TASK_PANELS, ((pt + 1) * TASK_PANELS).min(panels));
+            let rows = (rt * TASK_ROWS, ((rt + 1) * TASK_ROWS).min(m));
+            let panels = (pt * TASK_PANELS, ((pt + 1) * TASK_PANELS).min(panels));
             // SAFETY: tasks split rows and panels, so each writes its own elements.
-            unsafe {
-                products(
-                    &out,
-                    a,
-                    ta,
-                    &packed,
-                    (m, k, n),
-                    kc,
-                    accumulate,
-                    (i0, i1),
-                    (p0, p1),
-                )
-            }
+            unsafe { product.compute(&out, rows, panels) }
         });
 }
 
@@ -143,15 +131,14 @@ pub(super) fn matmul_by_rows<R: Send>(
     ta: bool,
     b: &[f32],
     tb: bool,
-    (m, k, n): (usize, usize, usize),
+    shape: (usize, usize, usize),
     accumulate: bool,
     block_rows: usize,
     then: impl Fn(usize, &mut [f32]) -> R + Sync,
 ) -> Vec<R> {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n && block_rows > 0);
-    let kc = depth_chunk(m, n, k);
-    let packed = pack(b, tb, k, n);
-    let panels = n.div_ceil(PANEL);
+    let (m, _, n) = shape;
+    assert!(c.len() >= m * n && block_rows > 0);
+    let product = Product::new(a, ta, b, tb, shape, accumulate);
     c[..m * n]
         .par_chunks_mut(block_rows * n)
         .enumerate()
@@ -160,83 +147,92 @@ pub(super) fn matmul_by_rows<R: Send>(
             let i1 = i0 + rows.len() / n;
             // SAFETY: the block's elements are `rows`, borrowed by this task alone.
             let out = OutPtr(rows.as_mut_ptr().wrapping_sub(i0 * n));
-            unsafe {
-                products(
-                    &out,
-                    a,
-                    ta,
-                    &packed,
-                    (m, k, n),
-                    kc,
-                    accumulate,
-                    (i0, i1),
-                    (0, panels),
-                )
-            }
+            unsafe { product.compute(&out, (i0, i1), (0, product.panels())) }
             then(i0, rows)
         })
         .collect()
 }
 
-/// `op(b)` ([k, n]) in panels of [`PANEL`] columns, each [k, PANEL] with zeros past
-/// column n.
-fn pack(b: &[f32], tb: bool, k: usize, n: usize) -> Scratch {
-    // Written in full (zeros included).
-    let mut packed = Scratch::new(n.div_ceil(PANEL) * k * PANEL);
-    pack_panels(b, tb, k, n, &mut packed);
-    packed
-}
-
-/// The output elements of rows `i0..i1` and panels `p0..p1` of the product (see
-/// [`matmul`]), depth chunk after depth chunk.
-///
-/// # Safety
-/// `out` + `i·n + j` must be writable for every such element, by this call alone;
-/// AVX2 and FMA must be present ([`applies`]).
-#[allow(clippy::too_many_arguments)]
-unsafe fn products(
-    out: &OutPtr,
-    a: &[f32],
-    ta: bool,
-    packed: &[f32],
-    (m, k, n): (usize, usize, usize),
+/// One product `op(a)·op(b)` made ready: op(b) packed in panels of [`PANEL`]
+/// columns, each [k, PANEL] with zeros past column n, and the whole product's depth
+/// chunk.
+struct Product<'a> {
+    a: &'a [f32],
+    /// (row stride, depth stride) of op(a).
+    a_strides: (usize, usize),
+    packed: Scratch,
+    shape: (usize, usize, usize),
     kc: usize,
     accumulate: bool,
-    (i0, i1): (usize, usize),
-    (p0, p1): (usize, usize),
-) {
-    // (row stride, depth stride) of op(a).
-    let (ars, acs) = if ta { (1, m) } else { (k, 1) };
-    for c0 in (0..k).step_by(kc) {
-        let c1 = (c0 + kc).min(k);
-        let write = c0 == 0 && !accumulate;
-        for p in p0..p1 {
-            let panel = &packed[p * k * PANEL..(p + 1) * k * PANEL];
-            let (j0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
-            for r0 in (i0..i1).step_by(MR) {
-                let rows = (i1 - r0).min(MR);
-                let tile = Tile {
-                    a: &a[..m * k],
-                    ars,
-                    acs,
-                    r0,
-                    rows,
-                    panel,
-                    depth: (c0, c1),
-                    out,
-                    ldc: n,
-                    j0,
-                    width,
-                    write,
-                };
-                // SAFETY: the caller's promises; the tile's output elements (rows
-                // r0.., columns j0..j0 + width) are among them.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    simd::tile(&tile)
+}
+
+impl<'a> Product<'a> {
+    fn new(
+        a: &'a [f32],
+        ta: bool,
+        b: &[f32],
+        tb: bool,
+        (m, k, n): (usize, usize, usize),
+        accumulate: bool,
+    ) -> Self {
+        assert!(a.len() >= m * k && b.len() >= k * n);
+        // Written in full (zeros included).
+        let mut packed = Scratch::new(n.div_ceil(PANEL) * k * PANEL);
+        pack_panels(b, tb, k, n, &mut packed);
+        Product {
+            a: &a[..m * k],
+            a_strides: if ta { (1, m) } else { (k, 1) },
+            packed,
+            shape: (m, k, n),
+            kc: depth_chunk(m, n, k),
+            accumulate,
+        }
+    }
+
+    fn panels(&self) -> usize {
+        self.shape.2.div_ceil(PANEL)
+    }
+
+    /// The output elements of rows `i0..i1` and panels `p0..p1`, depth chunk after
+    /// depth chunk.
+    ///
+    /// # Safety
+    /// `out` + `i·n + j` must be writable for every such element, by this call
+    /// alone; AVX2 and FMA must be present ([`applies`]).
+    unsafe fn compute(&self, out: &OutPtr, (i0, i1): (usize, usize), (p0, p1): (usize, usize)) {
+        let (_, k, n) = self.shape;
+        let (ars, acs) = self.a_strides;
+        for c0 in (0..k).step_by(self.kc) {
+            let c1 = (c0 + self.kc).min(k);
+            let write = c0 == 0 && !self.accumulate;
+            for p in p0..p1 {
+                let panel = &self.packed[p * k * PANEL..(p + 1) * k * PANEL];
+                let (j0, width) = (p * PANEL, (n - p * PANEL).min(PANEL));
+                for r0 in (i0..i1).step_by(MR) {
+                    let rows = (i1 - r0).min(MR);
+                    let tile = Tile {
+                        a: self.a,
+                        ars,
+                        acs,
+                        r0,
+                        rows,
+                        panel,
+                        depth: (c0, c1),
+                        out,
+                        ldc: n,
+                        j0,
+                        width,
+                        write,
+                    };
+                    // SAFETY: the caller's promises; the tile's output elements (rows
+                    // r0.., columns j0..j0 + width) are among them.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        simd::tile(&tile)
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    unreachable!("{}", tile.rows)
                 }
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!("{}", tile.rows)
             }
         }
     }

@@ -376,13 +376,13 @@ impl<'a> DenseRows<'a> {
         }
     }
 
-    /// The start of rows `b0..` (at most 64) of the column block at `c`, and the
-    /// distance between its rows.
-    fn block(&self, c: usize, b0: usize) -> (*const f32, usize) {
+    /// The start of rows `b0..` (at most 64) of the column block at `c`, whose rows
+    /// are its width apart.
+    fn block(&self, c: usize, b0: usize) -> *const f32 {
         let width = block_width(self.d, c);
         let rows = 64.min(self.depth - b0);
         let at = c * self.depth + b0 * width;
-        (self.blocks[at..at + rows * width].as_ptr(), width)
+        self.blocks[at..at + rows * width].as_ptr()
     }
 }
 
@@ -407,15 +407,15 @@ mod simd {
         bits
     }
 
-    /// `acc[0..8v] = fma(x_t, row_t[0..8v], acc)` for every set bit `t` of `bits`
-    /// in increasing order, `row_t = rows + t·stride`; `V` vectors of 8 columns.
+    /// `acc[0..8V] = fma(x_t, row_t[0..8V], acc)` for every set bit `t` of `bits`
+    /// in increasing order, `row_t = rows + t·8V` (a column block of [`DenseRows`]);
+    /// `V` vectors of 8 columns.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn fma_rows<const V: usize>(
         acc: *mut f32,
         mut bits: u64,
         x: impl Fn(usize) -> f32,
         rows: *const f32,
-        stride: usize,
     ) {
         let mut a = [_mm256_setzero_ps(); V];
         for (v, a) in a.iter_mut().enumerate() {
@@ -425,7 +425,7 @@ mod simd {
             let t = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let xv = _mm256_set1_ps(x(t));
-            let row = rows.add(t * stride);
+            let row = rows.add(t * 8 * V);
             for (v, a) in a.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(xv, _mm256_loadu_ps(row.add(8 * v)), *a);
             }
@@ -452,16 +452,16 @@ mod simd {
         let mut c = 0;
         while c < d {
             let width = block_width(d, c);
-            let (block, stride) = rows.block(c, b0);
+            let block = rows.block(c, b0);
             for (i, &bits) in masks.iter().enumerate() {
                 if bits == 0 {
                     continue;
                 }
                 let a = acc.as_mut_ptr().add(i * d + c);
                 if width == 64 {
-                    fma_rows::<8>(a, bits, |t| x(i, t), block, stride);
+                    fma_rows::<8>(a, bits, |t| x(i, t), block);
                 } else {
-                    fma_rows::<1>(a, bits, |t| x(i, t), block, stride);
+                    fma_rows::<1>(a, bits, |t| x(i, t), block);
                 }
             }
             c += width;

@@ -517,8 +517,9 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         curves = ck.curves;
         seconds_before = ck.seconds;
     }
+    let threads = threads.max(1);
     let mut pools = Pools::default();
-    let mut max_threads = threads.max(1);
+    let mut max_threads = threads;
     let started = Instant::now();
     let steps = cfg.train.steps;
     let (eval_every, ck_every) = (cfg.train.eval_every, cfg.train.checkpoint_every);
@@ -526,7 +527,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         let step = trainer.step;
         let due = step == steps || (eval_every > 0 && step.is_multiple_of(eval_every)) || step == 0;
         if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
-            let point = pools.get(threads.max(1))?.install(|| trainer.evaluate());
+            let point = pools.get(threads)?.install(|| trainer.evaluate());
             curves.push(point);
             on_progress(&Progress {
                 step,
@@ -546,7 +547,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
             on_checkpoint(&trainer.checkpoint(&curves, seconds)?)?;
             return Err(Interrupted.into());
         }
-        let n = threads.max(1) + more_threads();
+        let n = threads + more_threads();
         max_threads = max_threads.max(n);
         let loss = pools.get(n)?.install(|| trainer.update());
         on_progress(&Progress {

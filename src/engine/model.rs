@@ -321,7 +321,8 @@ pub fn run(
     let loss_value = loss.as_vec()[0] as f64;
     let grads = want_grads.then(|| {
         let g = loss.backward();
-        w.map(|spec, _| g.get(&leaves[spec.name]).as_vec())
+        // `ops::data` copies the buffer (`as_vec` walks it element by element).
+        w.map(|spec, _| ops::data(&g.get(&leaves[spec.name])))
     });
     PassResult {
         loss: loss_value,

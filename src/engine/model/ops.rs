@@ -148,7 +148,8 @@ impl Drop for Scratch {
     }
 }
 
-pub(super) fn data(t: &T2) -> Vec<f32> {
+/// A matrix's elements, row-major (one `memcpy`; `as_vec` walks them one by one).
+pub(super) fn data<T>(t: &Tensor<(usize, usize), f32, Cpu, T>) -> Vec<f32> {
     let mut v = vec![0.0; t.shape().0 * t.shape().1];
     t.copy_into(&mut v);
     v

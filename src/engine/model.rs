@@ -42,6 +42,7 @@ mod fused;
 pub(crate) mod kernels;
 pub mod ops;
 pub mod relu_products;
+mod softmax;
 
 pub(crate) type Tp = OwnedTape<f32, Cpu>;
 pub(crate) type T2 = Tensor<(usize, usize), f32, Cpu, Tp>;

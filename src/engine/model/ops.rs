@@ -13,6 +13,7 @@ use super::chains;
 pub use super::fused::attention_mlp;
 use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
+use super::softmax;
 use super::{Tp, T2};
 use crate::config::AttentionMix;
 use dfdx::prelude::*;
@@ -567,27 +568,8 @@ pub fn cross_entropy(
         .zip(row_loss.par_chunks_mut(ROWS_PER_TASK))
         .enumerate()
         .for_each(|(c, (z, out))| {
-            for (k, (row, out)) in z.chunks_exact_mut(p).zip(out).enumerate() {
-                let y = labels[c * ROWS_PER_TASK + k] as usize;
-                let (mut best, mut mx) = (0, f32::NEG_INFINITY);
-                for (c, &v) in row.iter().enumerate() {
-                    if v > mx {
-                        mx = v;
-                        best = c;
-                    }
-                }
-                let zy = row[y] as f64;
-                let mut sum = 0.0f64;
-                for v in row.iter_mut() {
-                    *v = (*v - mx).exp();
-                    sum += *v as f64;
-                }
-                *out = (mx as f64 + sum.ln() - zy, best == y);
-                let inv = (1.0 / sum) as f32;
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
-            }
+            let start = c * ROWS_PER_TASK;
+            softmax::rows(z, p, &labels[start..start + out.len()], out)
         });
     let mut total = 0.0f64;
     let mut correct = 0usize;

@@ -79,6 +79,12 @@ simd_fn! {
                         row[v] = *x;
                     }
                 }
+            } else if width == PANEL {
+                // A fixed-size copy (inline moves; a slice copy calls memcpy per row).
+                for (t, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                    let row: &mut [f32; PANEL] = row.try_into().unwrap();
+                    *row = b[t * n + j0..t * n + j0 + PANEL].try_into().unwrap();
+                }
             } else {
                 for (t, row) in panel.chunks_exact_mut(PANEL).enumerate() {
                     row[..width].copy_from_slice(&b[t * n + j0..t * n + j0 + width]);

@@ -5,7 +5,8 @@ use super::kernels::{
     scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape, SCATTER_COLS,
 };
 use super::ops::{
-    add_column_sums, add_into, data, matmul, matmul_by_rows, record, Scratch, ROWS_PER_TASK,
+    add_chunk_sums, add_column_sums, add_into, chunk_column_sums, data, matmul, matmul_by_rows,
+    record, Scratch, ROWS_PER_TASK,
 };
 use super::relu_products::{relu_t_times, NonzeroBits, ReluTimes};
 use super::T2;
@@ -142,7 +143,7 @@ pub fn attention_mlp(
         // of rows is finished while in cache: the ReLU mask, and the softmax backward
         // per example (dscore [rows, heads, 3]).
         let mut dpre = Scratch::new(n * m);
-        let dscore: Vec<f32> = matmul_by_rows(
+        let (dscore, dpre_sums): (Vec<Vec<f32>>, Vec<Vec<f64>>) = matmul_by_rows(
             &mut dpre,
             g,
             false,
@@ -165,10 +166,12 @@ pub fn attention_mlp(
                     dpre,
                     &mut dscore,
                 );
-                dscore
+                (dscore, chunk_column_sums(dpre, m))
             },
         )
-        .concat();
+        .into_iter()
+        .unzip();
+        let dscore = dscore.concat();
         for (i, r) in rows.iter().enumerate() {
             for h in 0..heads {
                 for j in 0..3 {
@@ -237,7 +240,7 @@ pub fn attention_mlp(
         }
         // The constant parts: x0_query feeds x1 directly and through W_in.
         let mut dch = vec![0.0f32; m];
-        add_column_sums(&mut dch, &dpre, m);
+        add_chunk_sums(&mut dch, dpre_sums);
         add_column_sums(dx0, g, d);
         matmul(dx0, &dch, false, &w_in_v, true, (1, m, d), true);
         matmul(dw_in, &cx, true, &dch, false, (d, 1, m), true);

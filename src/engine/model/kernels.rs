@@ -631,6 +631,18 @@ simd_fn! {
     }
 }
 
+simd_fn! {
+    /// Column sums of a row-major [rows, cols] chunk added into `acc` (in f64, row
+    /// after row).
+    pub(super) fn column_sums(x: &[f32], cols: usize, acc: &mut [f64]) {
+        for row in x.chunks_exact(cols) {
+            for (a, v) in acc.iter_mut().zip(row) {
+                *a += *v as f64;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::relu_products::NonzeroBits;
@@ -907,5 +919,11 @@ mod tests {
             acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
         });
         assert_eq!(simd, base, "rms_gain_partial");
+        let (simd, base) = both(|| {
+            let mut acc = vec![0.5f64; d];
+            column_sums(&xv, d, &mut acc);
+            acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        });
+        assert_eq!(simd, base, "column_sums");
     }
 }

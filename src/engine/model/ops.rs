@@ -11,7 +11,9 @@
 
 use super::chains;
 pub use super::fused::attention_mlp;
-use super::kernels::{position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward};
+use super::kernels::{
+    column_sums, position_weights, rms_gain_partial, rms_rows_backward, rms_rows_forward,
+};
 use super::relu_products::{relu_t_times, relu_times, NonzeroBits};
 use super::softmax;
 use super::{Tp, T2};
@@ -260,40 +262,32 @@ pub(super) fn add_into(dst: &mut [f32], src: &[f32]) {
         });
 }
 
-/// Sum over fixed chunks of rows of per-chunk column vectors `f(first_row, rows)`,
-/// added in chunk order (deterministic whatever the thread count).
-pub(super) fn chunked_column_sum(
-    n_rows: usize,
-    cols: usize,
-    f: impl Fn(usize, usize) -> Vec<f64> + Sync,
-) -> Vec<f64> {
-    let parts: Vec<Vec<f64>> = (0..n_rows.div_ceil(ROWS_PER_TASK))
-        .into_par_iter()
-        .map(|c| {
-            let start = c * ROWS_PER_TASK;
-            f(start, ROWS_PER_TASK.min(n_rows - start))
-        })
+/// Column sums of a row-major [rows, cols] buffer added into `dst`: f64 sums over
+/// fixed chunks of [`ROWS_PER_TASK`] rows ([`chunk_column_sums`]), added in chunk
+/// order (deterministic whatever the thread count).
+pub(super) fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
+    let parts: Vec<Vec<f64>> = x
+        .par_chunks(cols * ROWS_PER_TASK)
+        .map(|chunk| chunk_column_sums(chunk, cols))
         .collect();
+    add_chunk_sums(dst, parts);
+}
+
+/// One chunk's part of [`add_column_sums`].
+pub(super) fn chunk_column_sums(chunk: &[f32], cols: usize) -> Vec<f64> {
     let mut acc = vec![0.0f64; cols];
+    column_sums(chunk, cols, &mut acc);
+    acc
+}
+
+/// The chunks' column sums added in chunk order, then into `dst`.
+pub(super) fn add_chunk_sums(dst: &mut [f32], parts: impl IntoIterator<Item = Vec<f64>>) {
+    let mut acc = vec![0.0f64; dst.len()];
     for p in parts {
         for (a, v) in acc.iter_mut().zip(p) {
             *a += v;
         }
     }
-    acc
-}
-
-/// Column sums of a row-major [rows, cols] buffer added into `dst`.
-pub(super) fn add_column_sums(dst: &mut [f32], x: &[f32], cols: usize) {
-    let acc = chunked_column_sum(x.len() / cols, cols, |start, rows| {
-        let mut acc = vec![0.0f64; cols];
-        for row in x[start * cols..(start + rows) * cols].chunks_exact(cols) {
-            for (a, v) in acc.iter_mut().zip(row) {
-                *a += *v as f64;
-            }
-        }
-        acc
-    });
     for (d, a) in dst.iter_mut().zip(acc) {
         *d += a as f32;
     }
@@ -524,21 +518,17 @@ pub fn rms_norm(x: T2, gain: T2) -> T2 {
             .zip(xv.par_chunks(d * ROWS_PER_TASK))
             .zip(rs.par_chunks(ROWS_PER_TASK))
             .for_each(|(((dx, dy), xv), rs)| rms_rows_backward(d, &g, xv, rs, dy, dx));
-        let acc = chunked_column_sum(n, d, |start, rows| {
-            let mut acc = vec![0.0f64; d];
-            let span = start * d..(start + rows) * d;
-            rms_gain_partial(
-                d,
-                &xv[span.clone()],
-                &rs[start..start + rows],
-                &dy[span],
-                &mut acc,
-            );
-            acc
-        });
-        for (a, b) in dg.iter_mut().zip(acc) {
-            *a += b as f32;
-        }
+        let parts: Vec<Vec<f64>> = xv
+            .par_chunks(d * ROWS_PER_TASK)
+            .zip(dy.par_chunks(d * ROWS_PER_TASK))
+            .zip(rs.par_chunks(ROWS_PER_TASK))
+            .map(|((xv, dy), rs)| {
+                let mut acc = vec![0.0f64; d];
+                rms_gain_partial(d, xv, rs, dy, &mut acc);
+                acc
+            })
+            .collect();
+        add_chunk_sums(dg, parts);
     })
 }
 

@@ -305,13 +305,10 @@ pub fn run(
             eps,
         )
     };
-    let xn = match gain {
-        Some(g) => ops::rms_norm(x2, g.leaky_trace()),
-        None => x2,
-    };
-    let logits: T2 = ops::product(xn, w_u.leaky_trace());
-    let (loss, stats) = ops::cross_entropy(
-        logits,
+    let (loss, stats) = ops::head(
+        x2,
+        gain.map(|g| g.leaky_trace()),
+        w_u.leaky_trace(),
         batch.labels.clone(),
         batch.counts.clone(),
         want_logits,

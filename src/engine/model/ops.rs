@@ -85,7 +85,7 @@ thread_local! {
 }
 
 /// The most buffers a thread keeps for reuse.
-const SCRATCH_KEPT: usize = 8;
+const SCRATCH_KEPT: usize = 16;
 
 /// A buffer of floats whose contents are left from an earlier use, for an output that
 /// is written in full before it is read. It goes back to its thread's pool when
@@ -479,45 +479,104 @@ pub fn mlp_block(
     })
 }
 
-/// `x·w` ([n, k] by [k, m]) on [`matmul`], with the products and the accumulation
-/// into the gradients that dfdx's `matmul` op makes (`dx += g·wᵀ`, `dw += xᵀ·g`), so
-/// the bits are those of dfdx's op.
-pub fn product(x: T2, w: T2) -> T2 {
-    let ((n, k), m) = (*x.shape(), w.shape().1);
-    assert_eq!(w.shape().0, k, "inner dimensions differ");
-    // Kept for the backward pass in reused buffers (a fresh one per step would be
-    // faulted in afresh).
-    let (mut xv, mut wv) = (Scratch::new(n * k), Scratch::new(k * m));
-    x.copy_into(&mut xv);
-    w.copy_into(&mut wv);
-    let mut out = vec![0.0f32; n * m];
-    matmul(&mut out, &xv, false, &wv, false, (n, k, m), false);
-    record(vec![x, w], out, (n, m), move |g, dins| {
-        let [dx, dw] = dins else { unreachable!() };
-        matmul(dx, g, false, &wv, true, (n, m, k), true);
-        matmul(dw, &xv, true, g, false, (k, n, m), true);
-    })
+/// Side results of [`head`].
+pub struct CrossEntropyStats {
+    /// Number of examples (with multiplicity) whose first argmax is the label.
+    pub correct: usize,
+    pub logits: Option<Vec<f32>>,
 }
 
-/// Final RMSNorm with learned gain: `y = x / ‖x‖ · sqrt(d) ⊙ g` per row.
-pub fn rms_norm(x: T2, gain: T2) -> T2 {
+/// The model's head as one op: the final RMSNorm `xn = x / ‖x‖ · sqrt(d) ⊙ gain` per
+/// row (when the model has a gain; else `xn = x`), the logits `xn·W_U` [n, p] and
+/// their cross-entropy against `labels`, averaged over the examples with
+/// multiplicities `counts`. Its arithmetic is that of the three ops it fuses, each
+/// gradient added into a zeroed buffer as dfdx adds into a fresh gradient
+/// (`dlogits`, `dxn += dlogits·W_Uᵀ`, `dW_U += xnᵀ·dlogits`, then the norm's
+/// backward); only the copies of `xn` and the logits into tensors of their own and
+/// back are gone.
+pub fn head(
+    x: T2,
+    gain: Option<T2>,
+    w_u: T2,
+    labels: Arc<Vec<u32>>,
+    counts: Arc<Vec<u32>>,
+    keep_logits: bool,
+) -> (Tensor<(), f32, Cpu, Tp>, CrossEntropyStats) {
     let (n, d) = *x.shape();
+    let p = w_u.shape().1;
+    assert_eq!(w_u.shape().0, d, "inner dimensions differ");
     let xv = data(&x);
-    let g = data(&gain);
-    let sd = (d as f32).sqrt();
-    let mut rs = vec![0.0f32; n];
-    let mut out = vec![0.0f32; n * d];
-    out.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(rs.par_chunks_mut(ROWS_PER_TASK))
-        .zip(xv.par_chunks(d * ROWS_PER_TASK))
-        .for_each(|((out, rs), xv)| rms_rows_forward(d, sd, &g, xv, rs, out));
-    record(vec![x, gain], out, (n, d), move |dy, dins| {
-        let [dx, dg] = dins else { unreachable!() };
+    let g = gain.as_ref().map(data);
+    let wv = data(&w_u);
+    // The norm's output and per-row factors (written in full), or x itself.
+    let norm = g.as_ref().map(|g| {
+        let sd = (d as f32).sqrt();
+        let mut rs = vec![0.0f32; n];
+        let mut xn = Scratch::new(n * d);
+        xn.par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(rs.par_chunks_mut(ROWS_PER_TASK))
+            .zip(xv.par_chunks(d * ROWS_PER_TASK))
+            .for_each(|((out, rs), xv)| rms_rows_forward(d, sd, g, xv, rs, out));
+        (xn, rs)
+    });
+    let xn: &[f32] = norm.as_ref().map_or(&xv, |(xn, _)| xn);
+    // Logits (written in full by the product), then their softmax in place (needed
+    // by the backward pass), each row's loss and whether its argmax is right.
+    let mut z = Scratch::new(n * p);
+    matmul(&mut z, xn, false, &wv, false, (n, d, p), false);
+    let kept = keep_logits.then(|| z.to_vec());
+    let mut row_loss = vec![(0.0f64, false); n];
+    z.par_chunks_mut(p * ROWS_PER_TASK)
+        .zip(row_loss.par_chunks_mut(ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(c, (z, out))| {
+            let start = c * ROWS_PER_TASK;
+            softmax::rows(z, p, &labels[start..start + out.len()], out)
+        });
+    let total_count: u64 = counts.iter().map(|&c| c as u64).sum();
+    let mut total = 0.0f64;
+    let mut correct = 0usize;
+    for ((l, ok), &c) in row_loss.iter().zip(counts.iter()) {
+        total += l * c as f64;
+        correct += if *ok { c as usize } else { 0 };
+    }
+    let loss = (total / total_count.max(1) as f64) as f32;
+    let mut inputs = vec![x, w_u];
+    inputs.extend(gain);
+    let out = record(inputs, vec![loss], (), move |dl, dins| {
+        let [dx, dw_u, rest @ ..] = dins else {
+            unreachable!()
+        };
+        // dlogits = 0 + probs·s, less s at the label (s = dl·count/total).
+        let scale = dl[0] / total_count as f32;
+        let mut dz = Scratch::new(n * p);
+        dz.par_chunks_mut(p * ROWS_PER_TASK)
+            .zip(z.par_chunks(p * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(c, (dz, z))| {
+                for (k, (drow, prow)) in dz.chunks_exact_mut(p).zip(z.chunks_exact(p)).enumerate() {
+                    let i = c * ROWS_PER_TASK + k;
+                    let s = scale * counts[i] as f32;
+                    for (dv, pv) in drow.iter_mut().zip(prow) {
+                        *dv = 0.0 + pv * s;
+                    }
+                    drow[labels[i] as usize] -= s;
+                }
+            });
+        let xn: &[f32] = norm.as_ref().map_or(&xv, |(xn, _)| xn);
+        matmul(dw_u, xn, true, &dz, false, (d, n, p), true);
+        let (Some(g), Some((_, rs))) = (&g, &norm) else {
+            matmul(dx, &dz, false, &wv, true, (n, p, d), true);
+            return;
+        };
+        let mut dy = Scratch::new(n * d);
+        dy.fill(0.0);
+        matmul(&mut dy, &dz, false, &wv, true, (n, p, d), true);
         dx.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(dy.par_chunks(d * ROWS_PER_TASK))
             .zip(xv.par_chunks(d * ROWS_PER_TASK))
             .zip(rs.par_chunks(ROWS_PER_TASK))
-            .for_each(|(((dx, dy), xv), rs)| rms_rows_backward(d, &g, xv, rs, dy, dx));
+            .for_each(|(((dx, dy), xv), rs)| rms_rows_backward(d, g, xv, rs, dy, dx));
         let parts: Vec<Vec<f64>> = xv
             .par_chunks(d * ROWS_PER_TASK)
             .zip(dy.par_chunks(d * ROWS_PER_TASK))
@@ -528,62 +587,7 @@ pub fn rms_norm(x: T2, gain: T2) -> T2 {
                 acc
             })
             .collect();
-        add_chunk_sums(dg, parts);
-    })
-}
-
-/// Side results of [`cross_entropy`].
-pub struct CrossEntropyStats {
-    /// Number of examples (with multiplicity) whose first argmax is the label.
-    pub correct: usize,
-    pub logits: Option<Vec<f32>>,
-}
-
-/// Cross-entropy of `logits` [n, p] against `labels`, averaged over the examples with
-/// multiplicities `counts`.
-pub fn cross_entropy(
-    logits: T2,
-    labels: Arc<Vec<u32>>,
-    counts: Arc<Vec<u32>>,
-    keep_logits: bool,
-) -> (Tensor<(), f32, Cpu, Tp>, CrossEntropyStats) {
-    let (n, p) = *logits.shape();
-    let mut z = data(&logits);
-    let kept = keep_logits.then(|| z.clone());
-    let total_count: u64 = counts.iter().map(|&c| c as u64).sum();
-    // Turn z into softmax probabilities in place (needed by the backward pass); keep
-    // each row's loss and whether its argmax is right.
-    let mut row_loss = vec![(0.0f64, false); n];
-    z.par_chunks_mut(p * ROWS_PER_TASK)
-        .zip(row_loss.par_chunks_mut(ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(c, (z, out))| {
-            let start = c * ROWS_PER_TASK;
-            softmax::rows(z, p, &labels[start..start + out.len()], out)
-        });
-    let mut total = 0.0f64;
-    let mut correct = 0usize;
-    for ((l, ok), &c) in row_loss.iter().zip(counts.iter()) {
-        total += l * c as f64;
-        correct += if *ok { c as usize } else { 0 };
-    }
-    let loss = (total / total_count.max(1) as f64) as f32;
-    let out = record(vec![logits], vec![loss], (), move |dl, dins| {
-        let scale = dl[0] / total_count as f32;
-        dins[0]
-            .par_chunks_mut(p * ROWS_PER_TASK)
-            .zip(z.par_chunks(p * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(c, (dz, z))| {
-                for (k, (drow, prow)) in dz.chunks_exact_mut(p).zip(z.chunks_exact(p)).enumerate() {
-                    let i = c * ROWS_PER_TASK + k;
-                    let s = scale * counts[i] as f32;
-                    for (dv, pv) in drow.iter_mut().zip(prow) {
-                        *dv += pv * s;
-                    }
-                    drow[labels[i] as usize] -= s;
-                }
-            });
+        add_chunk_sums(rest[0], parts);
     });
     (
         out,

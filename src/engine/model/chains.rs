@@ -32,6 +32,14 @@ pub(super) fn applies(
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
 ) -> bool {
+    shape_applies((m, k, n))
+        && all_finite(&a[..m * k])
+        && all_finite(&b[..k * n])
+        && (!accumulate || all_finite(&c[..m * n]))
+}
+
+/// [`applies`] but for the operands' values: the CPU and the shape.
+pub(super) fn shape_applies((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         simd_allowed()
@@ -40,13 +48,10 @@ pub(super) fn applies(
             && m > 1
             && n > 1
             && k > 2
-            && all_finite(&a[..m * k])
-            && all_finite(&b[..k * n])
-            && (!accumulate || all_finite(&c[..m * n]))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (c, a, b, m, k, n, accumulate, simd_allowed);
+        let _ = (m, k, n, simd_allowed);
         false
     }
 }

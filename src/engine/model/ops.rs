@@ -172,11 +172,27 @@ pub fn matmul(
     accumulate: bool,
 ) {
     assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    if chains::applies(c, a, b, (m, k, n), accumulate) {
-        chains::matmul(c, a, ta, b, tb, (m, k, n), accumulate);
-    } else {
-        gemm_matmul(c, a, ta, b, tb, (m, k, n), accumulate);
+    let shape = (m, k, n);
+    // Our kernel needs finite operands. A NaN or an infinity among them makes a whole
+    // row or column of the result non-finite (it enters every FMA chain of that row
+    // or column and stays), so a finite result proves them finite: where the result
+    // is smaller than the operands, it is checked instead (when accumulating, `c` is
+    // copied to start again from rather than checked), and `gemm` recomputes a
+    // non-finite one.
+    if chains::shape_applies(shape) && m * n < m * k + k * n {
+        let before = accumulate.then(|| c[..m * n].to_vec());
+        chains::matmul(c, a, ta, b, tb, shape, accumulate);
+        if chains::all_finite(&c[..m * n]) {
+            return;
+        }
+        if let Some(before) = before {
+            c[..m * n].copy_from_slice(&before);
+        }
+    } else if chains::applies(c, a, b, shape, accumulate) {
+        chains::matmul(c, a, ta, b, tb, shape, accumulate);
+        return;
     }
+    gemm_matmul(c, a, ta, b, tb, shape, accumulate);
 }
 
 /// [`matmul`] with `c`'s rows handed out in blocks of `block_rows`, each to
@@ -625,9 +641,37 @@ mod scratch_tests {
 mod product_tests {
     use super::super::chains::tests::{bits, dense};
     use super::super::kernels::baseline_only;
-    use super::{gemm_matmul, matmul_by_rows};
+    use super::{gemm_matmul, matmul, matmul_by_rows};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+
+    /// A NaN or an infinity in `a`, `b` or an accumulated `c` gives `gemm`'s bits,
+    /// whether the operands or the result are checked (a deep product with a small
+    /// result, and a shallow one with a large result).
+    #[test]
+    fn products_with_non_finite_operands_give_the_bits_of_gemm() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (m, k, n) in [(6, 200, 5), (40, 3, 30)] {
+            for (at, bad) in [(0, f32::NAN), (1, f32::INFINITY), (2, f32::NAN), (3, 0.0)] {
+                for accumulate in [false, true] {
+                    let (mut a, mut b) = (dense(&mut rng, m * k), dense(&mut rng, k * n));
+                    let mut c = dense(&mut rng, m * n);
+                    match at {
+                        0 => a[k + 1] = bad,
+                        1 => b[n + 2] = bad,
+                        2 => c[3] = bad,
+                        _ => {}
+                    }
+                    let mut want = c.clone();
+                    gemm_matmul(&mut want, &a, false, &b, true, (m, k, n), accumulate);
+                    matmul(&mut c, &a, false, &b, true, (m, k, n), accumulate);
+                    let what =
+                        format!("{m}x{k}x{n}, operand {at} = {bad}, accumulate {accumulate}");
+                    assert_eq!(bits(&c), bits(&want), "{what}");
+                }
+            }
+        }
+    }
 
     /// Where `gemm` computes the product (here: a NaN in `a`, and a run with the SIMD
     /// kernels off), the blocks are handed out after it, each with its first row.

@@ -121,10 +121,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 const DOT_LANES: usize = 32;
 
 /// The partial sums of three dot products of `a` with `b[0]`, `b[1]`, `b[2]`, each as
-/// [`dot`] computes them (same lanes, same order), in one pass over `a`; the sums
-/// themselves come from [`dot_sums`].
+/// [`dot`] computes them (same lanes, same order), in one pass over `a`, written to
+/// `lanes[0..3]` and `tails[0..3]`; the sums themselves come from [`lane_sums`].
 #[inline(always)]
-fn dot3_parts(a: &[f32], b: [&[f32]; 3]) -> DotParts<3> {
+fn dot3_parts(a: &[f32], b: [&[f32]; 3], lanes: &mut [[f32; DOT_LANES]], tails: &mut [f32]) {
     const L: usize = DOT_LANES;
     let (mut acc0, mut acc1, mut acc2) = ([0.0f32; L], [0.0f32; L], [0.0f32; L]);
     let full = a.len() / L * L;
@@ -141,38 +141,48 @@ fn dot3_parts(a: &[f32], b: [&[f32]; 3]) -> DotParts<3> {
             acc2[k] += x[k] * y2[k];
         }
     }
-    let tails = [0, 1, 2].map(|j| {
-        a[full..]
+    for (j, tail) in tails[..3].iter_mut().enumerate() {
+        *tail = a[full..]
             .iter()
             .zip(&b[j][full..a.len()])
             .map(|(x, y)| x * y)
-            .sum::<f32>()
-    });
-    DotParts {
-        lanes: [acc0, acc1, acc2],
-        tails,
+            .sum::<f32>();
     }
+    lanes[0] = acc0;
+    lanes[1] = acc1;
+    lanes[2] = acc2;
 }
 
-/// The lanes and tail of `N` dot products (see [`dot3_parts`]).
-struct DotParts<const N: usize> {
-    lanes: [[f32; DOT_LANES]; N],
-    tails: [f32; N],
-}
-
-/// The `N` dot products of [`DotParts`], each `lanes.iter().sum() + tail` as [`dot`]
-/// finishes it, their sums interleaved lane by lane: `N` independent chains of adds
-/// instead of one after the other.
+/// Dot products finished from their parts ([`dot3_parts`]): `out[c] =
+/// lanes[c].iter().sum() + tails[c]`, as [`dot`] finishes it (the lanes added in
+/// order to what `Iterator::sum` starts from, then the tail). Each sum is a chain of
+/// 32 dependent adds; where the CPU has AVX, eight of them run side by side in the
+/// lanes of one vector (their lanes transposed into place, [`avx::lane_sums`]), the
+/// rest interleaved by up to eight.
 #[inline(always)]
-fn dot_sums<const N: usize>(parts: &DotParts<N>) -> [f32; N] {
-    // What `Iterator::sum` starts from, as in `dot`.
-    let mut sums = [std::iter::empty::<f32>().sum::<f32>(); N];
-    for k in 0..DOT_LANES {
-        for (s, lanes) in sums.iter_mut().zip(&parts.lanes) {
-            *s += lanes[k];
+fn lane_sums(lanes: &[[f32; DOT_LANES]], tails: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    assert!(lanes.len() >= n && tails.len() >= n);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx") && simd_allowed() {
+        // SAFETY: the CPU has AVX; the kernel stays within the first `n` of each slice
+        // (checked above).
+        done = unsafe { avx::lane_sums(lanes, tails, out) };
+    }
+    const GROUP: usize = 8;
+    for c0 in (done..n).step_by(GROUP) {
+        let g = GROUP.min(n - c0);
+        let mut sums = [std::iter::empty::<f32>().sum::<f32>(); GROUP];
+        for k in 0..DOT_LANES {
+            for (s, lanes) in sums[..g].iter_mut().zip(&lanes[c0..c0 + g]) {
+                *s += lanes[k];
+            }
+        }
+        for c in 0..g {
+            out[c0 + c] = sums[c] + tails[c0 + c];
         }
     }
-    std::array::from_fn(|j| sums[j] + parts.tails[j])
 }
 
 #[derive(Clone, Copy)]
@@ -330,6 +340,11 @@ simd_fn! {
             rate,
             uniform: _,
         } = shape;
+        // Per head, the three dot products of dpre with its positions' T rows, then
+        // the three of g with their VO rows.
+        let chains = heads * 6;
+        let mut lanes = vec![[0.0f32; DOT_LANES]; chains];
+        let (mut tails, mut sums) = (vec![0.0f32; chains], vec![0.0f32; chains]);
         let chunk = dpre.chunks_exact_mut(m).zip(dscore.chunks_exact_mut(heads * 3));
         for (i, (dp, dsc)) in chunk.enumerate() {
             let r = rows[i].map(|x| x as usize);
@@ -338,13 +353,14 @@ simd_fn! {
             let gi = &g[i * d..(i + 1) * d];
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
-                let t = dot3_parts(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]));
-                let v = dot3_parts(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]));
-                let sums = dot_sums(&DotParts {
-                    lanes: [t.lanes[0], t.lanes[1], t.lanes[2], v.lanes[0], v.lanes[1], v.lanes[2]],
-                    tails: [t.tails[0], t.tails[1], t.tails[2], v.tails[0], v.tails[1], v.tails[2]],
-                });
-                let (t, v) = (&sums[..3], &sums[3..]);
+                let (l, t) = (&mut lanes[h * 6..], &mut tails[h * 6..]);
+                dot3_parts(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]), l, t);
+                let (l, t) = (&mut lanes[h * 6 + 3..], &mut tails[h * 6 + 3..]);
+                dot3_parts(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]), l, t);
+            }
+            lane_sums(&lanes, &tails, &mut sums);
+            for h in 0..heads {
+                let (t, v) = (&sums[h * 6..h * 6 + 3], &sums[h * 6 + 3..h * 6 + 6]);
                 let dw = [t[0] + v[0], t[1] + v[1], t[2] + v[2]];
                 let wh = &w[h * 3..h * 3 + 3];
                 let s = wh[0] * dw[0] + wh[1] * dw[1] + wh[2] * dw[2];
@@ -457,8 +473,70 @@ fn mask_by_bits(x: &mut [f32], words: &[u64]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx {
+pub(super) mod avx {
+    use super::DOT_LANES;
     use std::arch::x86_64::*;
+
+    /// [`super::lane_sums`] for whole groups of eight: the group's 8 × 32 lanes go
+    /// through 8 × 8 transposes, so that one vector add adds lane k of all eight sums
+    /// (each sum's adds, and their order, unchanged). Returns how many it did.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn lane_sums(
+        lanes: &[[f32; DOT_LANES]],
+        tails: &[f32],
+        out: &mut [f32],
+    ) -> usize {
+        let groups = out.len().min(lanes.len()).min(tails.len()) / 8;
+        let start = _mm256_set1_ps(std::iter::empty::<f32>().sum::<f32>());
+        for g in 0..groups {
+            let l = &lanes[g * 8..g * 8 + 8];
+            let mut s = start;
+            for k0 in (0..DOT_LANES).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (r, l) in r.iter_mut().zip(l) {
+                    *r = _mm256_loadu_ps(l[k0..k0 + 8].as_ptr());
+                }
+                for column in transpose8(r) {
+                    s = _mm256_add_ps(s, column);
+                }
+            }
+            s = _mm256_add_ps(s, _mm256_loadu_ps(tails[g * 8..g * 8 + 8].as_ptr()));
+            _mm256_storeu_ps(out[g * 8..g * 8 + 8].as_mut_ptr(), s);
+        }
+        groups * 8
+    }
+
+    /// The 8 × 8 transpose: column k of the result holds element k of each row.
+    #[inline]
+    #[target_feature(enable = "avx")]
+    pub(in crate::engine::model) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xee>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xee>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xee>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xee>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
 
     /// [`super::mask_by_bits`] on the whole 8-float vectors (an AND with the mask
     /// each vector's byte of bits spreads to its lanes). Returns how many elements it
@@ -714,13 +792,48 @@ mod tests {
         }
     }
 
+    /// Side by side (groups of eight) or interleaved, each sum is its own chain in
+    /// order: magnitudes far apart make another order round differently, and a sum
+    /// of negative zeros shows the start value.
+    #[test]
+    fn lane_sums_give_the_bits_of_each_sum_in_order() {
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        for chains in [3, 8, 19, 24] {
+            let mut lanes: Vec<[f32; DOT_LANES]> = (0..chains)
+                .map(|_| {
+                    std::array::from_fn(|_| {
+                        rng.gen_range(-2.0f32..2.0) * 10f32.powi(rng.gen_range(-6..6))
+                    })
+                })
+                .collect();
+            let mut tails = rand_vec(&mut rng, chains);
+            lanes[1] = [-0.0; DOT_LANES];
+            tails[1] = -0.0;
+            let want: Vec<u32> = lanes
+                .iter()
+                .zip(&tails)
+                .map(|(l, t)| (l.iter().sum::<f32>() + t).to_bits())
+                .collect();
+            let (simd, base) = both(|| {
+                let mut out = vec![0.0; chains];
+                lane_sums(&lanes, &tails, &mut out);
+                bits(&out)
+            });
+            assert_eq!(simd, want, "{chains} sums");
+            assert_eq!(base, want, "{chains} sums, baseline");
+        }
+    }
+
     #[test]
     fn dot3_gives_the_bits_of_three_dots() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for n in [0, 1, 31, 32, 45, 128, 515] {
             let a = rand_vec(&mut rng, n);
             let b = [0, 1, 2].map(|_| rand_vec(&mut rng, n));
-            let got = dot_sums(&dot3_parts(&a, [&b[0], &b[1], &b[2]]));
+            let (mut lanes, mut tails) = ([[0.0; DOT_LANES]; 3], [0.0; 3]);
+            dot3_parts(&a, [&b[0], &b[1], &b[2]], &mut lanes, &mut tails);
+            let mut got = [0.0; 3];
+            lane_sums(&lanes, &tails, &mut got);
             for j in 0..3 {
                 assert_eq!(got[j].to_bits(), dot(&a, &b[j]).to_bits(), "n {n}, j {j}");
             }

@@ -57,6 +57,7 @@ pub(super) fn rows(z: &mut [f32], p: usize, labels: &[u32], out: &mut [(f64, boo
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod simd {
+    use super::super::kernels::avx::transpose8;
     use super::finish;
     use std::arch::x86_64::*;
 
@@ -218,7 +219,18 @@ pub(super) mod simd {
             .iter()
             .chain(&r[full..])
             .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let best = r.iter().position(|&v| v == mx).unwrap_or(0);
+        let target = _mm256_set1_ps(mx);
+        for t in (0..full).step_by(8) {
+            let v = _mm256_loadu_ps(r.as_ptr().add(t));
+            let equal = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(v, target));
+            if equal != 0 {
+                return Some((mx, t + equal.trailing_zeros() as usize));
+            }
+        }
+        let best = r[full..]
+            .iter()
+            .position(|&v| v == mx)
+            .map_or(0, |k| full + k);
         Some((mx, best))
     }
 
@@ -242,18 +254,32 @@ pub(super) mod simd {
         }
     }
 
-    /// Each of the `m` rows' f64 sum over its columns in order (from 0), the rows'
-    /// chains interleaved.
+    /// Each of the `m` rows' f64 sum over its columns in order (from 0). Eight rows
+    /// are summed side by side in the lanes of two vectors (rows 0–3, 4–7), their
+    /// columns transposed into place eight at a time; the columns past the last eight
+    /// are added in order after them.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn row_sums(group: &[f32], p: usize, m: usize) -> [f64; GROUP] {
         let mut s = [0.0f64; GROUP];
         if m == GROUP {
-            let rows: [&[f32]; GROUP] = std::array::from_fn(|i| &group[i * p..(i + 1) * p]);
-            #[allow(clippy::needless_range_loop)] // column j of every row, in turn
-            for j in 0..p {
-                for i in 0..GROUP {
-                    s[i] += rows[i][j] as f64;
+            let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            let full = p / 8 * 8;
+            for j0 in (0..full).step_by(8) {
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, r) in r.iter_mut().enumerate() {
+                    *r = _mm256_loadu_ps(group.as_ptr().add(i * p + j0));
+                }
+                for column in transpose8(r) {
+                    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(column)));
+                    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(column)));
+                }
+            }
+            _mm256_storeu_pd(s.as_mut_ptr(), lo);
+            _mm256_storeu_pd(s.as_mut_ptr().add(4), hi);
+            for j in full..p {
+                for (i, s) in s.iter_mut().enumerate() {
+                    *s += group[i * p + j] as f64;
                 }
             }
         } else {

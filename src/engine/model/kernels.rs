@@ -76,10 +76,29 @@ pub(super) fn position_weights(
     out: &mut [f32],
     softmax: &mut [f32],
 ) {
+    // The exponentials of every head at once (eight at a time where the CPU can),
+    // on the stack for up to STACK_HEADS heads.
+    let (mut stack, mut heap);
+    let e: &mut [f32] = if heads <= STACK_HEADS {
+        stack = [0.0f32; 3 * STACK_HEADS];
+        &mut stack[..3 * heads]
+    } else {
+        heap = vec![0.0f32; 3 * heads];
+        &mut heap
+    };
     for h in 0..heads {
-        let sj = r.map(|rj| s[rj * heads + h]);
+        let sj = [
+            s[r[0] * heads + h],
+            s[r[1] * heads + h],
+            s[r[2] * heads + h],
+        ];
         let mx = sj[0].max(sj[1]).max(sj[2]);
-        let e = sj.map(|x| (x - mx).exp());
+        for j in 0..3 {
+            e[h * 3 + j] = sj[j] - mx;
+        }
+    }
+    super::softmax::exp_in_place(e);
+    for (h, e) in e.chunks_exact(3).enumerate() {
         let inv = 1.0 / (e[0] + e[1] + e[2]);
         for j in 0..3 {
             softmax[h * 3 + j] = e[j] * inv;
@@ -354,9 +373,22 @@ simd_fn! {
             let w = &probs[i * heads * 3..(i + 1) * heads * 3];
             for h in 0..heads {
                 let (l, t) = (&mut lanes[h * 6..], &mut tails[h * 6..]);
-                dot3_parts(dp, r.map(|rj| &tt[(h * tr + rj) * m..][..m]), l, t);
+                // Written out, not by `[T; 3]::map` (which stays a call here).
+                let t_rows = [0, 1, 2].map(|j| (h * tr + r[j]) * m);
+                let t_rows = [
+                    &tt[t_rows[0]..t_rows[0] + m],
+                    &tt[t_rows[1]..t_rows[1] + m],
+                    &tt[t_rows[2]..t_rows[2] + m],
+                ];
+                dot3_parts(dp, t_rows, l, t);
                 let (l, t) = (&mut lanes[h * 6 + 3..], &mut tails[h * 6 + 3..]);
-                dot3_parts(gi, r.map(|rj| &vo[(h * tr + rj) * d..][..d]), l, t);
+                let vo_rows = [0, 1, 2].map(|j| (h * tr + r[j]) * d);
+                let vo_rows = [
+                    &vo[vo_rows[0]..vo_rows[0] + d],
+                    &vo[vo_rows[1]..vo_rows[1] + d],
+                    &vo[vo_rows[2]..vo_rows[2] + d],
+                ];
+                dot3_parts(gi, vo_rows, l, t);
             }
             lane_sums(&lanes, &tails, &mut sums);
             for h in 0..heads {

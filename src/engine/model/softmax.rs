@@ -55,6 +55,23 @@ pub(super) fn rows(z: &mut [f32], p: usize, labels: &[u32], out: &mut [(f64, boo
     }
 }
 
+/// `x = f32::exp(x)` in place, eight at a time where the CPU has AVX2 and FMA
+/// ([`simd::exp8`]).
+pub(super) fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_allowed()
+        && std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        unsafe { simd::exp_minus(x, 0.0) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = v.exp();
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) mod simd {
     use super::super::kernels::avx::transpose8;
@@ -129,7 +146,8 @@ pub(super) mod simd {
     }
 
     /// `f32::exp` of eight floats, bit for bit where the C library's `expf` is glibc's
-    /// (2.28 or later) for FMA CPUs; lanes off its main path call `f32::exp` itself.
+    /// for FMA CPUs (checked on all floats against glibc 2.36); lanes off its main
+    /// path call `f32::exp` itself.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
@@ -234,10 +252,12 @@ pub(super) mod simd {
         Some((mx, best))
     }
 
-    /// `r[j] = exp(r[j] − mx)`, eight at a time (the tail padded).
+    /// `r[j] = exp(r[j] − mx)`, eight at a time (the tail padded). With `mx` = +0
+    /// the arguments are `r[j]` itself, bit for bit (`x − 0 = x` for every `x`, −0
+    /// included, but a signalling NaN, which arithmetic never produces).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp_minus(r: &mut [f32], mx: f32) {
+    pub(super) unsafe fn exp_minus(r: &mut [f32], mx: f32) {
         let full = r.len() / 8 * 8;
         let m = _mm256_set1_ps(mx);
         for t in (0..full).step_by(8) {

@@ -8,7 +8,9 @@
 //! element's chain. Shapes off `gemm`'s general path, non-finite operands and CPUs
 //! without AVX2 + FMA are left to `gemm` itself ([`applies`]).
 
-use super::kernels::{simd_allowed, simd_fn};
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx2_fma;
+use super::kernels::simd_fn;
 use super::ops::Scratch;
 use super::relu_products::depth_chunk;
 use rayon::prelude::*;
@@ -42,16 +44,11 @@ pub(super) fn applies(
 pub(super) fn shape_applies((m, k, n): (usize, usize, usize)) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        simd_allowed()
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && m > 1
-            && n > 1
-            && k > 2
+        avx2_fma() && m > 1 && n > 1 && k > 2
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (m, k, n, simd_allowed);
+        let _ = (m, k, n);
         false
     }
 }

@@ -28,6 +28,14 @@ pub(crate) fn simd_allowed() -> bool {
     true
 }
 
+/// Whether the AVX2 + FMA version of a kernel runs: the CPU has both, and the
+/// tests have not asked for the baseline ([`simd_allowed`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn avx2_fma() -> bool {
+    simd_allowed() && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// Defines `fn $name(args)` that runs its body compiled with AVX2 and FMA enabled when
 /// the CPU has them (bitgrok is built for baseline x86-64). Rust never contracts
 /// `a * b + c` into an FMA, so both versions compute the same bits.
@@ -46,10 +54,7 @@ macro_rules! simd_fn {
                 unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
-                if $crate::engine::model::kernels::simd_allowed()
-                && std::is_x86_feature_detected!("avx2")
-                && std::is_x86_feature_detected!("fma")
-            {
+                if $crate::engine::model::kernels::avx2_fma() {
                     // SAFETY: the CPU supports AVX2 and FMA (checked just above), the only
                     // requirement of calling a `target_feature` function.
                     return unsafe { fast($($arg),*) };

@@ -22,7 +22,8 @@
 //! [`matmul`].
 
 use super::chains::all_finite;
-use super::kernels::simd_allowed;
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx2_fma;
 use super::ops::{matmul, Scratch};
 use rayon::prelude::*;
 
@@ -56,9 +57,7 @@ pub(super) fn depth_chunk(m: usize, n: usize, k: usize) -> usize {
 fn skipping_applies(rows: usize, cols: usize, depth: usize, dense: &[f32]) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        simd_allowed()
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
+        avx2_fma()
             && rows > 1
             && cols > 1
             && depth > 2
@@ -67,7 +66,7 @@ fn skipping_applies(rows: usize, cols: usize, depth: usize, dense: &[f32]) -> bo
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (rows, cols, depth, dense, simd_allowed, all_finite);
+        let _ = (rows, cols, depth, dense, all_finite);
         false
     }
 }

@@ -5,7 +5,8 @@
 //! `expf` bit for bit) and the f64 sums of eight rows interleaved (each row's sum is
 //! still one chain over its columns in order; only its latency is hidden).
 
-use super::kernels::simd_allowed;
+#[cfg(target_arch = "x86_64")]
+use super::kernels::avx2_fma;
 
 /// Softmax of `row` in place; returns the row's loss `max + ln Σ exp(z − max) − z_y`
 /// (in f64) and whether its first argmax is `y`. The sum runs over the columns in
@@ -42,10 +43,7 @@ fn finish(row: &mut [f32], mx: f32, sum: f64, zy: f64) -> f64 {
 /// [`row`] on each row of `z` (`p` columns) with labels `labels`, results in `out`.
 pub(super) fn rows(z: &mut [f32], p: usize, labels: &[u32], out: &mut [(f64, bool)]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_allowed()
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-    {
+    if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         unsafe { simd::rows(z, p, labels, out) };
         return;
@@ -59,10 +57,7 @@ pub(super) fn rows(z: &mut [f32], p: usize, labels: &[u32], out: &mut [(f64, boo
 /// ([`simd::exp8`]).
 pub(super) fn exp_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_allowed()
-        && std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-    {
+    if avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).
         unsafe { simd::exp_minus(x, 0.0) };
         return;

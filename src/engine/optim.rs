@@ -53,17 +53,19 @@ impl AdamW {
             .zip(self.m.params_mut())
             .zip(self.v.params_mut())
             .zip(grads.params());
-        // Element-wise, so splitting across threads cannot change a bit.
+        // Element-wise, so splitting across threads cannot change a bit. Every
+        // parameter's blocks go to one parallel loop (a loop per parameter left the
+        // second thread idle on the small ones).
         const BLOCK: usize = 4096;
+        let mut blocks = Vec::new();
         for ((((_, th), (_, m)), (_, v)), (_, g)) in groups {
-            th.par_chunks_mut(BLOCK)
-                .zip(m.par_chunks_mut(BLOCK))
-                .zip(v.par_chunks_mut(BLOCK))
-                .zip(g.par_chunks(BLOCK))
-                .for_each(|(((th, m), v), g)| {
-                    update_block(cfg.betas, [lr, c1, c2, eps, wd], th, m, v, g)
-                });
+            let parts = th.chunks_mut(BLOCK).zip(m.chunks_mut(BLOCK));
+            let parts = parts.zip(v.chunks_mut(BLOCK)).zip(g.chunks(BLOCK));
+            blocks.extend(parts.map(|(((th, m), v), g)| (th, m, v, g)));
         }
+        blocks
+            .into_par_iter()
+            .for_each(|(th, m, v, g)| update_block(cfg.betas, [lr, c1, c2, eps, wd], th, m, v, g));
     }
 }
 

@@ -657,7 +657,8 @@ simd_fn! {
         // The block's columns of every example, contiguous: read in the readers'
         // (scattered) order, rows of a power-of-two width would crowd a few cache sets.
         let n = src.len() / width;
-        let mut packed = vec![0.0f32; n * cw];
+        // Written in full just below.
+        let mut packed = crate::engine::model::ops::Scratch::new(n * cw);
         let pairs = packed.chunks_exact_mut(cw).zip(src.chunks_exact(width));
         if cw == SCATTER_COLS {
             // Fixed-size copies (a 16-float `memcpy` call per row costs more).

@@ -6,8 +6,10 @@ use bitgrok::config::{CellConfig, Precision};
 use bitgrok::engine::model::run;
 use bitgrok::engine::quant::scale;
 use bitgrok::engine::train::{
-    effective_weights, train_cell, Checkpoint, Interrupted, TrainHooks, TrainOutput, Trainer,
+    effective_weights, install_warm, thread_pool, train_cell, Checkpoint, Interrupted, TrainHooks,
+    TrainOutput, Trainer,
 };
+use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// p = 23, width 32. lr, train_fraction raised from the papers' 1e-3 / 0.3 so that a
@@ -127,6 +129,33 @@ fn runs_are_bit_identical_across_repeats_and_threads() {
     cfg.train.grokfast = true;
     cfg.train.warmup_steps = 10;
     assert_same(&train(&cfg, 1), &train(&cfg, 2));
+}
+
+/// A step runs with the pool's other threads kept looking for work: nested parallel
+/// work still completes with the right result, and the helpers end with it (a
+/// broadcast, which needs every thread of the pool, returns).
+#[test]
+fn kept_warm_pools_finish_their_work_and_their_helpers() {
+    for threads in [1, 2, 3, 4] {
+        let pool = thread_pool(threads).unwrap();
+        for round in 0..300u64 {
+            let sum: u64 = install_warm(&pool, || {
+                (0..200u64)
+                    .into_par_iter()
+                    .map(|i| {
+                        let (a, b) =
+                            rayon::join(|| i * round, || (0..i).into_par_iter().sum::<u64>());
+                        a + b
+                    })
+                    .sum()
+            });
+            let expected: u64 = (0..200u64)
+                .map(|i| i * round + i * i.saturating_sub(1) / 2)
+                .sum();
+            assert_eq!(sum, expected, "{threads} threads, round {round}");
+        }
+        assert_eq!(pool.broadcast(|ctx| ctx.index()).len(), threads);
+    }
 }
 
 /// A run lends a cell the cores of idle workers between steps: the thread count

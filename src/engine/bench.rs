@@ -4,7 +4,7 @@
 use crate::config::CellConfig;
 use crate::engine::data;
 use crate::engine::model::init_weights;
-use crate::engine::train::{thread_pool, Trainer};
+use crate::engine::train::{install_warm, thread_pool, Trainer};
 use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -68,7 +68,7 @@ pub fn bench(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) -> B
     let split = data::split(cfg);
     let mut trainer = Trainer::new(cfg, &split, init_weights(cfg));
     let pool = thread_pool(threads).expect("thread pool");
-    let mut times: Vec<f64> = pool.install(|| {
+    let mut times: Vec<f64> = install_warm(&pool, || {
         for _ in 0..warmup {
             trainer.update();
         }
@@ -154,7 +154,7 @@ pub fn breakdown(cfg: &CellConfig, warmup: usize, iters: usize, threads: usize) 
     let pool = thread_pool(threads).expect("thread pool");
     let q = &cfg.quant;
     let mix = cfg.model.attention_mix();
-    pool.install(|| {
+    install_warm(&pool, || {
         for _ in 0..warmup {
             trainer.update();
         }
@@ -240,7 +240,7 @@ pub fn floor(cfg: &CellConfig, n: usize, iters: usize, threads: usize) -> Floor 
     let iters = iters.max(1);
     use crate::engine::model::ops::{gemm_matmul, matmul};
     let mut rate = |product: MatrixProduct| {
-        let times: Vec<f64> = pool.install(|| {
+        let times: Vec<f64> = install_warm(&pool, || {
             (0..iters + 1)
                 .map(|_| {
                     let t = Instant::now();

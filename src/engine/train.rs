@@ -15,6 +15,7 @@ use crate::engine::weights::{from_safetensors_bytes, to_safetensors_bytes, Model
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Train and test loss/accuracy of the model after `step` updates.
@@ -435,6 +436,59 @@ pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
         .build()?)
 }
 
+/// `pool.install(f)` with the pool's other threads kept looking for work while `f`
+/// runs ([`KeepWarm`]). Only for a pool that runs nothing else meanwhile (a cell's or
+/// a benchmark's own): a job that waits for `f` to end must not hold up another.
+pub fn install_warm<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + Send) -> R {
+    pool.install(|| {
+        let _warm = KeepWarm::start();
+        f()
+    })
+}
+
+/// While it lives, the current pool's other threads keep looking for work: each runs
+/// a job that takes the pool's jobs one at a time as they appear ([`rayon::yield_now`])
+/// instead of going to sleep between a step's parallel loops. Waking a sleeping thread
+/// took long enough that the thread that started a loop did most of it alone (a
+/// p = 53 step on two threads spent a quarter of its time so). Which thread runs a
+/// job never changes its bits.
+struct KeepWarm(Option<Arc<AtomicBool>>);
+
+impl KeepWarm {
+    fn start() -> KeepWarm {
+        let threads = rayon::current_num_threads();
+        let Some(starter) = rayon::current_thread_index().filter(|_| threads > 1) else {
+            return KeepWarm(None);
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        for _ in 1..threads {
+            let done = done.clone();
+            rayon::spawn(move || {
+                // On the starting thread (which took the job back while waiting for
+                // another) it returns at once: it would wait for itself.
+                if rayon::current_thread_index() == Some(starter) {
+                    return;
+                }
+                while !done.load(Ordering::Relaxed) {
+                    if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                        // Lets other processes' threads run where cores are short.
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        }
+        KeepWarm(Some(done))
+    }
+}
+
+impl Drop for KeepWarm {
+    fn drop(&mut self) {
+        if let Some(done) = &self.0 {
+            done.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// One pool per thread count a cell's training uses (a step's bits do not depend on
 /// it), built when first asked for.
 #[derive(Default)]
@@ -527,7 +581,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         let step = trainer.step;
         let due = step == steps || (eval_every > 0 && step.is_multiple_of(eval_every)) || step == 0;
         if due && curves.last().map(|c: &CurvePoint| c.step) != Some(step) {
-            let point = pools.get(threads)?.install(|| trainer.evaluate());
+            let point = install_warm(pools.get(threads)?, || trainer.evaluate());
             curves.push(point);
             on_progress(&Progress {
                 step,
@@ -549,7 +603,7 @@ pub fn train_cell(cfg: &CellConfig, hooks: TrainHooks) -> Result<TrainOutput> {
         }
         let n = threads + more_threads();
         max_threads = max_threads.max(n);
-        let loss = pools.get(n)?.install(|| trainer.update());
+        let loss = install_warm(pools.get(n)?, || trainer.update());
         on_progress(&Progress {
             step: trainer.step,
             steps,

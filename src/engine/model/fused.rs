@@ -2,7 +2,8 @@
 //! [`attention_mlp`]), on the tape like the other ops of [`super::ops`].
 
 use super::kernels::{
-    scatter_rows, table_rows_backward, table_rows_forward, Readers, TableShape, SCATTER_COLS,
+    scatter_rows, table_rows_backward, table_rows_forward, BlockOut, Readers, TableShape,
+    SCATTER_COLS,
 };
 use super::ops::{
     add_chunk_sums, add_column_sums, add_into, chunk_column_sums, data, matmul, matmul_by_rows,
@@ -183,24 +184,19 @@ pub fn attention_mlp(
         // block of the kernel's width, each summing over the examples in order.
         const COLS: usize = SCATTER_COLS;
         let readers = Readers::of(&rows, tr);
-        let scatter = |width: usize, src: &[f32]| -> Vec<f32> {
-            let blocks = width.div_ceil(COLS);
-            let parts: Vec<Vec<f32>> = (0..blocks)
-                .into_par_iter()
-                .map(|b| {
-                    let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                    let mut part = vec![0.0f32; heads * tr * (c1 - c0)];
-                    scatter_rows(&readers, &weights, src, heads, width, c0, c1, &mut part);
-                    part
-                })
-                .collect();
-            let mut out = vec![0.0f32; heads * tr * width];
-            for (b, part) in parts.into_iter().enumerate() {
+        let scatter = |width: usize, src: &[f32]| -> Scratch {
+            // Written in full: each task writes its block's columns of every row.
+            let mut out = Scratch::new(heads * tr * width);
+            let base = SharedOut(out.as_mut_ptr());
+            (0..width.div_ceil(COLS)).into_par_iter().for_each(|b| {
                 let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
-                for (row, part) in part.chunks_exact(c1 - c0).enumerate() {
-                    out[row * width + c0..row * width + c1].copy_from_slice(part);
-                }
-            }
+                // SAFETY: `out` holds heads·tr rows of `width` floats and outlives the
+                // loop; the tasks' column ranges are disjoint, and `out` is not
+                // otherwise used until the loop ends.
+                let mut block =
+                    unsafe { BlockOut::columns(base.ptr(), heads * tr, width, c0, c1 - c0) };
+                scatter_rows(&readers, &weights, src, heads, width, c0, c1, &mut block);
+            });
             out
         };
         let dtt = scatter(m, &dpre);
@@ -249,6 +245,18 @@ pub fn attention_mlp(
             add_column_sums(rest[1], g, d);
         }
     })
+}
+
+/// The base of a buffer whose disjoint parts parallel tasks write.
+struct SharedOut(*mut f32);
+// SAFETY: shared only with tasks that write disjoint elements (see its use).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// A method, so that closures capture the `Sync` wrapper, not the pointer.
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
 }
 
 fn add_into_serial(dst: &mut [f32], src: &[f32]) {

@@ -409,6 +409,64 @@ fn head_rows(table: &[f32], first: usize, r: [usize; 3], len: usize) -> [&[f32];
     ]
 }
 
+/// Where [`scatter_rows`] writes one column block: `rows` rows of `cols` floats,
+/// `stride` floats apart. A block of a wider matrix lets the column blocks of one
+/// scatter be written by parallel tasks straight into the matrix (each task owns its
+/// columns of every row), with no zeroed part and no copy.
+pub(super) struct BlockOut<'a> {
+    ptr: *mut f32,
+    rows: usize,
+    cols: usize,
+    stride: usize,
+    _buffer: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl<'a> BlockOut<'a> {
+    /// All of `out`, as rows of `cols` floats.
+    #[cfg(test)]
+    pub(super) fn whole(out: &'a mut [f32], cols: usize) -> Self {
+        let rows = out.len().checked_div(cols).unwrap_or(0);
+        BlockOut {
+            ptr: out.as_mut_ptr(),
+            rows,
+            cols,
+            stride: cols,
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// Columns `c0..c0 + cols` of the `rows` × `stride` row-major matrix at `base`.
+    ///
+    /// # Safety
+    /// `base` points to `rows · stride` floats valid for writes during `'a`, with
+    /// `c0 + cols <= stride`, and nothing else reads or writes those columns meanwhile.
+    pub(super) unsafe fn columns(
+        base: *mut f32,
+        rows: usize,
+        stride: usize,
+        c0: usize,
+        cols: usize,
+    ) -> Self {
+        assert!(c0 + cols <= stride);
+        BlockOut {
+            ptr: base.wrapping_add(c0),
+            rows,
+            cols,
+            stride,
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// Row `r`'s columns.
+    fn row(&mut self, r: usize) -> &mut [f32] {
+        assert!(r < self.rows);
+        // SAFETY: row r's `cols` floats lie inside the buffer this block was made of
+        // (`whole`: a borrowed slice; `columns`: its caller's promise), and the
+        // `&mut self` borrow keeps a second row slice from being taken meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), self.cols) }
+    }
+}
+
 /// The readers of every table row: for row `t`, `terms[start[t]..start[t + 1]]` are
 /// the (example `i`, position `j`) with `rows[i][j] = t`, as `4i + j`, in example
 /// then position order: the order in which a pass over the examples adds them.
@@ -647,10 +705,10 @@ simd_fn! {
         width: usize,
         c0: usize,
         c1: usize,
-        out: &mut [f32],
+        out: &mut BlockOut,
     ) {
         let (tr, cw) = (readers.table_rows(), c1 - c0);
-        assert!(out.len() >= heads * tr * cw);
+        assert!(out.rows >= heads * tr && out.cols == cw);
         if cw == 0 {
             return;
         }
@@ -681,8 +739,7 @@ simd_fn! {
                 while c + SCATTER_COLS <= cw {
                     let mut put = |sums: &[[f32; SCATTER_COLS]]| {
                         for (g, s) in sums.iter().enumerate() {
-                            let at = ((h0 + g) * tr + t) * cw + c;
-                            out[at..at + SCATTER_COLS].copy_from_slice(s);
+                            out.row((h0 + g) * tr + t)[c..c + SCATTER_COLS].copy_from_slice(s);
                         }
                     };
                     let (w, p) = (weights, &packed[..]);
@@ -697,7 +754,7 @@ simd_fn! {
                 for c in c..cw {
                     for g in 0..hg {
                         let s = reader_sums::<1, 1>(terms, weights, &packed, heads, h0 + g, cw, c);
-                        out[((h0 + g) * tr + t) * cw + c] = s[0][0];
+                        out.row((h0 + g) * tr + t)[c] = s[0][0];
                     }
                 }
                 h0 += hg;
@@ -975,8 +1032,24 @@ mod tests {
                     }
                 }
                 let mut got = rand_vec(&mut rng, heads * tr * cw);
-                scatter_rows(&readers, &weights, &src, heads, width, c0, c1, &mut got);
+                let mut out = BlockOut::whole(&mut got, cw);
+                scatter_rows(&readers, &weights, &src, heads, width, c0, c1, &mut out);
                 assert_eq!(bits(&got), bits(&want), "heads {heads}, columns {c0}..{c1}");
+                // The same block written into its columns of a wider matrix, whose
+                // other columns stay as they were.
+                let stride = cw + 5;
+                let mut wide = rand_vec(&mut rng, heads * tr * stride);
+                let before = wide.clone();
+                // SAFETY: `wide` holds heads·tr rows of `stride` floats and is not
+                // otherwise used until `out` is dropped.
+                let mut out =
+                    unsafe { BlockOut::columns(wide.as_mut_ptr(), heads * tr, stride, 2, cw) };
+                scatter_rows(&readers, &weights, &src, heads, width, c0, c1, &mut out);
+                for (r, (row, old)) in wide.chunks(stride).zip(before.chunks(stride)).enumerate() {
+                    assert_eq!(bits(&row[2..2 + cw]), bits(&want[r * cw..(r + 1) * cw]));
+                    assert_eq!(bits(&row[..2]), bits(&old[..2]));
+                    assert_eq!(bits(&row[2 + cw..]), bits(&old[2 + cw..]));
+                }
             }
         }
     }
@@ -1042,7 +1115,16 @@ mod tests {
         let readers = Readers::of(rows, tr);
         let (simd, base) = both(|| {
             let mut out = rand_vec(&mut ChaCha8Rng::seed_from_u64(1), heads * tr * 50);
-            scatter_rows(&readers, &weights, &src, heads, m, 10, 60, &mut out);
+            scatter_rows(
+                &readers,
+                &weights,
+                &src,
+                heads,
+                m,
+                10,
+                60,
+                &mut BlockOut::whole(&mut out, 50),
+            );
             bits(&out)
         });
         assert_eq!(simd, base, "scatter_rows");

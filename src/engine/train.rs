@@ -449,9 +449,9 @@ pub fn install_warm<R: Send>(pool: &rayon::ThreadPool, f: impl FnOnce() -> R + S
 /// While it lives, the current pool's other threads keep looking for work: each runs
 /// a job that takes the pool's jobs one at a time as they appear ([`rayon::yield_now`])
 /// instead of going to sleep between a step's parallel loops. Waking a sleeping thread
-/// took long enough that the thread that started a loop did most of it alone (a
-/// p = 53 step on two threads spent a quarter of its time so). Which thread runs a
-/// job never changes its bits.
+/// took long enough that the thread that started a loop did most of it alone (at
+/// p = 53 on two threads, the other was idle for a quarter to a third of a step).
+/// Which thread runs a job never changes its bits.
 struct KeepWarm(Option<Arc<AtomicBool>>);
 
 impl KeepWarm {

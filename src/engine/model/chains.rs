@@ -246,12 +246,20 @@ impl<'a> Product<'a> {
     }
 }
 
-/// The output's base pointer (element `i·n + j` at `+ i·n + j`, which may lie before
-/// the buffer when only a block of rows is lent), shared by the tasks, each of which
-/// writes its own elements only.
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (see `matmul`), and `c` outlives them.
+/// An output's base pointer (here: element `i·n + j` at `+ i·n + j`, which may lie
+/// before the buffer when only a block of rows is lent), shared by parallel tasks,
+/// each of which writes its own elements only.
+pub(super) struct OutPtr(pub(super) *mut f32);
+// SAFETY: its users' tasks write disjoint elements (see `matmul` and the table
+// gradients' scatter in `fused`), and the buffer outlives them.
 unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// A method, so that closures capture the `Sync` wrapper, not the pointer.
+    pub(super) fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// One register tile: rows `r0..r0 + rows` of op(a) against one packed panel, over
 /// the depth chunk `depth`, into the output columns `j0..j0 + width`.

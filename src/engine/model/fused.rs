@@ -1,6 +1,7 @@
 //! The fused attention + MLP op of the fast pass for unquantized activations (see
 //! [`attention_mlp`]), on the tape like the other ops of [`super::ops`].
 
+use super::chains::OutPtr;
 use super::kernels::{
     scatter_rows, table_rows_backward, table_rows_forward, BlockOut, Readers, TableShape,
     SCATTER_COLS,
@@ -187,7 +188,7 @@ pub fn attention_mlp(
         let scatter = |width: usize, src: &[f32]| -> Scratch {
             // Written in full: each task writes its block's columns of every row.
             let mut out = Scratch::new(heads * tr * width);
-            let base = SharedOut(out.as_mut_ptr());
+            let base = OutPtr(out.as_mut_ptr());
             (0..width.div_ceil(COLS)).into_par_iter().for_each(|b| {
                 let (c0, c1) = (b * COLS, ((b + 1) * COLS).min(width));
                 // SAFETY: `out` holds heads·tr rows of `width` floats and outlives the
@@ -245,18 +246,6 @@ pub fn attention_mlp(
             add_column_sums(rest[1], g, d);
         }
     })
-}
-
-/// The base of a buffer whose disjoint parts parallel tasks write.
-struct SharedOut(*mut f32);
-// SAFETY: shared only with tasks that write disjoint elements (see its use).
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// A method, so that closures capture the `Sync` wrapper, not the pointer.
-    fn ptr(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 fn add_into_serial(dst: &mut [f32], src: &[f32]) {

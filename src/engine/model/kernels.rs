@@ -28,12 +28,21 @@ pub(crate) fn simd_allowed() -> bool {
     true
 }
 
-/// Whether the AVX2 + FMA version of a kernel runs: the CPU has both, and the
-/// tests have not asked for the baseline ([`simd_allowed`]).
+/// Whether the AVX2 + FMA version of a kernel runs: the CPU has both
+/// ([`cpu_has_avx2_fma`]), and the tests have not asked for the baseline
+/// ([`simd_allowed`]).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(crate) fn avx2_fma() -> bool {
-    simd_allowed() && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    simd_allowed() && cpu_has_avx2_fma()
+}
+
+/// Whether this CPU has AVX2 and FMA (what the tests ask to know whether the fast
+/// kernels can run at all).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn cpu_has_avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
 }
 
 /// Defines `fn $name(args)` that runs its body compiled with AVX2 and FMA enabled when
@@ -1056,7 +1065,7 @@ mod tests {
 
     #[test]
     fn every_simd_kernel_gives_the_bits_of_its_baseline() {
-        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        if !cpu_has_avx2_fma() {
             eprintln!("skipped: this CPU lacks AVX2/FMA, so only the baseline kernels run");
             return;
         }

@@ -313,9 +313,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn has_simd() -> bool {
-        cfg!(target_arch = "x86_64")
-            && std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
+        super::super::kernels::cpu_has_avx2_fma()
     }
 
     /// `exp8`'s bits against `f32::exp` on the given floats.
